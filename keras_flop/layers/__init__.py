@@ -1,0 +1,7 @@
+"""Keras layers of keras-flop."""
+
+from keras_flop.layers.attention import ScaledDotProductAttention
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.layers.hard_concrete_mask import HardConcreteMask
+
+__all__ = ["FactorizedDense", "HardConcreteMask", "ScaledDotProductAttention"]

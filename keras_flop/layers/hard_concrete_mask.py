@@ -1,0 +1,155 @@
+"""`HardConcreteMask`: the L0 gate of FLOP (Louizos et al. 2018's hard-concrete distribution)."""
+
+import math
+
+import keras
+from keras import ops
+
+_INITS = ("constant", "paper")
+_EVAL_MASKS = ("deterministic", "topk")
+
+
+@keras.saving.register_keras_serializable(package="keras_flop")
+class HardConcreteMask(keras.layers.Layer):
+    """A learned hard-concrete gate `z ∈ [0, 1]` for each of `size` units.
+
+    In training every call draws one sample per unit (shared across the batch):
+    `u ~ U(ε, 1-ε)`, `s = σ((log u - log(1-u) + logα) / β)`, `z = clip(s (r-l) + l, 0, 1)`.
+    In inference the mask is deterministic: `clip(σ(logα)(r-l) + l, 0, 1)`
+    (`eval_mask="deterministic"`), or the authors' top-k rule (`eval_mask="topk"`): the
+    `round(size - l0_norm())` units of smallest `σ(0.8 logα / β)` are zeroed and the rest keep
+    that soft value. The gate math and `log_alpha` always stay in float32, also under a
+    mixed-precision policy.
+
+    Calling the layer multiplies the last axis of its input by the mask. `mask(training)` returns
+    the mask itself and `l0_norm()` the expected number of non-zero gates.
+
+    Args:
+        size: number of gated units (positive int).
+        init: `"constant"` (every `log_alpha` is `init_log_alpha`; the default 5.0 opens every
+            gate) or `"paper"` (`log_alpha ~ N(log(1-m) - log(m), 0.01)`, `m = drop_rate`).
+        init_log_alpha: initial `log_alpha` for `init="constant"`.
+        drop_rate: the initial drop rate `m` in (0, 1) for `init="paper"`.
+        temperature: `β > 0`.
+        limit_l: left stretch limit `l < 0`.
+        limit_r: right stretch limit `r > 1`.
+        epsilon: clamps the uniform noise to `[ε, 1-ε]`, `0 < ε < 0.5`.
+        eval_mask: `"deterministic"` or `"topk"`.
+        seed: seed of the sampling noise.
+
+    Example:
+    >>> import numpy as np
+    >>> gate = HardConcreteMask(4)
+    >>> x = np.ones((2, 4), "float32")
+    >>> gate(x, training=False).shape
+    (2, 4)
+    >>> round(float(gate.l0_norm()), 3)  # all gates open at the default init
+    4.0
+    """
+
+    def __init__(self, size, init="constant", init_log_alpha=5.0, drop_rate=0.5,
+                 temperature=1.0, limit_l=-0.1, limit_r=1.1, epsilon=1e-6,
+                 eval_mask="deterministic", seed=None, **kwargs):
+        # The gate is float32 whatever the global policy: sparsity math needs the precision.
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"`size` must be a positive integer; got size={size!r}.")
+        if init not in _INITS:
+            raise ValueError(f"`init` must be one of {_INITS}; got init={init!r}.")
+        if not 0.0 < drop_rate < 1.0:
+            raise ValueError(f"`drop_rate` must be in (0, 1); got drop_rate={drop_rate}.")
+        if not temperature > 0.0:
+            raise ValueError(f"`temperature` must be > 0; got temperature={temperature}.")
+        if not limit_l < 0.0:
+            raise ValueError(f"`limit_l` must be < 0; got limit_l={limit_l}.")
+        if not limit_r > 1.0:
+            raise ValueError(f"`limit_r` must be > 1; got limit_r={limit_r}.")
+        if not 0.0 < epsilon < 0.5:
+            raise ValueError(f"`epsilon` must be in (0, 0.5); got epsilon={epsilon}.")
+        if eval_mask not in _EVAL_MASKS:
+            raise ValueError(
+                f"`eval_mask` must be one of {_EVAL_MASKS}; got eval_mask={eval_mask!r}.")
+        self.size = size
+        self.init = init
+        self.init_log_alpha = float(init_log_alpha)
+        self.drop_rate = float(drop_rate)
+        self.temperature = float(temperature)
+        self.limit_l = float(limit_l)
+        self.limit_r = float(limit_r)
+        self.epsilon = float(epsilon)
+        self.eval_mask = eval_mask
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Keep the caller's dtype on the gated tensor; only the gate itself is float32.
+        self.autocast = False
+
+    def build(self, input_shape=None):
+        if self.init == "constant":
+            initializer = keras.initializers.Constant(self.init_log_alpha)
+        else:
+            mean = math.log(1.0 - self.drop_rate) - math.log(self.drop_rate)
+            initializer = keras.initializers.RandomNormal(mean, 0.01, seed=self.seed)
+        self.log_alpha = self.add_weight(
+            name="log_alpha", shape=(self.size,), initializer=initializer, dtype="float32",
+            # Not cast to float16 inside a mixed-precision parent layer's call.
+            autocast=False)
+        self.built = True
+
+    def _stretch(self, s):
+        return ops.clip(s * (self.limit_r - self.limit_l) + self.limit_l, 0.0, 1.0)
+
+    def sample(self):
+        """One training sample of the gates, `[size]`, float32."""
+        u = keras.random.uniform((self.size,), minval=self.epsilon, maxval=1.0 - self.epsilon,
+                                 dtype="float32", seed=self.seed_generator)
+        logits = (ops.log(u) - ops.log(1.0 - u) + self.log_alpha) / self.temperature
+        return self._stretch(ops.sigmoid(logits))
+
+    def prob_nonzero(self):
+        """`P(z_j != 0) = σ(logα_j - β log(-l / r))` per unit, `[size]`, float32."""
+        shift = self.temperature * math.log(-self.limit_l / self.limit_r)
+        return ops.sigmoid(ops.convert_to_tensor(self.log_alpha) - shift)
+
+    def l0_norm(self):
+        """Expected number of non-zero gates (differentiable in `log_alpha`)."""
+        return ops.sum(self.prob_nonzero())
+
+    def deterministic_mask(self):
+        """The inference mask, `[size]`, float32."""
+        if self.eval_mask == "deterministic":
+            return self._stretch(ops.sigmoid(self.log_alpha))
+        soft = ops.sigmoid(0.8 * ops.convert_to_tensor(self.log_alpha) / self.temperature)
+        num_zeros = ops.round(self.size - self.l0_norm())
+        # Rank of every unit by soft value (ties by index), shape-static so XLA compiles it.
+        ranks = ops.argsort(ops.argsort(soft))
+        return ops.where(ops.cast(ranks, "float32") < num_zeros, 0.0, soft)
+
+    def mask(self, training=False):
+        """The gate values: a fresh sample when `training`, else the inference mask."""
+        if not self.built:
+            self.build()
+        return self.sample() if training else self.deterministic_mask()
+
+    def call(self, inputs, training=None):
+        z = self.mask(bool(training))
+        return inputs * ops.cast(z, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "size": self.size,
+            "init": self.init,
+            "init_log_alpha": self.init_log_alpha,
+            "drop_rate": self.drop_rate,
+            "temperature": self.temperature,
+            "limit_l": self.limit_l,
+            "limit_r": self.limit_r,
+            "epsilon": self.epsilon,
+            "eval_mask": self.eval_mask,
+            "seed": self.seed,
+        })
+        return config

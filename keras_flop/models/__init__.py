@@ -1,0 +1,7 @@
+"""Model builders of keras-flop."""
+
+from keras_flop.models.bert import (ENCODER_DENSE_SUFFIXES, INPUT_NAMES, bert_inputs,
+                                    build_bert_classifier, encoder_dense_names)
+
+__all__ = ["ENCODER_DENSE_SUFFIXES", "INPUT_NAMES", "bert_inputs", "build_bert_classifier",
+           "encoder_dense_names"]

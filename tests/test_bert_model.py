@@ -1,0 +1,113 @@
+"""BertConfig and the Keras BERT classifier/regressor."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_flop import BertConfig, build_bert_classifier
+from keras_flop.models import encoder_dense_names
+
+TINY = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=32)
+
+
+def _batch(batch=3, seq=12, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, seq + 1, size=batch)
+    mask = np.arange(seq)[None, :] < lengths[:, None]
+    return {"token_ids": np.where(mask, rng.integers(5, 60, (batch, seq)), 0).astype("int32"),
+            "segment_ids": (np.arange(seq)[None, :] >= lengths[:, None] // 2).astype("int32")
+            * mask, "padding_mask": mask}
+
+
+def test_config_json_round_trip(tmp_path):
+    config = BertConfig(**TINY, hidden_act="gelu_exact")
+    path = tmp_path / "bert_config.json"
+    config.to_json_file(path)
+    assert json.loads(path.read_text())["hidden_act"] == "gelu_exact"
+    assert BertConfig.from_json_file(path) == config
+    assert config.head_size == 8
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"hidden_size": 30}, "num_attention_heads (4) must divide hidden_size (30)"),
+    ({"num_hidden_layers": 0}, "BertConfig.num_hidden_layers must be a positive integer"),
+    ({"vocab_size": "30522"}, "BertConfig.vocab_size must be a positive integer"),
+    ({"hidden_dropout_prob": 1.0}, "BertConfig.hidden_dropout_prob must be a number in [0, 1)"),
+    ({"hidden_act": "gelu_fast"}, "BertConfig.hidden_act must be one of"),
+    ({"initializer_range": -1}, "BertConfig.initializer_range must be a positive number"),
+    ({"hidden_sizes": 32}, "Unknown BertConfig field(s) ['hidden_sizes']"),
+])
+def test_config_validation_names_the_field(change, field):
+    with pytest.raises(ValueError) as error:
+        BertConfig.from_dict({**TINY, **change})
+    assert field in str(error.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        BertConfig.from_json_file(tmp_path / "missing.json")
+    bad = tmp_path / "bert_config.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bert_config.json: not a valid JSON"):
+        BertConfig.from_json_file(bad)
+    bad.write_text(json.dumps({k: v for k, v in TINY.items() if k != "vocab_size"}))
+    with pytest.raises(ValueError, match="'vocab_size' is missing"):
+        BertConfig.from_json_file(bad)
+
+
+@pytest.mark.parametrize("num_labels", [1, 3])
+def test_classifier_and_regressor_outputs(num_labels):
+    model = build_bert_classifier(BertConfig(**TINY), num_labels=num_labels)
+    logits = model(_batch())
+    assert tuple(logits.shape) == (3, num_labels)
+    assert len(encoder_dense_names(2)) == 12
+    for name in encoder_dense_names(2):
+        assert isinstance(model.get_layer(name), keras.layers.Dense)
+
+
+def test_padding_does_not_change_the_logits():
+    model = build_bert_classifier(BertConfig(**TINY))
+    batch = _batch()
+    other = dict(batch, token_ids=np.where(batch["padding_mask"], batch["token_ids"], 7))
+    np.testing.assert_allclose(np.asarray(model(batch)), np.asarray(model(other)), atol=1e-5)
+
+
+def test_dropout_as_configured():
+    batch = _batch()
+    no_dropout = build_bert_classifier(
+        BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    np.testing.assert_allclose(np.asarray(no_dropout(batch, training=True)),
+                               np.asarray(no_dropout(batch)), atol=1e-6)
+    dropout = build_bert_classifier(BertConfig(**TINY, hidden_dropout_prob=0.3))
+    assert not np.allclose(np.asarray(dropout(batch, training=True)), np.asarray(dropout(batch)))
+
+
+def test_logits_are_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_bert_classifier(BertConfig(**TINY))
+        assert model.get_layer("layer_0_intermediate").compute_dtype == "float16"
+        logits = model(_batch())
+        assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+        assert np.all(np.isfinite(np.asarray(logits)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_model_keras_round_trip(tmp_path):
+    model = build_bert_classifier(BertConfig(**TINY, hidden_act="gelu"), num_labels=2)
+    path = tmp_path / "bert.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    batch = _batch()
+    np.testing.assert_array_equal(np.asarray(model(batch)), np.asarray(restored(batch)))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="`num_labels` must be a positive integer"):
+        build_bert_classifier(BertConfig(**TINY), num_labels=0)
+    with pytest.raises(ValueError, match="`config` must be a BertConfig"):
+        build_bert_classifier(TINY)
