@@ -1,13 +1,20 @@
 """keras-flop: structured pruning of BERT-family encoders for Keras 3 (FLOP).
 
-The public API, re-exported here: `BertConfig`, `build_bert_classifier`, and the layers in
-`keras_flop.layers` (`FactorizedDense`, `HardConcreteMask`).
+Public API: `BertConfig`, `build_bert_classifier`, `load_tf1_checkpoint`, `factorize`,
+`factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`, and the modules
+`layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
-from keras_flop import layers
+from keras_flop import layers, optimizers
+from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.config import BertConfig
+from keras_flop.factorization import factorize, factorize_model
 from keras_flop.models import build_bert_classifier
+from keras_flop.pruning_model import PruningModel
+from keras_flop.sparsity import expected_sparsity, kept_parameters
 
 __version__ = "0.1.0"
 
-__all__ = ["BertConfig", "build_bert_classifier", "layers"]
+__all__ = ["BertConfig", "PruningModel", "build_bert_classifier", "expected_sparsity",
+           "factorize", "factorize_model", "kept_parameters", "layers", "load_tf1_checkpoint",
+           "optimizers"]

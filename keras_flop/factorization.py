@@ -1,0 +1,118 @@
+"""Replace the encoder's dense layers by SVD-initialized `FactorizedDense` layers."""
+
+import re
+
+import keras
+import numpy as np
+
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES
+
+_ENCODER_DENSE = re.compile(r"^layer_\d+_(%s)$" % "|".join(ENCODER_DENSE_SUFFIXES))
+
+
+def is_encoder_dense(layer):
+    """Whether `layer` is one of the six prunable dense layers of an encoder layer."""
+    return bool(_ENCODER_DENSE.match(layer.name)) and isinstance(
+        layer, (keras.layers.Dense, FactorizedDense))
+
+
+def encoder_dense_layers(model):
+    """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
+    return [layer for layer in model.layers if is_encoder_dense(layer)]
+
+
+def gated_layers(model):
+    """The `FactorizedDense` layers of `model` that carry a gate."""
+    return [layer for layer in model.layers
+            if isinstance(layer, FactorizedDense) and layer.gate is not None]
+
+
+def rebuild(model, replace):
+    """A copy of functional `model` in which `replace(layer)` substitutes some layers.
+
+    `replace` returns a new, built layer (with its weights set) or None to keep a copy of the
+    original. Every other layer is re-created from its config and gets the original's weights,
+    so the copy shares no variables with `model`.
+    """
+    replaced = set()
+
+    def clone(layer):
+        new = replace(layer)
+        if new is not None:
+            replaced.add(layer.name)
+            return new
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.name not in replaced and layer.weights:
+            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    return copy
+
+
+def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="min",
+                    gated=True, gate_config=None):
+    """The functional model with every encoder dense layer as a gated `FactorizedDense`.
+
+    Args:
+        model: a dense model from `build_bert_classifier` or `load_tf1_checkpoint`.
+        rank: the rank of every factorization: an int (capped at each layer's full rank), a
+            float in (0, 1] meaning that fraction of `Σ σ²` (energy) is kept, or None for full
+            rank.
+        energy: same as a float `rank`, by keyword.
+        sigma, rank_policy: see `keras_flop.svd.svd_factors`.
+        gated: attach a `HardConcreteMask` (default) or not.
+        gate_config: keyword arguments of each `HardConcreteMask`.
+
+    Returns:
+        A new functional model (no variables shared with `model`). With all gates open (the
+        default `log_alpha = 5`) its inference outputs equal `model`'s.
+    """
+    if isinstance(rank, float):
+        if energy is not None:
+            raise ValueError("Pass the energy fraction either as a float `rank` or as "
+                             "`energy`, not both.")
+        rank, energy = None, rank
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"`rank` must be a positive int, a float in (0, 1], or None; "
+                         f"got rank={rank!r}.")
+    layers = encoder_dense_layers(model)
+    if not layers:
+        raise ValueError(f"Model {model.name!r} has no encoder dense layers to factorize "
+                         "(expected layers named like 'layer_0_attention_query').")
+    if any(isinstance(layer, FactorizedDense) for layer in layers):
+        raise ValueError(f"Model {model.name!r} is already factorized.")
+
+    def replace(layer):
+        if not is_encoder_dense(layer):
+            return None
+        kernel = np.asarray(layer.kernel)
+        bias = np.asarray(layer.bias) if layer.use_bias else None
+        layer_rank = None if rank is None else min(rank, min(kernel.shape))
+        return FactorizedDense.from_kernel(
+            kernel, bias, rank=layer_rank, energy=energy, sigma=sigma, rank_policy=rank_policy,
+            gated=gated, activation=layer.activation, gate_config=gate_config, name=layer.name,
+            dtype=layer.dtype_policy)
+
+    return rebuild(model, replace)
+
+
+def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", gate_config=None,
+              **pruning_kwargs):
+    """The pruning model of a dense BERT: every encoder dense layer factorized and gated.
+
+    Factorizes as `factorize_model` (same `rank`, `energy`, `sigma`, `rank_policy`,
+    `gate_config`) and wraps the result in a `PruningModel`; `pruning_kwargs` go to it
+    (`target_sparsity`, `target_sparsity_warmup`, `sparsity_denominator`,
+    `regularization_scale`). With every gate open (the default) its outputs equal `model`'s.
+
+    Example:
+    >>> model = keras_flop.load_tf1_checkpoint("minilm/")            # doctest: +SKIP
+    >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
+    """
+    from keras_flop.pruning_model import PruningModel  # the pruning model builds on this module
+
+    network = factorize_model(model, rank=rank, energy=energy, sigma=sigma,
+                              rank_policy=rank_policy, gate_config=gate_config)
+    return PruningModel(network, name=f"{model.name}_pruning", **pruning_kwargs)

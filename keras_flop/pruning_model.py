@@ -1,0 +1,264 @@
+"""`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_flop import optimizers as flop_optimizers
+from keras_flop.factorization import gated_layers
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.sparsity import DENOMINATORS, expected_sparsity
+
+# Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
+_INITIAL_LOSS_SCALE = 2.0 ** 15
+_LOSS_SCALE_GROWTH_STEPS = 2000
+
+
+@keras.saving.register_keras_serializable(package="keras_flop")
+class PruningModel(keras.Model):
+    """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
+
+    Each training step minimizes
+    `L = L_task + L_l2 + λ1 (ŝ - t) + λ2 (ŝ - t)²` with three optimizers: the compiled
+    `optimizer` on the model weights (from `L_task + L_l2`; a constant learning rate of 0, or
+    `optimizer=None`, freezes them and computes no gradient for them), `alpha_optimizer` on the
+    gates' `log_alpha` (from `L_task + L_lagrangian`), and `lambda_optimizer` doing gradient
+    **ascent** on `λ1, λ2`. `ŝ` is `expected_sparsity`, `t` the target after its linear warmup.
+    Evaluation and prediction use the deterministic gate mask.
+
+    Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
+    `target_sparsity`, `lambda_1`, `lambda_2`, `model_lr`, `alpha_lr`, `lambda_lr`,
+    `l2_regularization_loss`, plus the compiled metrics.
+
+    Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
+    skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
+    gates, λ, the sparsity and the loss stay float32.
+
+    Args:
+        network: a functional model with gated `FactorizedDense` layers
+            (`keras_flop.factorize_model`); usually built by `keras_flop.factorize`.
+        target_sparsity: `T` in [0, 1).
+        target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none).
+        sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
+        regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
+
+    Example:
+    >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
+    >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
+    >>> pruning_model.fit(train_ds, epochs=3, callbacks=[...])  # doctest: +SKIP
+    """
+
+    def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
+                 sparsity_denominator="dense", regularization_scale=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= target_sparsity < 1.0:
+            raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
+        if isinstance(target_sparsity_warmup, bool) or int(target_sparsity_warmup) < 0:
+            raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
+                             f"{target_sparsity_warmup}.")
+        if sparsity_denominator not in DENOMINATORS:
+            raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; got "
+                             f"{sparsity_denominator!r}.")
+        if regularization_scale < 0:
+            raise ValueError(f"`regularization_scale` must be >= 0; got {regularization_scale}.")
+        if not gated_layers(network):
+            raise ValueError(f"Model {network.name!r} has no gated FactorizedDense layers: "
+                             "factorize it first (keras_flop.factorize).")
+        self.network = network
+        self.target_sparsity = float(target_sparsity)
+        self.target_sparsity_warmup = int(target_sparsity_warmup)
+        self.sparsity_denominator = sparsity_denominator
+        self.regularization_scale = float(regularization_scale)
+
+        def scalar(name, dtype="float32", initializer="zeros", trainable=False):
+            return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
+                                   trainable=trainable, autocast=False)
+
+        self.lambda_1 = scalar("lambda_1", trainable=True)
+        self.lambda_2 = scalar("lambda_2", trainable=True)
+        self.pruning_step = scalar("pruning_step", dtype="int64")
+        self.loss_scale = scalar("loss_scale",
+                                 initializer=keras.initializers.Constant(_INITIAL_LOSS_SCALE))
+        self.finite_steps = scalar("finite_steps", dtype="int64")
+        self.built = True
+
+    # -- variable groups -------------------------------------------------------------------
+    @property
+    def gate_variables(self):
+        return [layer.gate.log_alpha for layer in gated_layers(self.network)]
+
+    @property
+    def lambda_variables(self):
+        return [self.lambda_1, self.lambda_2]
+
+    @property
+    def model_variables(self):
+        gates = {id(v) for v in self.gate_variables}
+        return [v for v in self.network.trainable_variables if id(v) not in gates]
+
+    def _l2_kernels(self):
+        kernels = []
+        for layer in self.network.layers:
+            if isinstance(layer, FactorizedDense):
+                kernels += [layer.p_kernel, layer.q_kernel]
+        pooler = next((layer for layer in self.network.layers if layer.name == "pooler"), None)
+        if pooler is not None:
+            kernels.append(pooler.kernel)
+        return kernels
+
+    @property
+    def mixed_precision(self):
+        return any(layer.dtype_policy.name == "mixed_float16" for layer in self.network.layers)
+
+    # -- model API -------------------------------------------------------------------------
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    def compile(self, optimizer=None, alpha_optimizer=None, lambda_optimizer=None, loss=None,
+                metrics=None, jit_compile=None, **kwargs):
+        """Sets the three optimizers and the task loss.
+
+        Args:
+            optimizer: the model-weight optimizer (`keras_flop.optimizers.model_optimizer`
+                makes the AdamW of the recipe). None, or a constant learning rate of 0, freezes
+                the model: only the gates and λ learn (the original FLOP SST-2 recipe).
+            alpha_optimizer: for `log_alpha`; default Adam with `5 · noam(step)`, warmup 200.
+            lambda_optimizer: for λ (ascent); default Adam with `10 · noam(step)`.
+            loss: default sparse categorical cross-entropy on logits, or mean squared error
+                for a one-output (regression) model.
+            jit_compile: default True (XLA), except under a `tf.distribute` strategy.
+        """
+        kwargs.pop("auto_scale_loss", None)  # loss scaling is done here, for all groups
+        self.model_frozen = flop_optimizers.is_frozen(optimizer)
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(learning_rate=0.0, name="model_optimizer")
+        if loss is None:
+            regression = self.network.outputs[0].shape[-1] == 1
+            loss = (keras.losses.MeanSquaredError() if regression else
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if jit_compile is None:
+            jit_compile = "auto" if tf.distribute.has_strategy() else True
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
+        self.alpha_optimizer = alpha_optimizer or flop_optimizers.gate_optimizer()
+        self.lambda_optimizer = lambda_optimizer or flop_optimizers.lambda_optimizer()
+        # Every optimizer is built on its own group now, not inside the traced step.
+        if not self.optimizer.built:
+            self.optimizer.build([] if self.model_frozen else self.model_variables)
+        if not self.alpha_optimizer.built:
+            self.alpha_optimizer.build(self.gate_variables)
+        if not self.lambda_optimizer.built:
+            self.lambda_optimizer.build(self.lambda_variables)
+
+    def target_sparsity_at(self, step):
+        """`t(step) = T · min(1, step / W)` (or `T` without warmup)."""
+        if self.target_sparsity_warmup <= 0:
+            return ops.convert_to_tensor(self.target_sparsity, "float32")
+        fraction = ops.cast(step, "float32") / float(self.target_sparsity_warmup)
+        return self.target_sparsity * ops.minimum(fraction, 1.0)
+
+    def expected_sparsity(self):
+        return expected_sparsity(self.network, self.sparsity_denominator)
+
+    def l2_regularization_loss(self):
+        if self.regularization_scale == 0.0:
+            return ops.convert_to_tensor(0.0, "float32")
+        squares = [ops.sum(ops.square(ops.cast(k, "float32"))) for k in self._l2_kernels()]
+        return self.regularization_scale * ops.sum(ops.stack(squares)) / 2.0
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        gate_vars, lambda_vars = self.gate_variables, self.lambda_variables
+        model_vars = [] if self.model_frozen else self.model_variables
+        variables = model_vars + gate_vars + lambda_vars
+        mixed = self.mixed_precision
+
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in variables])
+            y_pred = self(x, training=True)
+            task_loss = ops.cast(self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                                   sample_weight=sample_weight, training=True),
+                                 "float32")
+            l2_loss = self.l2_regularization_loss()
+            sparsity = self.expected_sparsity()
+            target = self.target_sparsity_at(self.pruning_step)
+            gap = sparsity - target
+            lagrangian = self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
+            loss = task_loss + l2_loss + lagrangian
+            scaled_loss = loss * self.loss_scale if mixed else loss
+        grads = tape.gradient(scaled_loss, [v.value for v in variables])
+        grads = [ops.zeros_like(v) if g is None else ops.cast(g, "float32") for g, v in
+                 zip(grads, variables)]
+        if mixed:
+            grads = [g / self.loss_scale for g in grads]
+        n_model, n_gate = len(model_vars), len(gate_vars)
+        model_grads = grads[:n_model]
+        gate_grads = grads[n_model:n_model + n_gate]
+        lambda_grads = [-g for g in grads[n_model + n_gate:]]  # ascent on λ
+
+        def apply_all():
+            if model_vars:
+                self.optimizer.apply(model_grads, model_vars)
+            self.alpha_optimizer.apply(gate_grads, gate_vars)
+            self.lambda_optimizer.apply(lambda_grads, lambda_vars)
+
+        if mixed:
+            self._apply_with_loss_scale(grads, apply_all)
+        else:
+            apply_all()
+        self.pruning_step.assign_add(1)
+
+        # compute_loss divided the loss by the replica count; the tracker wants the mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self._loss_tracker.update_state(
+            loss * replicas,
+            sample_weight=ops.shape(tf.nest.flatten(x)[0])[0])
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs.update({
+            "task_loss": task_loss,
+            "lagrangian": lagrangian,
+            "l2_regularization_loss": l2_loss,
+            "expected_sparsity": sparsity,
+            "target_sparsity": target,
+            "lambda_1": ops.convert_to_tensor(self.lambda_1),
+            "lambda_2": ops.convert_to_tensor(self.lambda_2),
+            "model_lr": ops.convert_to_tensor(self.optimizer.learning_rate),
+            "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
+            "lambda_lr": ops.convert_to_tensor(self.lambda_optimizer.learning_rate),
+        })
+        if mixed:
+            logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
+        return logs
+
+    def _apply_with_loss_scale(self, grads, apply_all):
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in grads]))
+
+        def on_finite():
+            apply_all()
+            grow = self.finite_steps + 1 >= _LOSS_SCALE_GROWTH_STEPS
+            self.loss_scale.assign(ops.where(grow, self.loss_scale * 2.0, self.loss_scale))
+            self.finite_steps.assign(ops.where(grow, 0, self.finite_steps + 1))
+            return ops.convert_to_tensor(True)
+
+        def on_overflow():
+            self.loss_scale.assign(ops.maximum(self.loss_scale / 2.0, 1.0))
+            self.finite_steps.assign(0)
+            return ops.convert_to_tensor(False)
+
+        return ops.cond(finite, on_finite, on_overflow)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "network": keras.saving.serialize_keras_object(self.network),
+            "target_sparsity": self.target_sparsity,
+            "target_sparsity_warmup": self.target_sparsity_warmup,
+            "sparsity_denominator": self.sparsity_denominator,
+            "regularization_scale": self.regularization_scale,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)

@@ -1,0 +1,206 @@
+"""factorize, expected_sparsity and the PruningModel's Lagrangian train_step."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_flop
+from keras_flop import BertConfig, build_bert_classifier
+from keras_flop.factorization import gated_layers
+from keras_flop.layers import FactorizedDense
+from keras_flop.sparsity import sparsity_denominator
+
+TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=16)
+
+
+def _data(n=32, seq=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {"token_ids": rng.integers(1, 50, (n, seq)).astype("int32"),
+         "segment_ids": np.zeros((n, seq), "int32"),
+         "padding_mask": np.ones((n, seq), bool)}
+    return x, (x["token_ids"][:, 1] > 25).astype("int32")
+
+
+def _pruning_model(seed=0, dropout=0.1, **kwargs):
+    keras.utils.set_random_seed(seed)
+    config = BertConfig(**TINY, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return keras_flop.factorize(build_bert_classifier(config), **kwargs)
+
+
+def test_factorized_model_with_open_gates_equals_the_dense_model():
+    dense = build_bert_classifier(BertConfig(**TINY), num_labels=3)
+    pruning_model = keras_flop.factorize(dense)
+    x, _ = _data()
+    np.testing.assert_allclose(np.asarray(pruning_model.predict(x, verbose=0)),
+                               np.asarray(dense.predict(x, verbose=0)), atol=1e-4)
+    layers = gated_layers(pruning_model.network)
+    assert len(layers) == 12 and all(layer.rank == 32 for layer in layers)
+    # No variable is shared: training the pruning model leaves the dense model alone.
+    dense_ids = {id(v) for v in dense.weights}
+    assert not any(id(v) in dense_ids for v in pruning_model.weights)
+
+
+def test_rank_truncation():
+    dense = build_bert_classifier(BertConfig(**TINY))
+    assert {layer.rank for layer in gated_layers(keras_flop.factorize_model(dense, rank=8))} \
+        == {8}
+    truncated = gated_layers(keras_flop.factorize_model(dense, rank=0.5))
+    assert all(1 <= layer.rank < 32 for layer in truncated)
+    with pytest.raises(ValueError, match="`rank` must be a positive int"):
+        keras_flop.factorize_model(dense, rank=0)
+    with pytest.raises(ValueError, match="already factorized"):
+        keras_flop.factorize_model(keras_flop.factorize_model(dense))
+
+
+def test_expected_sparsity_at_full_rank():
+    pruning_model = _pruning_model()
+    # Square 32x32 layers double when factored, 32x64 ones grow by half: 1 - 14336/8192.
+    p_open = 1.0 / (1.0 + np.exp(-(5.0 + np.log(11.0))))
+    expected = 1.0 - p_open * (8 * 64 * 32 + 4 * 96 * 32) / (8 * 32 * 32 + 4 * 32 * 64)
+    assert float(keras_flop.expected_sparsity(pruning_model)) == pytest.approx(expected, 1e-5)
+    factorized = float(keras_flop.expected_sparsity(pruning_model, denominator="factorized"))
+    assert factorized == pytest.approx(1.0 - p_open, abs=1e-5)
+    dense_count = sparsity_denominator(pruning_model, "dense")
+    assert keras_flop.kept_parameters(pruning_model) == dense_count  # merged back at worst
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"target_sparsity": 1.0}, "`target_sparsity` must be in [0, 1)"),
+    ({"target_sparsity": -0.1}, "`target_sparsity` must be in [0, 1)"),
+    ({"sparsity_denominator": "sparse"}, "`sparsity_denominator` must be one of"),
+    ({"regularization_scale": -1.0}, "`regularization_scale` must be >= 0"),
+])
+def test_pruning_model_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        _pruning_model(**kwargs)
+    assert message in str(error.value)
+
+
+def test_frozen_model_trains_only_gates_and_lambdas():
+    pruning_model = _pruning_model(target_sparsity=0.5)
+    pruning_model.compile(optimizer=None, alpha_optimizer=keras.optimizers.Adam(0.05),
+                          lambda_optimizer=keras.optimizers.Adam(0.05))
+    assert pruning_model.model_frozen
+    before = [np.array(v) for v in pruning_model.model_variables]
+    gates_before = [np.array(v) for v in pruning_model.gate_variables]
+    x, y = _data()
+    history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    for old, new in zip(before, pruning_model.model_variables):
+        np.testing.assert_array_equal(old, np.asarray(new))
+    gates_after = [np.asarray(v) for v in pruning_model.gate_variables]
+    assert all(not np.array_equal(old, new) for old, new in zip(gates_before, gates_after))
+    assert np.mean(np.concatenate(gates_after)) < np.mean(np.concatenate(gates_before))
+    # ŝ < t at full rank: ascent drives λ1 negative and λ2 (gradient (ŝ-t)² >= 0) positive.
+    assert history["lambda_1"][-1] < 0 < history["lambda_2"][-1]
+    for key in ("loss", "task_loss", "lagrangian", "expected_sparsity", "target_sparsity",
+                "lambda_1", "lambda_2", "model_lr", "alpha_lr", "lambda_lr",
+                "l2_regularization_loss"):
+        assert key in history, key
+    assert history["model_lr"][-1] == 0.0
+
+
+def test_target_sparsity_warmup_and_l2():
+    pruning_model = _pruning_model(target_sparsity=0.6, target_sparsity_warmup=8,
+                                   regularization_scale=1e-3)
+    pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 100),
+                          metrics=["accuracy"])
+    x, y = _data()
+    history = pruning_model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    # Logged after steps 3 and 7 (0-based): t = 0.6 · step / 8.
+    np.testing.assert_allclose(history["target_sparsity"], [0.6 * 3 / 8, 0.6 * 7 / 8], rtol=1e-5)
+    kernels = pruning_model._l2_kernels()
+    assert len(kernels) == 2 * 12 + 1
+    assert history["l2_regularization_loss"][-1] > 0
+    assert history["model_lr"][-1] > 0
+
+
+def test_evaluate_and_predict_use_the_deterministic_mask():
+    pruning_model = _pruning_model()
+    layer = gated_layers(pruning_model.network)[0]
+    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    x, _ = _data(n=8)
+    first = pruning_model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, pruning_model.predict(x, verbose=0))
+    np.testing.assert_allclose(first, np.asarray(pruning_model.network(x, training=False)),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_graph_and_xla_agree_on_the_first_step(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x, y = _data(n=16)
+        losses = {}
+        for jit_compile in (False, True):
+            pruning_model = _pruning_model(seed=3, dropout=0.0, target_sparsity=0.5)
+            pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 10),
+                                  jit_compile=jit_compile)
+            first = pruning_model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+            losses[jit_compile] = first["loss"][0]
+            history = pruning_model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+            for key in ("loss", "task_loss", "expected_sparsity"):
+                assert np.all(np.isfinite(history[key])), key
+            assert pruning_model.predict(x, verbose=0).dtype == np.float32
+        tolerance = 1e-4 if policy == "float32" else 1e-2
+        assert losses[False] == pytest.approx(losses[True], abs=tolerance)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_keeps_gates_lambda_and_loss_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        pruning_model = _pruning_model()
+        assert pruning_model.mixed_precision
+        assert all(v.dtype == "float32" for v in pruning_model.gate_variables)
+        assert pruning_model.lambda_1.dtype == "float32"
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 4))
+        x, y = _data(n=16)
+        history = pruning_model.fit(x, y, batch_size=8, verbose=0).history
+        assert history["loss_scale"][-1] == 2.0 ** 15
+        assert isinstance(gated_layers(pruning_model.network)[0], FactorizedDense)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_pruning_model_keras_round_trip(tmp_path):
+    pruning_model = _pruning_model(target_sparsity=0.3, target_sparsity_warmup=5)
+    layer = gated_layers(pruning_model.network)[2]
+    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    pruning_model.lambda_1.assign(0.25)
+    path = tmp_path / "pruning.keras"
+    pruning_model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, keras_flop.PruningModel)
+    assert restored.target_sparsity == 0.3 and restored.target_sparsity_warmup == 5
+    assert float(restored.lambda_1) == 0.25
+    x, _ = _data(n=4)
+    np.testing.assert_array_equal(np.asarray(restored(x)), np.asarray(pruning_model(x)))
+
+
+def test_lagrangian_drives_expected_sparsity_to_the_target():
+    """Seed recipe on a tiny task: fine-tune dense, factorize, train gates and λ only."""
+    keras.utils.set_random_seed(0)
+    config = BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    dense = build_bert_classifier(config)
+    x, y = _data(n=4800, seed=1)
+    dense.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=True)
+    dense.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert dense.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.9
+    # The authors' top-k inference mask keeps round(Σ p) ranks per layer. The seed's
+    # threshold rule keeps only gates with p > 0.5 and drifts below the target (gates
+    # stuck near p ≈ 0.1 still count in the expectation).
+    pruning_model = keras_flop.factorize(dense, target_sparsity=0.5, target_sparsity_warmup=100,
+                                         gate_config={"eval_mask": "topk"})
+    pruning_model.compile(optimizer=None, alpha_optimizer=keras.optimizers.Adam(0.1),
+                          lambda_optimizer=keras.optimizers.Adam(0.05), metrics=["accuracy"])
+    history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert history["expected_sparsity"][-1] == pytest.approx(0.5, abs=0.03)
+    assert abs(history["lambda_1"][-1]) > 0 and history["lambda_2"][-1] > 0.1
+    kept = keras_flop.kept_parameters(pruning_model)
+    dense_count = sparsity_denominator(pruning_model, "dense")
+    assert kept / dense_count == pytest.approx(1.0 - 0.5, abs=0.1)
+    assert pruning_model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.8
