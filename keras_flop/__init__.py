@@ -1,20 +1,23 @@
 """keras-flop: structured pruning of BERT-family encoders for Keras 3 (FLOP).
 
 Public API: `BertConfig`, `build_bert_classifier`, `load_tf1_checkpoint`, `factorize`,
-`factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`, and the modules
+`factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`, `compact`,
+`parameter_report`, and the modules
 `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
 from keras_flop import layers, optimizers
 from keras_flop.checkpoint import load_tf1_checkpoint
+from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.models import build_bert_classifier
 from keras_flop.pruning_model import PruningModel
+from keras_flop.report import parameter_report, write_parameter_report
 from keras_flop.sparsity import expected_sparsity, kept_parameters
 
 __version__ = "0.1.0"
 
-__all__ = ["BertConfig", "PruningModel", "build_bert_classifier", "expected_sparsity",
+__all__ = ["BertConfig", "PruningModel", "build_bert_classifier", "compact", "expected_sparsity",
            "factorize", "factorize_model", "kept_parameters", "layers", "load_tf1_checkpoint",
-           "optimizers"]
+           "optimizers", "parameter_report", "write_parameter_report"]

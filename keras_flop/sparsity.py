@@ -12,7 +12,8 @@ def _network(model):
     return getattr(model, "network", model)
 
 
-def _gated(model):
+def require_gated_layers(model):
+    """The gated layers of a pruning model (or its network); an error if it has none."""
     layers = gated_layers(_network(model))
     if not layers:
         raise ValueError(f"Model {model.name!r} has no gated FactorizedDense layers: build the "
@@ -25,7 +26,7 @@ def sparsity_denominator(model, denominator="dense"):
     if denominator not in DENOMINATORS:
         raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; "
                          f"got {denominator!r}.")
-    layers = _gated(model)
+    layers = require_gated_layers(model)
     if denominator == "dense":
         return float(sum(layer.dense_params for layer in layers))
     return float(sum(layer.factor_params for layer in layers))
@@ -43,7 +44,7 @@ def expected_sparsity(model, denominator="dense"):
     >>> float(keras_flop.expected_sparsity(pruning_model))  # doctest: +SKIP
     -0.75
     """
-    layers = _gated(model)
+    layers = require_gated_layers(model)
     expected = ops.sum(ops.stack([
         float(layer.input_dim + layer.units) * layer.gate.l0_norm() for layer in layers]))
     return 1.0 - expected / sparsity_denominator(model, denominator)
@@ -68,4 +69,4 @@ def kept_parameters(model, threshold=0.0):
     `keras_flop.compact` builds it; biases are not counted.
     """
     return int(sum(compact_cost(layer, len(kept_ranks(layer, threshold)))
-                   for layer in _gated(model)))
+                   for layer in require_gated_layers(model)))
