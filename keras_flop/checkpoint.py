@@ -100,7 +100,7 @@ def _open_reader(prefix):
 def _read_tensor(reader, name, prefix):
     try:
         return reader.get_tensor(name)
-    except tf.errors.OpError as e:
+    except (tf.errors.OpError, IndexError) as e:
         message = str(e).strip().splitlines()[0]
         raise ValueError(f"Cannot read variable {name} from checkpoint {prefix} "
                          f"(truncated or corrupt data shard?): {message}") from None

@@ -1,0 +1,174 @@
+"""load_tf1_checkpoint against an independent TF1 BERT, and factorize parity."""
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_flop
+from tf1_bert import random_weights, reference_logits, tf1_shapes, write_tf1_checkpoint
+
+CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.1,
+              attention_probs_dropout_prob=0.1, max_position_embeddings=32, type_vocab_size=2,
+              initializer_range=0.02)
+
+
+def _batch(vocab=64, batch=3, seq=16, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = np.array([seq, seq // 2, 5])[:batch]
+    mask = np.arange(seq)[None, :] < lengths[:, None]
+    return {"token_ids": (rng.integers(5, vocab, (batch, seq)) * mask).astype("int32"),
+            "segment_ids": ((np.arange(seq)[None, :] >= lengths[:, None] // 2) * mask)
+            .astype("int32"),
+            "padding_mask": mask}
+
+
+def _reference(weights, config, batch):
+    return reference_logits(weights, config, batch["token_ids"], batch["segment_ids"],
+                            batch["padding_mask"])
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("finetuned")
+    weights = random_weights(tf1_shapes(CONFIG, num_labels=3))
+    write_tf1_checkpoint(directory, CONFIG, weights)
+    return directory, weights
+
+
+def test_imported_logits_equal_the_tf1_model(finetuned):
+    directory, weights = finetuned
+    names = {name for name, _ in tf.train.list_variables(str(directory / "bert_model.ckpt"))}
+    assert "global_step" in names and "bert/pooler/dense/kernel/adam_m" in names
+    model = keras_flop.load_tf1_checkpoint(directory)
+    batch = _batch()
+    logits = np.asarray(model.predict(batch, verbose=0))
+    assert logits.shape == (3, 3)
+    assert np.max(np.abs(logits - _reference(weights, CONFIG, batch))) <= 1e-4
+    # The checkpoint prefix works as well as the directory.
+    again = keras_flop.load_tf1_checkpoint(directory / "bert_model.ckpt")
+    np.testing.assert_array_equal(np.asarray(again.predict(batch, verbose=0)), logits)
+
+
+def test_factorized_model_with_open_gates_equals_the_imported_model(finetuned):
+    directory, weights = finetuned
+    model = keras_flop.load_tf1_checkpoint(directory)
+    pruning_model = keras_flop.factorize(model)
+    batch = _batch()
+    expected = _reference(weights, CONFIG, batch)
+    assert np.max(np.abs(np.asarray(pruning_model.predict(batch, verbose=0)) - expected)) <= 1e-4
+
+
+def test_pretrained_checkpoint_gets_a_fresh_head(tmp_path, caplog):
+    weights = random_weights(tf1_shapes(CONFIG, pretraining_heads=True))
+    write_tf1_checkpoint(tmp_path, CONFIG, weights)
+    with caplog.at_level(logging.WARNING, logger="keras_flop"):
+        model = keras_flop.load_tf1_checkpoint(tmp_path, num_labels=1)
+    assert "no classifier head" in caplog.text and "fresh 1-label head" in caplog.text
+    assert "cls/" not in caplog.text  # pre-training heads are ignored silently
+    weights["output_weights"] = np.asarray(model.get_layer("classifier").kernel).T
+    weights["output_bias"] = np.asarray(model.get_layer("classifier").bias)
+    batch = _batch()
+    np.testing.assert_allclose(np.asarray(model.predict(batch, verbose=0)),
+                               _reference(weights, CONFIG, batch), atol=1e-4)
+
+
+def _drop(name):
+    def change(directory, weights, config):
+        del weights[name]
+    return change
+
+
+def _reshape(name, shape):
+    def change(directory, weights, config):
+        weights[name] = np.zeros(shape, np.float32)
+    return change
+
+
+def _config(**values):
+    def change(directory, weights, config):
+        config.update(values)
+    return change
+
+
+def _after_writing(action):
+    def change(directory, weights, config):
+        return action
+    return change
+
+
+def _truncate_data(directory):
+    shard = next(p for p in Path(directory).iterdir() if ".data-" in p.name)
+    shard.write_bytes(shard.read_bytes()[:100])
+
+
+def _remove(pattern):
+    def action(directory):
+        for p in Path(directory).glob(pattern):
+            p.unlink()
+    return action
+
+
+BAD_CHECKPOINTS = [
+    ("missing variable", _drop("bert/encoder/layer_1/output/dense/bias"),
+     "Variable bert/encoder/layer_1/output/dense/bias is missing"),
+    ("wrong shape", _reshape("bert/encoder/layer_0/intermediate/dense/kernel", (32, 60)),
+     "Variable bert/encoder/layer_0/intermediate/dense/kernel has shape [32, 60]"),
+    ("vocab size differs", _config(vocab_size=70),
+     "Variable bert/embeddings/word_embeddings has shape [64, 32]"),
+    ("fewer layers in config", _config(num_hidden_layers=1), "has 2 encoder layers"),
+    ("missing output_bias", _drop("output_bias"), "Variable output_bias is missing"),
+    ("bad config value", _config(num_attention_heads=5), "must divide hidden_size"),
+    ("truncated data shard", _after_writing(_truncate_data), "Cannot read"),
+    ("missing index", _after_writing(_remove("*.index")), "expected one TF1 checkpoint"),
+    ("missing config", _after_writing(_remove("bert_config.json")),
+     "BERT config file not found"),
+]
+
+
+@pytest.mark.parametrize("change, message", [case[1:] for case in BAD_CHECKPOINTS],
+                         ids=[case[0] for case in BAD_CHECKPOINTS])
+def test_bad_checkpoints_give_one_line_errors(tmp_path, change, message):
+    config = dict(CONFIG)
+    weights = random_weights(tf1_shapes(CONFIG, num_labels=2))
+    action = change(tmp_path, weights, config)
+    write_tf1_checkpoint(tmp_path, config, weights)
+    if action:
+        action(tmp_path)
+    with pytest.raises(ValueError) as error:
+        keras_flop.load_tf1_checkpoint(tmp_path)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_num_labels_must_match_a_finetuned_head(finetuned):
+    with pytest.raises(ValueError, match="a 3-label head, but num_labels=2"):
+        keras_flop.load_tf1_checkpoint(finetuned[0], num_labels=2)
+
+
+def _data_dir():
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("KERAS_FLOP_DATA", default))
+
+
+@pytest.mark.data
+def test_real_minilm_checkpoint_imports_and_factorizes():
+    directory = _data_dir() / "minilm-l6-h384-uncased-tf1"
+    if not (directory / "bert_model.ckpt.index").exists():
+        pytest.skip(f"no MiniLM checkpoint in {directory}")
+    model = keras_flop.load_tf1_checkpoint(directory)
+    config = keras_flop.BertConfig.from_json_file(directory / "bert_config.json").to_dict()
+    reader = tf.train.load_checkpoint(str(directory / "bert_model.ckpt"))
+    weights = {name: reader.get_tensor(name) for name in tf1_shapes(config)}
+    weights["output_weights"] = np.asarray(model.get_layer("classifier").kernel).T
+    weights["output_bias"] = np.asarray(model.get_layer("classifier").bias)
+    batch = _batch(vocab=config["vocab_size"], seq=32)
+    expected = _reference(weights, config, batch)
+    logits = np.asarray(model.predict(batch, verbose=0))
+    assert np.max(np.abs(logits - expected)) <= 1e-4
+    pruning_model = keras_flop.factorize(model)
+    assert np.max(np.abs(np.asarray(pruning_model.predict(batch, verbose=0)) - expected)) <= 1e-4
