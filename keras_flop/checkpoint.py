@@ -114,6 +114,12 @@ def _check_shape(name, checkpoint_shape, expected_shape, prefix):
             "checkpoint?")
 
 
+def has_classifier_head(path):
+    """Whether the checkpoint at `path` was fine-tuned (has `output_weights`)."""
+    prefix, _ = resolve_checkpoint(path)
+    return "output_weights" in _open_reader(prefix).get_variable_to_shape_map()
+
+
 def load_tf1_checkpoint(path, config=None, num_labels=None):
     """A Keras BERT classifier with the weights of a google-research/bert TF1 checkpoint.
 

@@ -1,0 +1,91 @@
+"""What every app shares: argument checks, one-line errors, output directories, seeds."""
+
+import argparse
+import functools
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+
+class UsageError(ValueError):
+    """Bad input from the command line or its files: exit status 2, one line, no traceback."""
+
+
+def add_common_flags(parser):
+    parser.add_argument("--output_dir", required=False, help="Where the run's outputs go.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace a non-empty output directory.")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed (recorded).")
+    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+
+
+def main_wrapper(run):
+    """Runs `run(args)`; bad input exits with status 2 and a one-line message."""
+    @functools.wraps(run)
+    def main(parser, argv=None):
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            return run(args)
+        except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
+            if getattr(args, "verbose", False):
+                raise
+            message = " ".join(str(e).split()) or type(e).__name__
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+    return main
+
+
+def prepare_output_dir(path, overwrite=False):
+    """Creates `path`; a non-empty one is an error unless `overwrite`."""
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise UsageError(f"Output directory {path} is not empty: pass --overwrite to "
+                             "replace it, or choose another --output_dir.")
+        shutil.rmtree(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"Cannot create output directory {path}: {e.strerror}.") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"Output directory {path} is not writable.")
+    return path
+
+
+def write_json(path, value):
+    """Writes JSON under a temporary name, then renames: no half-written file."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
+def save_model(model, path):
+    """`model.save` to a temporary name, then rename."""
+    temporary = path + ".tmp.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def set_seed(seed):
+    import keras
+    keras.utils.set_random_seed(seed)
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def parser(description):
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)

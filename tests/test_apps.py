@@ -1,0 +1,55 @@
+"""The command-line apps, run in-process on fixtures the tests build."""
+
+import json
+
+import keras
+import pytest
+
+from apps import factorize as factorize_app
+from tf1_bert import random_weights, tf1_shapes, write_tf1_checkpoint
+
+CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.1,
+              attention_probs_dropout_prob=0.1, max_position_embeddings=32, type_vocab_size=2,
+              initializer_range=0.02)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tf1")
+    write_tf1_checkpoint(directory, CONFIG, random_weights(tf1_shapes(CONFIG, num_labels=2)))
+    return directory
+
+
+def test_factorize_app_writes_a_loadable_pruning_model(checkpoint_dir, tmp_path, capsys):
+    output = tmp_path / "out"
+    args = ["--bert_config_file", str(checkpoint_dir / "bert_config.json"),
+            "--checkpoint", str(checkpoint_dir), "--output_dir", str(output), "--finetuned"]
+    factorize_app.main(args)
+    printed = capsys.readouterr().out
+    assert "layer_1_output" in printed and "rel. error" in printed
+    report = json.loads((output / "factorize.json").read_text())
+    assert len(report["layers"]) == 12
+    assert max(row["relative_error"] for row in report["layers"]) < 1e-5
+    model = keras.saving.load_model(output / "pruning_model.keras")
+    assert model.network.get_layer("layer_0_intermediate").rank == 32
+    assert (output / "vocab.txt").exists() and (output / "bert_config.json").exists()
+    # A second run does not overwrite the first.
+    with pytest.raises(SystemExit) as exit_info:
+        factorize_app.main(args)
+    assert exit_info.value.code == 2
+    assert "not empty" in capsys.readouterr().err
+    factorize_app.main(args + ["--overwrite", "--energy", "0.9"])
+    ranks = [row["rank"] for row in json.loads((output / "factorize.json").read_text())["layers"]]
+    assert max(ranks) < 32
+
+
+def test_factorize_app_rejects_finetuned_flag_without_head(tmp_path, capsys):
+    write_tf1_checkpoint(tmp_path / "pre", CONFIG, random_weights(tf1_shapes(CONFIG)))
+    with pytest.raises(SystemExit) as exit_info:
+        factorize_app.main(["--bert_config_file", str(tmp_path / "pre" / "bert_config.json"),
+                            "--checkpoint", str(tmp_path / "pre"), "--finetuned",
+                            "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --finetuned was given") and error.count("\n") == 1
