@@ -2,7 +2,7 @@
 
 Public API: `BertConfig`, `build_bert_classifier`, `load_tf1_checkpoint`, `factorize`,
 `factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`, `compact`,
-`parameter_report`, and the modules
+`parameter_report`, `export_saved_model`, and the modules
 `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
@@ -10,6 +10,7 @@ from keras_flop import layers, optimizers
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
+from keras_flop.export import export_saved_model
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.models import build_bert_classifier
 from keras_flop.pruning_model import PruningModel
@@ -19,5 +20,5 @@ from keras_flop.sparsity import expected_sparsity, kept_parameters
 __version__ = "0.1.0"
 
 __all__ = ["BertConfig", "PruningModel", "build_bert_classifier", "compact", "expected_sparsity",
-           "factorize", "factorize_model", "kept_parameters", "layers", "load_tf1_checkpoint",
+           "export_saved_model", "factorize", "factorize_model", "kept_parameters", "layers", "load_tf1_checkpoint",
            "optimizers", "parameter_report", "write_parameter_report"]

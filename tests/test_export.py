@@ -1,0 +1,125 @@
+"""export_saved_model: TF Serving layout, both signatures, loading without keras_flop."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_flop
+from keras_flop import BertConfig, build_bert_classifier
+from keras_flop.export import TextEncoder, export_saved_model
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great",
+         "terrible", "not", "a", "film", "##s", ",", "!", "good", "bad", "plot", "fun"]
+TINY = dict(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=32)
+
+
+@pytest.fixture()
+def vocab_file(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(WORDS) + "\n")
+    return path
+
+
+def test_text_encoder_packs_hand_worked_ids(vocab_file):
+    encoder = TextEncoder(vocab_file, max_seq_length=10)
+    single = encoder(tf.constant(["The movie was GREAT!", "films"]))
+    np.testing.assert_array_equal(single["token_ids"].numpy(), [
+        [2, 5, 6, 7, 8, 15, 3, 0, 0, 0],
+        [2, 12, 13, 3, 0, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(single["padding_mask"].numpy()[0], [1] * 7 + [0] * 3)
+    # 9 tokens for a, 2 for b, budget 10 - 3 = 7: the longer one is cut first (5 + 2).
+    pair = encoder(tf.constant(["the movie was not a good film , bad"]),
+                   tf.constant(["fun plot"]))
+    np.testing.assert_array_equal(pair["token_ids"].numpy()[0],
+                                  [2, 5, 6, 7, 10, 11, 3, 19, 18, 3])
+    np.testing.assert_array_equal(pair["segment_ids"].numpy()[0], [0] * 7 + [1] * 3)
+
+
+def _export(tmp_path, vocab_file, num_labels):
+    model = keras_flop.compact(keras_flop.factorize(
+        build_bert_classifier(BertConfig(**TINY), num_labels=num_labels)))
+    path = export_saved_model(model, tmp_path / "export", vocab_file, max_seq_length=12,
+                              label_names=["negative", "positive"][:num_labels])
+    return model, path
+
+
+LOADER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops of the text signatures
+assert "keras_flop" not in sys.modules
+loaded = tf.saved_model.load(sys.argv[1])
+batch = dict(np.load(sys.argv[2]))
+ids = loaded.signatures["serving_default"](
+    token_ids=tf.constant(batch["token_ids"]), segment_ids=tf.constant(batch["segment_ids"]),
+    padding_mask=tf.constant(batch["padding_mask"]))
+text = loaded.signatures["predict_text"](text=tf.constant(["the movie was great"]))
+pair = loaded.signatures["predict_text_pair"](text_a=tf.constant(["good plot"]),
+                                              text_b=tf.constant(["bad film"]))
+print(json.dumps({"ids": {k: v.numpy().tolist() for k, v in ids.items()},
+                  "text": {k: v.numpy().tolist() for k, v in text.items()},
+                  "pair": {k: v.numpy().tolist() for k, v in pair.items()},
+                  "keras_flop_loaded": "keras_flop" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("num_labels", [2, 1])
+def test_saved_model_loads_in_a_process_without_keras_flop(tmp_path, vocab_file, num_labels):
+    model, path = _export(tmp_path, vocab_file, num_labels)
+    assert path.endswith(os.sep + "1") and os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert os.path.exists(os.path.join(path, "assets", "vocab.txt"))
+    encoder = TextEncoder(vocab_file, 12)
+    batch = {k: v.numpy() for k, v in encoder(tf.constant(["the movie was great"])).items()}
+    other = {k: v.numpy() for k, v in encoder(tf.constant(["good plot"]),
+                                              tf.constant(["bad film"])).items()}
+    np.savez(tmp_path / "batch.npz", **batch)
+    result = subprocess.run([sys.executable, "-c", LOADER, path, str(tmp_path / "batch.npz")],
+                            capture_output=True, text=True, check=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not served["keras_flop_loaded"]
+    logits = np.asarray(model(batch))
+    pair_logits = np.asarray(model(other))
+    if num_labels == 1:
+        np.testing.assert_allclose(served["ids"]["score"], logits[:, 0], atol=1e-5)
+        np.testing.assert_allclose(served["text"]["score"], logits[:, 0], atol=1e-5)
+        np.testing.assert_allclose(served["pair"]["score"], pair_logits[:, 0], atol=1e-5)
+    else:
+        np.testing.assert_allclose(served["ids"]["logits"], logits, atol=1e-5)
+        np.testing.assert_allclose(served["text"]["logits"], logits, atol=1e-5)
+        np.testing.assert_allclose(served["pair"]["logits"], pair_logits, atol=1e-5)
+        np.testing.assert_allclose(np.sum(served["ids"]["probabilities"], -1), 1.0, atol=1e-6)
+
+
+def test_saved_model_cli_lists_both_signatures(tmp_path, vocab_file):
+    _, path = _export(tmp_path, vocab_file, 2)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli is not installed beside this Python")
+    shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True,
+                           text=True, check=True).stdout
+    for name in ("serving_default", "predict_text", "predict_text_pair", "token_ids",
+                 "padding_mask", "probabilities"):
+        assert name in shown, name
+    # A second export goes to the next version folder; TF Serving serves the highest.
+    again = export_saved_model(_export(tmp_path / "b", vocab_file, 2)[0], tmp_path / "export",
+                               vocab_file, 12)
+    assert again.endswith(os.sep + "2")
+    meta = json.loads(open(os.path.join(path, "assets.extra", "keras_flop_export.json")).read())
+    assert meta["label_names"] == ["negative", "positive"] and meta["max_seq_length"] == 12
+
+
+def test_export_errors(tmp_path, vocab_file):
+    model = build_bert_classifier(BertConfig(**TINY))
+    with pytest.raises(ValueError, match="Vocabulary file not found"):
+        export_saved_model(model, tmp_path / "e", tmp_path / "missing.txt", 12)
+    (tmp_path / "bad.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match=r"has no \[CLS\] token"):
+        export_saved_model(model, tmp_path / "e", tmp_path / "bad.txt", 12)
