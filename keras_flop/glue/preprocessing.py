@@ -1,0 +1,115 @@
+"""WordPiece tokenization and BERT packing with keras-hub, run inside `tf.data`."""
+
+import os
+
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from keras_flop.glue.tasks import get_task
+
+
+def vocab_is_uncased(vocab_file):
+    """True when no ordinary token of the vocabulary has an upper-case letter."""
+    with open(vocab_file, encoding="utf-8") as f:
+        return not any(token[:1] != "[" and token != token.lower()
+                       for token in (line.strip() for line in f))
+
+
+def make_tokenizer(vocab_file, lowercase=None):
+    """keras-hub's `BertTokenizer` on a checkpoint's `vocab.txt`.
+
+    `lowercase=None` decides from the vocabulary (uncased vocabularies have no upper case);
+    keras-hub itself defaults to `lowercase=False`, wrong for uncased BERT.
+    """
+    vocab_file = os.fspath(vocab_file)
+    if not os.path.isfile(vocab_file):
+        raise ValueError(f"Vocabulary file not found: {vocab_file}")
+    if lowercase is None:
+        lowercase = vocab_is_uncased(vocab_file)
+    return keras_hub.tokenizers.BertTokenizer(vocabulary=vocab_file, lowercase=lowercase)
+
+
+class GluePreprocessor:
+    """Tokenizes one or two segments and packs them to `max_seq_length`:
+    `[CLS] a [SEP] (b [SEP])`, segment ids 0/1, pad id 0, the longer segment truncated first.
+
+    Example:
+    >>> preprocessor = GluePreprocessor(make_tokenizer("vocab.txt"), 128)  # doctest: +SKIP
+    >>> preprocessor(tf.constant(["a charming journey"]))["token_ids"].shape  # doctest: +SKIP
+    TensorShape([1, 128])
+    """
+
+    def __init__(self, tokenizer, max_seq_length):
+        if max_seq_length < 3:
+            raise ValueError(f"`max_seq_length` must be >= 3; got {max_seq_length}.")
+        self.tokenizer = tokenizer
+        self.max_seq_length = int(max_seq_length)
+        self.packer = keras_hub.layers.MultiSegmentPacker(
+            sequence_length=max_seq_length,
+            start_value=tokenizer.token_to_id("[CLS]"),
+            end_value=tokenizer.token_to_id("[SEP]"),
+            pad_value=tokenizer.token_to_id("[PAD]"),
+            truncate="round_robin")
+
+    def __call__(self, text_a, text_b=None):
+        segments = [self.tokenizer(text_a)]
+        if text_b is not None:
+            segments.append(self.tokenizer(text_b))
+        token_ids, segment_ids = self.packer(tuple(segments))
+        return {"token_ids": tf.cast(token_ids, tf.int32),
+                "segment_ids": tf.cast(segment_ids, tf.int32),
+                "padding_mask": token_ids != self.tokenizer.token_to_id("[PAD]")}
+
+
+def label_ids(task, examples):
+    """Class ids (int32) or scores (float32) of labeled examples."""
+    task = get_task(task)
+    if task.is_regression:
+        return np.array([example.label for example in examples], np.float32)
+    index = {name: i for i, name in enumerate(task.labels)}
+    return np.array([index[example.label] for example in examples], np.int32)
+
+
+def make_dataset(examples, task, preprocessor, batch_size, training=False, seed=0,
+                 labeled=True):
+    """A `tf.data.Dataset` of `(features, labels)` batches (features only if not `labeled`).
+
+    Tokenization runs once in parallel `map`s and is cached; training data is reshuffled each
+    epoch with `seed`; batches are prefetched.
+    """
+    if not examples:
+        raise ValueError("No examples to make a dataset from.")
+    pair = examples[0].text_b is not None
+    columns = {"text_a": [e.text_a for e in examples]}
+    if pair:
+        columns["text_b"] = [e.text_b for e in examples]
+    if labeled:
+        columns["label"] = label_ids(task, examples)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
+
+    def encode(batch):
+        features = preprocessor(batch["text_a"], batch.get("text_b"))
+        return (features, batch["label"]) if labeled else features
+
+    dataset = dataset.batch(256).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.unbatch().cache()
+    if training:
+        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def write_test_predictions(path, task, examples, outputs):
+    """GLUE submission file: `index\\tprediction`, class names, or STS-B scores in [0, 5]."""
+    task = get_task(task)
+    outputs = np.asarray(outputs)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("index\tprediction\n")
+        if task.is_regression:
+            for example, score in zip(examples, np.clip(outputs.reshape(-1), 0.0, 5.0)):
+                f.write(f"{example.guid}\t{score:.3f}\n")
+        else:
+            for example, label in zip(examples, outputs.argmax(-1)):
+                f.write(f"{example.guid}\t{task.labels[label]}\n")
+    os.replace(path + ".tmp", path)
+    return path
