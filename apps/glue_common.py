@@ -1,0 +1,128 @@
+"""What the GLUE apps share: task data, fine-tuning, evaluation and its result files."""
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+from apps import common
+from keras_flop import glue
+from keras_flop.optimizers import model_optimizer
+
+
+@dataclasses.dataclass
+class TaskData:
+    task: glue.GlueTask
+    train: list
+    evals: dict  # split -> examples
+    tests: dict  # split -> examples
+    preprocessor: glue.GluePreprocessor
+
+    def train_dataset(self, batch_size, seed):
+        return glue.make_dataset(self.train, self.task, self.preprocessor, batch_size,
+                                 training=True, seed=seed)
+
+    def eval_dataset(self, split, batch_size):
+        return glue.make_dataset(self.evals[split], self.task, self.preprocessor, batch_size)
+
+
+def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_examples=None,
+                   max_eval_examples=None, seed=0, need_train=True):
+    """Reads the splits present for `task`; a missing train split is an error if needed."""
+    task = glue.get_task(task)
+    splits = glue.available_splits(data_dir, task)
+    if need_train and "train" not in splits:
+        raise common.UsageError(f"No train split for {task.name} in "
+                                f"{glue.readers.task_dir(data_dir, task)} (expected train.tsv).")
+    eval_splits = [s for s in task.eval_splits if s in splits]
+    if not eval_splits:
+        raise common.UsageError(f"No dev split for {task.name} in "
+                                f"{glue.readers.task_dir(data_dir, task)}.")
+    rng = np.random.default_rng(seed)
+
+    def subset(examples, limit):
+        if limit and len(examples) > limit:
+            keep = np.sort(rng.choice(len(examples), limit, replace=False))
+            return [examples[i] for i in keep]
+        return examples
+
+    train = subset(glue.read_split(data_dir, task, "train"), max_train_examples) \
+        if "train" in splits else []
+    evals = {s: subset(glue.read_split(data_dir, task, s), max_eval_examples)
+             for s in eval_splits}
+    tests = {s: glue.read_split(data_dir, task, s) for s in task.test_splits if s in splits}
+    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length)
+    return TaskData(task, train, evals, tests, preprocessor)
+
+
+def task_loss(task):
+    if glue.get_task(task).is_regression:
+        return keras.losses.MeanSquaredError()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=(),
+              jit_compile=False, warmup_proportion=0.1):
+    """Plain fine-tuning (AdamW, warmup + linear decay); returns (history, seconds)."""
+    dataset = data.train_dataset(batch_size, seed)
+    steps = max(1, epochs * int(np.ceil(len(data.train) / batch_size)))
+    model.compile(model_optimizer(learning_rate, steps, warmup_proportion),
+                  task_loss(data.task), jit_compile=jit_compile)
+    start = time.perf_counter()
+    history = model.fit(dataset, epochs=epochs, callbacks=list(callbacks), verbose=fit_verbosity())
+    return history, time.perf_counter() - start
+
+
+def fit_verbosity():
+    """A progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if os.isatty(2) else 2
+
+
+def evaluate(model, data, batch_size):
+    """Dev metrics, loss and time of every eval split: `{split: {eval_*: ...}}`."""
+    results = {}
+    loss_fn = task_loss(data.task)
+    for split in data.evals:
+        dataset = data.eval_dataset(split, batch_size)
+        labels = np.concatenate([np.asarray(y) for _, y in dataset])
+        start = time.perf_counter()
+        outputs = model.predict(dataset.map(lambda x, y: x), verbose=0)
+        seconds = time.perf_counter() - start
+        metrics = glue.compute_metrics(data.task, outputs, labels)
+        target = labels.reshape(-1, 1) if data.task.is_regression else labels
+        metrics["eval_loss"] = float(loss_fn(target, outputs))
+        metrics["eval_time"] = seconds
+        metrics["eval_examples"] = len(labels)
+        results[split] = metrics
+    return results
+
+
+def write_eval_results(directory, results, extra):
+    """`eval_results.txt` (`key = value`, the original BERT's format) and `.json`."""
+    os.makedirs(directory, exist_ok=True)
+    flat = dict(extra)
+    for split, metrics in results.items():
+        prefix = "" if split in ("dev", "dev_matched") else f"{split}_"
+        flat.update({f"{prefix}{k}" if prefix else k: v for k, v in metrics.items()})
+    path = os.path.join(directory, "eval_results.txt")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for key in sorted(flat):
+            f.write(f"{key} = {flat[key]}\n")
+    os.replace(path + ".tmp", path)
+    common.write_json(os.path.join(directory, "eval_results.json"), flat)
+    return flat
+
+
+def write_test_results(directory, model, data, batch_size):
+    """`test_results.tsv` (GLUE submission format) for every test split present."""
+    paths = []
+    for split, examples in data.tests.items():
+        dataset = glue.make_dataset(examples, data.task, data.preprocessor, batch_size,
+                                    labeled=False)
+        outputs = model.predict(dataset, verbose=0)
+        name = "test_results.tsv" if split == "test" else f"{split}_results.tsv"
+        paths.append(glue.write_test_predictions(os.path.join(directory, name), data.task,
+                                                 examples, outputs))
+    return paths

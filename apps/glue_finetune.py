@@ -1,0 +1,197 @@
+"""Fine-tune a dense BERT on one or all GLUE tasks with a learning-rate sweep.
+
+    python -m apps.glue_finetune --task all --data_dir GLUE_DIR \\
+        --init_checkpoint CHECKPOINT_DIR --output_dir runs/glue
+
+For each task present in `--data_dir` (absent ones are skipped with a message) and each
+learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
+`test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras`;
+per sweep `OUTPUT_DIR/results.md` and `results.json`: every run, best per task.
+"""
+
+import os
+import time
+
+from apps import common, glue_common
+
+
+def build_parser():
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, help="A GLUE task name, or 'all'.")
+    parser.add_argument("--data_dir", required=True, help="GLUE directory (<dir>/<TASK>/*.tsv).")
+    parser.add_argument("--init_checkpoint", required=True,
+                        help="TF1 checkpoint directory (bert_config.json, vocab.txt, "
+                             "bert_model.ckpt*) or prefix.")
+    parser.add_argument("--bert_config_file", default=None,
+                        help="Default: bert_config.json beside the checkpoint.")
+    parser.add_argument("--vocab_file", default=None,
+                        help="Default: vocab.txt beside the checkpoint.")
+    parser.add_argument("--learning_rates", default="5e-5,4e-5,3e-5,2e-5")
+    parser.add_argument("--num_train_epochs", type=float, default=3.0)
+    parser.add_argument("--train_batch_size", type=int, default=32)
+    parser.add_argument("--eval_batch_size", type=int, default=32)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--warmup_proportion", type=float, default=0.1)
+    parser.add_argument("--max_train_examples", type=int, default=None,
+                        help="Train on a random subset of this size (quick runs).")
+    parser.add_argument("--max_eval_examples", type=int, default=None)
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="XLA (faster on GPUs; measured slower on our 2-core CPU).")
+    parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
+    common.add_common_flags(parser)
+    return parser
+
+
+def parse_learning_rates(text):
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise common.UsageError(f"--learning_rates must be comma-separated numbers; got "
+                                f"{text!r}.") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise common.UsageError(f"--learning_rates must be positive numbers; got {text!r}.")
+    return rates
+
+
+def checkpoint_files(args):
+    """(config, vocab file) with the flags' defaults beside the checkpoint, checked."""
+    import keras_flop
+    from keras_flop.checkpoint import resolve_checkpoint
+
+    _, directory = resolve_checkpoint(args.init_checkpoint)
+    config = keras_flop.BertConfig.from_json_file(
+        args.bert_config_file or os.path.join(directory, "bert_config.json"))
+    vocab = args.vocab_file or os.path.join(directory, "vocab.txt")
+    if not os.path.isfile(vocab):
+        raise common.UsageError(f"Vocabulary file not found: {vocab} (pass --vocab_file).")
+    with open(vocab, encoding="utf-8") as f:
+        size = sum(1 for _ in f)
+    if size != config.vocab_size:
+        raise common.UsageError(f"{vocab} has {size} tokens but the BERT config says "
+                                f"vocab_size={config.vocab_size}.")
+    if args.max_seq_length > config.max_position_embeddings:
+        raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
+                                f"max_position_embeddings {config.max_position_embeddings}.")
+    return config, vocab
+
+
+def check_common_args(args):
+    if args.max_seq_length < 3:
+        raise common.UsageError(f"--max_seq_length must be >= 3; got {args.max_seq_length}.")
+    for flag in ("train_batch_size", "eval_batch_size"):
+        if getattr(args, flag) < 1:
+            raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
+    if args.num_train_epochs <= 0:
+        raise common.UsageError(f"--num_train_epochs must be > 0; got {args.num_train_epochs}.")
+
+
+def select_tasks(task_arg, data_dir):
+    from keras_flop import glue
+
+    if not os.path.isdir(data_dir):
+        raise common.UsageError(f"GLUE data directory not found: {data_dir}")
+    if task_arg.lower() != "all":
+        return [glue.get_task(task_arg)]
+    present = []
+    for task in glue.TASKS.values():
+        if os.path.isdir(glue.readers.task_dir(data_dir, task)):
+            present.append(task)
+        else:
+            print(f"Skipping {task.name}: no {task.directory}/ in {data_dir}.")
+    if not present:
+        raise common.UsageError(f"No GLUE task directory found in {data_dir}.")
+    return present
+
+
+def run_one(args, config, vocab, data, learning_rate, run_dir):
+    import keras_flop
+    from keras_flop.callbacks import PruningTensorBoard
+
+    common.set_seed(args.seed)
+    model = keras_flop.load_tf1_checkpoint(args.init_checkpoint, config=config,
+                                           num_labels=data.task.num_labels)
+    epochs = max(1, int(round(args.num_train_epochs)))
+    board = PruningTensorBoard(os.path.join(run_dir, "logs"),
+                               hparams={"task": data.task.name, "learning_rate": learning_rate,
+                                        "epochs": epochs, "seed": args.seed})
+    history, train_time = glue_common.fine_tune(
+        model, data, learning_rate, epochs, args.train_batch_size, args.seed, [board],
+        jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion)
+    results = glue_common.evaluate(model, data, args.eval_batch_size)
+    steps = int(model.optimizer.iterations)
+    flat = glue_common.write_eval_results(run_dir, results, {
+        "global_step": steps, "loss": float(history.history["loss"][-1]),
+        "train_time": train_time, "learning_rate": learning_rate,
+        "train_examples": len(data.train), "seed": args.seed})
+    glue_common.write_test_results(run_dir, model, data, args.eval_batch_size)
+    common.save_model(model, os.path.join(run_dir, "model.keras"))
+    return flat
+
+
+def write_sweep_tables(output_dir, rows):
+    common.write_json(os.path.join(output_dir, "results.json"), rows)
+    lines = ["| task | learning rate | score | accuracy | eval loss | steps | train s | best |",
+             "|---|---|---|---|---|---|---|---|"]
+    best = {}
+    for row in rows:
+        if row["task"] not in best or row["eval_score"] > best[row["task"]]["eval_score"]:
+            best[row["task"]] = row
+    for row in rows:
+        mark = "**best**" if best[row["task"]] is row else ""
+        lines.append(f"| {row['task']} | {row['learning_rate']:g} | {row['eval_score']:.4f} | "
+                     f"{row.get('eval_accuracy', float('nan')):.4f} | {row['eval_loss']:.4f} | "
+                     f"{row['global_step']} | {row['train_time']:.0f} | {mark} |")
+    path = os.path.join(output_dir, "results.md")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+@common.main_wrapper
+def run(args):
+    if not args.output_dir:
+        raise common.UsageError("--output_dir is required.")
+    check_common_args(args)
+    rates = parse_learning_rates(args.learning_rates)
+    tasks = select_tasks(args.task, args.data_dir)
+    config, vocab = checkpoint_files(args)
+    output_dir = common.prepare_output_dir(args.output_dir, args.overwrite)
+    if args.mixed_precision:
+        import keras
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    common.write_json(os.path.join(output_dir, "hparams.json"), vars(args))
+    rows = []
+    for task in tasks:
+        try:
+            data = glue_common.load_task_data(
+                args.data_dir, task, vocab, args.max_seq_length, args.max_train_examples,
+                args.max_eval_examples, args.seed)
+        except common.UsageError as e:
+            if args.task.lower() != "all":
+                raise
+            print(f"Skipping {task.name}: {e}")
+            continue
+        for rate in rates:
+            run_dir = os.path.join(output_dir, task.name, f"lr_{rate:g}")
+            print(f"== {task.name}, learning rate {rate:g}: {len(data.train)} training examples")
+            started = time.perf_counter()
+            flat = run_one(args, config, vocab, data, rate, run_dir)
+            print(f"   {task.name} lr {rate:g}: score {flat['eval_score']:.4f} "
+                  f"({time.perf_counter() - started:.0f} s) -> {run_dir}")
+            rows.append({"task": task.name, **flat})
+            write_sweep_tables(output_dir, rows)
+    if not rows:
+        raise common.UsageError(f"No task in {args.data_dir} has both train and dev splits.")
+    table = write_sweep_tables(output_dir, rows)
+    print(open(table).read())
+    print(f"Results: {table}")
+    return rows
+
+
+def main(argv=None):
+    return run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
