@@ -28,6 +28,8 @@ def main_wrapper(run):
     def main(parser, argv=None):
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        for noisy in ("absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             return run(args)

@@ -6,7 +6,7 @@ Public API: `BertConfig`, `build_bert_classifier`, `load_tf1_checkpoint`, `facto
 `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
-from keras_flop import layers, optimizers
+from keras_flop import callbacks, glue, layers, optimizers
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
@@ -19,6 +19,8 @@ from keras_flop.sparsity import expected_sparsity, kept_parameters
 
 __version__ = "0.1.0"
 
-__all__ = ["BertConfig", "PruningModel", "build_bert_classifier", "compact", "expected_sparsity",
-           "export_saved_model", "factorize", "factorize_model", "kept_parameters", "layers", "load_tf1_checkpoint",
-           "optimizers", "parameter_report", "write_parameter_report"]
+__all__ = [
+    "BertConfig", "PruningModel", "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
+    "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
+    "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
+]

@@ -61,17 +61,20 @@ def resolve_checkpoint(path):
     """`(checkpoint_prefix, directory)` for a checkpoint prefix or a directory holding one."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            candidates = sorted(f[:-len(".index")] for f in os.listdir(path)
-                                if f.endswith(".index"))
-            if CHECKPOINT_NAME in candidates:
-                candidates = [CHECKPOINT_NAME]
-            if len(candidates) != 1:
-                found = f"found {candidates}" if candidates else "found none"
-                raise ValueError(f"{path}: expected one TF1 checkpoint "
-                                 f"({CHECKPOINT_NAME}.index and .data-*); {found}.")
-            prefix = os.path.join(path, candidates[0])
+        # Only files in this directory count: the `checkpoint` state file of a copied
+        # directory still names the original location.
+        candidates = sorted(f[:-len(".index")] for f in os.listdir(path) if f.endswith(".index"))
+        if CHECKPOINT_NAME in candidates:
+            candidates = [CHECKPOINT_NAME]
+        elif len(candidates) > 1:
+            latest = tf.train.latest_checkpoint(path)
+            if latest and os.path.basename(latest) in candidates:
+                candidates = [os.path.basename(latest)]
+        if len(candidates) != 1:
+            found = f"found {candidates}" if candidates else "found none"
+            raise ValueError(f"{path}: expected one TF1 checkpoint "
+                             f"({CHECKPOINT_NAME}.index and .data-*); {found}.")
+        prefix = os.path.join(path, candidates[0])
         return prefix, path
     if not os.path.exists(path + ".index"):
         raise ValueError(f"Checkpoint index not found: {path}.index (pass a checkpoint prefix "

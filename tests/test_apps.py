@@ -53,3 +53,37 @@ def test_factorize_app_rejects_finetuned_flag_without_head(tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.startswith("error: --finetuned was given") and error.count("\n") == 1
+
+
+def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
+    from apps import prune as prune_app
+
+    output = tmp_path / "run"
+    args = ["--output_dir", str(output), "--max_train_examples", "512", "--train_batch_size",
+            "16", "--finetune_epochs", "2", "--num_train_epochs", "4", "--final_epochs", "1"]
+    prune_app.main(args)
+    printed = capsys.readouterr().out
+    assert "All outputs are in" in printed and "python -m apps.prune --task sst2" in printed
+    for name in ("report.md", "hparams.json", "compact/info.txt", "compact/info.json",
+                 "finetune/eval_results.txt", "prune/eval_results.txt",
+                 "finetune_compact/test_results.tsv", "export/1/saved_model.pb",
+                 "prune/checkpoints/checkpoint"):
+        assert (output / name).exists(), name
+    assert list((output / "prune" / "logs" / "train").glob("events.out.tfevents.*"))
+    report = (output / "report.md").read_text()
+    assert "| parameters |" in report and "| latency, whole dev set (s) |" in report
+    info = json.loads((output / "compact" / "info.json").read_text())
+    assert info["pruned_total_params"] < info["total_params"]
+    compact_results = json.loads((output / "compact" / "eval_results.json").read_text())
+    assert compact_results["parity_max_abs_diff"] <= 1e-4
+    # The same command again finds every step done; --start_from redoes the tail.
+    prune_app.main(args)
+    assert capsys.readouterr().out.count("done already") == 7
+    prune_app.main(args + ["--start_from", "export"])
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 5 and (output / "export" / "1").exists()
+    # Other settings in the same directory are refused.
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(args[:-2] + ["--final_epochs", "2"])
+    assert exit_info.value.code == 2
+    assert "other settings (final_epochs)" in capsys.readouterr().err

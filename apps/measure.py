@@ -1,0 +1,119 @@
+"""Size, memory and latency of the dense and the compact model, and the run's report.md."""
+
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+
+def reset_peak_memory():
+    """Resets the process' peak resident memory (Linux); False where not supported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def dev_batches(dataset):
+    return [x for x, _ in dataset]
+
+
+def measure_latency(model, batches, repeats=3):
+    """Seconds to run every dev batch through the model (graph mode), median of `repeats`,
+    after one untimed pass; and the peak resident memory (MB) while doing it."""
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    for x in batches:
+        forward(x)
+    reset_peak_memory()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for x in batches:
+            np.asarray(forward(x))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), peak_memory_mb()
+
+
+def _results(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_report(pipeline):
+    """Measures both models in this process on the dev set and writes `report.md`."""
+    args, data = pipeline.args, pipeline.data
+    split = next(iter(data.evals))
+    batches = dev_batches(data.eval_dataset(split, args.eval_batch_size))
+    models = {"dense (fine-tuned)": ("finetune", "model.keras"),
+              "compact (final)": ("finetune_compact", "model.keras")}
+    rows = {}
+    for name, (step, file) in models.items():
+        model = pipeline.load(step, file)
+        seconds, memory = measure_latency(model, batches)
+        rows[name] = {
+            "parameters": model.count_params(),
+            "checkpoint_mb": os.path.getsize(pipeline.path(step, file)) / 2 ** 20,
+            "peak_memory_mb": memory,
+            "latency_s": seconds,
+            "results": _results(pipeline.path(step, "eval_results.json")),
+        }
+    dense, compact = rows["dense (fine-tuned)"], rows["compact (final)"]
+    info = _results(pipeline.path("compact", "info.json"))
+    metric_keys = [k for k in dense["results"] if k.startswith("eval_")
+                   and k not in ("eval_time", "eval_examples")]
+    lines = [
+        f"# Pruning report: {data.task.name}",
+        "",
+        f"Target sparsity {args.target_sparsity} ({args.sparsity_denominator} denominator), "
+        f"pipeline `{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. "
+        f"Dev split `{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, "
+        f"sequence length {args.max_seq_length}, {os.cpu_count()} CPU cores, "
+        f"TF {tf.__version__}.",
+        "",
+        "| | dense (fine-tuned) | compact (final) | compact / dense |",
+        "|---|---|---|---|",
+    ]
+
+    def row(label, key, fmt):
+        a, b = dense[key], compact[key]
+        lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {b / a:.3f} |")
+
+    row("parameters", "parameters", "{:,}")
+    row("checkpoint (.keras, MB)", "checkpoint_mb", "{:.1f}")
+    row("peak resident memory while predicting (MB)", "peak_memory_mb", "{:.0f}")
+    row("latency, whole dev set (s)", "latency_s", "{:.3f}")
+    for key in metric_keys:
+        a, b = dense["results"][key], compact["results"][key]
+        lines.append(f"| dev {key[len('eval_'):]} | {a:.4f} | {b:.4f} | {b - a:+.4f} (diff) |")
+    lines += [
+        "",
+        f"Encoder dense weights kept: {info['dense_pruned_params']:,} of "
+        f"{info['dense_origin_params']:,} (sparsity {info['dense_sparsity']:.3f}); "
+        f"whole model {info['pruned_total_params']:,} of {info['total_params']:,} "
+        f"(actual_compact_rate {info['actual_compact_rate']:.3f}). Kept ranks per layer are in "
+        "`compact/info.txt`. Peak memory is the process' resident set (it includes "
+        "TensorFlow itself), reset before each model's measurement.",
+        "",
+    ]
+    path = os.path.join(pipeline.run_dir, "report.md")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
+    print("\n".join(lines))
+    return path

@@ -1,0 +1,381 @@
+"""The whole FLOP pipeline on a GLUE task: fine-tune, factorize, prune, compact, fine-tune
+again, export, report.
+
+    python -m apps.prune                      # built-in toy task, offline, a few minutes
+    python -m apps.prune --task sst2 --data_dir GLUE_DIR --init_checkpoint CKPT_DIR \\
+        --output_dir runs/sst2 --target_sparsity 0.5
+
+Every step writes its outputs under `OUTPUT_DIR/<step>/` before the next starts. Rerunning the
+same command continues after the last finished step; `--start_from STEP` redoes that step and
+those after it. Steps: finetune (skipped for a fine-tuned checkpoint), factorize, prune,
+compact, finetune_compact, export, report.
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+
+from apps import common, glue_common
+
+STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
+# Flags that do not change what a run computes: they may differ when a run is continued.
+_RUN_CONTROL = {"start_from", "overwrite", "verbose"}
+
+
+def build_parser():
+    parser = common.parser(__doc__.splitlines()[0])
+    data = parser.add_argument_group("task and model")
+    data.add_argument("--task", default=None,
+                      help="GLUE task; default: the built-in toy sentiment task.")
+    data.add_argument("--data_dir", default=None, help="GLUE directory (<dir>/<TASK>/*.tsv).")
+    data.add_argument("--init_checkpoint", default=None,
+                      help="TF1 BERT checkpoint dir or prefix (pre-trained or fine-tuned).")
+    data.add_argument("--bert_config_file", default=None)
+    data.add_argument("--vocab_file", default=None)
+    data.add_argument("--pipeline", choices=("seed", "paper"), default="seed",
+                      help="seed: fine-tune dense, then train only gates and λ (model lr 0); "
+                           "paper: factorize the pre-trained model, train all jointly.")
+    data.add_argument("--max_seq_length", type=int, default=None,
+                      help="Default 128 (32 for the toy task).")
+    data.add_argument("--max_train_examples", type=int, default=None)
+    data.add_argument("--max_eval_examples", type=int, default=None)
+    data.add_argument("--hidden_dropout_prob", type=float, default=None,
+                      help="Default: the BERT config's.")
+    data.add_argument("--attention_probs_dropout_prob", type=float, default=None)
+
+    train = parser.add_argument_group("training (names as in the original run.sh)")
+    train.add_argument("--train_batch_size", type=int, default=32)
+    train.add_argument("--eval_batch_size", type=int, default=8,
+                       help="Also the batch size of the latency measurement.")
+    train.add_argument("--finetune_learning_rate", type=float, default=None,
+                       help="Dense fine-tuning; default 3e-5 (1e-3 for the toy task).")
+    train.add_argument("--finetune_epochs", type=int, default=3)
+    train.add_argument("--learning_rate", type=float, default=None,
+                       help="Model weights during pruning; default 0 (seed: frozen model) "
+                            "or 2e-5 (paper).")
+    train.add_argument("--learning_rate_warmup", type=int, default=None,
+                       help="Warmup steps of the gate and λ schedules (noam); default 200.")
+    train.add_argument("--alpha_learning_rate", type=float, default=None,
+                       help="Scale of the gates' noam schedule; default 5.")
+    train.add_argument("--lambda_learning_rate", type=float, default=None,
+                       help="Scale of λ's noam schedule; default 10.")
+    train.add_argument("--target_sparsity", type=float, default=0.5,
+                       help="Fraction of the encoder's dense weights to remove, in [0, 1).")
+    train.add_argument("--target_sparsity_warmup", type=int, default=None,
+                       help="Steps of the target's linear warmup; default a third of the "
+                            "pruning steps.")
+    train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
+                       default="dense")
+    train.add_argument("--regularization_scale", type=float, default=0.0)
+    train.add_argument("--num_train_epochs", type=int, default=None,
+                       help="Pruning epochs; default 3 (8 for the toy task).")
+    train.add_argument("--eval_mask", choices=("topk", "deterministic"), default="topk",
+                       help="Inference gate rule: topk keeps round(Σ p) ranks per layer; "
+                            "deterministic is the original threshold rule.")
+    train.add_argument("--compact_threshold", type=float, default=0.0)
+    train.add_argument("--final_learning_rate", type=float, default=2e-5,
+                       help="Fine-tuning of the compact model (the original used 1e-6).")
+    train.add_argument("--final_epochs", type=int, default=1, help="0 skips it.")
+    train.add_argument("--eval_every_n_steps", type=int, default=500)
+    train.add_argument("--checkpoint_every_n_steps", type=int, default=500)
+    train.add_argument("--jit_compile", action="store_true",
+                       help="XLA for the training steps (measured slower on a 2-core CPU).")
+    train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
+
+    run = parser.add_argument_group("run control")
+    run.add_argument("--start_from", choices=STEPS, default=None,
+                     help="Redo this step and the ones after it in an existing --output_dir.")
+    common.add_common_flags(parser)
+    return parser
+
+
+def _default(value, fallback):
+    return fallback if value is None else value
+
+
+def resolve_args(args):
+    """Fills the defaults that depend on the task, pipeline and toy preset; checks ranges."""
+    toy = args.task is None
+    if toy and (args.data_dir or args.init_checkpoint):
+        raise common.UsageError("--data_dir/--init_checkpoint need --task.")
+    if not toy and not args.data_dir:
+        raise common.UsageError("--task needs --data_dir (the GLUE directory).")
+    args.toy = toy
+    args.task = "sst2" if toy else args.task
+    args.max_seq_length = _default(args.max_seq_length, 32 if toy else 128)
+    args.finetune_learning_rate = _default(args.finetune_learning_rate, 1e-3 if toy else 3e-5)
+    args.learning_rate = _default(args.learning_rate, 0.0 if args.pipeline == "seed" else 2e-5)
+    args.learning_rate_warmup = _default(args.learning_rate_warmup, 50 if toy else 200)
+    args.alpha_learning_rate = _default(args.alpha_learning_rate, 20.0 if toy else 5.0)
+    args.lambda_learning_rate = _default(args.lambda_learning_rate, 20.0 if toy else 10.0)
+    args.num_train_epochs = _default(args.num_train_epochs, 8 if toy else 3)
+    if toy:
+        args.final_learning_rate = max(args.final_learning_rate, 1e-4)
+    if not 0.0 <= args.target_sparsity < 1.0:
+        raise common.UsageError(f"--target_sparsity must be in [0, 1); got "
+                                f"{args.target_sparsity}.")
+    for flag in ("learning_rate", "finetune_learning_rate", "final_learning_rate",
+                 "alpha_learning_rate", "lambda_learning_rate", "regularization_scale"):
+        if getattr(args, flag) < 0:
+            raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
+    for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs",
+                 "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps"):
+        if getattr(args, flag) < 1:
+            raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
+    for flag in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        value = getattr(args, flag)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise common.UsageError(f"--{flag} must be in [0, 1); got {value}.")
+    if not args.output_dir:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.output_dir = os.path.join("runs", "prune", "toy" if toy else args.task, stamp)
+    return args
+
+
+def prepare_run(args):
+    """The run directory; continues a run with the same settings, refuses a different one."""
+    settings_path = os.path.join(args.output_dir, "hparams.json")
+    settings = {k: v for k, v in vars(args).items() if k not in _RUN_CONTROL}
+    if os.path.exists(settings_path) and not args.overwrite:
+        import json
+        with open(settings_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = sorted(k for k in set(previous) | set(settings)
+                         if previous.get(k) != settings.get(k))
+        if changed:
+            raise common.UsageError(
+                f"{args.output_dir} holds a run with other settings ({', '.join(changed)}): "
+                "pass --overwrite, or another --output_dir.")
+        return args.output_dir
+    if args.start_from:
+        raise common.UsageError(f"--start_from needs an existing run in {args.output_dir}.")
+    common.prepare_output_dir(args.output_dir, args.overwrite)
+    common.write_json(settings_path, settings)
+    return args.output_dir
+
+
+class Pipeline:
+    def __init__(self, args, run_dir):
+        import keras_flop
+
+        self.args = args
+        self.run_dir = run_dir
+        if args.toy:
+            from apps import toy_task
+            data_dir, vocab = toy_task.write_toy_glue(os.path.join(run_dir, "data"),
+                                                      seed=args.seed)
+            config = toy_task.toy_config()
+        else:
+            from apps.glue_finetune import checkpoint_files
+            data_dir = args.data_dir
+            if args.init_checkpoint is None:
+                raise common.UsageError("--init_checkpoint is required with --task.")
+            config, vocab = checkpoint_files(args)
+        overrides = {k: getattr(args, k) for k in ("hidden_dropout_prob",
+                                                   "attention_probs_dropout_prob")
+                     if getattr(args, k) is not None}
+        self.config = dataclasses.replace(config, **overrides)
+        if args.max_seq_length > self.config.max_position_embeddings:
+            raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the "
+                                    "model's max_position_embeddings "
+                                    f"{self.config.max_position_embeddings}.")
+        self.vocab = vocab
+        self.data = glue_common.load_task_data(
+            data_dir, args.task, vocab, args.max_seq_length, args.max_train_examples,
+            args.max_eval_examples, args.seed)
+        self.keras_flop = keras_flop
+
+    def path(self, step, name=""):
+        return os.path.join(self.run_dir, step, name)
+
+    def done(self, step):
+        outputs = {"finetune": "model.keras", "factorize": "pruning_model.keras",
+                   "prune": "pruning_model.keras", "compact": "model.keras",
+                   "finetune_compact": "model.keras", "export": "DONE", "report": ""}
+        if step == "report":
+            return os.path.exists(os.path.join(self.run_dir, "report.md"))
+        return os.path.exists(self.path(step, outputs[step]))
+
+    def load(self, step, name="model.keras"):
+        import keras
+        return keras.saving.load_model(self.path(step, name))
+
+    def evaluate_to(self, model, step, extra=None):
+        results = glue_common.evaluate(model, self.data, self.args.eval_batch_size)
+        flat = glue_common.write_eval_results(self.path(step), results, extra or {})
+        print(f"   {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in flat.items()
+                                             if k.startswith("eval_") and "time" not in k
+                                             and "examples" not in k))
+        return flat
+
+    # -- the steps -----------------------------------------------------------------------
+    def finetune(self):
+        kf, args = self.keras_flop, self.args
+        if args.toy:
+            model = kf.build_bert_classifier(self.config, self.data.task.num_labels)
+            finetuned = False
+        else:
+            from keras_flop.checkpoint import has_classifier_head
+            finetuned = has_classifier_head(args.init_checkpoint)
+            model = kf.load_tf1_checkpoint(args.init_checkpoint, config=self.config,
+                                           num_labels=self.data.task.num_labels)
+        extra = {}
+        if args.pipeline == "seed" and not finetuned:
+            history, seconds = glue_common.fine_tune(
+                model, self.data, args.finetune_learning_rate, args.finetune_epochs,
+                args.train_batch_size, args.seed, jit_compile=args.jit_compile)
+            extra = {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+        else:
+            print("   the checkpoint is used as it is (fine-tuned checkpoint, or the paper "
+                  "pipeline)")
+        os.makedirs(self.path("finetune"), exist_ok=True)
+        self.evaluate_to(model, "finetune", extra)
+        common.save_model(model, self.path("finetune", "model.keras"))
+
+    def factorize(self):
+        args = self.args
+        dense = self.load("finetune")
+        pruning_model = self.keras_flop.factorize(
+            dense, gate_config={"eval_mask": args.eval_mask},
+            target_sparsity=args.target_sparsity,
+            target_sparsity_warmup=self.target_warmup(),
+            sparsity_denominator=args.sparsity_denominator,
+            regularization_scale=args.regularization_scale)
+        os.makedirs(self.path("factorize"), exist_ok=True)
+        common.save_model(pruning_model, self.path("factorize", "pruning_model.keras"))
+
+    def pruning_steps(self):
+        per_epoch = -(-len(self.data.train) // self.args.train_batch_size)
+        return per_epoch * self.args.num_train_epochs
+
+    def target_warmup(self):
+        if self.args.target_sparsity_warmup is not None:
+            return self.args.target_sparsity_warmup
+        return self.pruning_steps() // 3
+
+    def prune(self):
+        from keras_flop import callbacks, optimizers
+
+        kf, args = self.keras_flop, self.args
+        pruning_model = self.load("factorize", "pruning_model.keras")
+        steps = self.pruning_steps()
+        model_optimizer = None if args.learning_rate == 0 else optimizers.model_optimizer(
+            args.learning_rate, steps)
+        pruning_model.compile(
+            optimizer=model_optimizer,
+            alpha_optimizer=optimizers.gate_optimizer(args.alpha_learning_rate,
+                                                      args.learning_rate_warmup),
+            lambda_optimizer=optimizers.lambda_optimizer(args.lambda_learning_rate,
+                                                         args.learning_rate_warmup),
+            loss=glue_common.task_loss(self.data.task), jit_compile=args.jit_compile)
+        os.makedirs(self.path("prune"), exist_ok=True)
+        board = callbacks.PruningTensorBoard(self.path("prune", "logs"), update_freq=10,
+                                             hparams=vars(args))
+        split = next(iter(self.data.evals))
+        evaluation = callbacks.PeriodicEvaluation(
+            self.data.eval_dataset(split, args.eval_batch_size),
+            lambda labels, outputs: kf.glue.compute_metrics(self.data.task, outputs, labels),
+            every_n_steps=args.eval_every_n_steps, tensorboard=board)
+        saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
+                                         every_n_steps=args.checkpoint_every_n_steps)
+        stop = callbacks.StopOnNonFiniteLoss()
+        start = time.perf_counter()
+        history = pruning_model.fit(self.data.train_dataset(args.train_batch_size, args.seed),
+                                    epochs=args.num_train_epochs,
+                                    callbacks=[board, evaluation, saver, stop],
+                                    verbose=glue_common.fit_verbosity())
+        if stop.failed_step is not None:
+            raise common.UsageError(
+                f"Non-finite loss at pruning step {stop.failed_step}; the last good checkpoint "
+                f"is {saver.manager.latest_checkpoint}. Lower the learning rates.")
+        logs = {k: float(v[-1]) for k, v in history.history.items()}
+        print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
+              f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
+        logs["train_time"] = time.perf_counter() - start
+        logs["global_step"] = steps
+        self.evaluate_to(pruning_model, "prune", logs)
+        common.save_model(pruning_model, self.path("prune", "pruning_model.keras"))
+
+    def compact(self):
+        import numpy as np
+
+        kf, args = self.keras_flop, self.args
+        pruning_model = self.load("prune", "pruning_model.keras")
+        compact_model = kf.compact(pruning_model, threshold=args.compact_threshold)
+        batch = next(iter(self.data.eval_dataset(next(iter(self.data.evals)), 8)))[0]
+        gap = float(np.max(np.abs(np.asarray(compact_model(batch)) -
+                                  np.asarray(pruning_model(batch, training=False)))))
+        report = kf.parameter_report(pruning_model, threshold=args.compact_threshold)
+        os.makedirs(self.path("compact"), exist_ok=True)
+        kf.write_parameter_report(report, self.path("compact"))
+        print(f"   compact: {report['pruned_total_params']:,} of {report['total_params']:,} "
+              f"parameters ({report['actual_compact_rate']:.3f}); encoder dense sparsity "
+              f"{report['dense_sparsity']:.3f}; max |compact - gated| = {gap:.2e}")
+        self.evaluate_to(compact_model, "compact", {"parity_max_abs_diff": gap})
+        common.save_model(compact_model, self.path("compact", "model.keras"))
+
+    def finetune_compact(self):
+        args = self.args
+        model = self.load("compact")
+        extra = {}
+        if args.final_epochs > 0:
+            history, seconds = glue_common.fine_tune(
+                model, self.data, args.final_learning_rate, args.final_epochs,
+                args.train_batch_size, args.seed, jit_compile=args.jit_compile)
+            extra = {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+        os.makedirs(self.path("finetune_compact"), exist_ok=True)
+        self.evaluate_to(model, "finetune_compact", extra)
+        glue_common.write_test_results(self.path("finetune_compact"), model, self.data,
+                                       args.eval_batch_size)
+        common.save_model(model, self.path("finetune_compact", "model.keras"))
+
+    def export(self):
+        model = self.load("finetune_compact")
+        shutil.rmtree(self.path("export"), ignore_errors=True)
+        task = self.data.task
+        path = self.keras_flop.export_saved_model(
+            model, self.path("export"), self.vocab, self.args.max_seq_length,
+            lowercase=self.data.preprocessor.tokenizer.lowercase,
+            label_names=list(task.labels) or None)
+        open(self.path("export", "DONE"), "w").close()
+        print(f"   export: {path}")
+
+    def report(self):
+        from apps.measure import write_report
+        write_report(self)
+
+    def run(self):
+        start = STEPS.index(self.args.start_from) if self.args.start_from else None
+        for index, step in enumerate(STEPS):
+            redo = start is not None and index >= start
+            if self.done(step) and not redo:
+                print(f"== {step}: done already ({self.path(step)})")
+                continue
+            print(f"== {step}")
+            getattr(self, step)()
+
+
+@common.main_wrapper
+def run(args):
+    args = resolve_args(args)
+    run_dir = prepare_run(args)
+    if args.mixed_precision:
+        import keras
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    common.set_seed(args.seed)
+    Pipeline(args, run_dir).run()
+    print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "
+          "export/, TensorBoard logs in prune/logs.")
+    if args.toy:
+        print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
+              "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")
+    return run_dir
+
+
+def main(argv=None):
+    return run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
