@@ -12,6 +12,7 @@ from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
 from keras_flop.export import export_saved_model
 from keras_flop.factorization import factorize, factorize_model
+from keras_flop.hf_checkpoint import load_hf_checkpoint
 from keras_flop.models import build_bert_classifier
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BertConfig", "PruningModel", "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
     "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
-    "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
+    "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
 ]

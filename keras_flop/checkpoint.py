@@ -109,10 +109,10 @@ def _read_tensor(reader, name, prefix):
                          f"(truncated or corrupt data shard?): {message}") from None
 
 
-def _check_shape(name, checkpoint_shape, expected_shape, prefix):
+def _check_shape(name, checkpoint_shape, expected_shape, source):
     if tuple(checkpoint_shape) != tuple(expected_shape):
         raise ValueError(
-            f"Variable {name} has shape {list(checkpoint_shape)} in checkpoint {prefix}, but "
+            f"Variable {name} has shape {list(checkpoint_shape)} in {source}, but "
             f"the model expects {list(expected_shape)}: does bert_config.json match the "
             "checkpoint?")
 
@@ -151,25 +151,34 @@ def load_tf1_checkpoint(path, config=None, num_labels=None):
     prefix, directory = resolve_checkpoint(path)
     config = _read_config(config, directory)
     reader = _open_reader(prefix)
-    shapes = reader.get_variable_to_shape_map()
+    return build_from_variables(config, reader.get_variable_to_shape_map(),
+                                lambda name: _read_tensor(reader, name, prefix), num_labels,
+                                f"checkpoint {prefix}")
 
+
+def build_from_variables(config, shapes, read, num_labels, source):
+    """The Keras classifier from variables under their TF1 names.
+
+    `shapes` maps TF1 names to shapes, `read(name)` returns an array, `source` names the
+    origin in errors. Shared by the TF1 and the Hugging Face importers.
+    """
     checkpoint_layers = {int(m.group(1)) for name in shapes
                          if (m := re.match(r"bert/encoder/layer_(\d+)/", name))}
     if checkpoint_layers and max(checkpoint_layers) + 1 != config.num_hidden_layers:
         raise ValueError(
-            f"Checkpoint {prefix} has {max(checkpoint_layers) + 1} encoder layers but the config "
-            f"says num_hidden_layers={config.num_hidden_layers}.")
+            f"{source[0].upper() + source[1:]} has {max(checkpoint_layers) + 1} encoder layers "
+            f"but the config says num_hidden_layers={config.num_hidden_layers}.")
 
     has_head = "output_weights" in shapes
     if has_head:
         if "output_bias" not in shapes:
-            raise ValueError(f"Variable output_bias is missing from checkpoint {prefix} "
+            raise ValueError(f"Variable output_bias is missing from {source} "
                              "(it has output_weights).")
         head_labels = shapes["output_weights"][0]
         if num_labels is not None and num_labels != head_labels:
             raise ValueError(
-                f"Variable output_weights has shape {shapes['output_weights']} in checkpoint "
-                f"{prefix}: a {head_labels}-label head, but num_labels={num_labels} was asked.")
+                f"Variable output_weights has shape {list(shapes['output_weights'])} in "
+                f"{source}: a {head_labels}-label head, but num_labels={num_labels} was asked.")
         num_labels = head_labels
     elif num_labels is None:
         num_labels = 2
@@ -184,23 +193,22 @@ def load_tf1_checkpoint(path, config=None, num_labels=None):
     missing = [name for name in mapping if name not in shapes]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ValueError(f"Variable {missing[0]} is missing from checkpoint {prefix}{more}.")
+        raise ValueError(f"Variable {missing[0]} is missing from {source}{more}.")
 
     for name, keras_path in mapping.items():
         variable = variables[keras_path]
-        checkpoint_shape = tuple(shapes[name])
         transpose = name == "output_weights"  # [num_labels, hidden] -> Keras [hidden, labels]
         expected = tuple(variable.shape)[::-1] if transpose else tuple(variable.shape)
-        _check_shape(name, checkpoint_shape, expected, prefix)
-        value = _read_tensor(reader, name, prefix)
+        _check_shape(name, tuple(shapes[name]), expected, source)
+        value = read(name)
         variable.assign(np.transpose(value) if transpose else value)
 
     unused = sorted(n for n in shapes if n not in mapping and not _IGNORED.search(n))
     if unused:
-        logger.warning("Ignored %d checkpoint variable(s) the model does not use: %s",
-                       len(unused), ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+        logger.warning("Ignored %d variable(s) the model does not use: %s", len(unused),
+                       ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
     if not has_head:
-        logger.warning("Checkpoint %s has no classifier head (output_weights): initialized a "
-                       "fresh %d-label head.", prefix, num_labels)
-    logger.info("Loaded %d variables from %s.", len(mapping), prefix)
+        logger.warning("%s has no classifier head (output_weights): initialized a fresh "
+                       "%d-label head.", source[0].upper() + source[1:], num_labels)
+    logger.info("Loaded %d variables from %s.", len(mapping), source)
     return model

@@ -1,5 +1,6 @@
 """load_tf1_checkpoint against an independent TF1 BERT, and factorize parity."""
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -172,3 +173,52 @@ def test_real_minilm_checkpoint_imports_and_factorizes():
     assert np.max(np.abs(logits - expected)) <= 1e-4
     pruning_model = keras_flop.factorize(model)
     assert np.max(np.abs(np.asarray(pruning_model.predict(batch, verbose=0)) - expected)) <= 1e-4
+
+
+def _write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, value in tensors.items():
+        blob = np.ascontiguousarray(value, np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(value.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def _to_hf(weights):
+    """TF1 names -> Hugging Face BertForSequenceClassification names, [out, in] weights."""
+    hf = {}
+    for name, value in weights.items():
+        if name == "output_weights":
+            hf["classifier.weight"] = value
+            continue
+        if name == "output_bias":
+            hf["classifier.bias"] = value
+            continue
+        new = name.replace("bert/encoder/layer_", "bert.encoder.layer.").replace("/", ".")
+        new = new.replace(".gamma", ".weight").replace(".beta", ".bias")
+        if new.endswith(".kernel"):
+            new, value = new[:-len(".kernel")] + ".weight", value.T
+        elif "embeddings" in new and not new.startswith("bert.embeddings.LayerNorm"):
+            new += ".weight"
+        hf[new] = value
+    return hf
+
+
+def test_hugging_face_import_shares_the_mapping(tmp_path):
+    from keras_flop.hf_checkpoint import config_from_hf, load_hf_checkpoint
+
+    config = dict(CONFIG, hidden_act="relu")
+    weights = random_weights(tf1_shapes(config, num_labels=3))
+    _write_safetensors(tmp_path / "model.safetensors", _to_hf(weights))
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, model_type="bert")))
+    model = load_hf_checkpoint(tmp_path)
+    batch = _batch()
+    np.testing.assert_allclose(np.asarray(model.predict(batch, verbose=0)),
+                               _reference(weights, config, batch), atol=1e-4)
+    assert config_from_hf(dict(CONFIG)).hidden_act == "gelu_exact"  # HF "gelu" is erf
+    (tmp_path / "model.safetensors").write_bytes(b"\x00")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        load_hf_checkpoint(tmp_path)
