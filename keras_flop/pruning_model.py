@@ -175,6 +175,9 @@ class PruningModel(keras.Model):
         variables = model_vars + gate_vars + lambda_vars
         mixed = self.mixed_precision
 
+        # Under a tf.distribute strategy compute_loss divides the task loss by the replica
+        # count and the gradients are summed over replicas: the penalties are divided too.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             y_pred = self(x, training=True)
@@ -186,7 +189,7 @@ class PruningModel(keras.Model):
             target = self.target_sparsity_at(self.pruning_step)
             gap = sparsity - target
             lagrangian = self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
-            loss = task_loss + l2_loss + lagrangian
+            loss = task_loss + (l2_loss + lagrangian) / replicas
             scaled_loss = loss * self.loss_scale if mixed else loss
         grads = tape.gradient(scaled_loss, [v.value for v in variables])
         grads = [ops.zeros_like(v) if g is None else ops.cast(g, "float32") for g, v in
@@ -210,14 +213,12 @@ class PruningModel(keras.Model):
             apply_all()
         self.pruning_step.assign_add(1)
 
-        # compute_loss divided the loss by the replica count; the tracker wants the mean.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self._loss_tracker.update_state(
             loss * replicas,
             sample_weight=ops.shape(tf.nest.flatten(x)[0])[0])
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         logs.update({
-            "task_loss": task_loss,
+            "task_loss": task_loss * replicas,
             "lagrangian": lagrangian,
             "l2_regularization_loss": l2_loss,
             "expected_sparsity": sparsity,
