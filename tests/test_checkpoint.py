@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_flop
+from conftest import shared_data_dir
 from tf1_bert import random_weights, reference_logits, tf1_shapes, write_tf1_checkpoint
 
 CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -151,14 +151,9 @@ def test_num_labels_must_match_a_finetuned_head(finetuned):
         keras_flop.load_tf1_checkpoint(finetuned[0], num_labels=2)
 
 
-def _data_dir():
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("KERAS_FLOP_DATA", default))
-
-
 @pytest.mark.data
 def test_real_minilm_checkpoint_imports_and_factorizes():
-    directory = _data_dir() / "minilm-l6-h384-uncased-tf1"
+    directory = shared_data_dir() / "minilm-l6-h384-uncased-tf1"
     if not (directory / "bert_model.ckpt.index").exists():
         pytest.skip(f"no MiniLM checkpoint in {directory}")
     model = keras_flop.load_tf1_checkpoint(directory)

@@ -11,34 +11,11 @@ import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
+from conftest import WORDS
 from keras_flop.export import TextEncoder, export_saved_model
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great",
-         "terrible", "not", "a", "film", "##s", ",", "!", "good", "bad", "plot", "fun"]
 TINY = dict(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32)
-
-
-@pytest.fixture()
-def vocab_file(tmp_path):
-    path = tmp_path / "vocab.txt"
-    path.write_text("\n".join(WORDS) + "\n")
-    return path
-
-
-def test_text_encoder_packs_hand_worked_ids(vocab_file):
-    encoder = TextEncoder(vocab_file, max_seq_length=10)
-    single = encoder(tf.constant(["The movie was GREAT!", "films"]))
-    np.testing.assert_array_equal(single["token_ids"].numpy(), [
-        [2, 5, 6, 7, 8, 15, 3, 0, 0, 0],
-        [2, 12, 13, 3, 0, 0, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(single["padding_mask"].numpy()[0], [1] * 7 + [0] * 3)
-    # 9 tokens for a, 2 for b, budget 10 - 3 = 7: the longer one is cut first (5 + 2).
-    pair = encoder(tf.constant(["the movie was not a good film , bad"]),
-                   tf.constant(["fun plot"]))
-    np.testing.assert_array_equal(pair["token_ids"].numpy()[0],
-                                  [2, 5, 6, 7, 10, 11, 3, 19, 18, 3])
-    np.testing.assert_array_equal(pair["segment_ids"].numpy()[0], [0] * 7 + [1] * 3)
 
 
 def _export(tmp_path, vocab_file, num_labels):

@@ -1,13 +1,11 @@
 """GLUE readers, tokenization and packing, the tf.data pipeline."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_flop import glue
+from conftest import shared_data_dir
 from keras_flop.export import TextEncoder
 
 FILES = {
@@ -133,37 +131,29 @@ def test_mrpc_from_microsoft_source_files(tmp_path):
     assert glue.available_splits(tmp_path, "mrpc") == ["train", "dev", "test"]
 
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great",
-         "terrible", "not", "a", "film", "##s", ",", "!", "good", "bad", "plot", "fun"]
+def _keras_hub_packer(vocab_file, length):
+    return glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=length)
 
 
-@pytest.fixture()
-def vocab_file(tmp_path):
-    path = tmp_path / "vocab.txt"
-    path.write_text("\n".join(WORDS) + "\n")
-    return path
-
-
-def test_tokenizer_and_packer_give_hand_worked_ids(vocab_file):
-    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=10)
-    single = preprocessor(tf.constant(["The movie was GREAT!", "films zzz"]))
+@pytest.mark.parametrize("make", [_keras_hub_packer, TextEncoder],
+                         ids=["keras-hub in tf.data", "exported in-graph"])
+def test_tokenizers_give_hand_worked_ids(vocab_file, make):
+    encode = make(vocab_file, 10)
+    single = encode(tf.constant(["The movie was GREAT!", "films zzz"]))
     np.testing.assert_array_equal(single["token_ids"].numpy(), [
         [2, 5, 6, 7, 8, 15, 3, 0, 0, 0],
         [2, 12, 13, 1, 3, 0, 0, 0, 0, 0]])
     np.testing.assert_array_equal(single["padding_mask"].numpy()[1], [1] * 5 + [0] * 5)
     # a has 9 tokens, b 2, room for 7: the longer segment is cut first (5 + 2).
-    pair = preprocessor(tf.constant(["the movie was not a good film , bad"]),
-                        tf.constant(["fun plot"]))
+    pair = encode(tf.constant(["the movie was not a good film , bad"]), tf.constant(["fun plot"]))
     np.testing.assert_array_equal(pair["token_ids"].numpy()[0],
                                   [2, 5, 6, 7, 10, 11, 3, 19, 18, 3])
     np.testing.assert_array_equal(pair["segment_ids"].numpy()[0], [0] * 7 + [1] * 3)
-    # The in-graph tokenizer of the exported SavedModel packs the same ids.
-    exported = TextEncoder(vocab_file, 10)(tf.constant(["the movie was not a good film , bad"]),
-                                           tf.constant(["fun plot"]))
-    np.testing.assert_array_equal(exported["token_ids"].numpy(), pair["token_ids"].numpy())
 
 
 def test_lowercase_follows_the_vocabulary(tmp_path, vocab_file):
+    from conftest import WORDS
+
     assert glue.make_tokenizer(vocab_file).lowercase
     cased = tmp_path / "cased.txt"
     cased.write_text("\n".join(WORDS + ["The"]) + "\n")
@@ -210,14 +200,9 @@ def test_tfds_source_offline_with_mock_data():
     assert all(isinstance(e.text_a, str) and isinstance(e.text_b, str) for e in examples)
 
 
-def _data_dir():
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("KERAS_FLOP_DATA", default))
-
-
 @pytest.mark.data
 def test_real_glue_files_read_completely():
-    directory = _data_dir() / "glue"
+    directory = shared_data_dir() / "glue"
     if not directory.is_dir():
         pytest.skip(f"no GLUE data in {directory}")
     counts = {(t, s): len(glue.read_split(directory, t, s)) for t in glue.TASKS
