@@ -65,13 +65,22 @@ def task_loss(task):
 
 def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=(),
               jit_compile=False, warmup_proportion=0.1):
-    """Plain fine-tuning (AdamW, warmup + linear decay); returns (history, seconds)."""
+    """Plain fine-tuning (AdamW, warmup + linear decay); returns (history, seconds).
+
+    A NaN or Inf loss stops training with an error naming the step."""
+    from keras_flop.callbacks import StopOnNonFiniteLoss
+
+    stop = StopOnNonFiniteLoss()
     dataset = data.train_dataset(batch_size, seed)
     steps = max(1, epochs * int(np.ceil(len(data.train) / batch_size)))
     model.compile(model_optimizer(learning_rate, steps, warmup_proportion),
                   task_loss(data.task), jit_compile=jit_compile)
     start = time.perf_counter()
-    history = model.fit(dataset, epochs=epochs, callbacks=list(callbacks), verbose=fit_verbosity())
+    history = model.fit(dataset, epochs=epochs, callbacks=list(callbacks) + [stop],
+                        verbose=fit_verbosity())
+    if stop.failed_step is not None:
+        raise common.UsageError(f"Non-finite loss at fine-tuning step {stop.failed_step}: "
+                                "lower the learning rate.")
     return history, time.perf_counter() - start
 
 

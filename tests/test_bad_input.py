@@ -109,6 +109,8 @@ CASES = [
      "Cannot create output directory"),
     ("zero batch size", "finetune", ["--train_batch_size", "0"], None,
      "--train_batch_size must be >= 1"),
+    ("loss becomes nan", "finetune", ["--learning_rates", "1e12", "--num_train_epochs", "3"],
+     None, "Non-finite loss at fine-tuning step"),
     ("target sparsity 1", "prune", ["--target_sparsity", "1.0"], None,
      "--target_sparsity must be in [0, 1)"),
     ("target sparsity negative", "prune", ["--target_sparsity=-0.2"], None,
