@@ -256,9 +256,11 @@ class Pipeline:
 
     def prune(self):
         from keras_flop import callbacks, optimizers
+        from keras_flop.seeding import reseed
 
         kf, args = self.keras_flop, self.args
         pruning_model = self.load("factorize", "pruning_model.keras")
+        reseed(pruning_model, args.seed)
         steps = self.pruning_steps()
         model_optimizer = None if args.learning_rate == 0 else optimizers.model_optimizer(
             args.learning_rate, steps)
@@ -270,26 +272,43 @@ class Pipeline:
                                                          args.learning_rate_warmup),
             loss=glue_common.task_loss(self.data.task), jit_compile=args.jit_compile)
         os.makedirs(self.path("prune"), exist_ok=True)
+        # A killed run left step checkpoints: restore model, optimizers, λ and the random
+        # generators, and continue with the batches the interrupted run had not seen.
+        saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
+                                         every_n_steps=args.checkpoint_every_n_steps)
+        resumed = saver.restore()
+        done = int(pruning_model.pruning_step.numpy()) if resumed else 0
+        if resumed:
+            print(f"   resuming from {resumed} at step {done} of {steps}")
+        saver.step = done
         board = callbacks.PruningTensorBoard(self.path("prune", "logs"), update_freq=10,
-                                             hparams=vars(args))
+                                             hparams=vars(args), initial_step=done)
         split = next(iter(self.data.evals))
         evaluation = callbacks.PeriodicEvaluation(
             self.data.eval_dataset(split, args.eval_batch_size),
             lambda labels, outputs: kf.glue.compute_metrics(self.data.task, outputs, labels),
-            every_n_steps=args.eval_every_n_steps, tensorboard=board)
-        saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
-                                         every_n_steps=args.checkpoint_every_n_steps)
-        stop = callbacks.StopOnNonFiniteLoss()
+            every_n_steps=args.eval_every_n_steps, tensorboard=board, initial_step=done)
+        stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
+        per_epoch = -(-len(self.data.train) // args.train_batch_size)
+        stream = kf.glue.make_training_stream(self.data.train, self.data.task,
+                                              self.data.preprocessor, args.train_batch_size,
+                                              args.seed, steps, done)
         start = time.perf_counter()
-        history = pruning_model.fit(self.data.train_dataset(args.train_batch_size, args.seed),
-                                    epochs=args.num_train_epochs,
-                                    callbacks=[board, evaluation, saver, stop],
-                                    verbose=glue_common.fit_verbosity())
+        logs = {}
+        if done < steps:
+            history = pruning_model.fit(stream, epochs=args.num_train_epochs,
+                                        initial_epoch=done // per_epoch,
+                                        steps_per_epoch=per_epoch,
+                                        callbacks=[board, evaluation, saver, stop],
+                                        verbose=glue_common.fit_verbosity())
+            logs = {k: float(v[-1]) for k, v in history.history.items()}
         if stop.failed_step is not None:
             raise common.UsageError(
                 f"Non-finite loss at pruning step {stop.failed_step}; the last good checkpoint "
                 f"is {saver.manager.latest_checkpoint}. Lower the learning rates.")
-        logs = {k: float(v[-1]) for k, v in history.history.items()}
+        logs.update({"expected_sparsity": float(pruning_model.expected_sparsity()),
+                     "lambda_1": float(pruning_model.lambda_1.numpy()),
+                     "lambda_2": float(pruning_model.lambda_2.numpy())})
         print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
               f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
         logs["train_time"] = time.perf_counter() - start
@@ -353,6 +372,8 @@ class Pipeline:
                 print(f"== {step}: done already ({self.path(step)})")
                 continue
             print(f"== {step}")
+            if redo and step != "report":
+                shutil.rmtree(self.path(step), ignore_errors=True)  # no resuming a redone step
             getattr(self, step)()
 
 

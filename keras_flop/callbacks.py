@@ -191,8 +191,9 @@ class StepCheckpoint(_StepCounter):
 
 
 def trackables(model):
-    """The model and its optimizers, by name, for `tf.train.Checkpoint`."""
-    found = {"model": model}
+    """The model, all its variables (random-generator states included) and its optimizers, by
+    name, for `tf.train.Checkpoint`."""
+    found = {"model": model, "variables": list(model.variables)}
     for name in ("optimizer", "alpha_optimizer", "lambda_optimizer"):
         optimizer = getattr(model, name, None)
         if optimizer is not None:

@@ -178,6 +178,23 @@ def test_dataset_shapes_dtypes_and_shuffling(glue_dir, vocab_file):
     assert set(next(iter(test))) == {"token_ids", "segment_ids", "padding_mask"}
 
 
+def test_training_stream_resumes_with_the_same_batches(glue_dir, vocab_file):
+    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=8)
+    examples = glue.read_split(glue_dir, "mrpc", "train") * 5  # 10 examples, 4 batches/epoch
+
+    def labels(start):
+        stream = glue.make_training_stream(examples, "mrpc", preprocessor, 3, seed=1,
+                                           total_steps=11, start_step=start)
+        return [tuple(y.numpy()) for _, y in stream]
+
+    full = labels(0)
+    assert len(full) == 11 and full[:4] != full[4:8]  # epochs are shuffled differently
+    for start in (1, 4, 6, 10):
+        assert labels(start) == full[start:]
+    with pytest.raises(ValueError, match="start_step < total_steps"):
+        labels(11)
+
+
 def test_write_test_predictions(tmp_path, glue_dir):
     examples = glue.read_split(glue_dir, "rte", "train") * 2
     path = glue.write_test_predictions(str(tmp_path / "test_results.tsv"), "rte", examples,

@@ -2,11 +2,11 @@
 
 from keras_flop.glue.metrics import compute_metrics
 from keras_flop.glue.preprocessing import (GluePreprocessor, make_dataset, make_tokenizer,
-                                           write_test_predictions)
+                                           make_training_stream, write_test_predictions)
 from keras_flop.glue.readers import (Example, GlueDataError, available_splits, load_tfds,
                                      read_split)
 from keras_flop.glue.tasks import TASKS, GlueTask, get_task
 
 __all__ = ["Example", "GlueDataError", "GluePreprocessor", "GlueTask", "TASKS",
            "available_splits", "compute_metrics", "get_task", "load_tfds", "make_dataset",
-           "make_tokenizer", "read_split", "write_test_predictions"]
+           "make_tokenizer", "make_training_stream", "read_split", "write_test_predictions"]
