@@ -20,6 +20,12 @@ def add_common_flags(parser):
                         help="Replace a non-empty output directory.")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (recorded).")
     parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker", "tpu"),
+                        default="none",
+                        help="tf.distribute strategy: all local GPUs (mirrored), several "
+                             "machines configured by TF_CONFIG (multi_worker), or a TPU "
+                             "(--tpu names it).")
+    parser.add_argument("--tpu", default="", help="TPU name or address for --strategy tpu.")
 
 
 def main_wrapper(run):
@@ -72,6 +78,25 @@ def save_model(model, path):
     model.save(temporary)
     os.replace(temporary, path)
     return path
+
+
+def make_strategy(name, tpu=""):
+    """The `tf.distribute` strategy an app runs under (`none`: the default strategy)."""
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as e:
+        raise UsageError(f"No TPU found for --strategy tpu --tpu {tpu!r}: {e}") from None
+    return tf.distribute.TPUStrategy(resolver)
 
 
 def set_seed(seed):

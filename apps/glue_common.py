@@ -21,11 +21,27 @@ class TaskData:
     preprocessor: glue.GluePreprocessor
 
     def train_dataset(self, batch_size, seed):
-        return glue.make_dataset(self.train, self.task, self.preprocessor, batch_size,
-                                 training=True, seed=seed)
+        return for_strategy(glue.make_dataset(self.train, self.task, self.preprocessor,
+                                              batch_size, training=True, seed=seed))
 
     def eval_dataset(self, split, batch_size):
-        return glue.make_dataset(self.evals[split], self.task, self.preprocessor, batch_size)
+        return for_strategy(glue.make_dataset(self.evals[split], self.task, self.preprocessor,
+                                              batch_size))
+
+
+def for_strategy(dataset):
+    """Under a tf.distribute strategy the padding mask travels as int32 (0/1): the strategy's
+    input handling cannot aggregate bool tensors; the model casts it back."""
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return dataset
+
+    def cast(features, *rest):
+        features = dict(features, padding_mask=tf.cast(features["padding_mask"], tf.int32))
+        return (features, *rest) if rest else features
+
+    return dataset.map(cast)
 
 
 def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_examples=None,

@@ -118,7 +118,7 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
         model, data, learning_rate, epochs, args.train_batch_size, args.seed, [board],
         jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion)
     results = glue_common.evaluate(model, data, args.eval_batch_size)
-    steps = int(model.optimizer.iterations)
+    steps = epochs * -(-len(data.train) // args.train_batch_size)
     flat = glue_common.write_eval_results(run_dir, results, {
         "global_step": steps, "loss": float(history.history["loss"][-1]),
         "train_time": train_time, "learning_rate": learning_rate,
@@ -161,6 +161,17 @@ def run(args):
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
     common.write_json(os.path.join(output_dir, "hparams.json"), vars(args))
+    with common.make_strategy(args.strategy, args.tpu).scope():
+        rows = sweep(args, tasks, rates, config, vocab, output_dir)
+    if not rows:
+        raise common.UsageError(f"No task in {args.data_dir} has both train and dev splits.")
+    table = write_sweep_tables(output_dir, rows)
+    print(open(table).read())
+    print(f"Results: {table}")
+    return rows
+
+
+def sweep(args, tasks, rates, config, vocab, output_dir):
     rows = []
     for task in tasks:
         try:
@@ -181,11 +192,6 @@ def run(args):
                   f"({time.perf_counter() - started:.0f} s) -> {run_dir}")
             rows.append({"task": task.name, **flat})
             write_sweep_tables(output_dir, rows)
-    if not rows:
-        raise common.UsageError(f"No task in {args.data_dir} has both train and dev splits.")
-    table = write_sweep_tables(output_dir, rows)
-    print(open(table).read())
-    print(f"Results: {table}")
     return rows
 
 

@@ -290,9 +290,9 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps, tensorboard=board, initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
-        stream = kf.glue.make_training_stream(self.data.train, self.data.task,
-                                              self.data.preprocessor, args.train_batch_size,
-                                              args.seed, steps, done)
+        stream = glue_common.for_strategy(kf.glue.make_training_stream(
+            self.data.train, self.data.task, self.data.preprocessor, args.train_batch_size,
+            args.seed, steps, done))
         start = time.perf_counter()
         logs = {}
         if done < steps:
@@ -385,7 +385,8 @@ def run(args):
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
     common.set_seed(args.seed)
-    Pipeline(args, run_dir).run()
+    with common.make_strategy(args.strategy, args.tpu).scope():
+        Pipeline(args, run_dir).run()
     print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "
           "export/, TensorBoard logs in prune/logs.")
     if args.toy:

@@ -87,3 +87,15 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
         prune_app.main(args[:-2] + ["--final_epochs", "2"])
     assert exit_info.value.code == 2
     assert "other settings (final_epochs)" in capsys.readouterr().err
+
+
+def test_prune_app_under_mirrored_strategy(tmp_path):
+    from apps import prune as prune_app
+
+    output = tmp_path / "mirrored"
+    prune_app.main(["--output_dir", str(output), "--strategy", "mirrored",
+                    "--max_train_examples", "128", "--train_batch_size", "16",
+                    "--finetune_epochs", "1", "--num_train_epochs", "1", "--final_epochs", "1"])
+    assert (output / "report.md").exists() and (output / "export" / "1").exists()
+    assert json.loads((output / "compact" / "eval_results.json").read_text())[
+        "parity_max_abs_diff"] <= 1e-4
