@@ -113,6 +113,13 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # The apps' one-line format for every bad flag, argparse's own checks included.
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return _ArgumentParser(description=description,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -21,6 +21,9 @@ from apps import common, glue_common
 STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
 # Flags that do not change what a run computes: they may differ when a run is continued.
 _RUN_CONTROL = {"start_from", "overwrite", "verbose"}
+# keras_flop.structure.STRUCTURES, spelled out so that --help and flag errors need no TensorFlow
+# import (a test keeps the two equal).
+STRUCTURES = ("rank", "heads+ffn", "heads+ffn+layers", "all")
 
 
 def build_parser():
@@ -67,6 +70,14 @@ def build_parser():
                             "pruning steps.")
     train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
                        default="dense")
+    train.add_argument("--structure", choices=STRUCTURES, default="rank",
+                       help="What the gates prune: rank (FLOP: SVD ranks of every dense "
+                            "layer), heads+ffn (attention heads, FFN units), heads+ffn+layers "
+                            "(also whole attention/FFN blocks), all (ranks and all of those).")
+    train.add_argument("--distillation_weight", type=float, default=0.0,
+                       help="α_pred: weight of KL(teacher ‖ student) from the fine-tuned dense "
+                            "model while pruning (0: no distillation).")
+    train.add_argument("--distillation_temperature", type=float, default=2.0)
     train.add_argument("--regularization_scale", type=float, default=0.0)
     train.add_argument("--num_train_epochs", type=int, default=None,
                        help="Pruning epochs; default 3 (8 for the toy task).")
@@ -116,13 +127,17 @@ def resolve_args(args):
         raise common.UsageError(f"--target_sparsity must be in [0, 1); got "
                                 f"{args.target_sparsity}.")
     for flag in ("learning_rate", "finetune_learning_rate", "final_learning_rate",
-                 "alpha_learning_rate", "lambda_learning_rate", "regularization_scale"):
+                 "alpha_learning_rate", "lambda_learning_rate", "regularization_scale",
+                 "distillation_weight"):
         if getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs",
                  "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps"):
         if getattr(args, flag) < 1:
             raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
+    if not args.distillation_temperature > 0:
+        raise common.UsageError(f"--distillation_temperature must be > 0; got "
+                                f"{args.distillation_temperature}.")
     for flag in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         value = getattr(args, flag)
         if value is not None and not 0.0 <= value < 1.0:
@@ -236,8 +251,13 @@ class Pipeline:
     def factorize(self):
         args = self.args
         dense = self.load("finetune")
+        distillation = {}
+        if args.distillation_weight > 0:  # the fine-tuned dense model teaches the pruned one
+            distillation = dict(teacher=dense, distillation_weight=args.distillation_weight,
+                                distillation_temperature=args.distillation_temperature)
         pruning_model = self.keras_flop.factorize(
-            dense, gate_config={"eval_mask": args.eval_mask},
+            dense, gate_config={"eval_mask": args.eval_mask}, structure=args.structure,
+            **distillation,
             target_sparsity=args.target_sparsity,
             target_sparsity_warmup=self.target_warmup(),
             sparsity_denominator=args.sparsity_denominator,
@@ -331,6 +351,9 @@ class Pipeline:
         print(f"   compact: {report['pruned_total_params']:,} of {report['total_params']:,} "
               f"parameters ({report['actual_compact_rate']:.3f}); encoder dense sparsity "
               f"{report['dense_sparsity']:.3f}; max |compact - gated| = {gap:.2e}")
+        for key, label in (("kept_heads", "heads"), ("kept_ffn_units", "FFN units")):
+            if key in report:
+                print(f"   kept {label} per layer: {list(report[key].values())}")
         self.evaluate_to(compact_model, "compact", {"parity_max_abs_diff": gap})
         common.save_model(compact_model, self.path("compact", "model.keras"))
 

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES
+from keras_flop.models.bert import (ENCODER_DENSE_SUFFIXES, bert_structure_of,
+                                    build_bert_classifier)
+from keras_flop.structure import parse_structure, structural_masks
 
 _ENCODER_DENSE = re.compile(r"^layer_\d+_(%s)$" % "|".join(ENCODER_DENSE_SUFFIXES))
 
@@ -28,47 +30,39 @@ def gated_layers(model):
             if isinstance(layer, FactorizedDense) and layer.gate is not None]
 
 
-def rebuild(model, replace):
-    """A copy of functional `model` in which `replace(layer)` substitutes some layers.
-
-    `replace` returns a new, built layer (with its weights set) or None to keep a copy of the
-    original. Every other layer is re-created from its config and gets the original's weights,
-    so the copy shares no variables with `model`.
-    """
-    replaced = set()
-
-    def clone(layer):
-        new = replace(layer)
-        if new is not None:
-            replaced.add(layer.name)
-            return new
-        return layer.__class__.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if layer.name not in replaced and layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
-    return copy
+def copy_into(source, target, skip=()):
+    """Copies the weights of every layer of `target` with weights from the layer of the same
+    name in `source`, except the layers named in `skip`."""
+    for layer in target.layers:
+        if layer.weights and layer.name not in skip:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="min",
-                    gated=True, gate_config=None):
-    """The functional model with every encoder dense layer as a gated `FactorizedDense`.
+                    gated=True, gate_config=None, structure="rank"):
+    """The functional model with every encoder dense layer as a gated `FactorizedDense`, and
+    the structural gates `structure` asks for.
 
     Args:
         model: a dense model from `build_bert_classifier` or `load_tf1_checkpoint`.
+        structure: which units are gated: `"rank"` (FLOP: the SVD ranks of every dense layer),
+            `"heads+ffn"` (attention heads and FFN intermediate units; the dense layers stay
+            dense), `"heads+ffn+layers"` (also whole attention and FFN blocks), or `"all"`
+            (ranks, heads, FFN units and blocks).
         rank: the rank of every factorization: an int (capped at each layer's full rank), a
             float in (0, 1] meaning that fraction of `Σ σ²` (energy) is kept, or None for full
             rank.
         energy: same as a float `rank`, by keyword.
         sigma, rank_policy: see `keras_flop.svd.svd_factors`.
-        gated: attach a `HardConcreteMask` (default) or not.
+        gated: attach a rank gate to each factorized layer (default) or not.
         gate_config: keyword arguments of each `HardConcreteMask`.
 
     Returns:
         A new functional model (no variables shared with `model`). With all gates open (the
-        default `log_alpha = 5`) its inference outputs equal `model`'s.
+        default `log_alpha = 5` and `eval_mask="deterministic"`) its inference outputs equal
+        `model`'s.
     """
+    factorized, structural = parse_structure(structure)
     if isinstance(rank, float):
         if energy is not None:
             raise ValueError("Pass the energy fraction either as a float `rank` or as "
@@ -84,9 +78,13 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     if any(isinstance(layer, FactorizedDense) for layer in layers):
         raise ValueError(f"Model {model.name!r} is already factorized.")
 
-    def replace(layer):
-        if not is_encoder_dense(layer):
-            return None
+    def replace(name, units, activation):
+        layer = model.get_layer(name)
+        if not factorized:
+            copy = keras.layers.Dense.from_config(layer.get_config())
+            copy.build((None, layer.kernel.shape[0]))
+            copy.set_weights(layer.get_weights())
+            return copy
         kernel = np.asarray(layer.kernel)
         bias = np.asarray(layer.bias) if layer.use_bias else None
         layer_rank = None if rank is None else min(rank, min(kernel.shape))
@@ -95,17 +93,24 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
             gated=gated, activation=layer.activation, gate_config=gate_config, name=layer.name,
             dtype=layer.dtype_policy)
 
-    return rebuild(model, replace)
+    config, num_labels, shapes = bert_structure_of(model)
+    network = build_bert_classifier(config, num_labels, dense_factory=replace, name=model.name,
+                                    gates=structural, gate_config=gate_config,
+                                    layer_shapes=shapes)
+    copy_into(model, network, skip={layer.name for layer in encoder_dense_layers(network)} |
+              {mask.name for mask in structural_masks(network)})
+    return network
 
 
 def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", gate_config=None,
-              **pruning_kwargs):
-    """The pruning model of a dense BERT: every encoder dense layer factorized and gated.
+              structure="rank", **pruning_kwargs):
+    """The pruning model of a dense BERT: its encoder gated as `structure` says.
 
     Factorizes as `factorize_model` (same `rank`, `energy`, `sigma`, `rank_policy`,
-    `gate_config`) and wraps the result in a `PruningModel`; `pruning_kwargs` go to it
+    `gate_config`, `structure`) and wraps the result in a `PruningModel`; `pruning_kwargs` go to it
     (`target_sparsity`, `target_sparsity_warmup`, `sparsity_denominator`,
-    `regularization_scale`). With every gate open (the default) its outputs equal `model`'s.
+    `regularization_scale`, `teacher`, `distillation_weight`, `distillation_temperature`).
+    With every gate open (the default) its outputs equal `model`'s.
 
     Example:
     >>> model = keras_flop.load_tf1_checkpoint("minilm/")            # doctest: +SKIP
@@ -114,5 +119,6 @@ def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", ga
     from keras_flop.pruning_model import PruningModel  # the pruning model builds on this module
 
     network = factorize_model(model, rank=rank, energy=energy, sigma=sigma,
-                              rank_policy=rank_policy, gate_config=gate_config)
+                              rank_policy=rank_policy, gate_config=gate_config,
+                              structure=structure)
     return PruningModel(network, name=f"{model.name}_pruning", **pruning_kwargs)

@@ -5,9 +5,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
-from keras_flop.factorization import gated_layers
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.sparsity import DENOMINATORS, expected_sparsity
+from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
@@ -28,7 +28,13 @@ class PruningModel(keras.Model):
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
     `target_sparsity`, `lambda_1`, `lambda_2`, `model_lr`, `alpha_lr`, `lambda_lr`,
-    `l2_regularization_loss`, plus the compiled metrics.
+    `l2_regularization_loss`, plus the compiled metrics (and `distillation_loss` with a
+    teacher).
+
+    With a `teacher` (the fine-tuned dense model, kept frozen) the task loss gains
+    `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
+    error between the two outputs for a regression model), which keeps accuracy at high
+    sparsity when the model weights train too.
 
     Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
     skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
@@ -41,6 +47,9 @@ class PruningModel(keras.Model):
         target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none).
         sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
         regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
+        teacher: optional model with the same inputs and outputs to distill from.
+        distillation_weight: `α_pred >= 0` (needs a teacher when > 0).
+        distillation_temperature: `T > 0`.
 
     Example:
     >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
@@ -49,7 +58,8 @@ class PruningModel(keras.Model):
     """
 
     def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
-                 sparsity_denominator="dense", regularization_scale=0.0, **kwargs):
+                 sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
+                 distillation_weight=0.0, distillation_temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
@@ -61,14 +71,31 @@ class PruningModel(keras.Model):
                              f"{sparsity_denominator!r}.")
         if regularization_scale < 0:
             raise ValueError(f"`regularization_scale` must be >= 0; got {regularization_scale}.")
-        if not gated_layers(network):
-            raise ValueError(f"Model {network.name!r} has no gated FactorizedDense layers: "
-                             "factorize it first (keras_flop.factorize).")
+        if not all_gates(network):
+            raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
+                             "(keras_flop.factorize).")
+        if distillation_weight < 0:
+            raise ValueError(f"`distillation_weight` must be >= 0; got {distillation_weight}.")
+        if not distillation_temperature > 0:
+            raise ValueError("`distillation_temperature` must be > 0; got "
+                             f"{distillation_temperature}.")
+        if distillation_weight > 0 and teacher is None:
+            raise ValueError("`distillation_weight` > 0 needs a `teacher` model (the "
+                             "fine-tuned dense model).")
+        if teacher is not None:
+            if teacher.outputs[0].shape[-1] != network.outputs[0].shape[-1]:
+                raise ValueError(f"The teacher {teacher.name!r} has "
+                                 f"{teacher.outputs[0].shape[-1]} outputs, the pruned model "
+                                 f"{network.outputs[0].shape[-1]}: they must match.")
+            teacher.trainable = False
         self.network = network
         self.target_sparsity = float(target_sparsity)
         self.target_sparsity_warmup = int(target_sparsity_warmup)
         self.sparsity_denominator = sparsity_denominator
         self.regularization_scale = float(regularization_scale)
+        self.teacher = teacher
+        self.distillation_weight = float(distillation_weight)
+        self.distillation_temperature = float(distillation_temperature)
 
         def scalar(name, dtype="float32", initializer="zeros", trainable=False):
             return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
@@ -85,7 +112,7 @@ class PruningModel(keras.Model):
     # -- variable groups -------------------------------------------------------------------
     @property
     def gate_variables(self):
-        return [layer.gate.log_alpha for layer in gated_layers(self.network)]
+        return [gate.log_alpha for gate in all_gates(self.network)]
 
     @property
     def lambda_variables(self):
@@ -168,6 +195,17 @@ class PruningModel(keras.Model):
         squares = [ops.sum(ops.square(ops.cast(k, "float32"))) for k in self._l2_kernels()]
         return self.regularization_scale * ops.sum(ops.stack(squares)) / 2.0
 
+    def distillation_loss(self, x, y_pred):
+        """`T² · KL(teacher ‖ student)` at temperature `T` (MSE for a regressor), float32."""
+        teacher = ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+        student = ops.cast(y_pred, "float32")
+        if student.shape[-1] == 1:
+            return ops.mean(ops.square(student - teacher))
+        t = self.distillation_temperature
+        target = ops.softmax(teacher / t, axis=-1)
+        log_ratio = ops.log_softmax(teacher / t, axis=-1) - ops.log_softmax(student / t, axis=-1)
+        return t * t * ops.mean(ops.sum(target * log_ratio, axis=-1))
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         gate_vars, lambda_vars = self.gate_variables, self.lambda_variables
@@ -184,12 +222,18 @@ class PruningModel(keras.Model):
             task_loss = ops.cast(self.compute_loss(x=x, y=y, y_pred=y_pred,
                                                    sample_weight=sample_weight, training=True),
                                  "float32")
+            distill = None
+            if self.teacher is not None and self.distillation_weight > 0:
+                # A per-replica mean, like the penalties: divided by the replica count below.
+                distill = self.distillation_loss(x, y_pred)
             l2_loss = self.l2_regularization_loss()
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
             gap = sparsity - target
             lagrangian = self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
             loss = task_loss + (l2_loss + lagrangian) / replicas
+            if distill is not None:
+                loss = loss + self.distillation_weight * distill / replicas
             scaled_loss = loss * self.loss_scale if mixed else loss
         grads = tape.gradient(scaled_loss, [v.value for v in variables])
         grads = [ops.zeros_like(v) if g is None else ops.cast(g, "float32") for g, v in
@@ -229,6 +273,8 @@ class PruningModel(keras.Model):
             "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
             "lambda_lr": ops.convert_to_tensor(self.lambda_optimizer.learning_rate),
         })
+        if distill is not None:
+            logs["distillation_loss"] = distill
         if mixed:
             logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
         return logs
@@ -263,10 +309,16 @@ class PruningModel(keras.Model):
             "target_sparsity_warmup": self.target_sparsity_warmup,
             "sparsity_denominator": self.sparsity_denominator,
             "regularization_scale": self.regularization_scale,
+            "teacher": (None if self.teacher is None else
+                        keras.saving.serialize_keras_object(self.teacher)),
+            "distillation_weight": self.distillation_weight,
+            "distillation_temperature": self.distillation_temperature,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        if config.get("teacher") is not None:
+            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         return cls(**config)

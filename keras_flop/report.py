@@ -3,19 +3,47 @@
 import json
 import os
 
-from keras_flop.sparsity import require_gated_layers, compact_cost, kept_ranks
+import numpy as np
+
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.sparsity import kept_parameters, require_gates, sparsity_denominator
+from keras_flop.structure import all_gates, dense_dims, kept_units
+
+
+def _kept_biases(parts, threshold):
+    """Bias parameters of the encoder dense layers left after compaction: the kept output
+    units of q/k/v and the intermediate layer; the block output biases always stay (a removed
+    block keeps its bias as a `PrunedSublayer`)."""
+    total = 0
+    for part in parts:
+        for suffix, layer in part.dense.items():
+            if not layer.use_bias:
+                continue
+            width = dense_dims(layer)[1]
+            mask, unit = part.output_mask(suffix)
+            if mask is not None:
+                width = unit * len(kept_units(mask, threshold))
+            block = part.block_mask(suffix)
+            if suffix not in ("attention_output", "output") and block is not None and \
+                    not len(kept_units(block, threshold)):
+                width = 0
+            total += width
+    return total
 
 
 def parameter_report(model, threshold=0.0):
     """Parameter counts of a pruning model before and after compaction.
 
-    Sums run over the gated layers (`P: [a, k]`, `Q: [k, b]`, `c_i` the compact cost):
-    `dense_total_params = Σ (a·k + k·b)`, `dense_origin_params = Σ a·b`,
+    Sums run over the encoder dense layers (`a·b` dense, `c_i` the compact cost of the kernel,
+    see `keras_flop.kept_parameters`): `dense_total_params` (their kernels as they are in the
+    pruning model: `(a+b)·k` when factorized), `dense_origin_params = Σ a·b`,
     `dense_pruned_params = Σ c_i`, `dense_sparsity = 1 - pruned / origin`
     (`dense_sparsity_of_factorized = 1 - pruned / total`, the original's figure),
     `non_kernel_params` (embeddings, LayerNorms, biases, pooler, classifier),
-    `total_params = origin + non_kernel`, `pruned_total_params = pruned + non_kernel`,
-    `actual_compact_rate = pruned_total / total`; plus `kept_ranks` per layer.
+    `total_params = origin + non_kernel`, `pruned_total_params` (the compact model's count:
+    pruned kernels plus what is left of the rest), `actual_compact_rate = pruned_total /
+    total`; plus `kept_ranks` per factorized layer and, with structural gates, `kept_heads` and
+    `kept_ffn_units` per encoder layer.
 
     Example:
     >>> report = keras_flop.parameter_report(pruning_model)   # doctest: +SKIP
@@ -23,16 +51,18 @@ def parameter_report(model, threshold=0.0):
     True
     """
     network = getattr(model, "network", model)
-    layers = require_gated_layers(network)
-    dense_total = sum(layer.factor_params for layer in layers)
-    dense_origin = sum(layer.dense_params for layer in layers)
-    kept = {layer.name: len(kept_ranks(layer, threshold)) for layer in layers}
-    dense_pruned = sum(compact_cost(layer, kept[layer.name]) for layer in layers)
-    gated_params = sum(layer.factor_params + layer.gate.size for layer in layers)
-    non_kernel = network.count_params() - gated_params
+    parts = require_gates(network)
+    dense_layers = [layer for part in parts for layer in part.dense.values()]
+    dense_total = int(sparsity_denominator(network, "factorized"))
+    dense_origin = int(sparsity_denominator(network, "dense"))
+    dense_pruned = kept_parameters(network, threshold)
+    biases = sum(int(np.prod(layer.bias.shape)) for layer in dense_layers if layer.use_bias)
+    gates = sum(gate.size for gate in all_gates(network))
+    other = network.count_params() - dense_total - biases - gates
+    non_kernel = other + biases
     total = dense_origin + non_kernel
-    pruned_total = dense_pruned + non_kernel
-    return {
+    pruned_total = dense_pruned + other + _kept_biases(parts, threshold)
+    report = {
         "dense_total_params": dense_total,
         "dense_origin_params": dense_origin,
         "dense_pruned_params": dense_pruned,
@@ -42,15 +72,30 @@ def parameter_report(model, threshold=0.0):
         "total_params": total,
         "pruned_total_params": pruned_total,
         "actual_compact_rate": pruned_total / total,
-        "kept_ranks": kept,
+        "kept_ranks": {layer.name: len(kept_units(layer.gate, threshold))
+                       for layer in dense_layers
+                       if isinstance(layer, FactorizedDense) and layer.gate is not None},
     }
+    for key, kind in (("kept_heads", "head"), ("kept_ffn_units", "intermediate")):
+        if any(part.masks[kind] is not None for part in parts):
+            report[key] = {}
+            for part in parts:
+                kept = len(kept_units(part.masks[kind], threshold)) if part.masks[kind] else None
+                block = part.masks["attention" if kind == "head" else "ffn"]
+                if block is not None and not len(kept_units(block, threshold)):
+                    kept = 0
+                report[key][f"layer_{part.index}"] = kept
+    return report
 
 
 def write_parameter_report(report, directory):
     """Writes `info.txt` (one `key = value` per line) and `info.json` into `directory`."""
     os.makedirs(directory, exist_ok=True)
-    lines = [f"{key} = {value}" for key, value in report.items() if key != "kept_ranks"]
-    lines += [f"kept_rank[{name}] = {rank}" for name, rank in report["kept_ranks"].items()]
+    per_unit = {"kept_ranks": "kept_rank", "kept_heads": "kept_heads",
+                "kept_ffn_units": "kept_ffn_units"}
+    lines = [f"{key} = {value}" for key, value in report.items() if key not in per_unit]
+    for key, label in per_unit.items():
+        lines += [f"{label}[{name}] = {value}" for name, value in report.get(key, {}).items()]
     for name, text in (("info.txt", "\n".join(lines) + "\n"),
                        ("info.json", json.dumps(report, indent=2) + "\n")):
         path = os.path.join(directory, name)

@@ -1,9 +1,18 @@
-"""Expected and realized sparsity of a gated model (`algorithm.md` §3, §5)."""
+"""Expected and realized sparsity of a gated model (`algorithm.md` §3, §5).
+
+Every encoder dense layer `[a, b]` (factorized at rank `k` or not) counts its kernel
+parameters given how many of its units its gates keep: the rank gate sets `k`, a head mask the
+output width of q/k/v and the input width of the attention output, an FFN-unit mask the width
+of the intermediate layer, a block mask the whole block. The same formula gives the
+differentiable expectation (kept counts replaced by `Σ P(z ≠ 0)`) and the realized count of
+the compacted model.
+"""
 
 import numpy as np
 from keras import ops
 
-from keras_flop.factorization import gated_layers
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.structure import all_gates, dense_dims, encoder_layer_parts, kept_units
 
 DENOMINATORS = ("dense", "factorized")
 
@@ -12,61 +21,103 @@ def _network(model):
     return getattr(model, "network", model)
 
 
-def require_gated_layers(model):
-    """The gated layers of a pruning model (or its network); an error if it has none."""
-    layers = gated_layers(_network(model))
-    if not layers:
-        raise ValueError(f"Model {model.name!r} has no gated FactorizedDense layers: build the "
-                         "pruning model with keras_flop.factorize(...) first.")
-    return layers
+def require_gates(model):
+    """The encoder layer parts of a pruning model (or its network); an error if it has no
+    gate."""
+    network = _network(model)
+    if not all_gates(network):
+        raise ValueError(f"Model {model.name!r} has no gates: build the pruning model with "
+                         "keras_flop.factorize(...) first.")
+    return encoder_layer_parts(network)
+
+
+def _kernel_params(parts, count, any_kept, realized):
+    """`Σ` over the encoder dense layers of their kernel parameters, with every gate's kept
+    units given by `count(mask)` and whether any is kept by `any_kept(mask)` (expectations or
+    realized counts).
+
+    A factorized layer whose gated side loses every unit loses its other factor too
+    (compaction removes the whole block), hence the `any_kept` factor on the ungated side.
+    """
+    total = 0.0
+    for part in parts:
+        for suffix, layer in part.dense.items():
+            a, b = dense_dims(layer)
+            alive = 1.0
+            mask, unit = part.input_mask(suffix)
+            if mask is not None:
+                a, alive = unit * count(mask), any_kept(mask)
+            mask, unit = part.output_mask(suffix)
+            if mask is not None:
+                b, alive = unit * count(mask), any_kept(mask)
+            if isinstance(layer, FactorizedDense):
+                rank = count(layer.gate) if layer.gate is not None else layer.rank
+                gated_in = part.input_mask(suffix)[0] is not None
+                cost = rank * ((a + b * alive) if gated_in else (a * alive + b))
+                if realized:  # compaction keeps the cheaper of the factor pair and the merge
+                    cost = min(cost, a * b)
+            else:
+                cost = a * b
+            block = part.block_mask(suffix)
+            if block is not None:
+                cost = count(block) * cost
+            total = total + cost
+    return total
 
 
 def sparsity_denominator(model, denominator="dense"):
-    """`Σ a·b` over the gated layers (`"dense"`) or `Σ (a+b)·k` at their ranks (`"factorized"`)."""
+    """`Σ a·b` over the encoder dense layers (`"dense"`), or their parameters as they are in
+    the network (`"factorized"`: `(a+b)·k` for a factorized layer)."""
     if denominator not in DENOMINATORS:
         raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; "
                          f"got {denominator!r}.")
-    layers = require_gated_layers(model)
+    parts = require_gates(model)
+    layers = [layer for part in parts for layer in part.dense.values()]
     if denominator == "dense":
-        return float(sum(layer.dense_params for layer in layers))
-    return float(sum(layer.factor_params for layer in layers))
+        return float(sum(np.prod(dense_dims(layer)) for layer in layers))
+    return float(sum(layer.factor_params if isinstance(layer, FactorizedDense)
+                     else np.prod(dense_dims(layer)) for layer in layers))
 
 
 def expected_sparsity(model, denominator="dense"):
     """The differentiable expected fraction of prunable parameters removed, `ŝ`.
 
-    `ŝ = 1 - Σ_i (a_i + b_i) Σ_j P(z_ij ≠ 0) / D` over the gated layers `P: [a, k]`, `Q: [k, b]`;
-    `D` per `sparsity_denominator`. A float32 scalar tensor; with the dense denominator a
-    full-rank factorization starts below 0 (a square kernel is twice as large factored).
+    `ŝ = 1 - E[kept kernel parameters] / D`: for a factorized layer `P: [a, k]`, `Q: [k, b]`
+    with rank gate `z`, `(a + b) Σ_j P(z_j ≠ 0)`; structural masks scale the widths and blocks
+    they gate (module docstring), and a factor whose other side may lose every unit counts
+    with the probability that some unit is kept, `1 - Π_j (1 - P(z_j ≠ 0))`. `D` per `sparsity_denominator`. A float32 scalar tensor; with
+    the dense denominator a full-rank factorization starts below 0 (a square kernel is twice as
+    large factored).
 
     Example:
     >>> pruning_model = keras_flop.factorize(model)        # doctest: +SKIP
     >>> float(keras_flop.expected_sparsity(pruning_model))  # doctest: +SKIP
     -0.75
     """
-    layers = require_gated_layers(model)
-    expected = ops.sum(ops.stack([
-        float(layer.input_dim + layer.units) * layer.gate.l0_norm() for layer in layers]))
+    parts = require_gates(model)
+    expected = _kernel_params(
+        parts, lambda mask: mask.l0_norm(),
+        lambda mask: 1.0 - ops.prod(1.0 - mask.prob_nonzero()), realized=False)
+    expected = ops.cast(ops.convert_to_tensor(expected), "float32")
     return 1.0 - expected / sparsity_denominator(model, denominator)
 
 
 def kept_ranks(layer, threshold=0.0):
     """Indices of the ranks of a gated layer whose inference gate exceeds `threshold`."""
-    mask = np.asarray(layer.gate.mask(training=False))
-    return np.flatnonzero(mask > threshold)
-
-
-def compact_cost(layer, kept):
-    """Parameters of the compact form of a layer keeping `kept` ranks: the cheaper of the
-    factor pair `kept·(a+b)` and the merged dense kernel `a·b`."""
-    return min(kept * (layer.input_dim + layer.units), layer.dense_params)
+    return kept_units(layer.gate, threshold)
 
 
 def kept_parameters(model, threshold=0.0):
-    """Kernel parameters of the gated layers after compaction under the inference mask.
+    """Kernel parameters of the encoder dense layers after compaction under the inference
+    mask.
 
-    Each layer costs the cheaper of its kept factor pair and its merged dense kernel, as
-    `keras_flop.compact` builds it; biases are not counted.
+    Each factorized layer costs the cheaper of its kept factor pair and its merged dense
+    kernel, as `keras_flop.compact` builds it; pruned heads, FFN units and blocks cost
+    nothing; biases are not counted.
     """
-    return int(sum(compact_cost(layer, len(kept_ranks(layer, threshold)))
-                   for layer in require_gated_layers(model)))
+    parts = require_gates(model)
+
+    def count(mask):
+        return len(kept_units(mask, threshold))
+
+    return int(_kernel_params(parts, count, lambda mask: int(count(mask) > 0), realized=True))

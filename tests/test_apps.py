@@ -99,3 +99,25 @@ def test_prune_app_under_mirrored_strategy(tmp_path):
     assert (output / "report.md").exists() and (output / "export" / "1").exists()
     assert json.loads((output / "compact" / "eval_results.json").read_text())[
         "parity_max_abs_diff"] <= 1e-4
+
+
+def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
+    from apps import prune as prune_app
+    from keras_flop.structure import STRUCTURES
+
+    assert prune_app.STRUCTURES == STRUCTURES
+    output = tmp_path / "structured"
+    prune_app.main(["--output_dir", str(output), "--structure", "heads+ffn+layers",
+                    "--distillation_weight", "1", "--learning_rate", "1e-4",
+                    "--target_sparsity", "0.6", "--max_train_examples", "128",
+                    "--train_batch_size", "16", "--finetune_epochs", "1",
+                    "--num_train_epochs", "2", "--final_epochs", "1"])
+    printed = capsys.readouterr().out
+    assert "kept heads per layer" in printed and "kept FFN units per layer" in printed
+    info = json.loads((output / "compact" / "info.json").read_text())
+    assert set(info["kept_heads"]) == {"layer_0", "layer_1"}
+    assert json.loads((output / "compact" / "eval_results.json").read_text())[
+        "parity_max_abs_diff"] <= 1e-4
+    assert (output / "export" / "1" / "saved_model.pb").exists()
+    compact_model = keras.saving.load_model(output / "finetune_compact" / "model.keras")
+    assert compact_model.count_params() == info["pruned_total_params"]

@@ -21,8 +21,10 @@ class HardConcreteMask(keras.layers.Layer):
     that soft value. The gate math and `log_alpha` always stay in float32, also under a
     mixed-precision policy.
 
-    Calling the layer multiplies the last axis of its input by the mask. `mask(training)` returns
-    the mask itself and `l0_norm()` the expected number of non-zero gates.
+    Calling the layer multiplies the last axis of its input by the mask, each gate covering
+    `unit_size` consecutive features (an attention head of `head_size` features, a whole
+    sublayer output). `mask(training)` returns the mask itself and `l0_norm()` the expected
+    number of non-zero gates.
 
     Args:
         size: number of gated units (positive int).
@@ -36,6 +38,8 @@ class HardConcreteMask(keras.layers.Layer):
         epsilon: clamps the uniform noise to `[ε, 1-ε]`, `0 < ε < 0.5`.
         eval_mask: `"deterministic"` or `"topk"`.
         seed: seed of the sampling noise.
+        unit_size: features per gate along the input's last axis (positive int); the input's
+            last axis must be `size * unit_size`.
 
     Example:
     >>> import numpy as np
@@ -49,12 +53,15 @@ class HardConcreteMask(keras.layers.Layer):
 
     def __init__(self, size, init="constant", init_log_alpha=5.0, drop_rate=0.5,
                  temperature=1.0, limit_l=-0.1, limit_r=1.1, epsilon=1e-6,
-                 eval_mask="deterministic", seed=None, **kwargs):
+                 eval_mask="deterministic", seed=None, unit_size=1, **kwargs):
         # The gate is float32 whatever the global policy: sparsity math needs the precision.
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"`size` must be a positive integer; got size={size!r}.")
+        if isinstance(unit_size, bool) or not isinstance(unit_size, int) or unit_size < 1:
+            raise ValueError(f"`unit_size` must be a positive integer; got "
+                             f"unit_size={unit_size!r}.")
         if init not in _INITS:
             raise ValueError(f"`init` must be one of {_INITS}; got init={init!r}.")
         if not 0.0 < drop_rate < 1.0:
@@ -80,11 +87,18 @@ class HardConcreteMask(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.eval_mask = eval_mask
         self.seed = seed
+        self.unit_size = unit_size
         self.seed_generator = keras.random.SeedGenerator(seed)
         # Keep the caller's dtype on the gated tensor; only the gate itself is float32.
         self.autocast = False
 
     def build(self, input_shape=None):
+        width = None if input_shape is None else input_shape[-1]
+        if width is not None and width != self.size * self.unit_size:
+            raise ValueError(
+                f"HardConcreteMask {self.name!r} gates {self.size} units of {self.unit_size} "
+                f"features: its input's last axis must be {self.size * self.unit_size}; got "
+                f"{width}.")
         if self.init == "constant":
             initializer = keras.initializers.Constant(self.init_log_alpha)
         else:
@@ -133,6 +147,8 @@ class HardConcreteMask(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         z = self.mask(bool(training))
+        if self.unit_size > 1:
+            z = ops.repeat(z, self.unit_size)
         return inputs * ops.cast(z, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
@@ -151,5 +167,6 @@ class HardConcreteMask(keras.layers.Layer):
             "epsilon": self.epsilon,
             "eval_mask": self.eval_mask,
             "seed": self.seed,
+            "unit_size": self.unit_size,
         })
         return config

@@ -2,7 +2,9 @@
 
 Every encoder dense layer is made by one `dense_factory(name, units, activation)`: the dense
 model, the factorized pruning model and the compact model are the same graph built with
-different factories.
+different factories. The same builder inserts the structural gates of a pruning model
+(`gates`) and builds compact models whose layers keep different numbers of heads and FFN units
+(`layer_shapes`).
 """
 
 import keras
@@ -11,12 +13,21 @@ import keras_hub
 from keras_flop.activations import get_activation
 from keras_flop.config import BertConfig
 from keras_flop.layers.attention import ScaledDotProductAttention
+from keras_flop.layers.hard_concrete_mask import HardConcreteMask
+from keras_flop.layers.pruned_sublayer import PrunedSublayer
 
 # The six dense layers of every encoder layer, in the order of the forward pass.
 ENCODER_DENSE_SUFFIXES = ("attention_query", "attention_key", "attention_value",
                           "attention_output", "intermediate", "output")
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+
+# Structural gates an encoder layer can carry, and the names of their `HardConcreteMask`s:
+# "heads" scales each head's context before the output projection, "ffn" each intermediate
+# unit, "layers" the whole attention block and the whole FFN block.
+STRUCTURAL_GATES = ("heads", "ffn", "layers")
+MASK_SUFFIXES = {"head": "head_mask", "intermediate": "intermediate_mask",
+                 "attention": "attention_mask", "ffn": "ffn_mask"}
 
 
 def encoder_dense_names(num_layers):
@@ -60,29 +71,67 @@ def _embeddings(config, inputs):
     return keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout")(x)
 
 
-def _encoder_layer(config, index, x, padding_mask, make_dense):
+def _encoder_layer(config, index, x, padding_mask, make_dense, make_mask, gates, shape):
     prefix = f"layer_{index}_"
     hidden = config.hidden_size
-    q = make_dense(prefix + "attention_query", hidden, None)(x)
-    k = make_dense(prefix + "attention_key", hidden, None)(x)
-    v = make_dense(prefix + "attention_value", hidden, None)(x)
-    context = ScaledDotProductAttention(
-        config.num_attention_heads, config.head_size, config.attention_probs_dropout_prob,
-        name=prefix + "attention")(q, k, v, padding_mask)
-    attention = make_dense(prefix + "attention_output", hidden, None)(context)
+    num_heads, intermediate_size = shape
+    if num_heads:
+        width = num_heads * config.head_size
+        q = make_dense(prefix + "attention_query", width, None)(x)
+        k = make_dense(prefix + "attention_key", width, None)(x)
+        v = make_dense(prefix + "attention_value", width, None)(x)
+        context = ScaledDotProductAttention(
+            num_heads, config.head_size, config.attention_probs_dropout_prob,
+            name=prefix + "attention")(q, k, v, padding_mask)
+        if "heads" in gates:
+            context = make_mask(prefix + MASK_SUFFIXES["head"], num_heads,
+                                config.head_size)(context)
+        attention = make_dense(prefix + "attention_output", hidden, None)(context)
+        if "layers" in gates:
+            attention = make_mask(prefix + MASK_SUFFIXES["attention"], 1, hidden)(attention)
+    else:
+        attention = PrunedSublayer(hidden, name=prefix + "attention_pruned")(x)
     attention = keras.layers.Dropout(config.hidden_dropout_prob,
                                      name=prefix + "attention_dropout")(attention)
     x = keras.layers.Add(name=prefix + "attention_residual")([x, attention])
     x = keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "attention_layer_norm")(x)
-    ffn = make_dense(prefix + "intermediate", config.intermediate_size,
-                     get_activation(config.hidden_act))(x)
-    ffn = make_dense(prefix + "output", hidden, None)(ffn)
+    if intermediate_size:
+        ffn = make_dense(prefix + "intermediate", intermediate_size,
+                         get_activation(config.hidden_act))(x)
+        if "ffn" in gates:
+            ffn = make_mask(prefix + MASK_SUFFIXES["intermediate"], intermediate_size, 1)(ffn)
+        ffn = make_dense(prefix + "output", hidden, None)(ffn)
+        if "layers" in gates:
+            ffn = make_mask(prefix + MASK_SUFFIXES["ffn"], 1, hidden)(ffn)
+    else:
+        ffn = PrunedSublayer(hidden, name=prefix + "output_pruned")(x)
     ffn = keras.layers.Dropout(config.hidden_dropout_prob, name=prefix + "output_dropout")(ffn)
     x = keras.layers.Add(name=prefix + "output_residual")([x, ffn])
     return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "output_layer_norm")(x)
 
 
-def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_classifier"):
+def _check_structure(config, gates, layer_shapes):
+    unknown = sorted(set(gates) - set(STRUCTURAL_GATES))
+    if unknown:
+        raise ValueError(f"`gates` must be drawn from {STRUCTURAL_GATES}; got {unknown}.")
+    if layer_shapes is None:
+        return [(config.num_attention_heads, config.intermediate_size)] * \
+            config.num_hidden_layers
+    layer_shapes = [tuple(shape) for shape in layer_shapes]
+    if len(layer_shapes) != config.num_hidden_layers:
+        raise ValueError(f"`layer_shapes` needs one (num_heads, intermediate_size) pair per "
+                         f"layer ({config.num_hidden_layers}); got {len(layer_shapes)}.")
+    for index, (heads, units) in enumerate(layer_shapes):
+        if not (0 <= heads <= config.num_attention_heads and
+                0 <= units <= config.intermediate_size):
+            raise ValueError(
+                f"`layer_shapes[{index}]` = ({heads}, {units}) is out of range: heads in "
+                f"[0, {config.num_attention_heads}], units in [0, {config.intermediate_size}].")
+    return layer_shapes
+
+
+def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_classifier",
+                          gates=(), gate_config=None, layer_shapes=None):
     """A BERT encoder with a pooled-[CLS] head: classification, or regression for `num_labels=1`.
 
     Args:
@@ -91,6 +140,13 @@ def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_c
         dense_factory: `fn(name, units, activation) -> layer` making each encoder dense layer
             (default: `keras.layers.Dense`). The factorizer and compaction pass their own.
         name: model name.
+        gates: structural gates to insert, drawn from `STRUCTURAL_GATES` (`"heads"`, `"ffn"`,
+            `"layers"`); each is a `HardConcreteMask` named `layer_{i}_{head_mask|
+            intermediate_mask|attention_mask|ffn_mask}`, all open at the default init.
+        gate_config: keyword arguments of those masks (e.g. `eval_mask`).
+        layer_shapes: per encoder layer `(num_heads, intermediate_size)`; default the config's
+            for every layer. 0 heads (0 units) replaces the attention (FFN) block by a
+            `PrunedSublayer`.
 
     Returns:
         A functional `keras.Model` taking `{"token_ids", "segment_ids", "padding_mask"}`
@@ -111,14 +167,61 @@ def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_c
         raise ValueError(f"`config` must be a BertConfig; got {type(config).__name__}.")
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
         raise ValueError(f"`num_labels` must be a positive integer; got {num_labels!r}.")
+    shapes = _check_structure(config, gates, layer_shapes)
     make_dense = dense_factory or _dense_factory(config)
+
+    def make_mask(mask_name, size, unit_size):
+        return HardConcreteMask(size, unit_size=unit_size, name=mask_name, **(gate_config or {}))
+
     inputs = bert_inputs()
     x = _embeddings(config, inputs)
     for index in range(config.num_hidden_layers):
-        x = _encoder_layer(config, index, x, inputs["padding_mask"], make_dense)
+        x = _encoder_layer(config, index, x, inputs["padding_mask"], make_dense, make_mask,
+                           tuple(gates), shapes[index])
     pooled = keras.layers.Dense(config.hidden_size, activation="tanh", name="pooler",
                                 kernel_initializer=_initializer(config))(x[:, 0, :])
     pooled = keras.layers.Dropout(config.hidden_dropout_prob, name="classifier_dropout")(pooled)
     logits = keras.layers.Dense(num_labels, name="classifier", dtype="float32",
                                 kernel_initializer=_initializer(config))(pooled)
     return keras.Model(inputs=inputs, outputs=logits, name=name)
+
+
+def bert_structure_of(model):
+    """`(config, num_labels, layer_shapes)` of a model built by `build_bert_classifier`.
+
+    Read from the layers themselves, so it also describes imported and compacted models; the
+    config's head and FFN sizes are the largest of any layer.
+    """
+    def layer(name):
+        try:
+            return model.get_layer(name)
+        except ValueError:
+            return None
+
+    words = layer("word_embeddings")
+    if words is None or layer("classifier") is None:
+        raise ValueError(f"Model {model.name!r} is not a keras-flop BERT classifier (no "
+                         "'word_embeddings' or 'classifier' layer).")
+    hidden = words.output_dim
+    num_layers = 0
+    while layer(f"layer_{num_layers}_output_layer_norm") is not None:
+        num_layers += 1
+    head_size = next((lay.head_size for lay in model.layers
+                      if isinstance(lay, ScaledDotProductAttention)), 64)
+    shapes = []
+    for index in range(num_layers):
+        attention = layer(f"layer_{index}_attention")
+        intermediate = layer(f"layer_{index}_intermediate")
+        shapes.append((attention.num_heads if attention is not None else 0,
+                       intermediate.units if intermediate is not None else 0))
+    attention_dropout = next((lay.dropout for lay in model.layers
+                              if isinstance(lay, ScaledDotProductAttention)), 0.0)
+    config = BertConfig(
+        vocab_size=words.input_dim, hidden_size=hidden, num_hidden_layers=num_layers,
+        num_attention_heads=hidden // head_size,
+        intermediate_size=max([units for _, units in shapes] + [1]),
+        hidden_dropout_prob=layer("embeddings_dropout").rate,
+        attention_probs_dropout_prob=attention_dropout,
+        max_position_embeddings=layer("position_embeddings").sequence_length,
+        type_vocab_size=layer("token_type_embeddings").input_dim)
+    return config, layer("classifier").units, shapes

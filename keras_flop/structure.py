@@ -1,0 +1,111 @@
+"""Which gates of a factorized or gated BERT control which of its encoder parameters.
+
+An encoder layer has six dense layers and up to five kinds of gate: the rank gate inside each
+`FactorizedDense`, and the structural masks of `build_bert_classifier(gates=...)` (per head,
+per FFN unit, per attention block, per FFN block). Sparsity, the parameter report and
+compaction all read a network through `encoder_layer_parts`.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.layers.hard_concrete_mask import HardConcreteMask
+from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES, MASK_SUFFIXES
+
+# The gated axis of each dense layer: its output units or its input units.
+ATTENTION_DENSE = ENCODER_DENSE_SUFFIXES[:4]
+_HEAD_OUTPUTS = ("attention_query", "attention_key", "attention_value")
+_STRUCTURES = {"rank": (True, ()), "heads+ffn": (False, ("heads", "ffn")),
+               "heads+ffn+layers": (False, ("heads", "ffn", "layers")),
+               "all": (True, ("heads", "ffn", "layers"))}
+STRUCTURES = tuple(_STRUCTURES)
+
+
+def parse_structure(structure):
+    """`(rank_gates, structural_gates)` of a `structure` name; an error naming the choices."""
+    if structure not in _STRUCTURES:
+        raise ValueError(f"`structure` must be one of {STRUCTURES}; got {structure!r}.")
+    return _STRUCTURES[structure]
+
+
+@dataclasses.dataclass
+class EncoderLayerParts:
+    """The dense layers and gates of encoder layer `index` (absent ones are missing/None)."""
+
+    index: int
+    dense: dict
+    masks: dict
+    head_size: int
+
+    def block_mask(self, suffix):
+        """The mask over the whole block (attention or FFN) a dense layer belongs to."""
+        return self.masks["attention" if suffix in ATTENTION_DENSE else "ffn"]
+
+    def input_mask(self, suffix):
+        """`(mask, unit_size)` gating a dense layer's input features, or `(None, 1)`."""
+        if suffix == "attention_output" and self.masks["head"] is not None:
+            return self.masks["head"], self.head_size
+        if suffix == "output" and self.masks["intermediate"] is not None:
+            return self.masks["intermediate"], 1
+        return None, 1
+
+    def output_mask(self, suffix):
+        """`(mask, unit_size)` gating a dense layer's output units, or `(None, 1)`."""
+        if suffix in _HEAD_OUTPUTS and self.masks["head"] is not None:
+            return self.masks["head"], self.head_size
+        if suffix == "intermediate" and self.masks["intermediate"] is not None:
+            return self.masks["intermediate"], 1
+        return None, 1
+
+
+def dense_dims(layer):
+    """`(input_dim, units)` of a `Dense` or `FactorizedDense`."""
+    if isinstance(layer, FactorizedDense):
+        return layer.input_dim, layer.units
+    return int(layer.kernel.shape[0]), int(layer.kernel.shape[1])
+
+
+def encoder_layer_parts(network):
+    """One `EncoderLayerParts` per encoder layer of `network`, in order."""
+    by_name = {layer.name: layer for layer in network.layers}
+    parts = []
+    index = 0
+    while f"layer_{index}_output_layer_norm" in by_name:
+        prefix = f"layer_{index}_"
+        dense = {suffix: by_name[prefix + suffix] for suffix in ENCODER_DENSE_SUFFIXES
+                 if isinstance(by_name.get(prefix + suffix),
+                               (keras.layers.Dense, FactorizedDense))}
+        masks = {kind: by_name.get(prefix + suffix) for kind, suffix in MASK_SUFFIXES.items()}
+        masks = {kind: mask if isinstance(mask, HardConcreteMask) else None
+                 for kind, mask in masks.items()}
+        attention = by_name.get(prefix + "attention")
+        parts.append(EncoderLayerParts(index, dense, masks,
+                                       getattr(attention, "head_size", 1)))
+        index += 1
+    return parts
+
+
+def structural_masks(network):
+    """The structural `HardConcreteMask`s of `network` (heads, FFN units, blocks)."""
+    return [mask for part in encoder_layer_parts(network) for mask in part.masks.values()
+            if mask is not None]
+
+
+def all_gates(network):
+    """Every `HardConcreteMask` of `network`: the rank gates and the structural masks."""
+    ranks = [layer.gate for layer in network.layers
+             if isinstance(layer, FactorizedDense) and layer.gate is not None]
+    return ranks + structural_masks(network)
+
+
+def kept_units(mask, threshold=0.0):
+    """Indices of the units of `mask` whose inference value exceeds `threshold`."""
+    return np.flatnonzero(np.asarray(mask.mask(training=False)) > threshold)
+
+
+def mask_values(mask):
+    """The inference values of `mask`, `[size]` numpy float32."""
+    return np.asarray(mask.mask(training=False), dtype="float32")
