@@ -1,0 +1,165 @@
+"""Prune the real MiniLM encoder on SST-2 to several sparsities; accuracy, size and latency.
+
+    python benchmarks/prune_sst2.py --data /path/to/shared/data [--targets 0.5,0.7]
+    python benchmarks/prune_sst2.py --structures heads+ffn+layers --targets 0.5,0.7,0.9 \
+        --learning_rate 3e-5 --distillation_weight 1
+
+Fine-tunes the dense model once (on `--max_train_examples` of SST-2 train), then for each
+structure and target: factorize, Lagrangian pruning (model frozen by default, the original
+recipe; `--learning_rate` trains it too, `--distillation_weight` distills from the dense
+model), compact, fine-tune the compact model, and measure SST-2 dev accuracy, parameters, and
+the CPU latency of compact vs dense over the dev set at batch 8 and batch 1, sequence length
+128, in this process.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_flop  # noqa: E402
+from apps import glue_common  # noqa: E402
+from apps.measure import measure_latency  # noqa: E402
+from keras_flop import optimizers  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = os.environ.get("KERAS_FLOP_DATA", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
+    parser.add_argument("--data", default=default)
+    parser.add_argument("--targets", default="0.5,0.7")
+    parser.add_argument("--structures", default="rank",
+                        help="Comma-separated: rank, heads+ffn, heads+ffn+layers, all.")
+    parser.add_argument("--learning_rate", type=float, default=0.0,
+                        help="Model weights while pruning (0: frozen).")
+    parser.add_argument("--distillation_weight", type=float, default=0.0)
+    parser.add_argument("--distillation_temperature", type=float, default=2.0)
+    parser.add_argument("--max_train_examples", type=int, default=4000)
+    parser.add_argument("--train_seq_length", type=int, default=64)
+    parser.add_argument("--finetune_epochs", type=int, default=2)
+    parser.add_argument("--prune_epochs", type=int, default=3)
+    parser.add_argument("--final_epochs", type=int, default=1)
+    parser.add_argument("--alpha_learning_rate", type=float, default=100.0)
+    parser.add_argument("--lambda_learning_rate", type=float, default=40.0)
+    parser.add_argument("--learning_rate_warmup", type=int, default=50)
+    parser.add_argument("--eval_mask", default="topk")
+    parser.add_argument("--dense_model", default=None,
+                        help="Reuse this fine-tuned dense .keras model, or save it there.")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def accuracy(model, data):
+    return glue_common.evaluate(model, data, 32)["dev"]["eval_accuracy"]
+
+
+def latencies(dense, compact, data_128):
+    """Dev-set seconds at batch 8 and 1, dense and compact measured side by side."""
+    results = {}
+    for batch in (8, 1):
+        batches = [x for x, _ in data_128.eval_dataset("dev", batch)]
+        if batch == 1:
+            batches = batches[:200]  # 200 single examples: enough for a stable median
+        for name, model in (("dense", dense), ("compact", compact)):
+            results[name, batch] = measure_latency(model, batches)[0]
+    return results
+
+
+def main():
+    args = parse_args()
+    checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
+    vocab = os.path.join(checkpoint, "vocab.txt")
+    glue_dir = os.path.join(args.data, "glue")
+    keras.utils.set_random_seed(args.seed)
+    data = glue_common.load_task_data(glue_dir, "sst2", vocab, args.train_seq_length,
+                                      args.max_train_examples, seed=args.seed)
+    data_128 = glue_common.load_task_data(glue_dir, "sst2", vocab, 128, 1, seed=args.seed)
+
+    start = time.perf_counter()
+    if args.dense_model and os.path.exists(args.dense_model):
+        dense = keras.saving.load_model(args.dense_model)
+    else:
+        dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
+        glue_common.fine_tune(dense, data, 5e-5, args.finetune_epochs, 32, args.seed)
+        if args.dense_model:
+            dense.save(args.dense_model)
+    dense_accuracy = accuracy(dense, data)
+    print(f"dense fine-tuned: dev accuracy {dense_accuracy:.4f} "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+    rows = []
+    steps_per_epoch = -(-len(data.train) // 32)
+    settings = [(structure, float(target)) for structure in args.structures.split(",")
+                for target in args.targets.split(",")]
+    for structure, target in settings:
+        start = time.perf_counter()
+        keras.utils.set_random_seed(args.seed)
+        distill = dict(teacher=dense, distillation_weight=args.distillation_weight,
+                       distillation_temperature=args.distillation_temperature) \
+            if args.distillation_weight > 0 else {}
+        pruning_model = keras_flop.factorize(
+            dense, gate_config={"eval_mask": args.eval_mask}, target_sparsity=target,
+            target_sparsity_warmup=steps_per_epoch * args.prune_epochs // 3,
+            structure=structure, **distill)
+        pruning_model.compile(
+            optimizer=optimizers.model_optimizer(
+                args.learning_rate, steps_per_epoch * args.prune_epochs)
+            if args.learning_rate > 0 else None,
+            alpha_optimizer=optimizers.gate_optimizer(args.alpha_learning_rate,
+                                                      args.learning_rate_warmup),
+            lambda_optimizer=optimizers.lambda_optimizer(args.lambda_learning_rate,
+                                                         args.learning_rate_warmup),
+            jit_compile=False)
+        history = pruning_model.fit(data.train_dataset(32, args.seed), epochs=args.prune_epochs,
+                                    verbose=2)
+        gated_accuracy = accuracy(pruning_model, data)
+        compact = keras_flop.compact(pruning_model)
+        report = keras_flop.parameter_report(pruning_model)
+        glue_common.fine_tune(compact, data, 2e-5, args.final_epochs, 32, args.seed)
+        compact_accuracy = accuracy(compact, data)
+        timing = latencies(dense, compact, data_128)
+        rows.append({
+            "structure": structure,
+            "target": target,
+            "expected_sparsity": history.history["expected_sparsity"][-1],
+            "dense_sparsity": report["dense_sparsity"],
+            "params": compact.count_params(),
+            "dense_params": dense.count_params(),
+            "gated_accuracy": gated_accuracy,
+            "accuracy": compact_accuracy,
+            "batch8": timing["compact", 8] / timing["dense", 8],
+            "batch1": timing["compact", 1] / timing["dense", 1],
+            "dense8": timing["dense", 8], "compact8": timing["compact", 8],
+            "seconds": time.perf_counter() - start,
+        })
+        print(rows[-1], flush=True)
+
+    print(f"\nMiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
+          f"(seq {args.train_seq_length}), dev {len(data.evals['dev'])} examples; latency over "
+          f"the dev set at seq 128 ({os.cpu_count()} CPU cores, graph mode, TF {tf.__version__})."
+          f" Dense fine-tuned dev accuracy {dense_accuracy:.4f}, {rows[0]['dense_params']:,} "
+          f"parameters. Pruning: {args.prune_epochs} epochs, model learning rate "
+          f"{args.learning_rate}, distillation weight {args.distillation_weight} (T "
+          f"{args.distillation_temperature}), eval mask {args.eval_mask}.\n")
+    print("| structure | target | reached ŝ | encoder dense sparsity | parameters | dev acc. gated | "
+          "dev acc. compact+ft | Δ acc. (points) | latency ratio b8 | latency ratio b1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['structure']} | {r['target']} | {r['expected_sparsity']:.3f} | {r['dense_sparsity']:.3f} | "
+              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
+              f"{r['gated_accuracy']:.4f} | {r['accuracy']:.4f} | "
+              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {r['batch8']:.2f} "
+              f"({1 / r['batch8']:.2f}x) | {r['batch1']:.2f} ({1 / r['batch1']:.2f}x) |")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
