@@ -78,6 +78,9 @@ def build_parser():
                        help="α_pred: weight of KL(teacher ‖ student) from the fine-tuned dense "
                             "model while pruning (0: no distillation).")
     train.add_argument("--distillation_temperature", type=float, default=2.0)
+    train.add_argument("--hidden_distillation_weight", type=float, default=0.0,
+                       help="Weight of the hidden-state MSE to the dense model, layer i to "
+                            "layer i (0: none).")
     train.add_argument("--regularization_scale", type=float, default=0.0)
     train.add_argument("--num_train_epochs", type=int, default=None,
                        help="Pruning epochs; default 3 (8 for the toy task).")
@@ -128,7 +131,7 @@ def resolve_args(args):
                                 f"{args.target_sparsity}.")
     for flag in ("learning_rate", "finetune_learning_rate", "final_learning_rate",
                  "alpha_learning_rate", "lambda_learning_rate", "regularization_scale",
-                 "distillation_weight"):
+                 "distillation_weight", "hidden_distillation_weight"):
         if getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs",
@@ -252,9 +255,11 @@ class Pipeline:
         args = self.args
         dense = self.load("finetune")
         distillation = {}
-        if args.distillation_weight > 0:  # the fine-tuned dense model teaches the pruned one
+        if args.distillation_weight > 0 or args.hidden_distillation_weight > 0:
+            # The fine-tuned dense model teaches the pruned one.
             distillation = dict(teacher=dense, distillation_weight=args.distillation_weight,
-                                distillation_temperature=args.distillation_temperature)
+                                distillation_temperature=args.distillation_temperature,
+                                hidden_distillation_weight=args.hidden_distillation_weight)
         pruning_model = self.keras_flop.factorize(
             dense, gate_config={"eval_mask": args.eval_mask}, structure=args.structure,
             **distillation,

@@ -1,5 +1,7 @@
 """`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
 
+import re
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -12,6 +14,19 @@ from keras_flop.structure import all_gates
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
 _LOSS_SCALE_GROWTH_STEPS = 2000
+_HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
+
+
+def _hidden_state_names(model):
+    """Names of the layers whose outputs are the encoder's hidden states, in order."""
+    return [layer.name for layer in model.layers if _HIDDEN_STATE.match(layer.name)]
+
+
+def _feature_view(model):
+    """`model` returning `[outputs, *hidden_states]`, sharing its layers."""
+    outputs = [model.outputs[0]] + [model.get_layer(name).output
+                                    for name in _hidden_state_names(model)]
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_hidden_states")
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
@@ -34,7 +49,9 @@ class PruningModel(keras.Model):
     With a `teacher` (the fine-tuned dense model, kept frozen) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
     error between the two outputs for a regression model), which keeps accuracy at high
-    sparsity when the model weights train too.
+    sparsity when the model weights train too; `hidden_distillation_weight` adds the mean
+    squared error between the student's and the teacher's hidden states, layer `i` matched to
+    layer `i` (the output of each encoder layer; a pruned block keeps its layer's output).
 
     Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
     skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
@@ -50,6 +67,8 @@ class PruningModel(keras.Model):
         teacher: optional model with the same inputs and outputs to distill from.
         distillation_weight: `α_pred >= 0` (needs a teacher when > 0).
         distillation_temperature: `T > 0`.
+        hidden_distillation_weight: weight `>= 0` of the hidden-state loss (needs a teacher
+            with as many encoder layers when > 0).
 
     Example:
     >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
@@ -59,7 +78,8 @@ class PruningModel(keras.Model):
 
     def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
-                 distillation_weight=0.0, distillation_temperature=1.0, **kwargs):
+                 distillation_weight=0.0, distillation_temperature=1.0,
+                 hidden_distillation_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
@@ -74,19 +94,26 @@ class PruningModel(keras.Model):
         if not all_gates(network):
             raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
                              "(keras_flop.factorize).")
-        if distillation_weight < 0:
-            raise ValueError(f"`distillation_weight` must be >= 0; got {distillation_weight}.")
+        for arg, value in (("distillation_weight", distillation_weight),
+                           ("hidden_distillation_weight", hidden_distillation_weight)):
+            if value < 0:
+                raise ValueError(f"`{arg}` must be >= 0; got {value}.")
+            if value > 0 and teacher is None:
+                raise ValueError(f"`{arg}` > 0 needs a `teacher` model (the fine-tuned dense "
+                                 "model).")
         if not distillation_temperature > 0:
             raise ValueError("`distillation_temperature` must be > 0; got "
                              f"{distillation_temperature}.")
-        if distillation_weight > 0 and teacher is None:
-            raise ValueError("`distillation_weight` > 0 needs a `teacher` model (the "
-                             "fine-tuned dense model).")
         if teacher is not None:
             if teacher.outputs[0].shape[-1] != network.outputs[0].shape[-1]:
                 raise ValueError(f"The teacher {teacher.name!r} has "
                                  f"{teacher.outputs[0].shape[-1]} outputs, the pruned model "
                                  f"{network.outputs[0].shape[-1]}: they must match.")
+            if hidden_distillation_weight > 0 and \
+                    len(_hidden_state_names(teacher)) != len(_hidden_state_names(network)):
+                raise ValueError(f"Hidden-state distillation matches layer i to layer i: the "
+                                 f"teacher has {len(_hidden_state_names(teacher))} encoder "
+                                 f"layers, the pruned model {len(_hidden_state_names(network))}.")
             teacher.trainable = False
         self.network = network
         self.target_sparsity = float(target_sparsity)
@@ -96,6 +123,12 @@ class PruningModel(keras.Model):
         self.teacher = teacher
         self.distillation_weight = float(distillation_weight)
         self.distillation_temperature = float(distillation_temperature)
+        self.hidden_distillation_weight = float(hidden_distillation_weight)
+        # Views of the student and the teacher that also return the hidden states, kept out
+        # of Keras' tracking: they only share the layers the two models already track.
+        self.__dict__["_feature_views"] = None
+        if self.hidden_distillation_weight > 0:
+            self.__dict__["_feature_views"] = (_feature_view(network), _feature_view(teacher))
 
         def scalar(name, dtype="float32", initializer="zeros", trainable=False):
             return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
@@ -195,16 +228,36 @@ class PruningModel(keras.Model):
         squares = [ops.sum(ops.square(ops.cast(k, "float32"))) for k in self._l2_kernels()]
         return self.regularization_scale * ops.sum(ops.stack(squares)) / 2.0
 
-    def distillation_loss(self, x, y_pred):
+    def distillation_loss(self, teacher_outputs, student_outputs):
         """`T² · KL(teacher ‖ student)` at temperature `T` (MSE for a regressor), float32."""
-        teacher = ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
-        student = ops.cast(y_pred, "float32")
+        teacher = ops.stop_gradient(ops.cast(teacher_outputs, "float32"))
+        student = ops.cast(student_outputs, "float32")
         if student.shape[-1] == 1:
             return ops.mean(ops.square(student - teacher))
         t = self.distillation_temperature
         target = ops.softmax(teacher / t, axis=-1)
         log_ratio = ops.log_softmax(teacher / t, axis=-1) - ops.log_softmax(student / t, axis=-1)
         return t * t * ops.mean(ops.sum(target * log_ratio, axis=-1))
+
+    @staticmethod
+    def hidden_state_loss(teacher_states, student_states):
+        """Mean over matched layers of the mean squared hidden-state difference, float32."""
+        return ops.mean(ops.stack([
+            ops.mean(ops.square(ops.cast(s, "float32") -
+                                ops.stop_gradient(ops.cast(t, "float32"))))
+            for t, s in zip(teacher_states, student_states)]))
+
+    def _forward(self, x):
+        """Student (training) and teacher outputs: `(logits, states, teacher_logits,
+        teacher_states)`, the teacher parts None without distillation."""
+        if self._feature_views is not None:
+            student, teacher = self._feature_views
+            outputs, teacher_outputs = student(x, training=True), teacher(x, training=False)
+            return outputs[0], outputs[1:], teacher_outputs[0], teacher_outputs[1:]
+        y_pred = self(x, training=True)
+        if self.teacher is not None and self.distillation_weight > 0:
+            return y_pred, None, self.teacher(x, training=False), None
+        return y_pred, None, None, None
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -218,14 +271,16 @@ class PruningModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
-            y_pred = self(x, training=True)
+            y_pred, states, teacher_pred, teacher_states = self._forward(x)
             task_loss = ops.cast(self.compute_loss(x=x, y=y, y_pred=y_pred,
                                                    sample_weight=sample_weight, training=True),
                                  "float32")
-            distill = None
+            # Per-replica means, like the penalties: divided by the replica count below.
+            distill = hidden = None
             if self.teacher is not None and self.distillation_weight > 0:
-                # A per-replica mean, like the penalties: divided by the replica count below.
-                distill = self.distillation_loss(x, y_pred)
+                distill = self.distillation_loss(teacher_pred, y_pred)
+            if states is not None:
+                hidden = self.hidden_state_loss(teacher_states, states)
             l2_loss = self.l2_regularization_loss()
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
@@ -234,6 +289,8 @@ class PruningModel(keras.Model):
             loss = task_loss + (l2_loss + lagrangian) / replicas
             if distill is not None:
                 loss = loss + self.distillation_weight * distill / replicas
+            if hidden is not None:
+                loss = loss + self.hidden_distillation_weight * hidden / replicas
             scaled_loss = loss * self.loss_scale if mixed else loss
         grads = tape.gradient(scaled_loss, [v.value for v in variables])
         grads = [ops.zeros_like(v) if g is None else ops.cast(g, "float32") for g, v in
@@ -275,6 +332,8 @@ class PruningModel(keras.Model):
         })
         if distill is not None:
             logs["distillation_loss"] = distill
+        if hidden is not None:
+            logs["hidden_distillation_loss"] = hidden
         if mixed:
             logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
         return logs
@@ -313,6 +372,7 @@ class PruningModel(keras.Model):
                         keras.saving.serialize_keras_object(self.teacher)),
             "distillation_weight": self.distillation_weight,
             "distillation_temperature": self.distillation_temperature,
+            "hidden_distillation_weight": self.hidden_distillation_weight,
         }
 
     @classmethod

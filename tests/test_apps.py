@@ -108,7 +108,8 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     assert prune_app.STRUCTURES == STRUCTURES
     output = tmp_path / "structured"
     prune_app.main(["--output_dir", str(output), "--structure", "heads+ffn+layers",
-                    "--distillation_weight", "1", "--learning_rate", "1e-4",
+                    "--distillation_weight", "1", "--hidden_distillation_weight", "0.1",
+                    "--learning_rate", "1e-4",
                     "--target_sparsity", "0.6", "--max_train_examples", "128",
                     "--train_batch_size", "16", "--finetune_epochs", "1",
                     "--num_train_epochs", "2", "--final_epochs", "1"])

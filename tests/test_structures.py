@@ -123,23 +123,30 @@ def test_compact_removes_heads_units_and_blocks_and_matches(structure, eval_mask
                                atol=1e-4)
 
 
-def test_structured_pruning_model_round_trips_and_trains(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_structured_pruning_model_round_trips_and_trains(tmp_path, jit_compile):
     dense = _dense(seed=5)
     pruning_model = keras_flop.factorize(dense, structure="heads+ffn+layers",
                                          target_sparsity=0.5, teacher=dense,
-                                         distillation_weight=1.0, distillation_temperature=2.0)
-    pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 10))
+                                         distillation_weight=1.0, distillation_temperature=2.0,
+                                         hidden_distillation_weight=0.5)
+    pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 10),
+                          jit_compile=jit_compile)
     x = _inputs(n=8)
     y = np.arange(8) % 2
     history = pruning_model.fit(x, y, batch_size=4, epochs=2, verbose=0)
-    for key in ("distillation_loss", "expected_sparsity", "lambda_1"):
+    for key in ("distillation_loss", "hidden_distillation_loss", "expected_sparsity",
+                "lambda_1"):
         assert np.all(np.isfinite(history.history[key]))
-    assert history.history["distillation_loss"][0] >= 0.0
+    # The student moved away from its teacher: both distillation terms are positive.
+    assert history.history["hidden_distillation_loss"][-1] > 0.0
+    assert history.history["distillation_loss"][-1] > 0.0
     gates_before = [np.asarray(v) for v in pruning_model.gate_variables]
     path = str(tmp_path / "pruning.keras")
     pruning_model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.distillation_weight == 1.0 and loaded.teacher is not None
+    assert loaded.hidden_distillation_weight == 0.5
     for before, after in zip(gates_before, loaded.gate_variables):
         np.testing.assert_array_equal(before, np.asarray(after))
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
@@ -150,12 +157,14 @@ def test_distillation_loss_is_zero_against_itself_and_positive_otherwise():
     dense = _dense(seed=6)
     pruning_model = keras_flop.factorize(dense, structure="heads+ffn", teacher=dense,
                                          distillation_weight=1.0)
-    x = _inputs()
-    same = float(pruning_model.distillation_loss(x, dense(x)))
-    assert abs(same) < 1e-6
-    shifted = np.asarray(dense(x)) + np.array([3.0, -3.0], "float32")
-    other = float(pruning_model.distillation_loss(x, shifted))
-    assert other > 0.1
+    logits = np.asarray(dense(_inputs()))
+    assert abs(float(pruning_model.distillation_loss(logits, logits))) < 1e-6
+    shifted = logits + np.array([3.0, -3.0], "float32")
+    other = float(pruning_model.distillation_loss(logits, shifted))
+    # T² KL(p ‖ q) computed independently in numpy.
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    q = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    np.testing.assert_allclose(other, np.mean(np.sum(p * np.log(p / q), -1)), rtol=1e-4)
 
 
 def test_bad_structure_and_distillation_arguments_say_what_is_allowed():
@@ -164,6 +173,11 @@ def test_bad_structure_and_distillation_arguments_say_what_is_allowed():
         keras_flop.factorize(dense, structure="heads")
     with pytest.raises(ValueError, match="needs a `teacher`"):
         keras_flop.factorize(dense, structure="heads+ffn", distillation_weight=1.0)
+    with pytest.raises(ValueError, match="`hidden_distillation_weight` > 0 needs a `teacher`"):
+        keras_flop.factorize(dense, hidden_distillation_weight=1.0)
+    shallow = build_bert_classifier(BertConfig(**dict(TINY, num_hidden_layers=2)))
+    with pytest.raises(ValueError, match="teacher has 2 encoder layers, the pruned model 3"):
+        keras_flop.factorize(dense, teacher=shallow, hidden_distillation_weight=1.0)
     with pytest.raises(ValueError, match="`distillation_temperature` must be > 0"):
         keras_flop.factorize(dense, teacher=dense, distillation_temperature=0.0)
     with pytest.raises(ValueError, match="input's last axis must be 12"):
