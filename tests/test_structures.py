@@ -182,3 +182,26 @@ def test_bad_structure_and_distillation_arguments_say_what_is_allowed():
         keras_flop.factorize(dense, teacher=dense, distillation_temperature=0.0)
     with pytest.raises(ValueError, match="input's last axis must be 12"):
         HardConcreteMask(3, unit_size=4)(np.ones((2, 8), "float32"))
+
+
+def test_structured_pruning_under_mixed_precision_and_xla():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        dense = _dense(seed=7)
+        pruning_model = keras_flop.factorize(dense, structure="all", target_sparsity=0.5,
+                                             teacher=dense, distillation_weight=1.0)
+        assert all(v.dtype == "float32" for v in pruning_model.gate_variables)
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 4),
+                              jit_compile=True)
+        x = _inputs(n=8)
+        history = pruning_model.fit(x, np.arange(8) % 2, batch_size=4, verbose=0).history
+        for key in ("loss", "distillation_loss", "expected_sparsity"):
+            assert np.all(np.isfinite(history[key])), key
+        _set_gates(pruning_model, seed=8)
+        compact_model = keras_flop.compact(pruning_model)
+        outputs = np.asarray(compact_model(x))
+        assert outputs.dtype == np.float32
+        np.testing.assert_allclose(outputs, np.asarray(pruning_model(x, training=False)),
+                                   atol=2e-2)  # float16 activations
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
