@@ -216,8 +216,9 @@ class Pipeline:
         return os.path.exists(self.path(step, outputs[step]))
 
     def load(self, step, name="model.keras"):
+        """A step's saved model, uncompiled: every step that trains compiles it afresh."""
         import keras
-        return keras.saving.load_model(self.path(step, name))
+        return keras.saving.load_model(self.path(step, name), compile=False)
 
     def evaluate_to(self, model, step, extra=None):
         results = glue_common.evaluate(model, self.data, self.args.eval_batch_size)
@@ -325,7 +326,8 @@ class Pipeline:
                                         initial_epoch=done // per_epoch,
                                         steps_per_epoch=per_epoch,
                                         callbacks=[board, evaluation, saver, stop],
-                                        verbose=glue_common.fit_verbosity())
+                                        verbose=glue_common.fit_verbosity(),
+                                        shuffle=False)  # the stream is shuffled per epoch
             logs = {k: float(v[-1]) for k, v in history.history.items()}
         if stop.failed_step is not None:
             raise common.UsageError(
