@@ -93,7 +93,7 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
                   task_loss(data.task), jit_compile=jit_compile)
     start = time.perf_counter()
     history = model.fit(dataset, epochs=epochs, callbacks=list(callbacks) + [stop],
-                        verbose=fit_verbosity())
+                        verbose=fit_verbosity(), shuffle=False)  # the dataset shuffles
     if stop.failed_step is not None:
         raise common.UsageError(f"Non-finite loss at fine-tuning step {stop.failed_step}: "
                                 "lower the learning rate.")

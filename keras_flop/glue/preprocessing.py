@@ -86,7 +86,9 @@ def _encoded(examples, task, preprocessor, labeled):
         return (features, batch["label"]) if labeled else features
 
     dataset = tf.data.Dataset.from_tensor_slices(columns).batch(256)
-    return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+    dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+    # `unbatch` forgets the length; restated, `fit` knows each epoch's step count.
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(examples)))
 
 
 def make_dataset(examples, task, preprocessor, batch_size, training=False, seed=0,
