@@ -1,5 +1,6 @@
 """Size, memory and latency of the dense and the compact model, and the run's report.md."""
 
+import gc
 import json
 import os
 import statistics
@@ -34,20 +35,42 @@ def dev_batches(dataset):
     return [x for x, _ in dataset]
 
 
-def measure_latency(model, batches, repeats=3):
-    """Seconds to run every dev batch through the model (graph mode), median of `repeats`,
-    after one untimed pass; and the peak resident memory (MB) while doing it."""
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+def compiled_forward(model):
+    """The model's inference pass as one graph-mode function (no retracing per batch size)."""
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+
+def predicting_peak_memory_mb(model, batches):
+    """The process' peak resident memory (MB) over one pass of `batches` through `model`,
+    counted from a reset just before it (after a first, untimed pass that traces the graph)."""
+    forward = compiled_forward(model)
     for x in batches:
         forward(x)
     reset_peak_memory()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for x in batches:
+        np.asarray(forward(x))
+    return peak_memory_mb()
+
+
+def compare_latency(models, batches, repeats=3):
+    """`{name: seconds}` to run every batch through each of `models` (`{name: model}`).
+
+    After an untimed pass of each, `repeats` rounds time one pass of every model in turn, so
+    that load on a shared machine hits all of them alike; each figure is the median of its
+    rounds. Ratios of these figures are what to report.
+    """
+    forwards = {name: compiled_forward(model) for name, model in models.items()}
+    for forward in forwards.values():
         for x in batches:
-            np.asarray(forward(x))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), peak_memory_mb()
+            forward(x)
+    times = {name: [] for name in forwards}
+    for _ in range(repeats):
+        for name, forward in forwards.items():
+            start = time.perf_counter()
+            for x in batches:
+                np.asarray(forward(x))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _results(path):
@@ -62,15 +85,20 @@ def write_report(pipeline):
     batches = dev_batches(data.eval_dataset(split, args.eval_batch_size))
     models = {"dense (fine-tuned)": ("finetune", "model.keras"),
               "compact (final)": ("finetune_compact", "model.keras")}
+    # Memory first, one model loaded at a time; then both, run in turn, for the latency.
+    memory = {}
+    for name, (step, file) in models.items():
+        memory[name] = predicting_peak_memory_mb(pipeline.load(step, file), batches)
+        gc.collect()
+    loaded = {name: pipeline.load(step, file) for name, (step, file) in models.items()}
+    latency = compare_latency(loaded, batches)
     rows = {}
     for name, (step, file) in models.items():
-        model = pipeline.load(step, file)
-        seconds, memory = measure_latency(model, batches)
         rows[name] = {
-            "parameters": model.count_params(),
+            "parameters": loaded[name].count_params(),
             "checkpoint_mb": os.path.getsize(pipeline.path(step, file)) / 2 ** 20,
-            "peak_memory_mb": memory,
-            "latency_s": seconds,
+            "peak_memory_mb": memory[name],
+            "latency_s": latency[name],
             "results": _results(pipeline.path(step, "eval_results.json")),
         }
     dense, compact = rows["dense (fine-tuned)"], rows["compact (final)"]
@@ -108,7 +136,8 @@ def write_report(pipeline):
         f"whole model {info['pruned_total_params']:,} of {info['total_params']:,} "
         f"(actual_compact_rate {info['actual_compact_rate']:.3f}). Kept ranks per layer are in "
         "`compact/info.txt`. Peak memory is the process' resident set (it includes "
-        "TensorFlow itself), reset before each model's measurement.",
+        "TensorFlow itself), reset before each model's measurement. Latencies are medians "
+        "of 3 rounds that run the two models in turn.",
         "",
     ]
     path = os.path.join(pipeline.run_dir, "report.md")

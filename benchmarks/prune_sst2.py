@@ -13,6 +13,7 @@ the CPU latency of compact vs dense over the dev set at batch 8 and batch 1, seq
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
 from apps import glue_common  # noqa: E402
-from apps.measure import measure_latency  # noqa: E402
+from apps.measure import compare_latency  # noqa: E402
 from keras_flop import optimizers  # noqa: E402
 
 
@@ -54,6 +55,8 @@ def parse_args():
     parser.add_argument("--dense_model", default=None,
                         help="Reuse this fine-tuned dense .keras model, or save it there.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default=None,
+                        help="Saves each compact model and results.json there.")
     return parser.parse_args()
 
 
@@ -62,15 +65,37 @@ def accuracy(model, data):
 
 
 def latencies(dense, compact, data_128):
-    """Dev-set seconds at batch 8 and 1, dense and compact measured side by side."""
+    """Dev-set seconds at batch 8 and 1 of dense and compact, run in turn (`compare_latency`)."""
     results = {}
     for batch in (8, 1):
         batches = [x for x, _ in data_128.eval_dataset("dev", batch)]
         if batch == 1:
             batches = batches[:200]  # 200 single examples: enough for a stable median
-        for name, model in (("dense", dense), ("compact", compact)):
-            results[name, batch] = measure_latency(model, batches)[0]
+        timing = compare_latency({"dense": dense, "compact": compact}, batches)
+        results.update({(name, batch): seconds for name, seconds in timing.items()})
     return results
+
+
+def print_table(args, data, dense_accuracy, rows):
+    print(f"\nMiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
+          f"(seq {args.train_seq_length}), dev {len(data.evals['dev'])} examples; latency over "
+          f"the dev set at seq 128 ({os.cpu_count()} CPU cores, graph mode, TF {tf.__version__})."
+          f" Dense fine-tuned dev accuracy {dense_accuracy:.4f}, {rows[0]['dense_params']:,} "
+          f"parameters. Pruning: {args.prune_epochs} epochs, model learning rate "
+          f"{args.learning_rate}, distillation weight {args.distillation_weight} (T "
+          f"{args.distillation_temperature}), eval mask {args.eval_mask}.\n")
+    print("| structure | target | reached ŝ | encoder dense sparsity | parameters | "
+          "dev acc. gated | dev acc. compact+ft | Δ acc. (points) | latency ratio b8 | "
+          "latency ratio b1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['structure']} | {r['target']} | {r['expected_sparsity']:.3f} | "
+              f"{r['dense_sparsity']:.3f} | "
+              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
+              f"{r['gated_accuracy']:.4f} | {r['accuracy']:.4f} | "
+              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {r['batch8']:.2f} "
+              f"({1 / r['batch8']:.2f}x) | {r['batch1']:.2f} ({1 / r['batch1']:.2f}x) |",
+              flush=True)
 
 
 def main():
@@ -119,7 +144,7 @@ def main():
                                                          args.learning_rate_warmup),
             jit_compile=False)
         history = pruning_model.fit(data.train_dataset(32, args.seed), epochs=args.prune_epochs,
-                                    verbose=2)
+                                    verbose=2, shuffle=False)
         gated_accuracy = accuracy(pruning_model, data)
         compact = keras_flop.compact(pruning_model)
         report = keras_flop.parameter_report(pruning_model)
@@ -141,23 +166,13 @@ def main():
             "seconds": time.perf_counter() - start,
         })
         print(rows[-1], flush=True)
-
-    print(f"\nMiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
-          f"(seq {args.train_seq_length}), dev {len(data.evals['dev'])} examples; latency over "
-          f"the dev set at seq 128 ({os.cpu_count()} CPU cores, graph mode, TF {tf.__version__})."
-          f" Dense fine-tuned dev accuracy {dense_accuracy:.4f}, {rows[0]['dense_params']:,} "
-          f"parameters. Pruning: {args.prune_epochs} epochs, model learning rate "
-          f"{args.learning_rate}, distillation weight {args.distillation_weight} (T "
-          f"{args.distillation_temperature}), eval mask {args.eval_mask}.\n")
-    print("| structure | target | reached ŝ | encoder dense sparsity | parameters | dev acc. gated | "
-          "dev acc. compact+ft | Δ acc. (points) | latency ratio b8 | latency ratio b1 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['structure']} | {r['target']} | {r['expected_sparsity']:.3f} | {r['dense_sparsity']:.3f} | "
-              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
-              f"{r['gated_accuracy']:.4f} | {r['accuracy']:.4f} | "
-              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {r['batch8']:.2f} "
-              f"({1 / r['batch8']:.2f}x) | {r['batch1']:.2f} ({1 / r['batch1']:.2f}x) |")
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+            compact.save(os.path.join(args.output_dir, f"compact_{structure}_{target}.keras"))
+            with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+                json.dump({"dense_accuracy": dense_accuracy, "rows": rows}, f, indent=2)
+        # The table so far: a run stopped early still leaves every finished row.
+        print_table(args, data, dense_accuracy, rows)
 
 
 if __name__ == "__main__":
