@@ -151,6 +151,19 @@ def resolve_args(args):
     return args
 
 
+def sparsity_shortfall(reached, target, tolerance=0.02):
+    """What to do when pruning ended with the expected sparsity short of the target, or None.
+
+    The Lagrangian's λ grows with the accumulated gap; a short run ends before it has pushed
+    the gates all the way, and compaction then keeps more than the target asked.
+    """
+    if target - reached <= tolerance:
+        return None
+    return (f"the expected sparsity {reached:.3f} is {target - reached:.3f} short of the "
+            f"target {target}: more --num_train_epochs, or a higher --lambda_learning_rate "
+            "(and --alpha_learning_rate), lets the Lagrangian reach it.")
+
+
 def prepare_run(args):
     """The run directory; continues a run with the same settings, refuses a different one."""
     settings_path = os.path.join(args.output_dir, "hparams.json")
@@ -338,6 +351,9 @@ class Pipeline:
                      "lambda_2": float(pruning_model.lambda_2.numpy())})
         print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
               f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
+        hint = sparsity_shortfall(logs["expected_sparsity"], args.target_sparsity)
+        if hint:
+            print(f"   note: {hint}")
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)

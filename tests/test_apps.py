@@ -89,6 +89,17 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     assert "other settings (final_epochs)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("reached, target, short", [(0.49, 0.5, False), (0.55, 0.5, False),
+                                                    (0.41, 0.5, True)])
+def test_prune_app_says_when_sparsity_fell_short(reached, target, short):
+    from apps.prune import sparsity_shortfall
+
+    hint = sparsity_shortfall(reached, target)
+    assert (hint is not None) == short
+    if short:
+        assert "0.090 short of the target 0.5" in hint and "--num_train_epochs" in hint
+
+
 def test_prune_app_under_mirrored_strategy(tmp_path):
     from apps import prune as prune_app
 
