@@ -60,7 +60,7 @@ def test_fit_logs_every_pruning_scalar_to_tensorboard(tmp_path):
         every_n_steps=4, tensorboard=board)
     user = _UserCallback()
     model.fit(dataset, epochs=2, validation_data=dataset,
-              callbacks=[board, evaluation, user], verbose=0)
+              callbacks=[board, evaluation, user], verbose=0, shuffle=False)
     train = _scalars(str(tmp_path / "logs" / "train"))
     for name in PRUNING_SCALARS:
         if name != "loss_scale":
