@@ -40,15 +40,19 @@ def compiled_forward(model):
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
+def run_all(forward, batches):
+    """One pass of every batch through `forward`, each result brought to the host."""
+    for x in batches:
+        np.asarray(forward(x))
+
+
 def predicting_peak_memory_mb(model, batches):
     """The process' peak resident memory (MB) over one pass of `batches` through `model`,
     counted from a reset just before it (after a first, untimed pass that traces the graph)."""
     forward = compiled_forward(model)
-    for x in batches:
-        forward(x)
+    run_all(forward, batches)
     reset_peak_memory()
-    for x in batches:
-        np.asarray(forward(x))
+    run_all(forward, batches)
     return peak_memory_mb()
 
 
@@ -61,14 +65,12 @@ def compare_latency(models, batches, repeats=3):
     """
     forwards = {name: compiled_forward(model) for name, model in models.items()}
     for forward in forwards.values():
-        for x in batches:
-            forward(x)
+        run_all(forward, batches)
     times = {name: [] for name in forwards}
     for _ in range(repeats):
         for name, forward in forwards.items():
             start = time.perf_counter()
-            for x in batches:
-                np.asarray(forward(x))
+            run_all(forward, batches)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

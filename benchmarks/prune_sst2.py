@@ -13,7 +13,6 @@ the CPU latency of compact vs dense over the dev set at batch 8 and batch 1, seq
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import glue_common  # noqa: E402
+from apps import common, glue_common  # noqa: E402
 from apps.measure import compare_latency  # noqa: E402
 from keras_flop import optimizers  # noqa: E402
 
@@ -168,9 +167,10 @@ def main():
         print(rows[-1], flush=True)
         if args.output_dir:
             os.makedirs(args.output_dir, exist_ok=True)
-            compact.save(os.path.join(args.output_dir, f"compact_{structure}_{target}.keras"))
-            with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-                json.dump({"dense_accuracy": dense_accuracy, "rows": rows}, f, indent=2)
+            common.save_model(compact, os.path.join(args.output_dir,
+                                                    f"compact_{structure}_{target}.keras"))
+            common.write_json(os.path.join(args.output_dir, "results.json"),
+                              {"dense_accuracy": dense_accuracy, "rows": rows})
         # The table so far: a run stopped early still leaves every finished row.
         print_table(args, data, dense_accuracy, rows)
 
