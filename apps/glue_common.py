@@ -9,6 +9,7 @@ import numpy as np
 
 from apps import common
 from keras_flop import glue
+from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.optimizers import model_optimizer
 
 
@@ -18,7 +19,7 @@ class TaskData:
     train: list
     evals: dict  # split -> examples
     tests: dict  # split -> examples
-    preprocessor: glue.GluePreprocessor
+    preprocessor: BertPreprocessor
 
     def train_dataset(self, batch_size, seed):
         return for_strategy(glue.make_dataset(self.train, self.task, self.preprocessor,
@@ -69,7 +70,7 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
     evals = {s: subset(glue.read_split(data_dir, task, s), max_eval_examples)
              for s in eval_splits}
     tests = {s: glue.read_split(data_dir, task, s) for s in task.test_splits if s in splits}
-    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length)
+    preprocessor = BertPreprocessor(vocab_file, max_seq_length)
     return TaskData(task, train, evals, tests, preprocessor)
 
 

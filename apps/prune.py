@@ -400,8 +400,7 @@ class Pipeline:
         shutil.rmtree(self.path("export"), ignore_errors=True)
         task = self.data.task
         path = self.keras_flop.export_saved_model(
-            model, self.path("export"), self.vocab, self.args.max_seq_length,
-            lowercase=self.data.preprocessor.tokenizer.lowercase,
+            model, self.path("export"), preprocessor=self.data.preprocessor,
             label_names=list(task.labels) or None)
         open(self.path("export", "DONE"), "w").close()
         print(f"   export: {path}")

@@ -1,8 +1,8 @@
 """keras-flop: structured pruning of BERT-family encoders for Keras 3 (FLOP).
 
-Public API: `BertConfig`, `build_bert_classifier`, `load_tf1_checkpoint`, `factorize`,
-`factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`, `compact`,
-`parameter_report`, `export_saved_model`, and the modules
+Public API: `BertConfig`, `BertTokenizer`, `BertPreprocessor`, `build_bert_classifier`,
+`load_tf1_checkpoint`, `factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
+`kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, and the modules
 `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
@@ -14,14 +14,16 @@ from keras_flop.export import export_saved_model
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
 from keras_flop.models import build_bert_classifier
+from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
 from keras_flop.sparsity import expected_sparsity, kept_parameters
+from keras_flop.tokenizer import BertTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BertConfig", "PruningModel", "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
+    "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel", "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
     "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
     "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
 ]

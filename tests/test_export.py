@@ -12,7 +12,7 @@ import tensorflow as tf
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from conftest import WORDS
-from keras_flop.export import TextEncoder, export_saved_model
+from keras_flop.export import export_saved_model
 
 TINY = dict(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32)
@@ -52,7 +52,7 @@ def test_saved_model_loads_in_a_process_without_keras_flop(tmp_path, vocab_file,
     model, path = _export(tmp_path, vocab_file, num_labels)
     assert path.endswith(os.sep + "1") and os.path.exists(os.path.join(path, "saved_model.pb"))
     assert os.path.exists(os.path.join(path, "assets", "vocab.txt"))
-    encoder = TextEncoder(vocab_file, 12)
+    encoder = keras_flop.BertPreprocessor(vocab_file, 12)
     batch = {k: v.numpy() for k, v in encoder(tf.constant(["the movie was great"])).items()}
     other = {k: v.numpy() for k, v in encoder(tf.constant(["good plot"]),
                                               tf.constant(["bad film"])).items()}
@@ -98,5 +98,10 @@ def test_export_errors(tmp_path, vocab_file):
     with pytest.raises(ValueError, match="Vocabulary file not found"):
         export_saved_model(model, tmp_path / "e", tmp_path / "missing.txt", 12)
     (tmp_path / "bad.txt").write_text("a\nb\n")
-    with pytest.raises(ValueError, match=r"has no \[CLS\] token"):
+    with pytest.raises(ValueError, match=r"lacks the special token\(s\) \['\[PAD\]'"):
         export_saved_model(model, tmp_path / "e", tmp_path / "bad.txt", 12)
+    with pytest.raises(ValueError, match="Pass `preprocessor`"):
+        export_saved_model(model, tmp_path / "e")
+    with pytest.raises(ValueError, match="pass either it or"):
+        export_saved_model(model, tmp_path / "e", vocab_file, 12,
+                           preprocessor=keras_flop.BertPreprocessor(vocab_file, 12))

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_flop import glue
 from conftest import shared_data_dir
-from keras_flop.export import TextEncoder
+from keras_flop import BertPreprocessor, BertTokenizer
 
 FILES = {
     "CoLA/train.tsv": "gj04\t1\t\tThe sailors rode.\ngj04\t0\t*\tRode the sailors the.\n",
@@ -131,14 +131,8 @@ def test_mrpc_from_microsoft_source_files(tmp_path):
     assert glue.available_splits(tmp_path, "mrpc") == ["train", "dev", "test"]
 
 
-def _keras_hub_packer(vocab_file, length):
-    return glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=length)
-
-
-@pytest.mark.parametrize("make", [_keras_hub_packer, TextEncoder],
-                         ids=["keras-hub in tf.data", "exported in-graph"])
-def test_tokenizers_give_hand_worked_ids(vocab_file, make):
-    encode = make(vocab_file, 10)
+def test_preprocessor_gives_hand_worked_ids(vocab_file):
+    encode = BertPreprocessor(vocab_file, 10)
     single = encode(tf.constant(["The movie was GREAT!", "films zzz"]))
     np.testing.assert_array_equal(single["token_ids"].numpy(), [
         [2, 5, 6, 7, 8, 15, 3, 0, 0, 0],
@@ -154,16 +148,15 @@ def test_tokenizers_give_hand_worked_ids(vocab_file, make):
 def test_lowercase_follows_the_vocabulary(tmp_path, vocab_file):
     from conftest import WORDS
 
-    assert glue.make_tokenizer(vocab_file).lowercase
+    assert BertTokenizer(vocab_file).lowercase
     cased = tmp_path / "cased.txt"
     cased.write_text("\n".join(WORDS + ["The"]) + "\n")
-    assert not glue.make_tokenizer(cased).lowercase
-    with pytest.raises(ValueError, match="Vocabulary file not found"):
-        glue.make_tokenizer(tmp_path / "missing.txt")
+    assert not BertTokenizer(cased).lowercase
+    assert BertTokenizer(cased, lowercase=True).lowercase
 
 
 def test_dataset_shapes_dtypes_and_shuffling(glue_dir, vocab_file):
-    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=8)
+    preprocessor = BertPreprocessor(vocab_file, max_seq_length=8)
     examples = glue.read_split(glue_dir, "mrpc", "train") * 5
     dataset = glue.make_dataset(examples, "mrpc", preprocessor, batch_size=4, training=True)
     features, labels = next(iter(dataset))
@@ -179,7 +172,7 @@ def test_dataset_shapes_dtypes_and_shuffling(glue_dir, vocab_file):
 
 
 def test_training_stream_resumes_with_the_same_batches(glue_dir, vocab_file):
-    preprocessor = glue.GluePreprocessor(glue.make_tokenizer(vocab_file), max_seq_length=8)
+    preprocessor = BertPreprocessor(vocab_file, max_seq_length=8)
     examples = glue.read_split(glue_dir, "mrpc", "train") * 5  # 10 examples, 4 batches/epoch
 
     def labels(start):

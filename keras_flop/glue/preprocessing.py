@@ -1,65 +1,11 @@
-"""WordPiece tokenization and BERT packing with keras-hub, run inside `tf.data`."""
+"""GLUE examples as `tf.data` pipelines: `keras_flop.BertPreprocessor` mapped over them."""
 
 import os
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
 from keras_flop.glue.tasks import get_task
-
-
-def vocab_is_uncased(vocab_file):
-    """True when no ordinary token of the vocabulary has an upper-case letter."""
-    with open(vocab_file, encoding="utf-8") as f:
-        return not any(token[:1] != "[" and token != token.lower()
-                       for token in (line.strip() for line in f))
-
-
-def make_tokenizer(vocab_file, lowercase=None):
-    """keras-hub's `BertTokenizer` on a checkpoint's `vocab.txt`.
-
-    `lowercase=None` decides from the vocabulary (uncased vocabularies have no upper case);
-    keras-hub itself defaults to `lowercase=False`, wrong for uncased BERT.
-    """
-    vocab_file = os.fspath(vocab_file)
-    if not os.path.isfile(vocab_file):
-        raise ValueError(f"Vocabulary file not found: {vocab_file}")
-    if lowercase is None:
-        lowercase = vocab_is_uncased(vocab_file)
-    return keras_hub.tokenizers.BertTokenizer(vocabulary=vocab_file, lowercase=lowercase)
-
-
-class GluePreprocessor:
-    """Tokenizes one or two segments and packs them to `max_seq_length`:
-    `[CLS] a [SEP] (b [SEP])`, segment ids 0/1, pad id 0, the longer segment truncated first.
-
-    Example:
-    >>> preprocessor = GluePreprocessor(make_tokenizer("vocab.txt"), 128)  # doctest: +SKIP
-    >>> preprocessor(tf.constant(["a charming journey"]))["token_ids"].shape  # doctest: +SKIP
-    TensorShape([1, 128])
-    """
-
-    def __init__(self, tokenizer, max_seq_length):
-        if max_seq_length < 3:
-            raise ValueError(f"`max_seq_length` must be >= 3; got {max_seq_length}.")
-        self.tokenizer = tokenizer
-        self.max_seq_length = int(max_seq_length)
-        self.packer = keras_hub.layers.MultiSegmentPacker(
-            sequence_length=max_seq_length,
-            start_value=tokenizer.token_to_id("[CLS]"),
-            end_value=tokenizer.token_to_id("[SEP]"),
-            pad_value=tokenizer.token_to_id("[PAD]"),
-            truncate="round_robin")
-
-    def __call__(self, text_a, text_b=None):
-        segments = [self.tokenizer(text_a)]
-        if text_b is not None:
-            segments.append(self.tokenizer(text_b))
-        token_ids, segment_ids = self.packer(tuple(segments))
-        return {"token_ids": tf.cast(token_ids, tf.int32),
-                "segment_ids": tf.cast(segment_ids, tf.int32),
-                "padding_mask": token_ids != self.tokenizer.token_to_id("[PAD]")}
 
 
 def label_ids(task, examples):
