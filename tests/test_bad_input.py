@@ -89,6 +89,8 @@ CASES = [
     ("missing vocab", "finetune", [], _write("ckpt/vocab.txt"), "Vocabulary file not found"),
     ("vocab size differs", "finetune", [], _vocab_lines(30),
      "has 30 tokens but the BERT config says vocab_size=40"),
+    ("config key that changes the model", "finetune", [], _config(layer_norm_eps=1e-6),
+     "bert_config.json: layer_norm_eps=1e-06 is not supported"),
     ("truncated data shard", "finetune", [], _truncate_shard, "Cannot read variable"),
     ("missing index", "finetune", [], lambda root: (root / "ckpt" / "bert_model.ckpt.index")
      .unlink(), "expected one TF1 checkpoint"),

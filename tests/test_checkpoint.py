@@ -217,3 +217,59 @@ def test_hugging_face_import_shares_the_mapping(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x00")
     with pytest.raises(ValueError, match="not a safetensors file"):
         load_hf_checkpoint(tmp_path)
+
+
+# The bert_config.json of Google's multi_cased_L-12_H-768_A-12 release, key for key (the
+# Chinese release has the same keys, with vocab_size 21128).
+MULTILINGUAL_CONFIG = {
+    "attention_probs_dropout_prob": 0.1, "directionality": "bidi", "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,
+    "intermediate_size": 3072, "max_position_embeddings": 512, "num_attention_heads": 12,
+    "num_hidden_layers": 12, "pooler_fc_size": 768, "pooler_num_attention_heads": 12,
+    "pooler_num_fc_layers": 3, "pooler_size_per_head": 128,
+    "pooler_type": "first_token_transform", "type_vocab_size": 2, "vocab_size": 119547,
+}
+POOLER_KEYS = ["directionality", "pooler_fc_size", "pooler_num_attention_heads",
+               "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type"]
+
+
+def test_google_multilingual_config_is_read(tmp_path, caplog):
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps(MULTILINGUAL_CONFIG, indent=2))
+    with caplog.at_level(logging.INFO, logger="keras_flop"):
+        config = keras_flop.BertConfig.from_json_file(path)
+    assert config == keras_flop.BertConfig(
+        **{k: v for k, v in MULTILINGUAL_CONFIG.items() if k not in POOLER_KEYS})
+    ignored = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(ignored) == 1 and ignored[0].levelno == logging.INFO
+    assert all(key in ignored[0].getMessage() for key in POOLER_KEYS)
+
+
+def test_checkpoint_with_a_multilingual_style_config_imports(tmp_path):
+    config = dict(CONFIG, **{k: MULTILINGUAL_CONFIG[k] for k in POOLER_KEYS})
+    weights = random_weights(tf1_shapes(CONFIG, num_labels=3))
+    write_tf1_checkpoint(tmp_path, config, weights)
+    model = keras_flop.load_tf1_checkpoint(tmp_path)
+    batch = _batch()
+    np.testing.assert_allclose(np.asarray(model.predict(batch, verbose=0)),
+                               _reference(weights, CONFIG, batch), atol=1e-4)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pooler_typo": 3}, "Unknown BertConfig field(s) ['pooler_typo']: remove them"),
+    ({"layer_norm_eps": 1e-6}, "layer_norm_eps=1e-06 is not supported"),
+    ({"position_embedding_type": "relative_key_query"},
+     "position_embedding_type='relative_key_query' is not supported"),
+    ({"model_type": "roberta"}, "model_type='roberta' is not supported"),
+])
+def test_config_keys_that_change_the_model_are_refused(tmp_path, change, message):
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps({**MULTILINGUAL_CONFIG, **change}))
+    with pytest.raises(ValueError) as error:
+        keras_flop.BertConfig.from_json_file(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+    # At the value this model implements, the same keys are accepted.
+    accepted = {"layer_norm_eps": 1e-12, "position_embedding_type": "absolute",
+                "model_type": "bert"}
+    assert keras_flop.BertConfig.from_dict({**MULTILINGUAL_CONFIG, **accepted}).hidden_size == 768
