@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import keras_flop
 from conftest import shared_data_dir
+from keras_flop.checkpoint import check_vocabulary
 from tf1_bert import random_weights, reference_logits, tf1_shapes, write_tf1_checkpoint
 
 CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -273,3 +274,16 @@ def test_config_keys_that_change_the_model_are_refused(tmp_path, change, message
     accepted = {"layer_norm_eps": 1e-12, "position_embedding_type": "absolute",
                 "model_type": "bert"}
     assert keras_flop.BertConfig.from_dict({**MULTILINGUAL_CONFIG, **accepted}).hidden_size == 768
+
+
+def test_vocabulary_may_be_shorter_than_the_embedding_table(tmp_path):
+    config = keras_flop.BertConfig(**CONFIG)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(f"t{i}\n" for i in range(60)))
+    assert check_vocabulary(vocab, config) == 60
+    vocab.write_text("".join(f"t{i}\n" for i in range(65)))
+    with pytest.raises(ValueError) as error:
+        check_vocabulary(vocab, config)
+    assert str(error.value).startswith(f"{vocab} has 65 tokens but the BERT config says "
+                                       "vocab_size=64")
+    assert "\n" not in str(error.value)
