@@ -56,7 +56,7 @@ def parse_learning_rates(text):
 def checkpoint_files(args):
     """(config, vocab file) with the flags' defaults beside the checkpoint, checked."""
     import keras_flop
-    from keras_flop.checkpoint import resolve_checkpoint
+    from keras_flop.checkpoint import check_vocabulary, resolve_checkpoint
 
     _, directory = resolve_checkpoint(args.init_checkpoint)
     config = keras_flop.BertConfig.from_json_file(
@@ -64,11 +64,7 @@ def checkpoint_files(args):
     vocab = args.vocab_file or os.path.join(directory, "vocab.txt")
     if not os.path.isfile(vocab):
         raise common.UsageError(f"Vocabulary file not found: {vocab} (pass --vocab_file).")
-    with open(vocab, encoding="utf-8") as f:
-        size = sum(1 for _ in f)
-    if size != config.vocab_size:
-        raise common.UsageError(f"{vocab} has {size} tokens but the BERT config says "
-                                f"vocab_size={config.vocab_size}.")
+    check_vocabulary(vocab, config)  # shorter than vocab_size is fine (padded table)
     if args.max_seq_length > config.max_position_embeddings:
         raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                                 f"max_position_embeddings {config.max_position_embeddings}.")

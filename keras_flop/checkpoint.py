@@ -82,6 +82,34 @@ def resolve_checkpoint(path):
     return path, os.path.dirname(path)
 
 
+def check_vocabulary(vocab_file, config):
+    """Number of tokens in `vocab_file`, checked against `config.vocab_size`.
+
+    A vocabulary shorter than the embedding table is accepted: released checkpoints often pad
+    the table (the unused rows are never looked up). A longer one would produce ids with no
+    embedding row, so it is a `ValueError` naming the file.
+
+    Example:
+    >>> check_vocabulary("BERT_DIR/vocab.txt", config)  # doctest: +SKIP
+    30522
+    """
+    vocab_file = os.fspath(vocab_file)
+    if not os.path.isfile(vocab_file):
+        raise ValueError(f"Vocabulary file not found: {vocab_file} (pass the vocab.txt the "
+                         "checkpoint was trained with).")
+    with open(vocab_file, encoding="utf-8") as f:
+        size = sum(1 for _ in f)
+    if size > config.vocab_size:
+        raise ValueError(f"{vocab_file} has {size} tokens but the BERT config says "
+                         f"vocab_size={config.vocab_size}: ids past {config.vocab_size - 1} "
+                         "have no embedding; use the vocabulary the checkpoint was trained "
+                         "with.")
+    if size < config.vocab_size:
+        logger.info("%s has %d tokens for %d embedding rows: the last %d rows are padding.",
+                    vocab_file, size, config.vocab_size, config.vocab_size - size)
+    return size
+
+
 def _read_config(config, directory):
     if config is None:
         config = os.path.join(directory, CONFIG_FILE)

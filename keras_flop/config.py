@@ -2,9 +2,50 @@
 
 import dataclasses
 import json
+import logging
+import math
 import os
 
 from keras_flop.activations import ACTIVATIONS
+
+logger = logging.getLogger(__name__)
+
+# Keys some released configs carry that google-research/bert's `modeling.py` never reads
+# (Google's multilingual and Chinese releases, Hugging Face bookkeeping): whatever their value,
+# the checkpoint's weights were trained without them, so they are ignored.
+IGNORED_KEYS = frozenset({
+    "directionality", "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers",
+    "pooler_size_per_head", "pooler_type",
+    "architectures", "transformers_version", "torch_dtype", "_name_or_path", "pad_token_id",
+    "use_cache", "gradient_checkpointing", "classifier_dropout", "id2label", "label2id",
+})
+
+# Keys that would change the computation: accepted only at the value this model implements.
+FIXED_KEYS = {"model_type": "bert", "layer_norm_eps": 1e-12, "position_embedding_type": "absolute"}
+
+
+def check_fixed_keys(values):
+    """Raises `ValueError` when `values` asks for an architecture other than this BERT's.
+
+    Example:
+    >>> check_fixed_keys({"layer_norm_eps": 1e-12, "model_type": "bert"})
+    >>> check_fixed_keys({"position_embedding_type": "relative_key"})
+    Traceback (most recent call last):
+    ...
+    ValueError: position_embedding_type='relative_key' is not supported: this BERT implements position_embedding_type='absolute' only.
+    """
+    for key, supported in FIXED_KEYS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if isinstance(supported, float):
+            same = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isclose(value, supported, rel_tol=1e-6))
+        else:
+            same = value == supported
+        if not same:
+            raise ValueError(f"{key}={value!r} is not supported: this BERT implements "
+                             f"{key}={supported!r} only.")
 
 
 @dataclasses.dataclass
@@ -71,17 +112,36 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Builds a config from a `bert_config.json`-style dict; unknown keys are an error."""
+        """Builds a config from a `bert_config.json`-style dict.
+
+        Keys that do not change the model (`IGNORED_KEYS`: the `pooler_*` and `directionality`
+        keys of Google's multilingual and Chinese releases, Hugging Face bookkeeping) are
+        ignored and logged at info level; `FIXED_KEYS` are accepted at the one value this model
+        implements; any other unknown key is an error.
+
+        Example:
+        >>> config = BertConfig.from_dict({"vocab_size": 119547, "directionality": "bidi",
+        ...                                "pooler_type": "first_token_transform"})
+        >>> config.vocab_size
+        119547
+        """
         if not isinstance(values, dict):
             raise ValueError(f"A BERT config must be a JSON object; got {type(values).__name__}.")
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
+        unknown = sorted(set(values) - fields - IGNORED_KEYS - set(FIXED_KEYS))
         if unknown:
             raise ValueError(
-                f"Unknown BertConfig field(s) {unknown}; expected a subset of {sorted(fields)}.")
+                f"Unknown BertConfig field(s) {unknown}: remove them if they do not change the "
+                f"model; accepted are {sorted(fields)}, plus {sorted(IGNORED_KEYS)} (ignored) "
+                f"and {', '.join(f'{k}={v!r}' for k, v in FIXED_KEYS.items())}.")
+        check_fixed_keys(values)
         if "vocab_size" not in values:
             raise ValueError("BertConfig field 'vocab_size' is missing.")
-        return cls(**values)
+        ignored = sorted(set(values) - fields)
+        if ignored:
+            logger.info("BERT config: ignored %s (they do not change the model).",
+                        ", ".join(ignored))
+        return cls(**{k: v for k, v in values.items() if k in fields})
 
     @classmethod
     def from_json_file(cls, path):

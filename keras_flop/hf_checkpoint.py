@@ -2,16 +2,31 @@
 (`config.json` + `model.safetensors`), through the TF1 importer's name mapping."""
 
 import json
+import math
 import os
 import re
 
+import ml_dtypes  # noqa: F401  registers numpy's "bfloat16", which safetensors asks for
 import numpy as np
+import safetensors
 
 from keras_flop.checkpoint import build_from_variables
-from keras_flop.config import BertConfig
+from keras_flop.config import BertConfig, check_fixed_keys
 
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64,
-                       "BF16": None, "I64": np.int64, "I32": np.int32}
+# The safetensors dtypes numpy can hold (BF16 through ml_dtypes), and every dtype's bit width
+# (to check a header's offsets against its shapes).
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+_NUMPY_DTYPES = _FLOAT_DTYPES | {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+_DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+               "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+               "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+               "C64": 64, "F64": 64, "I64": 64, "U64": 64}
+
+# Hugging Face `hidden_act` -> BertConfig's: HF's "gelu" is the exact erf form, while
+# BertConfig's "gelu" is TF1's tanh approximation.
+HF_ACTIVATIONS = {"gelu": "gelu_exact", "gelu_python": "gelu_exact", "gelu_new": "gelu",
+                  "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "relu": "relu",
+                  "tanh": "tanh", "silu": "silu", "swish": "swish"}
 
 # Hugging Face parameter -> TF1 name (`W` marks a `[out, in]` weight to transpose).
 _HF_TO_TF1 = [
@@ -42,31 +57,73 @@ _HF_TO_TF1 = [
 
 
 def read_safetensors(path):
-    """`{name: array}` from a `.safetensors` file (the format is a JSON header + raw bytes)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 8:
-        raise ValueError(f"{path}: not a safetensors file (too short).")
-    size = int.from_bytes(raw[:8], "little")
-    try:
-        header = json.loads(raw[8:8 + size])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{path}: not a safetensors file (bad header).") from None
-    data = raw[8 + size:]
+    """`{name: array}` from a `.safetensors` file; floating tensors come back as float32.
+
+    Raises `ValueError` naming the file, and the tensor when one is at fault: a dtype numpy
+    cannot hold (e.g. float8), or a header whose offsets or shapes disagree with the file.
+
+    Example:
+    >>> tensors = read_safetensors("bert-base-uncased/model.safetensors")  # doctest: +SKIP
+    >>> tensors["bert.pooler.dense.weight"].shape  # doctest: +SKIP
+    (768, 768)
+    """
+    path = os.fspath(path)
     tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
-        start, end = entry["data_offsets"]
-        if end > len(data):
-            raise ValueError(f"{path}: tensor {name} is truncated.")
-        if dtype is None:  # bfloat16: the upper half of a float32
-            bits = np.frombuffer(data[start:end], np.uint16).astype(np.uint32) << 16
-            tensors[name] = bits.view(np.float32).reshape(entry["shape"])
-        else:
-            tensors[name] = np.frombuffer(data[start:end], dtype).reshape(entry["shape"])
+    try:
+        with safetensors.safe_open(path, framework="numpy") as f:
+            for name in f.keys():
+                dtype = f.get_slice(name).get_dtype()
+                if dtype not in _NUMPY_DTYPES:
+                    raise ValueError(
+                        f"{path}: tensor {name} has dtype {dtype}, which numpy cannot hold; "
+                        "convert the file to F32, F16 or BF16.")
+                value = f.get_tensor(name)
+                tensors[name] = np.asarray(value, np.float32) if dtype in _FLOAT_DTYPES else value
+    except safetensors.SafetensorError as e:
+        problem = _header_problem(path) or " ".join(str(e).split())
+        raise ValueError(f"{path}: not a valid safetensors file ({problem}); download or "
+                         "convert it again.") from None
     return tensors
+
+
+def _header_problem(path):
+    """Names the first tensor whose header entry disagrees with the file, or None.
+
+    The package reports a corrupt header without naming the tensor: this rereads the header
+    to say which one.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        data_size = os.path.getsize(path) - 8 - size
+        entries = sorted((entry["data_offsets"], name, entry)
+                         for name, entry in header.items() if name != "__metadata__")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # no header to read: the package's message says why
+    position = 0
+    for offsets, name, entry in entries:
+        try:
+            start, end = (int(x) for x in offsets)
+            dtype, shape = entry["dtype"], [int(n) for n in entry["shape"]]
+        except (ValueError, TypeError, KeyError):
+            return f"tensor {name}: malformed header entry {entry}"
+        if dtype not in _DTYPE_BITS:
+            return f"tensor {name}: unknown dtype {dtype!r}"
+        if start != position:
+            return (f"tensor {name}: data_offsets {offsets} start at byte {start}, but the "
+                    f"previous tensor ends at byte {position}")
+        if end > data_size:
+            return (f"tensor {name}: data_offsets {offsets} run past the {data_size} bytes "
+                    "of data (truncated file?)")
+        needed = math.prod(shape) * _DTYPE_BITS[dtype] // 8
+        if end - start != needed:
+            return (f"tensor {name}: shape {shape} of {dtype} needs {needed} bytes, but "
+                    f"data_offsets {offsets} hold {end - start}")
+        position = end
+    if position != data_size:
+        return f"{data_size - position} bytes after the last tensor"
+    return None
 
 
 def hf_to_tf1_names(tensors):
@@ -87,15 +144,30 @@ def hf_to_tf1_names(tensors):
 
 
 def config_from_hf(values):
-    """A `BertConfig` from a Hugging Face `config.json` (`"gelu"` there is the exact erf)."""
+    """A `BertConfig` from a Hugging Face `config.json`.
+
+    Hugging Face's `"gelu"` is the exact erf GELU (`"gelu_exact"` here); `"gelu_new"`,
+    `"gelu_pytorch_tanh"` and `"gelu_fast"` are the tanh form (`"gelu"` here). Keys that would
+    change the computation (`layer_norm_eps`, `position_embedding_type`, `model_type`) must
+    have the values this BERT implements.
+
+    Example:
+    >>> config_from_hf({"vocab_size": 30522, "hidden_act": "gelu"}).hidden_act
+    'gelu_exact'
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"A config.json must be a JSON object; got {type(values).__name__}.")
+    check_fixed_keys(values)
     fields = {f: values[f] for f in ("vocab_size", "hidden_size", "num_hidden_layers",
                                      "num_attention_heads", "intermediate_size",
                                      "hidden_dropout_prob", "attention_probs_dropout_prob",
                                      "max_position_embeddings", "type_vocab_size",
                                      "initializer_range") if f in values}
     act = values.get("hidden_act", "gelu")
-    fields["hidden_act"] = {"gelu": "gelu_exact", "gelu_new": "gelu",
-                            "gelu_pytorch_tanh": "gelu"}.get(act, act)
+    if act not in HF_ACTIVATIONS:
+        raise ValueError(f"hidden_act={act!r} is not supported; supported Hugging Face "
+                         f"activations: {sorted(HF_ACTIVATIONS)}.")
+    fields["hidden_act"] = HF_ACTIVATIONS[act]
     return BertConfig.from_dict(fields)
 
 
@@ -106,14 +178,29 @@ def load_hf_checkpoint(path, num_labels=None):
         path: a directory with `config.json` and `model.safetensors`.
         num_labels: as in `load_tf1_checkpoint` (a `classifier` head in the file fixes it).
 
+    Returns:
+        The dense Keras model of `build_bert_classifier`, whose logits equal the Hugging Face
+        model's (its `hidden_act` mapped as `config_from_hf` says).
+
+    Raises:
+        ValueError: naming `config.json` for an unsupported setting, the safetensors file and
+            tensor for an unreadable or corrupt one, the variable when one is missing or of the
+            wrong shape.
+
     PyTorch `pytorch_model.bin` files need torch to read; convert them to safetensors first.
+
+    Example:
+    >>> model = load_hf_checkpoint("bert-base-uncased/")  # doctest: +SKIP
     """
     path = os.fspath(path)
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
         raise ValueError(f"Hugging Face config not found: {config_path}")
-    with open(config_path, encoding="utf-8") as f:
-        config = config_from_hf(json.load(f))
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = config_from_hf(json.load(f))
+    except ValueError as e:  # also invalid JSON or UTF-8
+        raise ValueError(f"{config_path}: {' '.join(str(e).split())}") from None
     weights_path = os.path.join(path, "model.safetensors")
     if not os.path.isfile(weights_path):
         extra = " (pytorch_model.bin found: convert it to safetensors)" if os.path.isfile(

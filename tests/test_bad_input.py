@@ -87,8 +87,13 @@ CASES = [
      _write("glue/STS-B/train.tsv", STSB_HEADER + "0\tg\tf\ty\t0\ts\ts\ta\tb\t7.5\n"),
      "train.tsv:2: stsb score 7.5 is outside [0.0, 5.0]"),
     ("missing vocab", "finetune", [], _write("ckpt/vocab.txt"), "Vocabulary file not found"),
-    ("vocab size differs", "finetune", [], _vocab_lines(30),
-     "has 30 tokens but the BERT config says vocab_size=40"),
+    ("vocab longer than vocab_size", "finetune", [], _vocab_lines(50),
+     "has 50 tokens but the BERT config says vocab_size=40"),
+    ("vocab longer, via prune", "prune", ["--task", "sst2", "--data_dir", "GLUE",
+                                          "--init_checkpoint", "CKPT"], _vocab_lines(41),
+     "has 41 tokens but the BERT config says vocab_size=40"),
+    ("config key that changes the model", "finetune", [], _config(layer_norm_eps=1e-6),
+     "bert_config.json: layer_norm_eps=1e-06 is not supported"),
     ("truncated data shard", "finetune", [], _truncate_shard, "Cannot read variable"),
     ("missing index", "finetune", [], lambda root: (root / "ckpt" / "bert_model.ckpt.index")
      .unlink(), "expected one TF1 checkpoint"),
@@ -149,8 +154,8 @@ def _argv(app, root, extra, output):
         base = ["--bert_config_file", str(root / "ckpt" / "bert_config.json"),
                 "--checkpoint", str(root / "ckpt"), "--output_dir", str(output)]
         module = factorize_app
-    extra = [str(root / "glue") if a == "GLUE" else a.replace("FILE", str(root / "afile"))
-             for a in extra]
+    named = {"GLUE": str(root / "glue"), "CKPT": str(root / "ckpt")}
+    extra = [named.get(a, a.replace("FILE", str(root / "afile"))) for a in extra]
     return module, base + extra
 
 
@@ -187,3 +192,14 @@ def test_existing_output_dir_is_not_overwritten(good, tmp_path, capsys):
         module.main(argv)
     assert "is not empty: pass --overwrite" in capsys.readouterr().err
     assert (output / "keep.txt").read_text() == "precious"
+
+
+def test_vocabulary_shorter_than_vocab_size_is_accepted(good, tmp_path):
+    # Released checkpoints often pad the embedding table past the vocabulary.
+    root = tmp_path / "root"
+    shutil.copytree(good, root)
+    _vocab_lines(30)(root)
+    args = glue_finetune.build_parser().parse_args(
+        _argv("finetune", root, [], tmp_path / "out")[1])
+    config, vocab = glue_finetune.checkpoint_files(args)
+    assert config.vocab_size == 40 and vocab == str(root / "ckpt" / "vocab.txt")

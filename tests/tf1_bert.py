@@ -98,12 +98,28 @@ def _layer_norm(x, gamma, beta):
     return (x - mean) / np.sqrt(variance + 1e-12) * gamma + beta
 
 
-def _gelu(x):
+def tanh_gelu(x):
+    """`modeling.gelu` of google-research/bert: the tanh approximation."""
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-def reference_logits(weights, config, token_ids, segment_ids, input_mask):
-    """`modeling.BertModel` + `run_classifier.create_model` logits, inference, float64."""
+def erf_gelu(x):
+    """The exact GELU, `x * Phi(x)` (PyTorch's and Hugging Face's `"gelu"`)."""
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def reference_logits(weights, config, token_ids, segment_ids, input_mask, activation=None):
+    """`modeling.BertModel` + `run_classifier.create_model` logits, inference, float64.
+
+    `activation` is the FFN nonlinearity; by default `config["hidden_act"]` read as TF1 reads
+    it (`"gelu"` is the tanh form).
+    """
+    if activation is None:
+        activation = {"gelu": tanh_gelu, "relu": relu}[config["hidden_act"]]
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     batch, seq = token_ids.shape
     heads = config["num_attention_heads"]
@@ -131,8 +147,7 @@ def reference_logits(weights, config, token_ids, segment_ids, input_mask):
         attention = dense(context, p + "attention/output/dense")
         x = _layer_norm(attention + x, w[p + "attention/output/LayerNorm/gamma"],
                         w[p + "attention/output/LayerNorm/beta"])
-        act = _gelu if config["hidden_act"] == "gelu" else (lambda t: np.maximum(t, 0.0))
-        ffn = dense(act(dense(x, p + "intermediate/dense")), p + "output/dense")
+        ffn = dense(activation(dense(x, p + "intermediate/dense")), p + "output/dense")
         x = _layer_norm(ffn + x, w[p + "output/LayerNorm/gamma"], w[p + "output/LayerNorm/beta"])
     pooled = np.tanh(dense(x[:, 0], "bert/pooler/dense"))
     return pooled @ w["output_weights"].T + w["output_bias"]
