@@ -15,19 +15,44 @@ from keras_flop.optimizers import model_optimizer
 
 @dataclasses.dataclass
 class TaskData:
+    """A task's examples, their preprocessing and how they are batched (`--pad_to_max_length`,
+    `--bucket_boundaries`); each split is tokenized once, on first use."""
+
     task: glue.GlueTask
     train: list
     evals: dict  # split -> examples
     tests: dict  # split -> examples
     preprocessor: BertPreprocessor
+    pad_to_max_length: bool = False
+    boundaries: list = None
+    _tokenized: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def tokenized(self, split, labeled=True):
+        """The `TokenizedExamples` of a split (`"train"`, an eval or a test split)."""
+        if (split, labeled) not in self._tokenized:
+            examples = self.train if split == "train" else \
+                self.evals.get(split) or self.tests[split]
+            self._tokenized[split, labeled] = glue.tokenize_examples(
+                examples, self.task, self.preprocessor, labeled, self.pad_to_max_length,
+                self.boundaries)
+        return self._tokenized[split, labeled]
 
     def train_dataset(self, batch_size, seed):
-        return for_strategy(glue.make_dataset(self.train, self.task, self.preprocessor,
+        return for_strategy(glue.make_dataset(self.tokenized("train"), self.task, None,
                                               batch_size, training=True, seed=seed))
 
+    def training_stream(self, batch_size, seed, total_steps, start_step=0):
+        return for_strategy(glue.make_training_stream(
+            self.tokenized("train"), self.task, None, batch_size, seed, total_steps,
+            start_step))
+
     def eval_dataset(self, split, batch_size):
-        return for_strategy(glue.make_dataset(self.evals[split], self.task, self.preprocessor,
+        return for_strategy(glue.make_dataset(self.tokenized(split), self.task, None,
                                               batch_size))
+
+    def test_dataset(self, split, batch_size):
+        return for_strategy(glue.make_dataset(self.tokenized(split, labeled=False), self.task,
+                                              None, batch_size, labeled=False))
 
 
 def for_strategy(dataset):
@@ -45,8 +70,34 @@ def for_strategy(dataset):
     return dataset.map(cast)
 
 
+def add_batching_flags(parser):
+    parser.add_argument("--pad_to_max_length", action="store_true",
+                        help="Pad every batch to --max_seq_length (fixed shapes). Default: "
+                             "batches of examples of similar length, each padded to the "
+                             "smallest --bucket_boundaries value that fits it.")
+    parser.add_argument("--bucket_boundaries", default=None,
+                        help="Comma-separated padded lengths; default 8,16,24,32,48,64,96,"
+                             "128,... up to --max_seq_length, which is always the last.")
+
+
+def bucket_boundaries(args):
+    """`--bucket_boundaries` as a list of ints (None: the default), checked."""
+    if not args.bucket_boundaries:
+        return None
+    try:
+        values = [int(part) for part in args.bucket_boundaries.split(",") if part.strip()]
+    except ValueError:
+        raise common.UsageError("--bucket_boundaries must be comma-separated integers; got "
+                                f"{args.bucket_boundaries!r}.") from None
+    if not values or min(values) < 1 or max(values) > args.max_seq_length:
+        raise common.UsageError(f"--bucket_boundaries must be integers in [1, --max_seq_length "
+                                f"{args.max_seq_length}]; got {args.bucket_boundaries!r}.")
+    return values
+
+
 def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_examples=None,
-                   max_eval_examples=None, seed=0, need_train=True):
+                   max_eval_examples=None, seed=0, need_train=True, pad_to_max_length=False,
+                   boundaries=None):
     """Reads the splits present for `task`; a missing train split is an error if needed."""
     task = glue.get_task(task)
     splits = glue.available_splits(data_dir, task)
@@ -71,7 +122,7 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
              for s in eval_splits}
     tests = {s: glue.read_split(data_dir, task, s) for s in task.test_splits if s in splits}
     preprocessor = BertPreprocessor(vocab_file, max_seq_length)
-    return TaskData(task, train, evals, tests, preprocessor)
+    return TaskData(task, train, evals, tests, preprocessor, pad_to_max_length, boundaries)
 
 
 def task_loss(task):
@@ -145,9 +196,7 @@ def write_test_results(directory, model, data, batch_size):
     """`test_results.tsv` (GLUE submission format) for every test split present."""
     paths = []
     for split, examples in data.tests.items():
-        dataset = glue.make_dataset(examples, data.task, data.preprocessor, batch_size,
-                                    labeled=False)
-        outputs = model.predict(dataset, verbose=0)
+        outputs = model.predict(data.test_dataset(split, batch_size), verbose=0)
         name = "test_results.tsv" if split == "test" else f"{split}_results.tsv"
         paths.append(glue.write_test_predictions(os.path.join(directory, name), data.task,
                                                  examples, outputs))

@@ -32,6 +32,7 @@ def build_parser():
     parser.add_argument("--eval_batch_size", type=int, default=32)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--warmup_proportion", type=float, default=0.1)
+    glue_common.add_batching_flags(parser)
     parser.add_argument("--max_train_examples", type=int, default=None,
                         help="Train on a random subset of this size (quick runs).")
     parser.add_argument("--max_eval_examples", type=int, default=None)
@@ -173,7 +174,8 @@ def sweep(args, tasks, rates, config, vocab, output_dir):
         try:
             data = glue_common.load_task_data(
                 args.data_dir, task, vocab, args.max_seq_length, args.max_train_examples,
-                args.max_eval_examples, args.seed)
+                args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
+                boundaries=glue_common.bucket_boundaries(args))
         except common.UsageError as e:
             if args.task.lower() != "all":
                 raise

@@ -43,6 +43,7 @@ def build_parser():
                       help="Default 128 (32 for the toy task).")
     data.add_argument("--max_train_examples", type=int, default=None)
     data.add_argument("--max_eval_examples", type=int, default=None)
+    glue_common.add_batching_flags(data)
     data.add_argument("--hidden_dropout_prob", type=float, default=None,
                       help="Default: the BERT config's.")
     data.add_argument("--attention_probs_dropout_prob", type=float, default=None)
@@ -214,7 +215,8 @@ class Pipeline:
         self.vocab = vocab
         self.data = glue_common.load_task_data(
             data_dir, args.task, vocab, args.max_seq_length, args.max_train_examples,
-            args.max_eval_examples, args.seed)
+            args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
+            boundaries=glue_common.bucket_boundaries(args))
         self.keras_flop = keras_flop
 
     def path(self, step, name=""):
@@ -329,9 +331,7 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps, tensorboard=board, initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
-        stream = glue_common.for_strategy(kf.glue.make_training_stream(
-            self.data.train, self.data.task, self.data.preprocessor, args.train_batch_size,
-            args.seed, steps, done))
+        stream = self.data.training_stream(args.train_batch_size, args.seed, steps, done)
         start = time.perf_counter()
         logs = {}
         if done < steps:

@@ -71,7 +71,9 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
         assert (output / name).exists(), name
     assert list((output / "prune" / "logs" / "train").glob("events.out.tfevents.*"))
     report = (output / "report.md").read_text()
-    assert "| parameters |" in report and "| latency, whole dev set (s) |" in report
+    assert "| parameters |" in report
+    assert "| latency, whole dev set, padded to 32 (s) |" in report
+    assert "| latency, whole dev set, length-bucketed batches (s) |" in report
     info = json.loads((output / "compact" / "info.json").read_text())
     assert info["pruned_total_params"] < info["total_params"]
     compact_results = json.loads((output / "compact" / "eval_results.json").read_text())

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_flop import batching
 from keras_flop.glue.tasks import get_task
 
 
@@ -17,60 +18,79 @@ def label_ids(task, examples):
     return np.array([index[example.label] for example in examples], np.int32)
 
 
-def _encoded(examples, task, preprocessor, labeled):
-    """Examples tokenized once (parallel `map` over batches of 256), unbatched and cached."""
+def tokenize_examples(examples, task, preprocessor, labeled=True, pad_to_max_length=False,
+                      boundaries=None, extra_targets=None):
+    """Examples tokenized and packed once (parallel `map`s over chunks of 1,024), held as a
+    `keras_flop.batching.TokenizedExamples` to batch from.
+
+    Args:
+        pad_to_max_length: pad every batch to `preprocessor.max_seq_length` (fixed shapes).
+        boundaries: bucket boundaries; default `batching.default_boundaries`.
+        extra_targets: dict of arrays `[n, ...]` travelling with the labels (then the second
+            element of each batch is `{"labels": ..., **extra_targets}`).
+    """
     if not examples:
         raise ValueError("No examples to make a dataset from.")
     columns = {"text_a": [e.text_a for e in examples]}
     if examples[0].text_b is not None:
         columns["text_b"] = [e.text_b for e in examples]
-    if labeled:
-        columns["label"] = label_ids(task, examples)
-
-    def encode(batch):
-        features = preprocessor(batch["text_a"], batch.get("text_b"))
-        return (features, batch["label"]) if labeled else features
-
-    dataset = tf.data.Dataset.from_tensor_slices(columns).batch(256)
-    dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
-    # `unbatch` forgets the length; restated, `fit` knows each epoch's step count.
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(examples)))
+    chunks = tf.data.Dataset.from_tensor_slices(columns).batch(1024).map(
+        lambda batch: preprocessor.pack(batch["text_a"], batch.get("text_b")),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    token_ids, segment_ids = zip(*chunks)
+    targets = label_ids(task, examples) if labeled else None
+    if extra_targets:
+        targets = {"labels": targets, **extra_targets}
+    boundaries = batching.check_boundaries(
+        boundaries or batching.default_boundaries(preprocessor.max_seq_length),
+        preprocessor.max_seq_length)
+    return batching.TokenizedExamples(
+        tf.concat(token_ids, axis=0), tf.concat(segment_ids, axis=0), targets, boundaries,
+        pad_to_max_length=pad_to_max_length, pad_id=preprocessor.tokenizer.pad_id)
 
 
 def make_dataset(examples, task, preprocessor, batch_size, training=False, seed=0,
-                 labeled=True):
+                 labeled=True, pad_to_max_length=False, boundaries=None):
     """A `tf.data.Dataset` of `(features, labels)` batches (features only if not `labeled`).
 
-    Tokenization runs once in parallel `map`s and is cached; training data is reshuffled each
-    epoch with `seed`; batches are prefetched.
+    Batches are length-bucketed (`keras_flop.batching`): training batches group examples of
+    similar length and are reshuffled each epoch from `seed`; labeled evaluation batches come
+    in length order with their labels; unlabeled (prediction) batches keep the examples'
+    order, so `model.predict` answers line up with `examples`. Each batch is padded to the
+    smallest bucket boundary that fits it, or to `max_seq_length` with `pad_to_max_length`.
+    `examples` may also be a `TokenizedExamples` from `tokenize_examples`.
     """
-    dataset = _encoded(examples, task, preprocessor, labeled)
+    if not isinstance(examples, batching.TokenizedExamples):
+        examples = tokenize_examples(examples, task, preprocessor, labeled, pad_to_max_length,
+                                     boundaries)
     if training:
-        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return examples.shuffled_epochs(batch_size, seed)
+    return examples.dataset(batching.ordered_plan(examples.lengths, batch_size,
+                                                  by_length=labeled))
 
 
 def make_training_stream(examples, task, preprocessor, batch_size, seed, total_steps,
-                         start_step=0):
+                         start_step=0, pad_to_max_length=False, boundaries=None):
     """The batches of steps `start_step .. total_steps - 1` of a training run.
 
-    Epoch `e` is shuffled with a seed derived from `(seed, e)` alone, so a run resumed at any
-    step sees exactly the batches an uninterrupted run would have seen.
+    Epoch `e`'s batches depend on `(seed, e)` and the lengths alone
+    (`keras_flop.batching.epoch_plan`), so a run resumed at any step sees exactly the batches
+    an uninterrupted run would have seen. `examples` may be a `TokenizedExamples`.
     """
     if not 0 <= start_step < total_steps:
         raise ValueError(f"Need 0 <= start_step < total_steps; got start_step={start_step}, "
                          f"total_steps={total_steps}.")
-    dataset = _encoded(examples, task, preprocessor, labeled=True)
+    if not isinstance(examples, batching.TokenizedExamples):
+        examples = tokenize_examples(examples, task, preprocessor, True, pad_to_max_length,
+                                     boundaries)
     per_epoch = -(-len(examples) // batch_size)
-    epochs = -(-total_steps // per_epoch)
-    first = start_step // per_epoch  # earlier epochs are skipped whole
-    stream = None
-    for e in range(first, epochs):
-        batches = dataset.shuffle(len(examples), seed=seed * 1_000_003 + e).batch(batch_size)
-        stream = batches if stream is None else stream.concatenate(batches)
-    start_step -= first * per_epoch
-    total_steps -= first * per_epoch
-    return stream.skip(start_step).take(total_steps - start_step).prefetch(tf.data.AUTOTUNE)
+    plan = []
+    for epoch in range(start_step // per_epoch, -(-total_steps // per_epoch)):
+        first = epoch * per_epoch
+        batches = batching.epoch_plan(examples.lengths, batch_size, seed, epoch,
+                                      by_length=not examples.pad_to_max_length)
+        plan += batches[max(0, start_step - first):total_steps - first]
+    return examples.dataset(plan)
 
 
 def write_test_predictions(path, task, examples, outputs):

@@ -1,0 +1,149 @@
+"""Length-bucketed batches: tokenized examples grouped by length, each batch padded only to a
+bucket boundary, so compute follows the text instead of `max_seq_length`.
+
+GLUE sentences are short (SST-2 averages about 12 word pieces with `[CLS]`/`[SEP]`), so padding
+every batch to 128 spends most of a step on padding. Here:
+- training batches are drawn from a permutation of the examples seeded by `(seed, epoch)`;
+  within windows of `WINDOW_BATCHES` batches the examples are ordered by length and cut into
+  batches, and the batches of the epoch are shuffled, so each batch holds examples of similar
+  length while every epoch still sees every example once, in a new order;
+- evaluation batches hold examples in length order (labels travel with them), prediction
+  batches keep the examples' order;
+- a batch is padded to the smallest boundary that fits its longest member, so under XLA there
+  are at most `len(boundaries)` sequence lengths (each with the full batch size, plus one
+  smaller last batch).
+An epoch has `ceil(n / batch_size)` batches either way, and the plan of every epoch depends
+only on the seed, the epoch and the lengths, which makes runs repeatable and resumable.
+"""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+# Batches ordered by length together; larger windows pad less but mix lengths less.
+WINDOW_BATCHES = 64
+
+
+def default_boundaries(max_seq_length):
+    """Bucket boundaries up to `max_seq_length`: every 8 to 32, every 16 to 64, then steps of
+    at most a third (96, 128, 192, 256, 384, 512), so padding adds at most a third."""
+    steps = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+    return [b for b in steps if b < max_seq_length] + [int(max_seq_length)]
+
+
+def check_boundaries(boundaries, max_seq_length):
+    """Sorted positive boundaries ending at `max_seq_length`; errors say what is wrong."""
+    boundaries = sorted({int(b) for b in boundaries})
+    if not boundaries or boundaries[0] < 1:
+        raise ValueError(f"Bucket boundaries must be positive integers; got {boundaries}.")
+    if boundaries[-1] > max_seq_length:
+        raise ValueError(f"Bucket boundaries must not exceed max_seq_length "
+                         f"({max_seq_length}); got {boundaries}.")
+    if boundaries[-1] < max_seq_length:
+        boundaries.append(int(max_seq_length))
+    return boundaries
+
+
+def epoch_plan(lengths, batch_size, seed, epoch, by_length=True):
+    """Example indices of each training batch of `epoch`: a list of int arrays."""
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, int(epoch)])
+    order = rng.permutation(len(lengths))
+    batches = []
+    window = batch_size * WINDOW_BATCHES
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        if by_length:  # stable: equal lengths keep their random order
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def ordered_plan(lengths, batch_size, by_length=True):
+    """Example indices of each evaluation batch: in length order, or in the given order."""
+    order = np.argsort(lengths, kind="stable") if by_length else np.arange(len(lengths))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TokenizedExamples:
+    """Packed examples held once in memory, batched on demand by a plan of indices.
+
+    Args:
+        token_ids, segment_ids: ragged int32 `[n, (length)]` tensors, unpadded.
+        targets: optional array `[n, ...]` or dict of arrays travelling with each example as
+            the second element (labels; or labels and fixed teacher outputs).
+        boundaries: bucket boundaries (see `default_boundaries`); the last is the longest
+            allowed length.
+        pad_to_max_length: pad every batch to the last boundary (fixed shapes).
+    """
+
+    def __init__(self, token_ids, segment_ids, targets=None, boundaries=(128,),
+                 pad_to_max_length=False, pad_id=0):
+        self.token_ids = token_ids
+        self.segment_ids = segment_ids
+        self.lengths = token_ids.row_lengths().numpy()
+        self.targets = targets
+        self.boundaries = [int(b) for b in boundaries]
+        if self.lengths.max(initial=0) > self.boundaries[-1]:
+            raise ValueError(f"An example has {self.lengths.max()} tokens, more than the last "
+                             f"bucket boundary {self.boundaries[-1]}.")
+        self.pad_to_max_length = bool(pad_to_max_length)
+        self.pad_id = int(pad_id)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def dataset(self, plan):
+        """A `tf.data.Dataset` with one batch per entry of `plan` (arrays of indices)."""
+        sizes = [len(batch) for batch in plan]
+        indices = tf.RaggedTensor.from_row_lengths(
+            np.concatenate(plan).astype(np.int64) if plan else np.zeros(0, np.int64),
+            np.asarray(sizes, np.int64))
+        return self._batches(tf.data.Dataset.from_tensor_slices(
+            (indices, np.asarray([self.padded_width(batch) for batch in plan], np.int32))))
+
+    def shuffled_epochs(self, batch_size, seed):
+        """Training batches for `fit(epochs=...)`: iteration `e` of the dataset (Keras starts
+        one per epoch) yields `epoch_plan(..., seed, e)`."""
+        iterations = itertools.count()
+
+        def generate():
+            epoch = next(iterations)
+            for batch in epoch_plan(self.lengths, batch_size, seed, epoch,
+                                    by_length=not self.pad_to_max_length):
+                yield batch.astype(np.int64), np.int32(self.padded_width(batch))
+
+        source = tf.data.Dataset.from_generator(generate, output_signature=(
+            tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int32)))
+        steps = -(-len(self) // batch_size)
+        return self._batches(source.apply(tf.data.experimental.assert_cardinality(steps)))
+
+    def padded_width(self, batch):
+        """The length a batch of these example indices is padded to."""
+        longest = int(self.lengths[batch].max())
+        if self.pad_to_max_length:
+            return self.boundaries[-1]
+        return next(b for b in self.boundaries if b >= longest)
+
+    def _batches(self, source):
+        token_ids, segment_ids, pad_id = self.token_ids, self.segment_ids, self.pad_id
+        targets = self.targets
+
+        def gather(index, width):
+            shape = tf.stack([tf.size(index, out_type=tf.int64), tf.cast(width, tf.int64)])
+            ids = tf.gather(token_ids, index)
+            features = {
+                "token_ids": ids.to_tensor(pad_id, shape=shape),
+                "segment_ids": tf.gather(segment_ids, index).to_tensor(0, shape=shape),
+                "padding_mask": tf.sequence_mask(ids.row_lengths(), width)}
+            if targets is None:
+                return features
+            return features, tf.nest.map_structure(lambda t: tf.gather(t, index), targets)
+
+        return source.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    def distinct_shapes(self, plan):
+        """The distinct `(batch size, padded length)` pairs of a plan (bounded: see module)."""
+        return sorted({(len(batch), self.padded_width(batch)) for batch in plan})
