@@ -46,12 +46,15 @@ class PruningModel(keras.Model):
     `l2_regularization_loss`, plus the compiled metrics (and `distillation_loss` with a
     teacher).
 
-    With a `teacher` (the fine-tuned dense model, kept frozen) the task loss gains
+    With a `teacher` (the fine-tuned dense model) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
     error between the two outputs for a regression model), which keeps accuracy at high
     sparsity when the model weights train too; `hidden_distillation_weight` adds the mean
     squared error between the student's and the teacher's hidden states, layer `i` matched to
     layer `i` (the output of each encoder layer; a pruned block keeps its layer's output).
+    The teacher is frozen here without being changed: it gets no gradient, its weights are
+    listed in `non_trainable_weights` (and saved with this model), and the caller's model
+    stays trainable.
 
     Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
     skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
@@ -114,7 +117,6 @@ class PruningModel(keras.Model):
                 raise ValueError(f"Hidden-state distillation matches layer i to layer i: the "
                                  f"teacher has {len(_hidden_state_names(teacher))} encoder "
                                  f"layers, the pruned model {len(_hidden_state_names(network))}.")
-            teacher.trainable = False
         self.network = network
         self.target_sparsity = float(target_sparsity)
         self.target_sparsity_warmup = int(target_sparsity_warmup)
@@ -143,6 +145,32 @@ class PruningModel(keras.Model):
         self.built = True
 
     # -- variable groups -------------------------------------------------------------------
+    # The teacher is frozen by leaving its weights out of the trainable lists, not by setting
+    # `teacher.trainable`: that would change the caller's model (and the layers it shares).
+    def _split(self, variables):
+        """`(trainable, non_trainable)` of `variables`, the teacher's among the latter."""
+        teacher = getattr(self, "teacher", None)
+        frozen = set() if teacher is None else {id(v) for v in teacher.variables}
+        trains = [self.trainable and v.trainable and id(v) not in frozen for v in variables]
+        return ([v for v, t in zip(variables, trains) if t],
+                [v for v, t in zip(variables, trains) if not t])
+
+    @property
+    def trainable_weights(self):
+        return self._split(self.weights)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return self._split(self.weights)[1]
+
+    @property
+    def trainable_variables(self):
+        return self._split(self.variables)[0]
+
+    @property
+    def non_trainable_variables(self):
+        return self._split(self.variables)[1]
+
     @property
     def gate_variables(self):
         return [gate.log_alpha for gate in all_gates(self.network)]

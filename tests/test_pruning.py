@@ -204,3 +204,25 @@ def test_lagrangian_drives_expected_sparsity_to_the_target():
     dense_count = sparsity_denominator(pruning_model, "dense")
     assert kept / dense_count == pytest.approx(1.0 - 0.5, abs=0.1)
     assert pruning_model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.8
+
+
+def test_teacher_stays_frozen_without_changing_the_callers_model():
+    keras.utils.set_random_seed(0)
+    dense = build_bert_classifier(BertConfig(**TINY))
+    pruning_model = keras_flop.factorize(dense, teacher=dense, distillation_weight=1.0,
+                                         hidden_distillation_weight=1.0)
+    teacher_ids = {id(v) for v in dense.weights}
+    assert not any(id(v) in teacher_ids for v in pruning_model.trainable_variables)
+    assert teacher_ids <= {id(v) for v in pruning_model.non_trainable_weights}
+    before = [np.array(v) for v in dense.weights]
+    student_before = [np.array(v) for v in pruning_model.model_variables]
+    pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-2, 4))
+    x, y = _data(n=16)
+    history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert history["distillation_loss"][-1] > 0
+    # The caller's model is as it was: trainable, and not moved by the fit.
+    assert dense.trainable and all(v.trainable for v in dense.weights)
+    for old, new in zip(before, dense.weights):
+        np.testing.assert_array_equal(old, np.asarray(new))
+    assert any(not np.array_equal(old, np.asarray(new))
+               for old, new in zip(student_before, pruning_model.model_variables))
