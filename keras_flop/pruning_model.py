@@ -207,20 +207,25 @@ class PruningModel(keras.Model):
         """Sets the three optimizers and the task loss.
 
         Args:
-            optimizer: the model-weight optimizer (`keras_flop.optimizers.model_optimizer`
-                makes the AdamW of the recipe). None, or a constant learning rate of 0, freezes
-                the model: only the gates and λ learn (the original FLOP SST-2 recipe).
-            alpha_optimizer: for `log_alpha`; default Adam with `5 · noam(step)`, warmup 200.
-            lambda_optimizer: for λ (ascent); default Adam with `10 · noam(step)`.
+            optimizer: the model-weight optimizer, as `keras.Model.compile` takes it (an
+                instance, a name such as `"adamw"`, or a config dict;
+                `keras_flop.optimizers.model_optimizer` makes the AdamW of the recipe). None,
+                or a constant learning rate of 0, freezes the model: only the gates and λ
+                learn (the original FLOP SST-2 recipe).
+            alpha_optimizer: for `log_alpha` (an instance, name or config dict); default Adam
+                with `5 · noam(step)`, warmup 200.
+            lambda_optimizer: for λ (ascent), likewise; default Adam with `10 · noam(step)`.
             loss: default sparse categorical cross-entropy on logits, or mean squared error
                 for a one-output (regression) model.
             jit_compile: default XLA where it pays: on a GPU and outside a `tf.distribute`
                 strategy (on a 2-core CPU XLA measured slower than graph mode).
         """
         kwargs.pop("auto_scale_loss", None)  # loss scaling is done here, for all groups
-        self.model_frozen = flop_optimizers.is_frozen(optimizer)
+        # Resolved here, not by Keras: each optimizer is built on its own group below.
         if optimizer is None:
             optimizer = keras.optimizers.AdamW(learning_rate=0.0, name="model_optimizer")
+        optimizer = keras.optimizers.get(optimizer)
+        self.model_frozen = flop_optimizers.is_frozen(optimizer)
         if loss is None:
             regression = self.network.outputs[0].shape[-1] == 1
             loss = (keras.losses.MeanSquaredError() if regression else
@@ -230,8 +235,10 @@ class PruningModel(keras.Model):
                 not tf.distribute.has_strategy()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
-        self.alpha_optimizer = alpha_optimizer or flop_optimizers.gate_optimizer()
-        self.lambda_optimizer = lambda_optimizer or flop_optimizers.lambda_optimizer()
+        self.alpha_optimizer = (flop_optimizers.gate_optimizer() if alpha_optimizer is None
+                                else keras.optimizers.get(alpha_optimizer))
+        self.lambda_optimizer = (flop_optimizers.lambda_optimizer() if lambda_optimizer is None
+                                 else keras.optimizers.get(lambda_optimizer))
         # Every optimizer is built on its own group now, not inside the traced step.
         if not self.optimizer.built:
             self.optimizer.build([] if self.model_frozen else self.model_variables)

@@ -226,3 +226,27 @@ def test_teacher_stays_frozen_without_changing_the_callers_model():
         np.testing.assert_array_equal(old, np.asarray(new))
     assert any(not np.array_equal(old, np.asarray(new))
                for old, new in zip(student_before, pruning_model.model_variables))
+
+
+@pytest.mark.parametrize("optimizer", [
+    "adamw", {"class_name": "Adam", "config": {"learning_rate": 1e-2}},
+    keras.optimizers.SGD(0.1)])
+def test_compile_accepts_what_keras_compile_accepts(optimizer):
+    pruning_model = _pruning_model()
+    pruning_model.compile(optimizer=optimizer)
+    assert not pruning_model.model_frozen
+    assert isinstance(pruning_model.optimizer, keras.optimizers.Optimizer)
+    before = [np.array(v) for v in pruning_model.model_variables]
+    x, y = _data(n=16)
+    pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    changed = [not np.array_equal(old, np.asarray(new))
+               for old, new in zip(before, pruning_model.model_variables)]
+    assert sum(changed) > len(changed) // 2  # the model weights trained
+
+
+@pytest.mark.parametrize("optimizer", [
+    None, keras.optimizers.SGD(0.0), {"class_name": "SGD", "config": {"learning_rate": 0.0}}])
+def test_compile_with_a_zero_rate_or_none_freezes_the_model(optimizer):
+    pruning_model = _pruning_model()
+    pruning_model.compile(optimizer=optimizer)
+    assert pruning_model.model_frozen
