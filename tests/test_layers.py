@@ -147,6 +147,7 @@ def test_mixed_precision_keeps_the_gate_in_float32():
     ({"size": 4, "limit_r": 0.9}, "`limit_r` must be > 1"),
     ({"size": 4, "epsilon": 0.6}, "`epsilon` must be in (0, 0.5)"),
     ({"size": 4, "eval_mask": "random"}, "`eval_mask` must be one of"),
+    ({"size": 4, "seed": 1.5}, "`seed` must be an integer or None"),
 ])
 def test_hard_concrete_mask_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -167,3 +168,32 @@ def test_factorized_dense_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+def test_gates_built_from_one_seed_draw_their_own_noise():
+    def draws(seed):
+        gates = [HardConcreteMask(6, seed=seed, init_log_alpha=0.0, name=name)
+                 for name in ("first", "second")]
+        return [np.stack([np.asarray(gate.mask(training=True)) for _ in range(3)])
+                for gate in gates]
+
+    first, second = draws(11)
+    assert not np.array_equal(first, second)
+    again = draws(11)
+    np.testing.assert_array_equal(first, again[0])
+    np.testing.assert_array_equal(second, again[1])
+    assert not np.array_equal(first, draws(12)[0])
+
+
+def test_rank_gates_of_factorized_layers_from_one_seed_draw_their_own_noise():
+    kernel = _random((8, 8), 0)
+
+    def draws(seed):
+        layers = [FactorizedDense.from_kernel(kernel, gate_config={"seed": seed,
+                                                                   "init_log_alpha": 0.0},
+                                              name=name) for name in ("query", "key")]
+        return [np.asarray(layer.gate.mask(training=True)) for layer in layers]
+
+    query, key = draws(5)
+    assert not np.array_equal(query, key)
+    np.testing.assert_array_equal(np.stack(draws(5)), np.stack([query, key]))

@@ -1,12 +1,23 @@
 """`HardConcreteMask`: the L0 gate of FLOP (Louizos et al. 2018's hard-concrete distribution)."""
 
 import math
+import zlib
 
 import keras
 from keras import ops
 
 _INITS = ("constant", "paper")
 _EVAL_MASKS = ("deterministic", "topk")
+
+
+def derive_seed(seed, name):
+    """A seed of its own for the generator named `name`, from a shared integer `seed`.
+
+    Gates configured with one seed would otherwise draw the same noise (and the same `paper`
+    init) whenever they have the same size. CRC-32 is stable across processes, unlike
+    `hash`, and for a given name distinct seeds (mod 2**32) give distinct results.
+    """
+    return zlib.crc32(name.encode("utf-8"), seed % 2 ** 32)
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
@@ -37,7 +48,10 @@ class HardConcreteMask(keras.layers.Layer):
         limit_r: right stretch limit `r > 1`.
         epsilon: clamps the uniform noise to `[ε, 1-ε]`, `0 < ε < 0.5`.
         eval_mask: `"deterministic"` or `"topk"`.
-        seed: seed of the sampling noise.
+        seed: an integer seed of the sampling noise (and of the `"paper"` init), or None to
+            draw one from Keras' global random state (`keras.utils.set_random_seed`). The
+            gate's own stream is derived from `seed` and its `name`, so gates sharing a
+            configuration do not draw the same noise.
         unit_size: features per gate along the input's last axis (positive int); the input's
             last axis must be `size * unit_size`.
 
@@ -86,9 +100,12 @@ class HardConcreteMask(keras.layers.Layer):
         self.limit_r = float(limit_r)
         self.epsilon = float(epsilon)
         self.eval_mask = eval_mask
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an integer or None; got seed={seed!r}.")
         self.seed = seed
         self.unit_size = unit_size
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._own_seed = None if seed is None else derive_seed(seed, self.name)
+        self.seed_generator = keras.random.SeedGenerator(self._own_seed)
         # Keep the caller's dtype on the gated tensor; only the gate itself is float32.
         self.autocast = False
 
@@ -103,7 +120,7 @@ class HardConcreteMask(keras.layers.Layer):
             initializer = keras.initializers.Constant(self.init_log_alpha)
         else:
             mean = math.log(1.0 - self.drop_rate) - math.log(self.drop_rate)
-            initializer = keras.initializers.RandomNormal(mean, 0.01, seed=self.seed)
+            initializer = keras.initializers.RandomNormal(mean, 0.01, seed=self._own_seed)
         self.log_alpha = self.add_weight(
             name="log_alpha", shape=(self.size,), initializer=initializer, dtype="float32",
             # Not cast to float16 inside a mixed-precision parent layer's call.
