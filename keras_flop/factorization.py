@@ -59,7 +59,7 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
 
     Returns:
         A new functional model (no variables shared with `model`). With all gates open (the
-        default `log_alpha = 5` and `eval_mask="deterministic"`) its inference outputs equal
+        default `log_alpha = 5`, under either `eval_mask`) its inference outputs equal
         `model`'s.
     """
     factorized, structural = parse_structure(structure)

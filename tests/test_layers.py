@@ -90,8 +90,9 @@ def test_inference_mask_keeps_the_expected_number_of_units(eval_mask):
     if eval_mask == "topk":
         expected_kept = size - round(size - p.sum())
         soft = 1.0 / (1.0 + np.exp(-0.8 * log_alpha))
+        z_hat = np.clip(1.2 / (1.0 + np.exp(-log_alpha)) - 0.1, 0.0, 1.0)
         kept = mask > 0
-        np.testing.assert_allclose(mask[kept], soft[kept], rtol=1e-6)
+        np.testing.assert_allclose(mask[kept], np.maximum(z_hat, soft)[kept], rtol=1e-6)
         assert soft[kept].min() >= soft[~kept].max()  # the smallest ones were dropped
     else:
         # clip(σ(logα)·1.2 − 0.1, 0, 1) > 0  ⇔  σ(logα) > 1/12  ⇔  P(z ≠ 0) > 1/2
@@ -197,3 +198,20 @@ def test_rank_gates_of_factorized_layers_from_one_seed_draw_their_own_noise():
     query, key = draws(5)
     assert not np.array_equal(query, key)
     np.testing.assert_array_equal(np.stack(draws(5)), np.stack([query, key]))
+
+
+def test_topk_mask_keeps_open_gates_at_one_and_round_l0_units_nonzero():
+    # At the default init every gate is open; rounding the expected number of zeros of a
+    # 3072-unit gate (3072 · (1 - σ(5 + ln 11)) ≈ 1.9) must not close any of them.
+    for size in (4, 768, 3072):
+        gate = HardConcreteMask(size, eval_mask="topk")
+        np.testing.assert_array_equal(np.asarray(gate.mask(training=False)), np.ones(size))
+    # 4 open gates and 6 parked at P(z ≠ 0) ≈ 0.1: l0 ≈ 4.6, so 5 units are kept; the
+    # fifth carries σ(0.8 · -4.6), where the threshold rule (z_hat = 0) would drop it.
+    gate = HardConcreteMask(10, eval_mask="topk")
+    gate.build()
+    gate.log_alpha.assign(np.array([5.0] * 4 + [-4.6] * 6, "float32"))
+    mask = np.asarray(gate.mask(training=False))
+    np.testing.assert_array_equal(mask[:4], np.ones(4))
+    np.testing.assert_allclose(np.sort(mask[4:]), [0.0] * 5 + [1.0 / (1.0 + np.exp(0.8 * 4.6))],
+                               rtol=1e-6)  # which of the tied six is kept is by index

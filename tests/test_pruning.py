@@ -250,3 +250,16 @@ def test_compile_with_a_zero_rate_or_none_freezes_the_model(optimizer):
     pruning_model = _pruning_model()
     pruning_model.compile(optimizer=optimizer)
     assert pruning_model.model_frozen
+
+
+@pytest.mark.parametrize("structure", ["rank", "heads+ffn", "heads+ffn+layers", "all"])
+@pytest.mark.parametrize("eval_mask", ["deterministic", "topk"])
+def test_factorized_model_reproduces_the_dense_logits_at_step_0(structure, eval_mask):
+    keras.utils.set_random_seed(1)
+    # Weights 10x BERT's init scale give logits of order 1, so a gate value of 0.98 shows.
+    dense = build_bert_classifier(BertConfig(**TINY, initializer_range=0.2), num_labels=3)
+    pruning_model = keras_flop.factorize(dense, structure=structure,
+                                         gate_config={"eval_mask": eval_mask})
+    x, _ = _data(n=8)
+    np.testing.assert_allclose(pruning_model.predict(x, verbose=0),
+                               dense.predict(x, verbose=0), atol=1e-5, rtol=0)

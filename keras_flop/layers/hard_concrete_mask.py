@@ -26,11 +26,22 @@ class HardConcreteMask(keras.layers.Layer):
 
     In training every call draws one sample per unit (shared across the batch):
     `u ~ U(ε, 1-ε)`, `s = σ((log u - log(1-u) + logα) / β)`, `z = clip(s (r-l) + l, 0, 1)`.
-    In inference the mask is deterministic: `clip(σ(logα)(r-l) + l, 0, 1)`
-    (`eval_mask="deterministic"`), or the authors' top-k rule (`eval_mask="topk"`): the
-    `round(size - l0_norm())` units of smallest `σ(0.8 logα / β)` are zeroed and the rest keep
-    that soft value. The gate math and `log_alpha` always stay in float32, also under a
-    mixed-precision policy.
+    In inference the mask is deterministic, by one of two rules:
+
+    - `eval_mask="deterministic"` (the original TF1 rule): `ẑ = clip(σ(logα)(r-l) + l, 0, 1)`,
+      the median of `z` at `β = 1`. It keeps the units with `P(z ≠ 0) > 0.5`.
+    - `eval_mask="topk"` (the authors' PyTorch count): the `round(size - l0_norm())` units of
+      smallest `σ(0.8 logα / β)` are zeroed, so that `round(l0_norm())` units are kept; but a
+      unit with `ẑ = 1` is never zeroed (rounding many tiny `P(z = 0)` would otherwise close
+      open gates of a large mask, e.g. 2 of 3072 at the initial `logα = 5`). The kept units
+      carry `max(ẑ, σ(0.8 logα / β))`. The authors keep `σ(0.8 logα / β)`, their
+      approximation of `E[z]`, which is 0.982 for an open gate: the factorized model would
+      not compute the dense one at step 0. `ẑ` alone would zero the kept units with
+      `logα <= -ln 11` and give back the threshold rule's count. The maximum is 1 for open
+      gates, `ẑ` where `logα >= 0` (where it is at least `σ(0.8 logα / β)`), and the
+      authors' value below, which is nonzero, so the count holds.
+
+    The gate math and `log_alpha` always stay in float32, also under a mixed-precision policy.
 
     Calling the layer multiplies the last axis of its input by the mask, each gate covering
     `unit_size` consecutive features (an attention head of `head_size` features, a whole
@@ -147,14 +158,19 @@ class HardConcreteMask(keras.layers.Layer):
         return ops.sum(self.prob_nonzero())
 
     def deterministic_mask(self):
-        """The inference mask, `[size]`, float32."""
+        """The inference mask of `eval_mask`'s rule (class docstring), `[size]`, float32."""
+        log_alpha = ops.convert_to_tensor(self.log_alpha)
+        z_hat = self._stretch(ops.sigmoid(log_alpha))
         if self.eval_mask == "deterministic":
-            return self._stretch(ops.sigmoid(self.log_alpha))
-        soft = ops.sigmoid(0.8 * ops.convert_to_tensor(self.log_alpha) / self.temperature)
-        num_zeros = ops.round(self.size - self.l0_norm())
+            return z_hat
+        soft = ops.sigmoid(0.8 * log_alpha / self.temperature)
+        num_zeros = ops.minimum(ops.round(self.size - self.l0_norm()),
+                                ops.sum(ops.cast(z_hat < 1.0, "float32")))
         # Rank of every unit by soft value (ties by index), shape-static so XLA compiles it.
+        # Units with z_hat = 1 have the largest soft values: the cap keeps them all.
         ranks = ops.argsort(ops.argsort(soft))
-        return ops.where(ops.cast(ranks, "float32") < num_zeros, 0.0, soft)
+        return ops.where(ops.cast(ranks, "float32") < num_zeros, 0.0,
+                         ops.maximum(z_hat, soft))
 
     def mask(self, training=False):
         """The gate values: a fresh sample when `training`, else the inference mask."""
