@@ -13,7 +13,6 @@ from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
-_LOSS_SCALE_GROWTH_STEPS = 2000
 _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
 
 
@@ -57,8 +56,9 @@ class PruningModel(keras.Model):
     stays trainable.
 
     Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
-    skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
-    gates, λ, the sparsity and the loss stay float32.
+    skipped for all three optimizers on a non-finite gradient, doubled after
+    `loss_scale_growth_steps` (2000) finite steps in a row); gates, λ, the sparsity and the
+    loss stay float32.
 
     Args:
         network: a functional model with gated `FactorizedDense` layers
@@ -78,6 +78,10 @@ class PruningModel(keras.Model):
     >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
     >>> pruning_model.fit(train_ds, epochs=3, callbacks=[...])  # doctest: +SKIP
     """
+
+    # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read
+    # when the train step is traced, so set it on an instance before `fit`.
+    loss_scale_growth_steps = 2000
 
     def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
@@ -378,7 +382,7 @@ class PruningModel(keras.Model):
 
         def on_finite():
             apply_all()
-            grow = self.finite_steps + 1 >= _LOSS_SCALE_GROWTH_STEPS
+            grow = self.finite_steps + 1 >= self.loss_scale_growth_steps
             self.loss_scale.assign(ops.where(grow, self.loss_scale * 2.0, self.loss_scale))
             self.finite_steps.assign(ops.where(grow, 0, self.finite_steps + 1))
             return ops.convert_to_tensor(True)

@@ -263,3 +263,47 @@ def test_factorized_model_reproduces_the_dense_logits_at_step_0(structure, eval_
     x, _ = _data(n=8)
     np.testing.assert_allclose(pruning_model.predict(x, verbose=0),
                                dense.predict(x, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_overflow_skips_all_three_optimizers_and_halves_the_loss_scale():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        pruning_model = _pruning_model(target_sparsity=0.5)
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 4))
+        # A scale this large overflows the float16 backward pass: every gradient is inf.
+        pruning_model.loss_scale.assign(2.0 ** 100)
+        groups = (pruning_model.model_variables, pruning_model.gate_variables,
+                  pruning_model.lambda_variables)
+        before = [[np.array(v) for v in group] for group in groups]
+        x, y = _data(n=8)
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        for group, old_values in zip(groups, before):
+            for old, new in zip(old_values, group):
+                np.testing.assert_array_equal(old, np.asarray(new))
+        for optimizer in (pruning_model.optimizer, pruning_model.alpha_optimizer,
+                          pruning_model.lambda_optimizer):
+            assert int(optimizer.iterations) == 0
+        assert history["loss_scale"][-1] == 2.0 ** 99
+        assert int(pruning_model.finite_steps) == 0
+        assert int(pruning_model.pruning_step) == 1
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_loss_scale_doubles_after_the_growth_interval():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        pruning_model = _pruning_model()
+        pruning_model.loss_scale_growth_steps = 3
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 10))
+        x, y = _data(n=16)
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        assert history["loss_scale"][-1] == 2.0 ** 15  # two finite steps
+        assert int(pruning_model.finite_steps) == 2
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        # The third finite step doubled it and restarted the count; the fourth counts 1.
+        assert history["loss_scale"][-1] == 2.0 ** 16
+        assert int(pruning_model.finite_steps) == 1
+        assert keras_flop.PruningModel.loss_scale_growth_steps == 2000
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
