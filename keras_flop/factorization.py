@@ -24,12 +24,6 @@ def encoder_dense_layers(model):
     return [layer for layer in model.layers if is_encoder_dense(layer)]
 
 
-def gated_layers(model):
-    """The `FactorizedDense` layers of `model` that carry a gate."""
-    return [layer for layer in model.layers
-            if isinstance(layer, FactorizedDense) and layer.gate is not None]
-
-
 def copy_into(source, target, skip=()):
     """Copies the weights of every layer of `target` with weights from the layer of the same
     name in `source`, except the layers named in `skip`."""

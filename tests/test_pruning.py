@@ -6,9 +6,9 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.factorization import gated_layers
 from keras_flop.layers import FactorizedDense
 from keras_flop.sparsity import sparsity_denominator
+from keras_flop.structure import all_gates
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -34,8 +34,8 @@ def test_factorized_model_with_open_gates_equals_the_dense_model():
     x, _ = _data()
     np.testing.assert_allclose(np.asarray(pruning_model.predict(x, verbose=0)),
                                np.asarray(dense.predict(x, verbose=0)), atol=1e-4)
-    layers = gated_layers(pruning_model.network)
-    assert len(layers) == 12 and all(layer.rank == 32 for layer in layers)
+    gates = all_gates(pruning_model.network)
+    assert len(gates) == 12 and all(gate.size == 32 for gate in gates)
     # No variable is shared: training the pruning model leaves the dense model alone.
     dense_ids = {id(v) for v in dense.weights}
     assert not any(id(v) in dense_ids for v in pruning_model.weights)
@@ -43,10 +43,9 @@ def test_factorized_model_with_open_gates_equals_the_dense_model():
 
 def test_rank_truncation():
     dense = build_bert_classifier(BertConfig(**TINY))
-    assert {layer.rank for layer in gated_layers(keras_flop.factorize_model(dense, rank=8))} \
-        == {8}
-    truncated = gated_layers(keras_flop.factorize_model(dense, rank=0.5))
-    assert all(1 <= layer.rank < 32 for layer in truncated)
+    assert {gate.size for gate in all_gates(keras_flop.factorize_model(dense, rank=8))} == {8}
+    truncated = all_gates(keras_flop.factorize_model(dense, rank=0.5))
+    assert all(1 <= gate.size < 32 for gate in truncated)
     with pytest.raises(ValueError, match="`rank` must be a positive int"):
         keras_flop.factorize_model(dense, rank=0)
     with pytest.raises(ValueError, match="already factorized"):
@@ -117,8 +116,8 @@ def test_target_sparsity_warmup_and_l2():
 
 def test_evaluate_and_predict_use_the_deterministic_mask():
     pruning_model = _pruning_model()
-    layer = gated_layers(pruning_model.network)[0]
-    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    gate = all_gates(pruning_model.network)[0]
+    gate.log_alpha.assign(np.linspace(-3.0, 3.0, gate.size).astype("float32"))
     x, _ = _data(n=8)
     first = pruning_model.predict(x, verbose=0)
     np.testing.assert_array_equal(first, pruning_model.predict(x, verbose=0))
@@ -159,15 +158,16 @@ def test_mixed_precision_keeps_gates_lambda_and_loss_in_float32():
         x, y = _data(n=16)
         history = pruning_model.fit(x, y, batch_size=8, verbose=0).history
         assert history["loss_scale"][-1] == 2.0 ** 15
-        assert isinstance(gated_layers(pruning_model.network)[0], FactorizedDense)
+        assert isinstance(pruning_model.network.get_layer("layer_0_attention_query"),
+                          FactorizedDense)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
 def test_pruning_model_keras_round_trip(tmp_path):
     pruning_model = _pruning_model(target_sparsity=0.3, target_sparsity_warmup=5)
-    layer = gated_layers(pruning_model.network)[2]
-    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    gate = all_gates(pruning_model.network)[2]
+    gate.log_alpha.assign(np.linspace(-3.0, 3.0, gate.size).astype("float32"))
     pruning_model.lambda_1.assign(0.25)
     path = tmp_path / "pruning.keras"
     pruning_model.save(path)
