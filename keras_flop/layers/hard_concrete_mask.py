@@ -34,12 +34,12 @@ class HardConcreteMask(keras.layers.Layer):
       smallest `σ(0.8 logα / β)` are zeroed, so that `round(l0_norm())` units are kept; but a
       unit with `ẑ = 1` is never zeroed (rounding many tiny `P(z = 0)` would otherwise close
       open gates of a large mask, e.g. 2 of 3072 at the initial `logα = 5`). The kept units
-      carry `max(ẑ, σ(0.8 logα / β))`. The authors keep `σ(0.8 logα / β)`, their
-      approximation of `E[z]`, which is 0.982 for an open gate: the factorized model would
-      not compute the dense one at step 0. `ẑ` alone would zero the kept units with
-      `logα <= -ln 11` and give back the threshold rule's count. The maximum is 1 for open
-      gates, `ẑ` where `logα >= 0` (where it is at least `σ(0.8 logα / β)`), and the
-      authors' value below, which is nonzero, so the count holds.
+      carry `max(ẑ, σ(0.8 logα / β))`:
+      the authors keep `σ(0.8 logα / β)` (their approximation of `E[z]`), 0.982 for an open
+      gate, so the factorized model would not compute the dense one at step 0; `ẑ` alone
+      is 0 for `logα <= -ln 11`, which would drop kept units and give back the threshold
+      rule's count. The maximum is 1 for an open gate, `ẑ` for `logα >= 0` (at `β = 1`),
+      and the authors' nonzero value below, so the count holds.
 
     The gate math and `log_alpha` always stay in float32, also under a mixed-precision policy.
 
