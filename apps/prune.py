@@ -86,8 +86,13 @@ def build_parser():
     train.add_argument("--num_train_epochs", type=int, default=None,
                        help="Pruning epochs; default 3 (8 for the toy task).")
     train.add_argument("--eval_mask", choices=("topk", "deterministic"), default="topk",
-                       help="Inference gate rule: topk keeps round(Σ p) ranks per layer; "
-                            "deterministic is the original threshold rule.")
+                       help="Gate values for evaluation and compaction. topk: each gate "
+                            "keeps its round(Σ p) units of largest log α (p = P(z ≠ 0); "
+                            "never closes a unit with ẑ = 1), at value max(ẑ, σ(0.8 log α)), "
+                            "1 for an open gate, so the compact size follows the target. "
+                            "deterministic (the original rule): every unit at "
+                            "ẑ = clip(1.2 σ(log α) − 0.1, 0, 1), which keeps the units with "
+                            "p > 0.5.")
     train.add_argument("--compact_threshold", type=float, default=0.0)
     train.add_argument("--final_learning_rate", type=float, default=2e-5,
                        help="Fine-tuning of the compact model (the original used 1e-6).")

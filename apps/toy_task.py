@@ -18,8 +18,6 @@ FILLERS = ["really", "quite", "rather", "very", "so", "truly", "a bit", "mostly"
 EXTRAS = ["overall", "today", "again", "at times", "in the end", "for once", ",", "."]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
-MAX_SEQ_LENGTH = 32
-
 
 def vocabulary():
     words = set()

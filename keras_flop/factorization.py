@@ -24,12 +24,6 @@ def encoder_dense_layers(model):
     return [layer for layer in model.layers if is_encoder_dense(layer)]
 
 
-def gated_layers(model):
-    """The `FactorizedDense` layers of `model` that carry a gate."""
-    return [layer for layer in model.layers
-            if isinstance(layer, FactorizedDense) and layer.gate is not None]
-
-
 def copy_into(source, target, skip=()):
     """Copies the weights of every layer of `target` with weights from the layer of the same
     name in `source`, except the layers named in `skip`."""
@@ -59,7 +53,7 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
 
     Returns:
         A new functional model (no variables shared with `model`). With all gates open (the
-        default `log_alpha = 5` and `eval_mask="deterministic"`) its inference outputs equal
+        default `log_alpha = 5`, under either `eval_mask`) its inference outputs equal
         `model`'s.
     """
     factorized, structural = parse_structure(structure)

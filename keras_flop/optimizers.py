@@ -104,9 +104,11 @@ def lambda_optimizer(learning_rate=10.0, warmup_steps=200):
 
 
 def is_frozen(optimizer):
-    """Whether `optimizer` has a constant learning rate of 0 (the model is then frozen)."""
+    """Whether `optimizer` is None or has a constant learning rate of 0 (the model is then
+    frozen). Takes what `keras.Model.compile` takes: an instance, a name, a config dict."""
     if optimizer is None:
         return True
+    optimizer = keras.optimizers.get(optimizer)
     rate = getattr(optimizer, "_learning_rate", None)
     if isinstance(rate, LearningRateSchedule) or callable(rate):
         return False

@@ -13,7 +13,6 @@ from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
-_LOSS_SCALE_GROWTH_STEPS = 2000
 _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
 
 
@@ -46,16 +45,20 @@ class PruningModel(keras.Model):
     `l2_regularization_loss`, plus the compiled metrics (and `distillation_loss` with a
     teacher).
 
-    With a `teacher` (the fine-tuned dense model, kept frozen) the task loss gains
+    With a `teacher` (the fine-tuned dense model) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
     error between the two outputs for a regression model), which keeps accuracy at high
     sparsity when the model weights train too; `hidden_distillation_weight` adds the mean
     squared error between the student's and the teacher's hidden states, layer `i` matched to
     layer `i` (the output of each encoder layer; a pruned block keeps its layer's output).
+    The teacher is frozen here without being changed: it gets no gradient, its weights are
+    listed in `non_trainable_weights` (and saved with this model), and the caller's model
+    stays trainable.
 
     Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
-    skipped for all three optimizers on a non-finite gradient, doubled after 2000 finite steps);
-    gates, λ, the sparsity and the loss stay float32.
+    skipped for all three optimizers on a non-finite gradient, doubled after
+    `loss_scale_growth_steps` (2000) finite steps in a row); gates, λ, the sparsity and the
+    loss stay float32.
 
     Args:
         network: a functional model with gated `FactorizedDense` layers
@@ -75,6 +78,10 @@ class PruningModel(keras.Model):
     >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
     >>> pruning_model.fit(train_ds, epochs=3, callbacks=[...])  # doctest: +SKIP
     """
+
+    # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read
+    # when the train step is traced, so set it on an instance before `fit`.
+    loss_scale_growth_steps = 2000
 
     def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
@@ -114,7 +121,6 @@ class PruningModel(keras.Model):
                 raise ValueError(f"Hidden-state distillation matches layer i to layer i: the "
                                  f"teacher has {len(_hidden_state_names(teacher))} encoder "
                                  f"layers, the pruned model {len(_hidden_state_names(network))}.")
-            teacher.trainable = False
         self.network = network
         self.target_sparsity = float(target_sparsity)
         self.target_sparsity_warmup = int(target_sparsity_warmup)
@@ -143,6 +149,32 @@ class PruningModel(keras.Model):
         self.built = True
 
     # -- variable groups -------------------------------------------------------------------
+    # The teacher is frozen by leaving its weights out of the trainable lists, not by setting
+    # `teacher.trainable`: that would change the caller's model (and the layers it shares).
+    def _split(self, variables):
+        """`(trainable, non_trainable)` of `variables`, the teacher's among the latter."""
+        teacher = getattr(self, "teacher", None)
+        frozen = set() if teacher is None else {id(v) for v in teacher.variables}
+        trains = [self.trainable and v.trainable and id(v) not in frozen for v in variables]
+        return ([v for v, t in zip(variables, trains) if t],
+                [v for v, t in zip(variables, trains) if not t])
+
+    @property
+    def trainable_weights(self):
+        return self._split(self.weights)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return self._split(self.weights)[1]
+
+    @property
+    def trainable_variables(self):
+        return self._split(self.variables)[0]
+
+    @property
+    def non_trainable_variables(self):
+        return self._split(self.variables)[1]
+
     @property
     def gate_variables(self):
         return [gate.log_alpha for gate in all_gates(self.network)]
@@ -179,20 +211,25 @@ class PruningModel(keras.Model):
         """Sets the three optimizers and the task loss.
 
         Args:
-            optimizer: the model-weight optimizer (`keras_flop.optimizers.model_optimizer`
-                makes the AdamW of the recipe). None, or a constant learning rate of 0, freezes
-                the model: only the gates and λ learn (the original FLOP SST-2 recipe).
-            alpha_optimizer: for `log_alpha`; default Adam with `5 · noam(step)`, warmup 200.
-            lambda_optimizer: for λ (ascent); default Adam with `10 · noam(step)`.
+            optimizer: the model-weight optimizer, as `keras.Model.compile` takes it (an
+                instance, a name such as `"adamw"`, or a config dict;
+                `keras_flop.optimizers.model_optimizer` makes the AdamW of the recipe). None,
+                or a constant learning rate of 0, freezes the model: only the gates and λ
+                learn (the original FLOP SST-2 recipe).
+            alpha_optimizer: for `log_alpha` (an instance, name or config dict); default Adam
+                with `5 · noam(step)`, warmup 200.
+            lambda_optimizer: for λ (ascent), likewise; default Adam with `10 · noam(step)`.
             loss: default sparse categorical cross-entropy on logits, or mean squared error
                 for a one-output (regression) model.
             jit_compile: default XLA where it pays: on a GPU and outside a `tf.distribute`
                 strategy (on a 2-core CPU XLA measured slower than graph mode).
         """
         kwargs.pop("auto_scale_loss", None)  # loss scaling is done here, for all groups
-        self.model_frozen = flop_optimizers.is_frozen(optimizer)
+        # Resolved here, not by Keras: each optimizer is built on its own group below.
         if optimizer is None:
             optimizer = keras.optimizers.AdamW(learning_rate=0.0, name="model_optimizer")
+        optimizer = keras.optimizers.get(optimizer)
+        self.model_frozen = flop_optimizers.is_frozen(optimizer)
         if loss is None:
             regression = self.network.outputs[0].shape[-1] == 1
             loss = (keras.losses.MeanSquaredError() if regression else
@@ -202,8 +239,10 @@ class PruningModel(keras.Model):
                 not tf.distribute.has_strategy()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
-        self.alpha_optimizer = alpha_optimizer or flop_optimizers.gate_optimizer()
-        self.lambda_optimizer = lambda_optimizer or flop_optimizers.lambda_optimizer()
+        self.alpha_optimizer = (flop_optimizers.gate_optimizer() if alpha_optimizer is None
+                                else keras.optimizers.get(alpha_optimizer))
+        self.lambda_optimizer = (flop_optimizers.lambda_optimizer() if lambda_optimizer is None
+                                 else keras.optimizers.get(lambda_optimizer))
         # Every optimizer is built on its own group now, not inside the traced step.
         if not self.optimizer.built:
             self.optimizer.build([] if self.model_frozen else self.model_variables)
@@ -343,7 +382,7 @@ class PruningModel(keras.Model):
 
         def on_finite():
             apply_all()
-            grow = self.finite_steps + 1 >= _LOSS_SCALE_GROWTH_STEPS
+            grow = self.finite_steps + 1 >= self.loss_scale_growth_steps
             self.loss_scale.assign(ops.where(grow, self.loss_scale * 2.0, self.loss_scale))
             self.finite_steps.assign(ops.where(grow, 0, self.finite_steps + 1))
             return ops.convert_to_tensor(True)

@@ -85,9 +85,9 @@ def expected_sparsity(model, denominator="dense"):
     `ŝ = 1 - E[kept kernel parameters] / D`: for a factorized layer `P: [a, k]`, `Q: [k, b]`
     with rank gate `z`, `(a + b) Σ_j P(z_j ≠ 0)`; structural masks scale the widths and blocks
     they gate (module docstring), and a factor whose other side may lose every unit counts
-    with the probability that some unit is kept, `1 - Π_j (1 - P(z_j ≠ 0))`. `D` per `sparsity_denominator`. A float32 scalar tensor; with
-    the dense denominator a full-rank factorization starts below 0 (a square kernel is twice as
-    large factored).
+    with the probability that some unit is kept, `1 - Π_j (1 - P(z_j ≠ 0))`. `D` per
+    `sparsity_denominator`. A float32 scalar tensor; with the dense denominator a full-rank
+    factorization starts below 0 (a square kernel is twice as large factored).
 
     Example:
     >>> pruning_model = keras_flop.factorize(model)        # doctest: +SKIP
@@ -100,11 +100,6 @@ def expected_sparsity(model, denominator="dense"):
         lambda mask: 1.0 - ops.prod(1.0 - mask.prob_nonzero()), realized=False)
     expected = ops.cast(ops.convert_to_tensor(expected), "float32")
     return 1.0 - expected / sparsity_denominator(model, denominator)
-
-
-def kept_ranks(layer, threshold=0.0):
-    """Indices of the ranks of a gated layer whose inference gate exceeds `threshold`."""
-    return kept_units(layer.gate, threshold)
 
 
 def kept_parameters(model, threshold=0.0):

@@ -6,8 +6,8 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.factorization import gated_layers
 from keras_flop.layers import FactorizedDense
+from keras_flop.structure import all_gates
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -26,11 +26,11 @@ def _pruned(seed=0, num_labels=2, eval_mask="deterministic"):
     dense = build_bert_classifier(BertConfig(**TINY), num_labels=num_labels)
     pruning_model = keras_flop.factorize(dense, gate_config={"eval_mask": eval_mask})
     rng = np.random.default_rng(seed)
-    for i, layer in enumerate(gated_layers(pruning_model.network)):
+    for i, gate in enumerate(all_gates(pruning_model.network)):
         open_fraction = [0.05, 0.3, 0.9, 1.0][i % 4]
-        values = rng.normal(-4.0, 1.0, layer.rank)
-        values[rng.random(layer.rank) < open_fraction] = rng.uniform(-1.0, 6.0)
-        layer.gate.log_alpha.assign(values.astype("float32"))
+        values = rng.normal(-4.0, 1.0, gate.size)
+        values[rng.random(gate.size) < open_fraction] = rng.uniform(-1.0, 6.0)
+        gate.log_alpha.assign(values.astype("float32"))
     return pruning_model
 
 
@@ -67,8 +67,8 @@ def test_no_layer_costs_more_than_dense_and_counts_match_the_report():
 
 def test_empty_layer_outputs_its_bias_and_everything_pruned_still_works(tmp_path):
     pruning_model = _pruned(num_labels=1)
-    for layer in gated_layers(pruning_model.network):
-        layer.gate.log_alpha.assign(np.full(layer.rank, -10.0, "float32"))
+    for gate in all_gates(pruning_model.network):
+        gate.log_alpha.assign(np.full(gate.size, -10.0, "float32"))
     compact_model = keras_flop.compact(pruning_model)
     x = _inputs()
     np.testing.assert_allclose(np.asarray(compact_model(x)),

@@ -90,8 +90,9 @@ def test_inference_mask_keeps_the_expected_number_of_units(eval_mask):
     if eval_mask == "topk":
         expected_kept = size - round(size - p.sum())
         soft = 1.0 / (1.0 + np.exp(-0.8 * log_alpha))
+        z_hat = np.clip(1.2 / (1.0 + np.exp(-log_alpha)) - 0.1, 0.0, 1.0)
         kept = mask > 0
-        np.testing.assert_allclose(mask[kept], soft[kept], rtol=1e-6)
+        np.testing.assert_allclose(mask[kept], np.maximum(z_hat, soft)[kept], rtol=1e-6)
         assert soft[kept].min() >= soft[~kept].max()  # the smallest ones were dropped
     else:
         # clip(σ(logα)·1.2 − 0.1, 0, 1) > 0  ⇔  σ(logα) > 1/12  ⇔  P(z ≠ 0) > 1/2
@@ -147,6 +148,7 @@ def test_mixed_precision_keeps_the_gate_in_float32():
     ({"size": 4, "limit_r": 0.9}, "`limit_r` must be > 1"),
     ({"size": 4, "epsilon": 0.6}, "`epsilon` must be in (0, 0.5)"),
     ({"size": 4, "eval_mask": "random"}, "`eval_mask` must be one of"),
+    ({"size": 4, "seed": 1.5}, "`seed` must be an integer or None"),
 ])
 def test_hard_concrete_mask_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -167,3 +169,49 @@ def test_factorized_dense_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+def test_gates_built_from_one_seed_draw_their_own_noise():
+    def draws(seed):
+        gates = [HardConcreteMask(6, seed=seed, init_log_alpha=0.0, name=name)
+                 for name in ("first", "second")]
+        return [np.stack([np.asarray(gate.mask(training=True)) for _ in range(3)])
+                for gate in gates]
+
+    first, second = draws(11)
+    assert not np.array_equal(first, second)
+    again = draws(11)
+    np.testing.assert_array_equal(first, again[0])
+    np.testing.assert_array_equal(second, again[1])
+    assert not np.array_equal(first, draws(12)[0])
+
+
+def test_rank_gates_of_factorized_layers_from_one_seed_draw_their_own_noise():
+    kernel = _random((8, 8), 0)
+
+    def draws(seed):
+        layers = [FactorizedDense.from_kernel(kernel, gate_config={"seed": seed,
+                                                                   "init_log_alpha": 0.0},
+                                              name=name) for name in ("query", "key")]
+        return [np.asarray(layer.gate.mask(training=True)) for layer in layers]
+
+    query, key = draws(5)
+    assert not np.array_equal(query, key)
+    np.testing.assert_array_equal(np.stack(draws(5)), np.stack([query, key]))
+
+
+def test_topk_mask_keeps_open_gates_at_one_and_round_l0_units_nonzero():
+    # At the default init every gate is open; rounding the expected number of zeros of a
+    # 3072-unit gate (3072 · (1 - σ(5 + ln 11)) ≈ 1.9) must not close any of them.
+    for size in (4, 768, 3072):
+        gate = HardConcreteMask(size, eval_mask="topk")
+        np.testing.assert_array_equal(np.asarray(gate.mask(training=False)), np.ones(size))
+    # 4 open gates and 6 parked at P(z ≠ 0) ≈ 0.1: l0 ≈ 4.6, so 5 units are kept; the
+    # fifth carries σ(0.8 · -4.6), where the threshold rule (z_hat = 0) would drop it.
+    gate = HardConcreteMask(10, eval_mask="topk")
+    gate.build()
+    gate.log_alpha.assign(np.array([5.0] * 4 + [-4.6] * 6, "float32"))
+    mask = np.asarray(gate.mask(training=False))
+    np.testing.assert_array_equal(mask[:4], np.ones(4))
+    np.testing.assert_allclose(np.sort(mask[4:]), [0.0] * 5 + [1.0 / (1.0 + np.exp(0.8 * 4.6))],
+                               rtol=1e-6)  # which of the tied six is kept is by index

@@ -6,9 +6,9 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.factorization import gated_layers
 from keras_flop.layers import FactorizedDense
 from keras_flop.sparsity import sparsity_denominator
+from keras_flop.structure import all_gates
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -34,8 +34,8 @@ def test_factorized_model_with_open_gates_equals_the_dense_model():
     x, _ = _data()
     np.testing.assert_allclose(np.asarray(pruning_model.predict(x, verbose=0)),
                                np.asarray(dense.predict(x, verbose=0)), atol=1e-4)
-    layers = gated_layers(pruning_model.network)
-    assert len(layers) == 12 and all(layer.rank == 32 for layer in layers)
+    gates = all_gates(pruning_model.network)
+    assert len(gates) == 12 and all(gate.size == 32 for gate in gates)
     # No variable is shared: training the pruning model leaves the dense model alone.
     dense_ids = {id(v) for v in dense.weights}
     assert not any(id(v) in dense_ids for v in pruning_model.weights)
@@ -43,10 +43,9 @@ def test_factorized_model_with_open_gates_equals_the_dense_model():
 
 def test_rank_truncation():
     dense = build_bert_classifier(BertConfig(**TINY))
-    assert {layer.rank for layer in gated_layers(keras_flop.factorize_model(dense, rank=8))} \
-        == {8}
-    truncated = gated_layers(keras_flop.factorize_model(dense, rank=0.5))
-    assert all(1 <= layer.rank < 32 for layer in truncated)
+    assert {gate.size for gate in all_gates(keras_flop.factorize_model(dense, rank=8))} == {8}
+    truncated = all_gates(keras_flop.factorize_model(dense, rank=0.5))
+    assert all(1 <= gate.size < 32 for gate in truncated)
     with pytest.raises(ValueError, match="`rank` must be a positive int"):
         keras_flop.factorize_model(dense, rank=0)
     with pytest.raises(ValueError, match="already factorized"):
@@ -117,8 +116,8 @@ def test_target_sparsity_warmup_and_l2():
 
 def test_evaluate_and_predict_use_the_deterministic_mask():
     pruning_model = _pruning_model()
-    layer = gated_layers(pruning_model.network)[0]
-    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    gate = all_gates(pruning_model.network)[0]
+    gate.log_alpha.assign(np.linspace(-3.0, 3.0, gate.size).astype("float32"))
     x, _ = _data(n=8)
     first = pruning_model.predict(x, verbose=0)
     np.testing.assert_array_equal(first, pruning_model.predict(x, verbose=0))
@@ -159,15 +158,16 @@ def test_mixed_precision_keeps_gates_lambda_and_loss_in_float32():
         x, y = _data(n=16)
         history = pruning_model.fit(x, y, batch_size=8, verbose=0).history
         assert history["loss_scale"][-1] == 2.0 ** 15
-        assert isinstance(gated_layers(pruning_model.network)[0], FactorizedDense)
+        assert isinstance(pruning_model.network.get_layer("layer_0_attention_query"),
+                          FactorizedDense)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
 def test_pruning_model_keras_round_trip(tmp_path):
     pruning_model = _pruning_model(target_sparsity=0.3, target_sparsity_warmup=5)
-    layer = gated_layers(pruning_model.network)[2]
-    layer.gate.log_alpha.assign(np.linspace(-3.0, 3.0, layer.rank).astype("float32"))
+    gate = all_gates(pruning_model.network)[2]
+    gate.log_alpha.assign(np.linspace(-3.0, 3.0, gate.size).astype("float32"))
     pruning_model.lambda_1.assign(0.25)
     path = tmp_path / "pruning.keras"
     pruning_model.save(path)
@@ -204,3 +204,106 @@ def test_lagrangian_drives_expected_sparsity_to_the_target():
     dense_count = sparsity_denominator(pruning_model, "dense")
     assert kept / dense_count == pytest.approx(1.0 - 0.5, abs=0.1)
     assert pruning_model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.8
+
+
+def test_teacher_stays_frozen_without_changing_the_callers_model():
+    keras.utils.set_random_seed(0)
+    dense = build_bert_classifier(BertConfig(**TINY))
+    pruning_model = keras_flop.factorize(dense, teacher=dense, distillation_weight=1.0,
+                                         hidden_distillation_weight=1.0)
+    teacher_ids = {id(v) for v in dense.weights}
+    assert not any(id(v) in teacher_ids for v in pruning_model.trainable_variables)
+    assert teacher_ids <= {id(v) for v in pruning_model.non_trainable_weights}
+    before = [np.array(v) for v in dense.weights]
+    student_before = [np.array(v) for v in pruning_model.model_variables]
+    pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-2, 4))
+    x, y = _data(n=16)
+    history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert history["distillation_loss"][-1] > 0
+    # The caller's model is as it was: trainable, and not moved by the fit.
+    assert dense.trainable and all(v.trainable for v in dense.weights)
+    for old, new in zip(before, dense.weights):
+        np.testing.assert_array_equal(old, np.asarray(new))
+    assert any(not np.array_equal(old, np.asarray(new))
+               for old, new in zip(student_before, pruning_model.model_variables))
+
+
+@pytest.mark.parametrize("optimizer", [
+    "adamw", {"class_name": "Adam", "config": {"learning_rate": 1e-2}},
+    keras.optimizers.SGD(0.1)])
+def test_compile_accepts_what_keras_compile_accepts(optimizer):
+    pruning_model = _pruning_model()
+    pruning_model.compile(optimizer=optimizer)
+    assert not pruning_model.model_frozen
+    assert isinstance(pruning_model.optimizer, keras.optimizers.Optimizer)
+    before = [np.array(v) for v in pruning_model.model_variables]
+    x, y = _data(n=16)
+    pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    changed = [not np.array_equal(old, np.asarray(new))
+               for old, new in zip(before, pruning_model.model_variables)]
+    assert sum(changed) > len(changed) // 2  # the model weights trained
+
+
+@pytest.mark.parametrize("optimizer", [
+    None, keras.optimizers.SGD(0.0), {"class_name": "SGD", "config": {"learning_rate": 0.0}}])
+def test_compile_with_a_zero_rate_or_none_freezes_the_model(optimizer):
+    pruning_model = _pruning_model()
+    pruning_model.compile(optimizer=optimizer)
+    assert pruning_model.model_frozen
+
+
+@pytest.mark.parametrize("structure", ["rank", "heads+ffn", "heads+ffn+layers", "all"])
+@pytest.mark.parametrize("eval_mask", ["deterministic", "topk"])
+def test_factorized_model_reproduces_the_dense_logits_at_step_0(structure, eval_mask):
+    keras.utils.set_random_seed(1)
+    # Weights 10x BERT's init scale give logits of order 1, so a gate value of 0.98 shows.
+    dense = build_bert_classifier(BertConfig(**TINY, initializer_range=0.2), num_labels=3)
+    pruning_model = keras_flop.factorize(dense, structure=structure,
+                                         gate_config={"eval_mask": eval_mask})
+    x, _ = _data(n=8)
+    np.testing.assert_allclose(pruning_model.predict(x, verbose=0),
+                               dense.predict(x, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_overflow_skips_all_three_optimizers_and_halves_the_loss_scale():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        pruning_model = _pruning_model(target_sparsity=0.5)
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 4))
+        # A scale this large overflows the float16 backward pass: every gradient is inf.
+        pruning_model.loss_scale.assign(2.0 ** 100)
+        groups = (pruning_model.model_variables, pruning_model.gate_variables,
+                  pruning_model.lambda_variables)
+        before = [[np.array(v) for v in group] for group in groups]
+        x, y = _data(n=8)
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        for group, old_values in zip(groups, before):
+            for old, new in zip(old_values, group):
+                np.testing.assert_array_equal(old, np.asarray(new))
+        for optimizer in (pruning_model.optimizer, pruning_model.alpha_optimizer,
+                          pruning_model.lambda_optimizer):
+            assert int(optimizer.iterations) == 0
+        assert history["loss_scale"][-1] == 2.0 ** 99
+        assert int(pruning_model.finite_steps) == 0
+        assert int(pruning_model.pruning_step) == 1
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_loss_scale_doubles_after_the_growth_interval():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        pruning_model = _pruning_model()
+        pruning_model.loss_scale_growth_steps = 3
+        pruning_model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-3, 10))
+        x, y = _data(n=16)
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        assert history["loss_scale"][-1] == 2.0 ** 15  # two finite steps
+        assert int(pruning_model.finite_steps) == 2
+        history = pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        # The third finite step doubled it and restarted the count; the fourth counts 1.
+        assert history["loss_scale"][-1] == 2.0 ** 16
+        assert int(pruning_model.finite_steps) == 1
+        assert keras_flop.PruningModel.loss_scale_growth_steps == 2000
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_flop.layers.hard_concrete_mask import HardConcreteMask
+from keras_flop.layers.hard_concrete_mask import HardConcreteMask, derive_seed
 from keras_flop.svd import svd_factors
 
 
@@ -25,7 +25,8 @@ class FactorizedDense(keras.layers.Layer):
         kernel_initializer, bias_initializer: for `P`, `Q` and the bias when not built from
             a kernel.
         gate_config: keyword arguments of the `HardConcreteMask` (e.g. `init_log_alpha`,
-            `eval_mask`).
+            `eval_mask`, `seed`: each layer's gate derives its own stream from the seed and
+            the layer's name).
 
     Example:
     >>> import numpy as np
@@ -58,7 +59,11 @@ class FactorizedDense(keras.layers.Layer):
         self.gate_config = dict(gate_config or {})
         self.gate = None
         if self.gated:
-            self.gate = HardConcreteMask(rank, name="gate", **self.gate_config)
+            gate_config = dict(self.gate_config)
+            if gate_config.get("seed") is not None:
+                # Every rank gate is named "gate": the layer's name tells their streams apart.
+                gate_config["seed"] = derive_seed(gate_config["seed"], self.name)
+            self.gate = HardConcreteMask(rank, name="gate", **gate_config)
 
     @classmethod
     def from_kernel(cls, kernel, bias=None, rank=None, energy=None, sigma="full",

@@ -1,6 +1,7 @@
 """`HardConcreteMask`: the L0 gate of FLOP (Louizos et al. 2018's hard-concrete distribution)."""
 
 import math
+import zlib
 
 import keras
 from keras import ops
@@ -9,17 +10,38 @@ _INITS = ("constant", "paper")
 _EVAL_MASKS = ("deterministic", "topk")
 
 
+def derive_seed(seed, name):
+    """A seed of its own for the generator named `name`, from a shared integer `seed`.
+
+    Gates configured with one seed would otherwise draw the same noise (and the same `paper`
+    init) whenever they have the same size. CRC-32 is stable across processes, unlike
+    `hash`, and for a given name distinct seeds (mod 2**32) give distinct results.
+    """
+    return zlib.crc32(name.encode("utf-8"), seed % 2 ** 32)
+
+
 @keras.saving.register_keras_serializable(package="keras_flop")
 class HardConcreteMask(keras.layers.Layer):
     """A learned hard-concrete gate `z ∈ [0, 1]` for each of `size` units.
 
     In training every call draws one sample per unit (shared across the batch):
     `u ~ U(ε, 1-ε)`, `s = σ((log u - log(1-u) + logα) / β)`, `z = clip(s (r-l) + l, 0, 1)`.
-    In inference the mask is deterministic: `clip(σ(logα)(r-l) + l, 0, 1)`
-    (`eval_mask="deterministic"`), or the authors' top-k rule (`eval_mask="topk"`): the
-    `round(size - l0_norm())` units of smallest `σ(0.8 logα / β)` are zeroed and the rest keep
-    that soft value. The gate math and `log_alpha` always stay in float32, also under a
-    mixed-precision policy.
+    In inference the mask is deterministic, by one of two rules:
+
+    - `eval_mask="deterministic"` (the original TF1 rule): `ẑ = clip(σ(logα)(r-l) + l, 0, 1)`,
+      the median of `z` at `β = 1`. It keeps the units with `P(z ≠ 0) > 0.5`.
+    - `eval_mask="topk"` (the authors' PyTorch count): the `round(size - l0_norm())` units of
+      smallest `σ(0.8 logα / β)` are zeroed, so that `round(l0_norm())` units are kept; but a
+      unit with `ẑ = 1` is never zeroed (rounding many tiny `P(z = 0)` would otherwise close
+      open gates of a large mask, e.g. 2 of 3072 at the initial `logα = 5`). The kept units
+      carry `max(ẑ, σ(0.8 logα / β))`:
+      the authors keep `σ(0.8 logα / β)` (their approximation of `E[z]`), 0.982 for an open
+      gate, so the factorized model would not compute the dense one at step 0; `ẑ` alone
+      is 0 for `logα <= -ln 11`, which would drop kept units and give back the threshold
+      rule's count. The maximum is 1 for an open gate, `ẑ` for `logα >= 0` (at `β = 1`),
+      and the authors' nonzero value below, so the count holds.
+
+    The gate math and `log_alpha` always stay in float32, also under a mixed-precision policy.
 
     Calling the layer multiplies the last axis of its input by the mask, each gate covering
     `unit_size` consecutive features (an attention head of `head_size` features, a whole
@@ -37,7 +59,10 @@ class HardConcreteMask(keras.layers.Layer):
         limit_r: right stretch limit `r > 1`.
         epsilon: clamps the uniform noise to `[ε, 1-ε]`, `0 < ε < 0.5`.
         eval_mask: `"deterministic"` or `"topk"`.
-        seed: seed of the sampling noise.
+        seed: an integer seed of the sampling noise (and of the `"paper"` init), or None to
+            draw one from Keras' global random state (`keras.utils.set_random_seed`). The
+            gate's own stream is derived from `seed` and its `name`, so gates sharing a
+            configuration do not draw the same noise.
         unit_size: features per gate along the input's last axis (positive int); the input's
             last axis must be `size * unit_size`.
 
@@ -45,9 +70,9 @@ class HardConcreteMask(keras.layers.Layer):
     >>> import numpy as np
     >>> gate = HardConcreteMask(4)
     >>> x = np.ones((2, 4), "float32")
-    >>> gate(x, training=False).shape
+    >>> tuple(gate(x, training=False).shape)
     (2, 4)
-    >>> round(float(gate.l0_norm()), 3)  # all gates open at the default init
+    >>> round(float(gate.l0_norm()), 2)  # all gates open at the default init
     4.0
     """
 
@@ -86,9 +111,12 @@ class HardConcreteMask(keras.layers.Layer):
         self.limit_r = float(limit_r)
         self.epsilon = float(epsilon)
         self.eval_mask = eval_mask
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an integer or None; got seed={seed!r}.")
         self.seed = seed
         self.unit_size = unit_size
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._own_seed = None if seed is None else derive_seed(seed, self.name)
+        self.seed_generator = keras.random.SeedGenerator(self._own_seed)
         # Keep the caller's dtype on the gated tensor; only the gate itself is float32.
         self.autocast = False
 
@@ -103,7 +131,7 @@ class HardConcreteMask(keras.layers.Layer):
             initializer = keras.initializers.Constant(self.init_log_alpha)
         else:
             mean = math.log(1.0 - self.drop_rate) - math.log(self.drop_rate)
-            initializer = keras.initializers.RandomNormal(mean, 0.01, seed=self.seed)
+            initializer = keras.initializers.RandomNormal(mean, 0.01, seed=self._own_seed)
         self.log_alpha = self.add_weight(
             name="log_alpha", shape=(self.size,), initializer=initializer, dtype="float32",
             # Not cast to float16 inside a mixed-precision parent layer's call.
@@ -130,14 +158,19 @@ class HardConcreteMask(keras.layers.Layer):
         return ops.sum(self.prob_nonzero())
 
     def deterministic_mask(self):
-        """The inference mask, `[size]`, float32."""
+        """The inference mask of `eval_mask`'s rule (class docstring), `[size]`, float32."""
+        log_alpha = ops.convert_to_tensor(self.log_alpha)
+        z_hat = self._stretch(ops.sigmoid(log_alpha))
         if self.eval_mask == "deterministic":
-            return self._stretch(ops.sigmoid(self.log_alpha))
-        soft = ops.sigmoid(0.8 * ops.convert_to_tensor(self.log_alpha) / self.temperature)
-        num_zeros = ops.round(self.size - self.l0_norm())
+            return z_hat
+        soft = ops.sigmoid(0.8 * log_alpha / self.temperature)
+        num_zeros = ops.minimum(ops.round(self.size - self.l0_norm()),
+                                ops.sum(ops.cast(z_hat < 1.0, "float32")))
         # Rank of every unit by soft value (ties by index), shape-static so XLA compiles it.
+        # Units with z_hat = 1 have the largest soft values: the cap keeps them all.
         ranks = ops.argsort(ops.argsort(soft))
-        return ops.where(ops.cast(ranks, "float32") < num_zeros, 0.0, soft)
+        return ops.where(ops.cast(ranks, "float32") < num_zeros, 0.0,
+                         ops.maximum(z_hat, soft))
 
     def mask(self, training=False):
         """The gate values: a fresh sample when `training`, else the inference mask."""
