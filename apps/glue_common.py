@@ -41,10 +41,14 @@ class TaskData:
         return for_strategy(glue.make_dataset(self.tokenized("train"), self.task, None,
                                               batch_size, training=True, seed=seed))
 
-    def training_stream(self, batch_size, seed, total_steps, start_step=0):
+    def training_stream(self, batch_size, seed, total_steps, start_step=0, **features):
+        """Training batches of steps `start_step..total_steps - 1`; `features` (arrays, one
+        row per training example, e.g. `teacher_logits`) travel with the model inputs."""
+        train = self.tokenized("train")
+        if features:
+            train = train.with_features(**features)
         return for_strategy(glue.make_training_stream(
-            self.tokenized("train"), self.task, None, batch_size, seed, total_steps,
-            start_step))
+            train, self.task, None, batch_size, seed, total_steps, start_step))
 
     def eval_dataset(self, split, batch_size):
         return for_strategy(glue.make_dataset(self.tokenized(split), self.task, None,

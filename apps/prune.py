@@ -336,7 +336,17 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps, tensorboard=board, initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
-        stream = self.data.training_stream(args.train_batch_size, args.seed, steps, done)
+        features = {}
+        if pruning_model.teacher is not None and args.hidden_distillation_weight == 0 and \
+                args.distillation_weight > 0:
+            # Logit distillation from a frozen teacher: its outputs are fixed, computed once.
+            began = time.perf_counter()
+            features["teacher_logits"] = self.data.tokenized("train").predict(
+                pruning_model.teacher, args.eval_batch_size)
+            print(f"   teacher outputs on {len(self.data.train):,} training examples computed "
+                  f"once ({time.perf_counter() - began:.0f} s)")
+        stream = self.data.training_stream(args.train_batch_size, args.seed, steps, done,
+                                           **features)
         start = time.perf_counter()
         logs = {}
         if done < steps:

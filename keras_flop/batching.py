@@ -76,10 +76,12 @@ class TokenizedExamples:
         boundaries: bucket boundaries (see `default_boundaries`); the last is the longest
             allowed length.
         pad_to_max_length: pad every batch to the last boundary (fixed shapes).
+        extra_features: optional dict of arrays `[n, ...]` added to each batch's features
+            (e.g. precomputed `teacher_logits`).
     """
 
     def __init__(self, token_ids, segment_ids, targets=None, boundaries=(128,),
-                 pad_to_max_length=False, pad_id=0):
+                 pad_to_max_length=False, pad_id=0, extra_features=None):
         self.token_ids = token_ids
         self.segment_ids = segment_ids
         self.lengths = token_ids.row_lengths().numpy()
@@ -90,6 +92,17 @@ class TokenizedExamples:
                              f"bucket boundary {self.boundaries[-1]}.")
         self.pad_to_max_length = bool(pad_to_max_length)
         self.pad_id = int(pad_id)
+        self.extra_features = dict(extra_features or {})
+        for name, values in self.extra_features.items():
+            if len(values) != len(self.lengths):
+                raise ValueError(f"Extra feature {name!r} has {len(values)} rows for "
+                                 f"{len(self.lengths)} examples.")
+
+    def with_features(self, **features):
+        """The same examples with more per-example features (arrays `[n, ...]`)."""
+        return TokenizedExamples(self.token_ids, self.segment_ids, self.targets, self.boundaries,
+                                 self.pad_to_max_length, self.pad_id,
+                                 {**self.extra_features, **features})
 
     def __len__(self):
         return len(self.lengths)
@@ -128,7 +141,7 @@ class TokenizedExamples:
 
     def _batches(self, source):
         token_ids, segment_ids, pad_id = self.token_ids, self.segment_ids, self.pad_id
-        targets = self.targets
+        targets, extra = self.targets, {k: tf.constant(v) for k, v in self.extra_features.items()}
 
         def gather(index, width):
             shape = tf.stack([tf.size(index, out_type=tf.int64), tf.cast(width, tf.int64)])
@@ -136,13 +149,26 @@ class TokenizedExamples:
             features = {
                 "token_ids": ids.to_tensor(pad_id, shape=shape),
                 "segment_ids": tf.gather(segment_ids, index).to_tensor(0, shape=shape),
-                "padding_mask": tf.sequence_mask(ids.row_lengths(), width)}
+                "padding_mask": tf.sequence_mask(ids.row_lengths(), width),
+                **{name: tf.gather(values, index) for name, values in extra.items()}}
             if targets is None:
                 return features
             return features, tf.nest.map_structure(lambda t: tf.gather(t, index), targets)
 
         return source.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    def predict(self, model, batch_size=32):
+        """`model`'s inference outputs for every example, in the examples' order (computed
+        in length-ordered batches, the cheapest)."""
+        plan = ordered_plan(self.lengths, batch_size)
+        dataset = self.dataset(plan)
+        if self.targets is not None:
+            dataset = dataset.map(lambda features, _: features)
+        outputs = np.asarray(model.predict(dataset, verbose=0))
+        ordered = np.empty_like(outputs)
+        ordered[np.concatenate(plan)] = outputs
+        return ordered
 
     def distinct_shapes(self, plan):
         """The distinct `(batch size, padded length)` pairs of a plan (bounded: see module)."""

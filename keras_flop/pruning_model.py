@@ -14,6 +14,9 @@ from keras_flop.structure import all_gates
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
 _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
+# Feature key of precomputed teacher logits (`teacher_logits`): logit distillation from a
+# frozen teacher without running it every step.
+TEACHER_LOGITS = "teacher_logits"
 
 
 def _hidden_state_names(model):
@@ -51,6 +54,9 @@ class PruningModel(keras.Model):
     sparsity when the model weights train too; `hidden_distillation_weight` adds the mean
     squared error between the student's and the teacher's hidden states, layer `i` matched to
     layer `i` (the output of each encoder layer; a pruned block keeps its layer's output).
+    With logit distillation only, the teacher's outputs on the training set are fixed: a
+    batch whose features carry them as `"teacher_logits"` (`[batch, num_labels]`, computed
+    once with `training=False`) skips the teacher's forward pass.
     The teacher is frozen here without being changed: it gets no gradient, its weights are
     listed in `non_trainable_weights` (and saved with this model), and the caller's model
     stays trainable.
@@ -286,9 +292,15 @@ class PruningModel(keras.Model):
                                 ops.stop_gradient(ops.cast(t, "float32"))))
             for t, s in zip(teacher_states, student_states)]))
 
-    def _forward(self, x):
+    def _forward(self, x, teacher_logits=None):
         """Student (training) and teacher outputs: `(logits, states, teacher_logits,
-        teacher_states)`, the teacher parts None without distillation."""
+        teacher_states)`, the teacher parts None without distillation. `teacher_logits` fed
+        with the batch replace the teacher's forward pass (logit distillation only)."""
+        if teacher_logits is not None and self._feature_views is None:
+            if self.teacher is None or self.distillation_weight <= 0:
+                raise ValueError(f"The batch carries {TEACHER_LOGITS!r} but the model has no "
+                                 "teacher with distillation_weight > 0.")
+            return self(x, training=True), None, teacher_logits, None
         if self._feature_views is not None:
             student, teacher = self._feature_views
             outputs, teacher_outputs = student(x, training=True), teacher(x, training=False)
@@ -300,6 +312,9 @@ class PruningModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        fed_teacher = x.get(TEACHER_LOGITS) if isinstance(x, dict) else None
+        if fed_teacher is not None:
+            x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
         gate_vars, lambda_vars = self.gate_variables, self.lambda_variables
         model_vars = [] if self.model_frozen else self.model_variables
         variables = model_vars + gate_vars + lambda_vars
@@ -310,7 +325,7 @@ class PruningModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
-            y_pred, states, teacher_pred, teacher_states = self._forward(x)
+            y_pred, states, teacher_pred, teacher_states = self._forward(x, fed_teacher)
             task_loss = ops.cast(self.compute_loss(x=x, y=y, y_pred=y_pred,
                                                    sample_weight=sample_weight, training=True),
                                  "float32")

@@ -107,6 +107,9 @@ def test_evaluation_and_prediction_match_fixed_padding(vocab_file):
         results[padding] = glue_common.evaluate(model, data, batch_size=16)["dev"]
         predictions[padding] = model.predict(data.test_dataset("test", 16), verbose=0)
     np.testing.assert_allclose(predictions[False], predictions[True], atol=1e-5)
+    # Length-ordered prediction put back in the examples' order (teacher outputs use it).
+    np.testing.assert_allclose(data.tokenized("dev").predict(model, 16), predictions[True],
+                               atol=1e-5)
     for key in ("eval_accuracy", "eval_score", "eval_loss"):
         assert results[False][key] == pytest.approx(results[True][key], abs=1e-6), key
     one_by_one = np.concatenate([model.predict(

@@ -307,3 +307,32 @@ def test_loss_scale_doubles_after_the_growth_interval():
         assert keras_flop.PruningModel.loss_scale_growth_steps == 2000
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_precomputed_teacher_logits_replace_the_teacher_pass():
+    """Logit distillation from fed teacher outputs trains exactly as from the live teacher
+    (dropout off, so the teacher's outputs are fixed), and the fed values are what is used."""
+    keras.utils.set_random_seed(0)
+    dense = build_bert_classifier(BertConfig(**TINY, hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0))
+    x, y = _data(n=16)
+    logits = np.asarray(dense.predict(x, verbose=0))
+    runs = {}
+    for fed in (None, logits, np.zeros_like(logits)):
+        keras.utils.set_random_seed(1)
+        model = keras_flop.factorize(dense, structure="heads+ffn", teacher=dense,
+                                     distillation_weight=1.0, distillation_temperature=2.0)
+        model.compile(optimizer=keras_flop.optimizers.model_optimizer(1e-2, 4))
+        inputs = x if fed is None else dict(x, teacher_logits=fed)
+        history = model.fit(inputs, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        runs["live" if fed is None else "fed" if fed is logits else "zeros"] = (
+            history.history["distillation_loss"][-1],
+            [np.asarray(v) for v in model.gate_variables])
+    assert runs["fed"][0] == pytest.approx(runs["live"][0], rel=1e-4)
+    for fed, live in zip(runs["fed"][1], runs["live"][1]):
+        np.testing.assert_allclose(fed, live, atol=1e-5)
+    assert runs["zeros"][0] != pytest.approx(runs["live"][0], rel=1e-2)
+    student = _pruning_model()
+    student.compile()
+    with pytest.raises(ValueError, match="no teacher with distillation_weight > 0"):
+        student.fit(dict(x, teacher_logits=logits), y, batch_size=8, verbose=0)

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 import bert_reference_tokenizer as reference
 import keras_flop
-from keras_flop import BertConfig, BertPreprocessor, BertTokenizer, build_bert_classifier, glue
+from keras_flop import (BertConfig, BertPreprocessor, BertTokenizer, batching,
+                        build_bert_classifier, glue)
 from keras_flop.glue.readers import Example
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -71,8 +72,9 @@ def _pipeline_ids(preprocessor, pairs):
         return _pipeline_ids(preprocessor, singles) + \
             _pipeline_ids(preprocessor, [(a, b) for a, b in pairs if b is not None])
     examples = [Example(str(i), a, b, "1") for i, (a, b) in enumerate(pairs)]
-    rows = []
-    for features, _ in glue.make_dataset(examples, "sst2", preprocessor, batch_size=4):
+    tokenized = glue.tokenize_examples(examples, "sst2", preprocessor)
+    rows = []  # batches in the examples' order; training batches are drawn from the same
+    for features, _ in tokenized.dataset(batching.ordered_plan(tokenized.lengths, 4, False)):
         for ids, segments, mask in zip(features["token_ids"].numpy(),
                                        features["segment_ids"].numpy(),
                                        features["padding_mask"].numpy()):
