@@ -80,9 +80,18 @@ class PruningModel(keras.Model):
             with as many encoder layers when > 0).
 
     Example:
-    >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=32)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, target_sparsity=0.5)
     >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
-    >>> pruning_model.fit(train_ds, epochs=3, callbacks=[...])  # doctest: +SKIP
+    >>> x = {"token_ids": np.ones((8, 6), "int32"), "segment_ids": np.zeros((8, 6), "int32"),
+    ...      "padding_mask": np.ones((8, 6), bool)}
+    >>> history = pruning_model.fit(x, np.zeros(8, "int32"), batch_size=4, verbose=0)
+    >>> [key for key in ("expected_sparsity", "lambda_1", "task_loss")
+    ...  if key in history.history]
+    ['expected_sparsity', 'lambda_1', 'task_loss']
     """
 
     # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read

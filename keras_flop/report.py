@@ -46,7 +46,11 @@ def parameter_report(model, threshold=0.0):
     `kept_ffn_units` per encoder layer.
 
     Example:
-    >>> report = keras_flop.parameter_report(pruning_model)   # doctest: +SKIP
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=32)
+    >>> pruning_model = keras_flop.factorize(keras_flop.build_bert_classifier(config))
+    >>> report = keras_flop.parameter_report(pruning_model)
     >>> report["pruned_total_params"] == keras_flop.compact(pruning_model).count_params()
     True
     """

@@ -27,7 +27,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
     >>> import numpy as np
     >>> q = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
     >>> mask = np.ones((2, 5), bool)
-    >>> ScaledDotProductAttention(num_heads=2, head_size=4)(q, q, q, mask).shape
+    >>> tuple(ScaledDotProductAttention(num_heads=2, head_size=4)(q, q, q, mask).shape)
     (2, 5, 8)
     """
 

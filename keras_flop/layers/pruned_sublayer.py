@@ -18,7 +18,7 @@ class PrunedSublayer(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> layer = PrunedSublayer(4)
-    >>> layer(np.ones((2, 3, 4), "float32")).shape
+    >>> tuple(layer(np.ones((2, 3, 4), "float32")).shape)
     (2, 3, 4)
     """
 
