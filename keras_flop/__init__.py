@@ -1,6 +1,7 @@
 """keras-flop: structured pruning of BERT-family encoders for Keras 3 (FLOP).
 
-Public API: `BertConfig`, `BertTokenizer`, `BertPreprocessor`, `build_bert_classifier`,
+Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
+`BertPreprocessor`,
 `load_tf1_checkpoint`, `factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
 `kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, and the modules
 `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
@@ -13,7 +14,7 @@ from keras_flop.config import BertConfig
 from keras_flop.export import export_saved_model
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
-from keras_flop.models import build_bert_classifier
+from keras_flop.models import BertClassifier, build_bert_classifier
 from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
@@ -23,7 +24,8 @@ from keras_flop.tokenizer import BertTokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel", "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
+    "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel",
+    "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
     "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
     "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
 ]

@@ -119,8 +119,10 @@ def compact(model, threshold=0.0):
         threshold: gate values at or below it are pruned (the original FLOP used 0.5).
 
     Returns:
-        A functional `keras.Model` without gates whose outputs equal `model`'s inference
-        outputs. It saves and loads with `.keras` and exports like the dense model.
+        A `BertClassifier` without gates whose outputs equal `model`'s inference outputs. It
+        carries the original `BertConfig` and `num_labels`, and in `layer_shapes` each layer's
+        kept head count and FFN width (0 for a removed block); it saves and loads with
+        `.keras` (each dense layer's kind and rank with it) and exports like the dense model.
 
     Example:
     >>> compact_model = keras_flop.compact(pruning_model)   # doctest: +SKIP
@@ -138,7 +140,8 @@ def compact(model, threshold=0.0):
         return layers[name]
 
     compact_model = build_bert_classifier(config, num_labels, dense_factory=reuse,
-                                          layer_shapes=shapes, name=f"{network.name}_compact")
+                                          layer_shapes=shapes, name=f"{network.name}_compact",
+                                          dtype=network.dtype_policy)
     for layer in compact_model.layers:
         if layer.name in layers or not layer.weights:
             continue

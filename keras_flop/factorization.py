@@ -1,27 +1,16 @@
 """Replace the encoder's dense layers by SVD-initialized `FactorizedDense` layers."""
 
-import re
-
 import keras
 import numpy as np
 
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.models.bert import (ENCODER_DENSE_SUFFIXES, bert_structure_of,
-                                    build_bert_classifier)
+from keras_flop.models.bert import bert_network, bert_structure_of, build_bert_classifier
 from keras_flop.structure import parse_structure, structural_masks
-
-_ENCODER_DENSE = re.compile(r"^layer_\d+_(%s)$" % "|".join(ENCODER_DENSE_SUFFIXES))
-
-
-def is_encoder_dense(layer):
-    """Whether `layer` is one of the six prunable dense layers of an encoder layer."""
-    return bool(_ENCODER_DENSE.match(layer.name)) and isinstance(
-        layer, (keras.layers.Dense, FactorizedDense))
 
 
 def encoder_dense_layers(model):
     """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
-    return [layer for layer in model.layers if is_encoder_dense(layer)]
+    return bert_network(model).encoder_dense_layers()
 
 
 def copy_into(source, target, skip=()):
@@ -34,11 +23,11 @@ def copy_into(source, target, skip=()):
 
 def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="min",
                     gated=True, gate_config=None, structure="rank"):
-    """The functional model with every encoder dense layer as a gated `FactorizedDense`, and
-    the structural gates `structure` asks for.
+    """The model with every encoder dense layer as a gated `FactorizedDense`, and the
+    structural gates `structure` asks for.
 
     Args:
-        model: a dense model from `build_bert_classifier` or `load_tf1_checkpoint`.
+        model: a dense `BertClassifier` (`build_bert_classifier`, `load_tf1_checkpoint`).
         structure: which units are gated: `"rank"` (FLOP: the SVD ranks of every dense layer),
             `"heads+ffn"` (attention heads and FFN intermediate units; the dense layers stay
             dense), `"heads+ffn+layers"` (also whole attention and FFN blocks), or `"all"`
@@ -52,9 +41,9 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
         gate_config: keyword arguments of each `HardConcreteMask`.
 
     Returns:
-        A new functional model (no variables shared with `model`). With all gates open (the
-        default `log_alpha = 5`, under either `eval_mask`) its inference outputs equal
-        `model`'s.
+        A new `BertClassifier` with `model`'s architecture and the structural gates (no
+        variables shared with `model`). With all gates open (the default `log_alpha = 5`,
+        under either `eval_mask`) its inference outputs equal `model`'s.
     """
     factorized, structural = parse_structure(structure)
     if isinstance(rank, float):
@@ -68,7 +57,7 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     layers = encoder_dense_layers(model)
     if not layers:
         raise ValueError(f"Model {model.name!r} has no encoder dense layers to factorize "
-                         "(expected layers named like 'layer_0_attention_query').")
+                         "(every attention and FFN block was removed).")
     if any(isinstance(layer, FactorizedDense) for layer in layers):
         raise ValueError(f"Model {model.name!r} is already factorized.")
 
@@ -90,7 +79,7 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     config, num_labels, shapes = bert_structure_of(model)
     network = build_bert_classifier(config, num_labels, dense_factory=replace, name=model.name,
                                     gates=structural, gate_config=gate_config,
-                                    layer_shapes=shapes)
+                                    layer_shapes=shapes, dtype=model.dtype_policy)
     copy_into(model, network, skip={layer.name for layer in encoder_dense_layers(network)} |
               {mask.name for mask in structural_masks(network)})
     return network

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.layers.hard_concrete_mask import HardConcreteMask
-from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES, MASK_SUFFIXES
+from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES, MASK_SUFFIXES, bert_structure_of
 
 # The gated axis of each dense layer: its output units or its input units.
 ATTENTION_DENSE = ENCODER_DENSE_SUFFIXES[:4]
@@ -69,11 +69,12 @@ def dense_dims(layer):
 
 
 def encoder_layer_parts(network):
-    """One `EncoderLayerParts` per encoder layer of `network`, in order."""
-    by_name = {layer.name: layer for layer in network.layers}
+    """One `EncoderLayerParts` per encoder layer of `network` (a `BertClassifier` or a pruning
+    model of one), in order; the layer count and head size are those the model carries."""
+    config, _, _ = bert_structure_of(network)
+    by_name = {layer.name: layer for layer in getattr(network, "network", network).layers}
     parts = []
-    index = 0
-    while f"layer_{index}_output_layer_norm" in by_name:
+    for index in range(config.num_hidden_layers):
         prefix = f"layer_{index}_"
         dense = {suffix: by_name[prefix + suffix] for suffix in ENCODER_DENSE_SUFFIXES
                  if isinstance(by_name.get(prefix + suffix),
@@ -81,10 +82,7 @@ def encoder_layer_parts(network):
         masks = {kind: by_name.get(prefix + suffix) for kind, suffix in MASK_SUFFIXES.items()}
         masks = {kind: mask if isinstance(mask, HardConcreteMask) else None
                  for kind, mask in masks.items()}
-        attention = by_name.get(prefix + "attention")
-        parts.append(EncoderLayerParts(index, dense, masks,
-                                       getattr(attention, "head_size", 1)))
-        index += 1
+        parts.append(EncoderLayerParts(index, dense, masks, config.head_size))
     return parts
 
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.models import encoder_dense_names
 
@@ -111,3 +112,95 @@ def test_bad_arguments():
         build_bert_classifier(BertConfig(**TINY), num_labels=0)
     with pytest.raises(ValueError, match="`config` must be a BertConfig"):
         build_bert_classifier(TINY)
+
+
+def _mixed_dense_factory(config):
+    """Encoder dense layers of three kinds: gated and un-gated `FactorizedDense` of different
+    ranks in layer 0, `Dense` elsewhere."""
+    from keras_flop.layers import FactorizedDense
+
+    def make(name, units, activation):
+        if name == "layer_0_attention_query":
+            return FactorizedDense(units, rank=3, activation=activation, name=name)
+        if name == "layer_0_intermediate":
+            return FactorizedDense(units, rank=5, gated=False, activation=activation, name=name)
+        return keras.layers.Dense(units, activation=activation, name=name)
+    return make
+
+
+def test_model_carries_its_architecture_through_keras_files(tmp_path):
+    from keras_flop.models import bert_structure_of
+
+    config = BertConfig(**TINY, hidden_act="relu", initializer_range=0.07,
+                        attention_probs_dropout_prob=0.25)
+    shapes = [(2, 16), (0, 8)]
+    model = build_bert_classifier(config, num_labels=3, layer_shapes=shapes, gates=("heads",),
+                                  gate_config={"eval_mask": "topk"},
+                                  dense_factory=_mixed_dense_factory(config), name="carried")
+    assert isinstance(model, keras_flop.BertClassifier)
+    assert (model.bert_config, model.num_labels, model.layer_shapes) == (config, 3,
+                                                                         tuple(shapes))
+    assert model.gates == ("heads",) and model.gate_config == {"eval_mask": "topk"}
+    rebuilt = keras_flop.BertClassifier.from_config(model.get_config())
+    path = tmp_path / "carried.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    batch = _batch()
+    np.testing.assert_array_equal(np.asarray(model(batch)), np.asarray(restored(batch)))
+    for other in (rebuilt, restored):
+        assert type(other) is keras_flop.BertClassifier and other.name == "carried"
+        assert bert_structure_of(other) == (config, 3, shapes)
+        assert other.gates == ("heads",) and other.gate_config == {"eval_mask": "topk"}
+        assert [(layer.name, type(layer), getattr(layer, "rank", None),
+                 getattr(layer, "gated", None)) for layer in other.layers] == \
+            [(layer.name, type(layer), getattr(layer, "rank", None),
+              getattr(layer, "gated", None)) for layer in model.layers]
+    assert restored.get_layer("layer_0_intermediate").activation is keras.activations.relu
+    assert restored.get_layer("layer_0_head_mask").eval_mask == "topk"
+
+
+def test_dtype_policy_survives_keras_files(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_bert_classifier(BertConfig(**TINY))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "mixed.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)  # under float32: the model keeps its policy
+    assert restored.dtype_policy.name == "mixed_float16"
+    assert restored.get_layer("layer_0_intermediate").compute_dtype == "float16"
+    assert restored.get_layer("layer_1_attention").compute_dtype == "float16"
+    assert restored.get_layer("classifier").compute_dtype == "float32"
+
+
+def test_structure_is_only_read_from_keras_flop_models():
+    from keras_flop.models import bert_structure_of
+
+    model = build_bert_classifier(BertConfig(**TINY))
+    plain = keras.Model(model.inputs, model.outputs, name="plain")  # same layers, no structure
+    with pytest.raises(ValueError, match="'plain' .* is not a keras-flop BERT model"):
+        bert_structure_of(plain)
+    with pytest.raises(ValueError, match="is not a keras-flop BERT model"):
+        keras_flop.factorize(plain)
+
+
+def test_bad_structure_arguments_say_what_to_pass():
+    config = BertConfig(**TINY)
+    with pytest.raises(ValueError, match=r"`layer_shapes\[1\]` = \(5, 64\) is out of range"):
+        keras_flop.BertClassifier(config, layer_shapes=[(4, 64), (5, 64)])
+    with pytest.raises(ValueError, match="`layer_shapes` needs one"):
+        keras_flop.BertClassifier(config, layer_shapes=[(4, 64)])
+    with pytest.raises(ValueError, match="`gates` must be drawn from"):
+        keras_flop.BertClassifier(config, gates=("rank",))
+    with pytest.raises(ValueError, match="'layer_1_intermediate', which is not an encoder"):
+        keras_flop.BertClassifier(config, layer_shapes=[(4, 64), (4, 0)], dense_layers={
+            "layer_1_intermediate": keras.layers.Dense(64, name="layer_1_intermediate")})
+    with pytest.raises(ValueError, match="has 64 units; the structure needs 16"):
+        keras_flop.BertClassifier(config, layer_shapes=[(2, 64), (4, 64)], dense_layers={
+            "layer_0_attention_query": keras.layers.Dense(64, name="layer_0_attention_query")})
+    with pytest.raises(ValueError, match="is named 'query': name it 'layer_0_attention_query'"):
+        keras_flop.BertClassifier(config, dense_layers={
+            "layer_0_attention_query": keras.layers.Dense(32, name="query")})
+    with pytest.raises(ValueError, match="`bert_config` must be a BertConfig"):
+        keras_flop.BertClassifier("bert_config.json")

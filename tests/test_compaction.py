@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
@@ -106,3 +107,115 @@ def test_parameter_report_files(tmp_path):
                 "actual_compact_rate"):
         assert f"{key} = " in text
     assert (tmp_path / "info.json").exists()
+
+
+# -- compact models keep their architecture: head size, activation, initializer, dropout --------
+
+def _structured(config, structure, gates, num_labels=2, seed=0):
+    """A pruning model of `config` with its structural masks set by name: `gates` maps a mask
+    name to its `log_alpha` values (±10 prunes or keeps a unit; in between scales it)."""
+    keras.utils.set_random_seed(seed)
+    pruning_model = keras_flop.factorize(build_bert_classifier(config, num_labels),
+                                         structure=structure)
+    for name, values in gates.items():
+        pruning_model.network.get_layer(name).log_alpha.assign(np.asarray(values, "float32"))
+    return pruning_model
+
+
+def _text_inputs(n=4, seq=8, seed=0):
+    """Token ids inside the tiny vocabulary of `conftest.WORDS`, so the export can be fed."""
+    from conftest import WORDS
+    rng = np.random.default_rng(seed)
+    mask = np.arange(seq)[None, :] < rng.integers(3, seq + 1, n)[:, None]
+    return {"token_ids": (rng.integers(1, len(WORDS), (n, seq)) * mask).astype("int32"),
+            "segment_ids": (np.arange(seq)[None, :] >= 4).astype("int32") * mask,
+            "padding_mask": mask}
+
+
+def _check_compact(pruning_model, config, num_labels, shapes, tmp_path, vocab_file):
+    """Compacts `pruning_model` and checks that the compact model carries `config`,
+    `num_labels` and the per-layer `(heads, ffn units)` `shapes`, before and after a `.keras`
+    round trip, and that it, its reload and its SavedModel export all compute the gated
+    model's inference outputs."""
+    from keras_flop.models import bert_structure_of
+
+    compact_model = keras_flop.compact(pruning_model)
+    x = _text_inputs()
+    expected = np.asarray(pruning_model(x, training=False))
+    assert bert_structure_of(compact_model) == (config, num_labels, shapes)
+    np.testing.assert_allclose(np.asarray(compact_model(x)), expected, atol=1e-5)
+    for index, (heads, units) in enumerate(shapes):
+        names = {layer.name for layer in compact_model.layers}
+        assert (f"layer_{index}_attention" in names) == (heads > 0)
+        assert (f"layer_{index}_attention_pruned" in names) == (heads == 0)
+        assert (f"layer_{index}_intermediate" in names) == (units > 0)
+        assert (f"layer_{index}_output_pruned" in names) == (units == 0)
+        if heads:
+            attention = compact_model.get_layer(f"layer_{index}_attention")
+            assert (attention.num_heads, attention.head_size) == (heads, config.head_size)
+            assert attention.dropout == config.attention_probs_dropout_prob
+    path = tmp_path / "compact.keras"
+    compact_model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert bert_structure_of(loaded) == (config, num_labels, shapes)
+    np.testing.assert_allclose(np.asarray(loaded(x)), expected, atol=1e-5)
+    export = keras_flop.export_saved_model(loaded, tmp_path / "export", vocab_file, 8)
+    served = tf.saved_model.load(export).signatures["serving_default"](
+        **{name: tf.constant(value) for name, value in x.items()})
+    np.testing.assert_allclose(served["logits"].numpy(), expected, atol=1e-5)
+    return compact_model
+
+
+@pytest.mark.parametrize("hidden, heads, act", [(48, 4, "gelu_exact"), (384, 12, "relu")],
+                         ids=["4_heads_of_12", "12_heads_of_32"])
+def test_compact_keeps_the_head_size_where_attention_is_left(hidden, heads, act, tmp_path,
+                                                             vocab_file):
+    from conftest import WORDS
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=heads, intermediate_size=32, hidden_act=act,
+                        initializer_range=0.05, attention_probs_dropout_prob=0.2,
+                        hidden_dropout_prob=0.15, max_position_embeddings=16)
+    # Layer 0 loses its attention block through the block gate, layer 1 every head through
+    # the head gates; the other layer keeps some heads, one of them scaled.
+    kept = np.full(heads, 10.0)
+    kept[[0, 2]] = -10.0
+    kept[1] = 0.5
+    blocks = {"layer_0_attention_mask": [-10.0], "layer_1_head_mask": kept} if hidden == 48 \
+        else {"layer_0_head_mask": kept, "layer_1_head_mask": np.full(heads, -10.0)}
+    pruning_model = _structured(config, "heads+ffn+layers", blocks)
+    shapes = [(0, 32), (heads - 2, 32)] if hidden == 48 else [(heads - 2, 32), (0, 32)]
+    _check_compact(pruning_model, config, 2, shapes, tmp_path, vocab_file)
+
+
+def test_compact_removes_an_ffn_block_whose_units_are_all_pruned(tmp_path, vocab_file):
+    from conftest import WORDS
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, hidden_act="gelu_exact",
+                        initializer_range=0.04, max_position_embeddings=16)
+    half = np.where(np.arange(64) % 2, 10.0, -10.0)
+    half[0] = 1.0
+    pruning_model = _structured(config, "heads+ffn", {
+        "layer_0_intermediate_mask": np.full(64, -10.0), "layer_1_intermediate_mask": half})
+    compact_model = _check_compact(pruning_model, config, 2, [(4, 0), (4, 33)], tmp_path,
+                                   vocab_file)
+    # The pruned block still adds its output bias.
+    np.testing.assert_array_equal(
+        np.asarray(compact_model.get_layer("layer_0_output_pruned").bias),
+        np.asarray(pruning_model.network.get_layer("layer_0_output").bias))
+
+
+def test_compact_of_a_fully_pruned_encoder_keeps_embeddings_layer_norms_and_biases(
+        tmp_path, vocab_file):
+    from conftest import WORDS
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=32, hidden_act="relu",
+                        initializer_range=0.03, attention_probs_dropout_prob=0.3,
+                        max_position_embeddings=16)
+    closed = {f"layer_{i}_{block}_mask": [-10.0] for i in range(2) for block in ("attention",
+                                                                                  "ffn")}
+    pruning_model = _structured(config, "heads+ffn+layers", closed, num_labels=3)
+    compact_model = _check_compact(pruning_model, config, 3, [(0, 0), (0, 0)], tmp_path,
+                                   vocab_file)
+    encoder_kinds = {type(layer).__name__ for layer in compact_model.layers
+                     if layer.name.startswith("layer_")}
+    assert encoder_kinds == {"PrunedSublayer", "Dropout", "Add", "LayerNormalization"}

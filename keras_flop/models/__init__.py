@@ -1,8 +1,10 @@
 """Model builders of keras-flop."""
 
 from keras_flop.models.bert import (ENCODER_DENSE_SUFFIXES, INPUT_NAMES, STRUCTURAL_GATES,
-                                    bert_inputs, bert_structure_of,
-                                    build_bert_classifier, encoder_dense_names)
+                                    BertClassifier, bert_inputs, bert_network,
+                                    bert_structure_of, build_bert_classifier,
+                                    encoder_dense_names, encoder_dense_specs)
 
-__all__ = ["ENCODER_DENSE_SUFFIXES", "INPUT_NAMES", "STRUCTURAL_GATES", "bert_inputs",
-           "bert_structure_of", "build_bert_classifier", "encoder_dense_names"]
+__all__ = ["ENCODER_DENSE_SUFFIXES", "INPUT_NAMES", "STRUCTURAL_GATES", "BertClassifier",
+           "bert_inputs", "bert_network", "bert_structure_of", "build_bert_classifier",
+           "encoder_dense_names", "encoder_dense_specs"]

@@ -1,11 +1,29 @@
-"""The BERT encoder with a classification or regression head, as a functional Keras model.
+"""`BertClassifier`: the BERT encoder with a classification or regression head.
 
-Every encoder dense layer is made by one `dense_factory(name, units, activation)`: the dense
-model, the factorized pruning model and the compact model are the same graph built with
-different factories. The same builder inserts the structural gates of a pruning model
-(`gates`) and builds compact models whose layers keep different numbers of heads and FFN units
-(`layer_shapes`).
+The model carries its architecture, as keras-hub's `BertBackbone` does: `BertClassifier` is a
+functional `keras.Model` subclass whose constructor builds the layer graph from the
+`BertConfig`, `num_labels`, the per-layer `(num_heads, intermediate_size)` `layer_shapes` (0
+for a removed block), the structural `gates` and their `gate_config`; `get_config` returns
+those constructor arguments, so they survive a `.keras` save and load, and
+`bert_structure_of` reads them back. Nothing reads the architecture off layer names or kernel
+shapes.
+
+What those numbers do not fix is the kind of each encoder dense layer: a `Dense` in a dense
+model, a gated `FactorizedDense` in a pruning model, a `Dense` or an un-gated
+`FactorizedDense` of any rank in a compact model. The constructor takes them as
+`dense_layers` (name -> layer; a missing name gets a `Dense`), `get_config` serializes each of
+them with its build config, and `from_config` rebuilds them before the graph. The graph and
+its layer names are then those of the saved model, so the `.keras` weights load by layer path
+as for any functional model. (Keras' own functional config is not used: it revives a plain
+`Functional`, never a subclass with its own constructor, and would drop the architecture.)
+
+`build_bert_classifier` is the public builder: it makes every encoder dense layer with one
+`dense_factory(name, units, activation)`, so the dense model, the factorized pruning model and
+the compact model are the same graph built with different factories.
 """
+
+import dataclasses
+import numbers
 
 import keras
 import keras_hub
@@ -19,6 +37,7 @@ from keras_flop.layers.pruned_sublayer import PrunedSublayer
 # The six dense layers of every encoder layer, in the order of the forward pass.
 ENCODER_DENSE_SUFFIXES = ("attention_query", "attention_key", "attention_value",
                           "attention_output", "intermediate", "output")
+_ATTENTION_SUFFIXES = ENCODER_DENSE_SUFFIXES[:4]
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -35,15 +54,24 @@ def encoder_dense_names(num_layers):
     return [f"layer_{i}_{suffix}" for i in range(num_layers) for suffix in ENCODER_DENSE_SUFFIXES]
 
 
-def _initializer(config):
-    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
-
-
-def _dense_factory(config):
-    def make(name, units, activation):
-        return keras.layers.Dense(units, activation=activation, name=name,
-                                  kernel_initializer=_initializer(config))
-    return make
+def encoder_dense_specs(config, layer_shapes):
+    """`(name, units, activation)` of every encoder dense layer of a structure, in graph
+    order; a removed block (0 heads or 0 units) has none."""
+    hidden = config.hidden_size
+    specs = []
+    for index, (num_heads, intermediate_size) in enumerate(layer_shapes):
+        units = {"attention_query": num_heads * config.head_size,
+                 "attention_key": num_heads * config.head_size,
+                 "attention_value": num_heads * config.head_size,
+                 "attention_output": hidden, "intermediate": intermediate_size,
+                 "output": hidden}
+        for suffix in ENCODER_DENSE_SUFFIXES:
+            kept = num_heads if suffix in _ATTENTION_SUFFIXES else intermediate_size
+            if kept:
+                activation = get_activation(config.hidden_act) if suffix == "intermediate" \
+                    else None
+                specs.append((f"layer_{index}_{suffix}", units[suffix], activation))
+    return specs
 
 
 def bert_inputs():
@@ -55,84 +83,281 @@ def bert_inputs():
     }
 
 
-def _embeddings(config, inputs):
-    init = _initializer(config)
-    words = keras.layers.Embedding(config.vocab_size, config.hidden_size,
-                                   embeddings_initializer=init,
-                                   name="word_embeddings")(inputs["token_ids"])
-    positions = keras_hub.layers.PositionEmbedding(config.max_position_embeddings,
-                                                   initializer=init,
-                                                   name="position_embeddings")(words)
-    types = keras.layers.Embedding(config.type_vocab_size, config.hidden_size,
-                                   embeddings_initializer=init,
-                                   name="token_type_embeddings")(inputs["segment_ids"])
-    x = keras.layers.Add(name="embeddings_add")([words, positions, types])
-    x = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm")(x)
-    return keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout")(x)
+def _initializer(config):
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
-def _encoder_layer(config, index, x, padding_mask, make_dense, make_mask, gates, shape):
-    prefix = f"layer_{index}_"
-    hidden = config.hidden_size
-    num_heads, intermediate_size = shape
-    if num_heads:
-        width = num_heads * config.head_size
-        q = make_dense(prefix + "attention_query", width, None)(x)
-        k = make_dense(prefix + "attention_key", width, None)(x)
-        v = make_dense(prefix + "attention_value", width, None)(x)
-        context = ScaledDotProductAttention(
-            num_heads, config.head_size, config.attention_probs_dropout_prob,
-            name=prefix + "attention")(q, k, v, padding_mask)
-        if "heads" in gates:
-            context = make_mask(prefix + MASK_SUFFIXES["head"], num_heads,
-                                config.head_size)(context)
-        attention = make_dense(prefix + "attention_output", hidden, None)(context)
-        if "layers" in gates:
-            attention = make_mask(prefix + MASK_SUFFIXES["attention"], 1, hidden)(attention)
-    else:
-        attention = PrunedSublayer(hidden, name=prefix + "attention_pruned")(x)
-    attention = keras.layers.Dropout(config.hidden_dropout_prob,
-                                     name=prefix + "attention_dropout")(attention)
-    x = keras.layers.Add(name=prefix + "attention_residual")([x, attention])
-    x = keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "attention_layer_norm")(x)
-    if intermediate_size:
-        ffn = make_dense(prefix + "intermediate", intermediate_size,
-                         get_activation(config.hidden_act))(x)
-        if "ffn" in gates:
-            ffn = make_mask(prefix + MASK_SUFFIXES["intermediate"], intermediate_size, 1)(ffn)
-        ffn = make_dense(prefix + "output", hidden, None)(ffn)
-        if "layers" in gates:
-            ffn = make_mask(prefix + MASK_SUFFIXES["ffn"], 1, hidden)(ffn)
-    else:
-        ffn = PrunedSublayer(hidden, name=prefix + "output_pruned")(x)
-    ffn = keras.layers.Dropout(config.hidden_dropout_prob, name=prefix + "output_dropout")(ffn)
-    x = keras.layers.Add(name=prefix + "output_residual")([x, ffn])
-    return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "output_layer_norm")(x)
-
-
-def _check_structure(config, gates, layer_shapes):
+def _check_gates(gates):
+    """The structural gates as a tuple in `STRUCTURAL_GATES` order; an error naming the
+    choices."""
+    if isinstance(gates, str):
+        gates = (gates,)
     unknown = sorted(set(gates) - set(STRUCTURAL_GATES))
     if unknown:
         raise ValueError(f"`gates` must be drawn from {STRUCTURAL_GATES}; got {unknown}.")
+    return tuple(gate for gate in STRUCTURAL_GATES if gate in gates)
+
+
+def _check_structure(config, layer_shapes):
+    """The per-layer `(num_heads, intermediate_size)` tuples; errors say what is allowed."""
     if layer_shapes is None:
-        return [(config.num_attention_heads, config.intermediate_size)] * \
+        return ((config.num_attention_heads, config.intermediate_size),) * \
             config.num_hidden_layers
     layer_shapes = [tuple(shape) for shape in layer_shapes]
     if len(layer_shapes) != config.num_hidden_layers:
         raise ValueError(f"`layer_shapes` needs one (num_heads, intermediate_size) pair per "
                          f"layer ({config.num_hidden_layers}); got {len(layer_shapes)}.")
-    for index, (heads, units) in enumerate(layer_shapes):
+    checked = []
+    for index, shape in enumerate(layer_shapes):
+        if len(shape) != 2 or not all(isinstance(n, numbers.Integral) and
+                                      not isinstance(n, bool) for n in shape):
+            raise ValueError(f"`layer_shapes[{index}]` must be a pair of integers "
+                             f"(num_heads, intermediate_size); got {shape!r}.")
+        heads, units = int(shape[0]), int(shape[1])
         if not (0 <= heads <= config.num_attention_heads and
                 0 <= units <= config.intermediate_size):
             raise ValueError(
                 f"`layer_shapes[{index}]` = ({heads}, {units}) is out of range: heads in "
                 f"[0, {config.num_attention_heads}], units in [0, {config.intermediate_size}].")
-    return layer_shapes
+        checked.append((heads, units))
+    return tuple(checked)
+
+
+@keras.saving.register_keras_serializable(package="keras_flop")
+class BertClassifier(keras.Model):
+    """A BERT encoder with a pooled-[CLS] head that knows its own architecture.
+
+    Classification, or regression for `num_labels=1`. The model exposes what it was built
+    from (`bert_config`, `num_labels`, `layer_shapes`, `gates`, `gate_config`) and keeps it
+    through `get_config`/`from_config` and `.keras` files. Build one with
+    `build_bert_classifier` (or `load_tf1_checkpoint`, `factorize`, `compact`).
+
+    Args:
+        bert_config: a `BertConfig` (or its dict). A compact model keeps its original config;
+            its smaller layers are in `layer_shapes`.
+        num_labels: number of classes; `1` makes a regressor (STS-B).
+        layer_shapes: per encoder layer `(num_heads, intermediate_size)`; default the config's
+            for every layer. 0 heads (0 units) replaces the attention (FFN) block by a
+            `PrunedSublayer` that adds the block's output bias.
+        gates: structural gates to insert, drawn from `STRUCTURAL_GATES` (`"heads"`, `"ffn"`,
+            `"layers"`); each is a `HardConcreteMask` named `layer_{i}_{head_mask|
+            intermediate_mask|attention_mask|ffn_mask}`, all open at the default init.
+        gate_config: keyword arguments of those masks (e.g. `eval_mask`).
+        dense_layers: `{name: layer}` for encoder dense layers (`layer_{i}_{suffix}`, suffix in
+            `ENCODER_DENSE_SUFFIXES`) that are not a plain `Dense`, e.g. `FactorizedDense`; each
+            must have the `units` the structure gives it. The others get a `Dense`.
+        dtype: dtype policy of the model's layers (default the global policy); the logits are
+            float32 in any case.
+        name, trainable: as for any Keras model.
+
+    Call it on `{"token_ids", "segment_ids", "padding_mask"}` (`[batch, seq]`); it returns
+    float32 logits `[batch, num_labels]`.
+
+    Example:
+    >>> import numpy as np
+    >>> config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+    ...                     num_attention_heads=2, intermediate_size=32, hidden_act="relu")
+    >>> model = BertClassifier(config, num_labels=3, layer_shapes=[(2, 32), (1, 0)])
+    >>> model.layer_shapes, model.bert_config.hidden_act
+    (((2, 32), (1, 0)), 'relu')
+    >>> BertClassifier.from_config(model.get_config()).layer_shapes
+    ((2, 32), (1, 0))
+    >>> batch = {"token_ids": np.ones((2, 8), "int32"), "segment_ids": np.zeros((2, 8), "int32"),
+    ...          "padding_mask": np.ones((2, 8), bool)}
+    >>> tuple(model(batch).shape)
+    (2, 3)
+    """
+
+    def __init__(self, bert_config, num_labels=2, layer_shapes=None, gates=(),
+                 gate_config=None, dense_layers=None, dtype=None, name="bert_classifier",
+                 **kwargs):
+        if isinstance(bert_config, dict):
+            bert_config = BertConfig.from_dict(bert_config)
+        if not isinstance(bert_config, BertConfig):
+            raise ValueError("`bert_config` must be a BertConfig (e.g. "
+                             "BertConfig.from_json_file('bert_config.json')); got "
+                             f"{type(bert_config).__name__}.")
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"`num_labels` must be a positive integer; got {num_labels!r}.")
+        gates = _check_gates(gates)
+        shapes = _check_structure(bert_config, layer_shapes)
+        if gate_config is not None and not isinstance(gate_config, dict):
+            raise ValueError("`gate_config` must be a dict of HardConcreteMask arguments or "
+                             f"None; got {type(gate_config).__name__}.")
+        specs = {spec_name: (units, activation) for spec_name, units, activation
+                 in encoder_dense_specs(bert_config, shapes)}
+        dense_layers = dict(dense_layers or {})
+        for layer_name, layer in dense_layers.items():
+            if layer_name not in specs:
+                raise ValueError(
+                    f"`dense_layers` has {layer_name!r}, which is not an encoder dense layer "
+                    f"of this structure; the names are {sorted(specs)}.")
+            if not isinstance(layer, keras.layers.Layer):
+                raise ValueError(f"`dense_layers[{layer_name!r}]` must be a Keras layer; got "
+                                 f"{type(layer).__name__}.")
+            if layer.name != layer_name:
+                raise ValueError(f"`dense_layers[{layer_name!r}]` is named {layer.name!r}: "
+                                 f"name it {layer_name!r}.")
+            if getattr(layer, "units", None) != specs[layer_name][0]:
+                raise ValueError(
+                    f"`dense_layers[{layer_name!r}]` has {getattr(layer, 'units', None)} units; "
+                    f"the structure needs {specs[layer_name][0]}.")
+        policy = keras.dtype_policies.get(dtype)
+
+        def make_dense(layer_name):
+            if layer_name in dense_layers:
+                return dense_layers[layer_name]
+            units, activation = specs[layer_name]
+            return keras.layers.Dense(units, activation=activation, name=layer_name,
+                                      kernel_initializer=_initializer(bert_config),
+                                      dtype=policy)
+
+        def make_mask(mask_name, size, unit_size):
+            return HardConcreteMask(size, unit_size=unit_size, name=mask_name,
+                                    **(gate_config or {}))
+
+        inputs = bert_inputs()
+        x = _embeddings(bert_config, inputs, policy)
+        for index in range(bert_config.num_hidden_layers):
+            x = _encoder_layer(bert_config, index, x, inputs["padding_mask"], make_dense,
+                               make_mask, gates, shapes[index], policy)
+        pooled = keras.layers.Dense(bert_config.hidden_size, activation="tanh", name="pooler",
+                                    kernel_initializer=_initializer(bert_config),
+                                    dtype=policy)(x[:, 0, :])
+        pooled = keras.layers.Dropout(bert_config.hidden_dropout_prob,
+                                      name="classifier_dropout", dtype=policy)(pooled)
+        logits = keras.layers.Dense(num_labels, name="classifier", dtype="float32",
+                                    kernel_initializer=_initializer(bert_config))(pooled)
+        super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        # The functional constructor ignores `dtype`: set the model's own policy, which
+        # `get_config` saves.
+        self.dtype_policy = policy
+        # Plain values, kept out of Keras' and TensorFlow's attribute tracking (which would
+        # wrap the tuples and dict).
+        self.__dict__["_architecture"] = (dataclasses.replace(bert_config), num_labels,
+                                          shapes, gates, dict(gate_config or {}))
+        self.__dict__["_dense_names"] = tuple(specs)
+
+    @property
+    def bert_config(self):
+        """The `BertConfig` the model was built from (a copy)."""
+        return dataclasses.replace(self._architecture[0])
+
+    @property
+    def num_labels(self):
+        """Number of outputs: classes, or 1 for a regressor."""
+        return self._architecture[1]
+
+    @property
+    def layer_shapes(self):
+        """Per encoder layer `(num_heads, intermediate_size)`; 0 for a removed block."""
+        return self._architecture[2]
+
+    @property
+    def gates(self):
+        """The structural gates the model carries (a tuple drawn from `STRUCTURAL_GATES`)."""
+        return self._architecture[3]
+
+    @property
+    def gate_config(self):
+        """Keyword arguments of the structural `HardConcreteMask`s (a copy)."""
+        return dict(self._architecture[4])
+
+    def encoder_dense_layers(self):
+        """The encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
+        return [self.get_layer(name) for name in self._dense_names]
+
+    def get_config(self):
+        # Not the functional config (a nested layer graph): the constructor's arguments.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "bert_config": self._architecture[0].to_dict(),
+            "num_labels": self.num_labels,
+            "layer_shapes": [list(shape) for shape in self.layer_shapes],
+            "gates": list(self.gates),
+            "gate_config": self.gate_config,
+            "dense_layers": {layer.name: keras.saving.serialize_keras_object(layer)
+                             for layer in self.encoder_dense_layers()},
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["bert_config"] = BertConfig.from_dict(config["bert_config"])
+        config["dense_layers"] = {
+            name: keras.saving.deserialize_keras_object(layer, custom_objects=custom_objects)
+            for name, layer in (config.get("dense_layers") or {}).items()}
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+
+def _embeddings(config, inputs, policy):
+    init = _initializer(config)
+    words = keras.layers.Embedding(config.vocab_size, config.hidden_size,
+                                   embeddings_initializer=init, name="word_embeddings",
+                                   dtype=policy)(inputs["token_ids"])
+    positions = keras_hub.layers.PositionEmbedding(config.max_position_embeddings,
+                                                   initializer=init,
+                                                   name="position_embeddings",
+                                                   dtype=policy)(words)
+    types = keras.layers.Embedding(config.type_vocab_size, config.hidden_size,
+                                   embeddings_initializer=init, name="token_type_embeddings",
+                                   dtype=policy)(inputs["segment_ids"])
+    x = keras.layers.Add(name="embeddings_add", dtype=policy)([words, positions, types])
+    x = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm",
+                                        dtype=policy)(x)
+    return keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout",
+                                dtype=policy)(x)
+
+
+def _encoder_layer(config, index, x, padding_mask, make_dense, make_mask, gates, shape,
+                   policy):
+    prefix = f"layer_{index}_"
+    hidden = config.hidden_size
+    num_heads, intermediate_size = shape
+    if num_heads:
+        q = make_dense(prefix + "attention_query")(x)
+        k = make_dense(prefix + "attention_key")(x)
+        v = make_dense(prefix + "attention_value")(x)
+        context = ScaledDotProductAttention(
+            num_heads, config.head_size, config.attention_probs_dropout_prob,
+            name=prefix + "attention", dtype=policy)(q, k, v, padding_mask)
+        if "heads" in gates:
+            context = make_mask(prefix + MASK_SUFFIXES["head"], num_heads,
+                                config.head_size)(context)
+        attention = make_dense(prefix + "attention_output")(context)
+        if "layers" in gates:
+            attention = make_mask(prefix + MASK_SUFFIXES["attention"], 1, hidden)(attention)
+    else:
+        attention = PrunedSublayer(hidden, name=prefix + "attention_pruned", dtype=policy)(x)
+    attention = keras.layers.Dropout(config.hidden_dropout_prob,
+                                     name=prefix + "attention_dropout", dtype=policy)(attention)
+    x = keras.layers.Add(name=prefix + "attention_residual", dtype=policy)([x, attention])
+    x = keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "attention_layer_norm",
+                                        dtype=policy)(x)
+    if intermediate_size:
+        ffn = make_dense(prefix + "intermediate")(x)
+        if "ffn" in gates:
+            ffn = make_mask(prefix + MASK_SUFFIXES["intermediate"], intermediate_size, 1)(ffn)
+        ffn = make_dense(prefix + "output")(ffn)
+        if "layers" in gates:
+            ffn = make_mask(prefix + MASK_SUFFIXES["ffn"], 1, hidden)(ffn)
+    else:
+        ffn = PrunedSublayer(hidden, name=prefix + "output_pruned", dtype=policy)(x)
+    ffn = keras.layers.Dropout(config.hidden_dropout_prob, name=prefix + "output_dropout",
+                               dtype=policy)(ffn)
+    x = keras.layers.Add(name=prefix + "output_residual", dtype=policy)([x, ffn])
+    return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "output_layer_norm",
+                                           dtype=policy)(x)
 
 
 def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_classifier",
-                          gates=(), gate_config=None, layer_shapes=None):
-    """A BERT encoder with a pooled-[CLS] head: classification, or regression for `num_labels=1`.
+                          gates=(), gate_config=None, layer_shapes=None, dtype=None):
+    """A `BertClassifier`: BERT encoder with a pooled-[CLS] head, every encoder dense layer
+    made by `dense_factory`.
 
     Args:
         config: a `BertConfig`.
@@ -140,16 +365,10 @@ def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_c
         dense_factory: `fn(name, units, activation) -> layer` making each encoder dense layer
             (default: `keras.layers.Dense`). The factorizer and compaction pass their own.
         name: model name.
-        gates: structural gates to insert, drawn from `STRUCTURAL_GATES` (`"heads"`, `"ffn"`,
-            `"layers"`); each is a `HardConcreteMask` named `layer_{i}_{head_mask|
-            intermediate_mask|attention_mask|ffn_mask}`, all open at the default init.
-        gate_config: keyword arguments of those masks (e.g. `eval_mask`).
-        layer_shapes: per encoder layer `(num_heads, intermediate_size)`; default the config's
-            for every layer. 0 heads (0 units) replaces the attention (FFN) block by a
-            `PrunedSublayer`.
+        gates, gate_config, layer_shapes, dtype: as for `BertClassifier`.
 
     Returns:
-        A functional `keras.Model` taking `{"token_ids", "segment_ids", "padding_mask"}`
+        A `BertClassifier` taking `{"token_ids", "segment_ids", "padding_mask"}`
         (`[batch, seq]`) and returning float32 logits `[batch, num_labels]`, also under a
         mixed-precision policy.
 
@@ -160,68 +379,43 @@ def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_c
     >>> model = build_bert_classifier(config, num_labels=3)
     >>> batch = {"token_ids": np.ones((2, 8), "int32"), "segment_ids": np.zeros((2, 8), "int32"),
     ...          "padding_mask": np.ones((2, 8), bool)}
-    >>> model(batch).shape
+    >>> tuple(model(batch).shape)
     (2, 3)
+    >>> model.bert_config == config, model.num_labels, model.layer_shapes
+    (True, 3, ((2, 32),))
     """
     if not isinstance(config, BertConfig):
         raise ValueError(f"`config` must be a BertConfig; got {type(config).__name__}.")
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-        raise ValueError(f"`num_labels` must be a positive integer; got {num_labels!r}.")
-    shapes = _check_structure(config, gates, layer_shapes)
-    make_dense = dense_factory or _dense_factory(config)
+    dense_layers = None
+    if dense_factory is not None:
+        shapes = _check_structure(config, layer_shapes)
+        dense_layers = {layer_name: dense_factory(layer_name, units, activation)
+                        for layer_name, units, activation in encoder_dense_specs(config, shapes)}
+    return BertClassifier(config, num_labels, layer_shapes=layer_shapes, gates=gates,
+                          gate_config=gate_config, dense_layers=dense_layers, dtype=dtype,
+                          name=name)
 
-    def make_mask(mask_name, size, unit_size):
-        return HardConcreteMask(size, unit_size=unit_size, name=mask_name, **(gate_config or {}))
 
-    inputs = bert_inputs()
-    x = _embeddings(config, inputs)
-    for index in range(config.num_hidden_layers):
-        x = _encoder_layer(config, index, x, inputs["padding_mask"], make_dense, make_mask,
-                           tuple(gates), shapes[index])
-    pooled = keras.layers.Dense(config.hidden_size, activation="tanh", name="pooler",
-                                kernel_initializer=_initializer(config))(x[:, 0, :])
-    pooled = keras.layers.Dropout(config.hidden_dropout_prob, name="classifier_dropout")(pooled)
-    logits = keras.layers.Dense(num_labels, name="classifier", dtype="float32",
-                                kernel_initializer=_initializer(config))(pooled)
-    return keras.Model(inputs=inputs, outputs=logits, name=name)
+def bert_network(model):
+    """The `BertClassifier` of `model` (itself, or a pruning model's `network`); an error
+    saying how to get one for any other model."""
+    network = getattr(model, "network", model)
+    if not isinstance(network, BertClassifier):
+        raise ValueError(
+            f"Model {getattr(model, 'name', model)!r} ({type(network).__name__}) is not a "
+            "keras-flop BERT model: build it with keras_flop.build_bert_classifier, "
+            "load_tf1_checkpoint or load_hf_checkpoint. A `.keras` file saved as a plain "
+            "functional model does not carry the architecture: rebuild the model and load "
+            "its weights.")
+    return network
 
 
 def bert_structure_of(model):
-    """`(config, num_labels, layer_shapes)` of a model built by `build_bert_classifier`.
+    """`(config, num_labels, layer_shapes)` of a `BertClassifier` (or a pruning model of one).
 
-    Read from the layers themselves, so it also describes imported and compacted models; the
-    config's head and FFN sizes are the largest of any layer.
+    Read from what the model carries (`BertClassifier.bert_config`, `.num_labels`,
+    `.layer_shapes`), never from its layers: a compact model keeps its original config and
+    gives each layer's `(num_heads, intermediate_size)`, 0 for a removed block.
     """
-    def layer(name):
-        try:
-            return model.get_layer(name)
-        except ValueError:
-            return None
-
-    words = layer("word_embeddings")
-    if words is None or layer("classifier") is None:
-        raise ValueError(f"Model {model.name!r} is not a keras-flop BERT classifier (no "
-                         "'word_embeddings' or 'classifier' layer).")
-    hidden = words.output_dim
-    num_layers = 0
-    while layer(f"layer_{num_layers}_output_layer_norm") is not None:
-        num_layers += 1
-    head_size = next((lay.head_size for lay in model.layers
-                      if isinstance(lay, ScaledDotProductAttention)), 64)
-    shapes = []
-    for index in range(num_layers):
-        attention = layer(f"layer_{index}_attention")
-        intermediate = layer(f"layer_{index}_intermediate")
-        shapes.append((attention.num_heads if attention is not None else 0,
-                       intermediate.units if intermediate is not None else 0))
-    attention_dropout = next((lay.dropout for lay in model.layers
-                              if isinstance(lay, ScaledDotProductAttention)), 0.0)
-    config = BertConfig(
-        vocab_size=words.input_dim, hidden_size=hidden, num_hidden_layers=num_layers,
-        num_attention_heads=hidden // head_size,
-        intermediate_size=max([units for _, units in shapes] + [1]),
-        hidden_dropout_prob=layer("embeddings_dropout").rate,
-        attention_probs_dropout_prob=attention_dropout,
-        max_position_embeddings=layer("position_embeddings").sequence_length,
-        type_vocab_size=layer("token_type_embeddings").input_dim)
-    return config, layer("classifier").units, shapes
+    network = bert_network(model)
+    return network.bert_config, network.num_labels, list(network.layer_shapes)
