@@ -19,6 +19,10 @@ def add_common_flags(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace a non-empty output directory.")
     parser.add_argument("--seed", type=int, default=0, help="Random seed (recorded).")
+    parser.add_argument("--nondeterministic", action="store_true",
+                        help="Let TensorFlow use nondeterministic kernels (see the README: "
+                             "without it a repeated command gives the same digits on the same "
+                             "machine).")
     parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker", "tpu"),
                         default="none",
@@ -99,9 +103,15 @@ def make_strategy(name, tpu=""):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def set_seed(seed):
+def set_seed(seed, deterministic=True):
+    """Seeds Python, NumPy, TensorFlow and Keras; `deterministic` also makes TensorFlow pick
+    deterministic kernels (same machine, same command: same digits)."""
     import keras
+    import tensorflow as tf
+
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 class Timer:

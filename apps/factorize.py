@@ -56,7 +56,7 @@ def run(args):
 
     if not args.output_dir:
         raise common.UsageError("--output_dir is required.")
-    common.set_seed(args.seed)
+    common.set_seed(args.seed, not args.nondeterministic)
     config = keras_flop.BertConfig.from_json_file(args.bert_config_file)
     if args.finetuned and not has_classifier_head(args.checkpoint):
         raise common.UsageError(f"--finetuned was given but checkpoint {args.checkpoint} has no "

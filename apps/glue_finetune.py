@@ -104,7 +104,7 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
     import keras_flop
     from keras_flop.callbacks import PruningTensorBoard
 
-    common.set_seed(args.seed)
+    common.set_seed(args.seed, not args.nondeterministic)
     model = keras_flop.load_tf1_checkpoint(args.init_checkpoint, config=config,
                                            num_labels=data.task.num_labels)
     epochs = max(1, int(round(args.num_train_epochs)))

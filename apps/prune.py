@@ -444,7 +444,7 @@ def run(args):
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
-    common.set_seed(args.seed)
+    common.set_seed(args.seed, not args.nondeterministic)
     with common.make_strategy(args.strategy, args.tpu).scope():
         Pipeline(args, run_dir).run()
     print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "

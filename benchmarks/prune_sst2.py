@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import compare_latency  # noqa: E402
+from machine import machine_header  # noqa: E402
 from keras_flop import glue, optimizers  # noqa: E402
 
 
@@ -81,7 +83,8 @@ def latencies(dense, compact, data_128):
 
 
 def print_table(args, data, dense_accuracy, rows):
-    print(f"\nMiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
+    print(f"\n{machine_header()}")
+    print(f"MiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
           f"(seq {args.train_seq_length}), dev {len(data.evals['dev'])} examples; latency over "
           f"the dev set at seq 128 ({os.cpu_count()} CPU cores, graph mode, TF {tf.__version__})."
           f" Dense fine-tuned dev accuracy {dense_accuracy:.4f}, {rows[0]['dense_params']:,} "

@@ -8,6 +8,7 @@ one process, and prints the median step time and the ratios.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -15,12 +16,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
+from machine import machine_header  # noqa: E402
 
 
 def parse_args():
@@ -33,6 +36,13 @@ def parse_args():
     parser.add_argument("--seq_length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--cases", default="dense,pruning,frozen",
+                        help="Comma-separated: dense, pruning, frozen.")
+    parser.add_argument("--modes", default="graph,xla", help="Comma-separated: graph, xla.")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="Time steps in wall seconds or in this process' CPU seconds.")
+    parser.add_argument("--op_determinism", action="store_true",
+                        help="tf.config.experimental.enable_op_determinism() first.")
     return parser.parse_args()
 
 
@@ -61,44 +71,56 @@ def pruning_model(config, jit_compile, frozen=False):
 
 
 class StepTimer(keras.callbacks.Callback):
-    def __init__(self):
+    """Seconds per step: wall time, or this process' CPU time (all its threads), which other
+    load on a shared machine does not inflate."""
+
+    def __init__(self, clock=time.perf_counter):
         super().__init__()
+        self.clock = clock
         self.times = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.clock()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
+        self.times.append(self.clock() - self.start)
 
 
 def time_steps(model, dataset, args):
     model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, verbose=0)
-    timer = StepTimer()
+    timer = StepTimer(time.process_time if args.clock == "cpu" else time.perf_counter)
     model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[timer])
     return statistics.median(timer.times)
 
 
 def main():
     args = parse_args()
+    if args.op_determinism:
+        tf.config.experimental.enable_op_determinism()
     config = keras_flop.BertConfig(vocab_size=30522, hidden_size=args.hidden,
                                    num_hidden_layers=args.layers, num_attention_heads=args.heads,
                                    intermediate_size=args.intermediate)
     dataset = make_batch(args)
-    cases = [("dense fine-tune", dense_model, {}),
-             ("pruning (model + gates + λ)", pruning_model, {}),
-             ("pruning, model frozen (lr 0)", pruning_model, {"frozen": True})]
+    cases = {"dense": ("dense fine-tune", dense_model, {}),
+             "pruning": ("pruning (model + gates + λ)", pruning_model, {}),
+             "frozen": ("pruning, model frozen (lr 0)", pruning_model, {"frozen": True})}
+    cases = [cases[key] for key in args.cases.split(",")]
+    modes = [mode == "xla" for mode in args.modes.split(",")]
     results = {}
     for name, build, kwargs in cases:
-        for jit_compile in (False, True):
+        for jit_compile in modes:
             keras.utils.set_random_seed(0)
             model = build(config, jit_compile, **kwargs)
             results[name, jit_compile] = time_steps(model, dataset, args)
             print(f"  measured {name:30s} {'XLA' if jit_compile else 'graph':5s} "
                   f"{results[name, jit_compile] * 1000:8.1f} ms/step", flush=True)
+    print("RESULT " + json.dumps({f"{name} | {'xla' if xla else 'graph'}": seconds
+                                  for (name, xla), seconds in results.items()}), flush=True)
+    if len(modes) < 2:
+        return
     print(f"\nL={args.layers} H={args.hidden} FF={args.intermediate}, batch {args.batch_size}, "
-          f"seq {args.seq_length}, {os.cpu_count()} CPU cores, median of {args.steps} steps, "
-          f"TF {tf.__version__}, Keras {keras.__version__}\n")
+          f"seq {args.seq_length}, median of {args.steps} steps")
+    print(machine_header() + "\n")
     print("| configuration | graph ms/step | XLA ms/step | XLA / graph | vs dense (XLA) "
           "| vs dense (graph) |")
     print("|---|---|---|---|---|---|")

@@ -1,0 +1,40 @@
+"""The machine a benchmark ran on, for the header of every printed table."""
+
+import os
+import platform
+
+
+def cpu_model():
+    """`lscpu`'s model name (from /proc/cpuinfo), else `platform.processor()`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_header():
+    """One line: CPU model, cores, TensorFlow and Keras versions, thread settings."""
+    import keras
+    import tensorflow as tf
+
+    intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+    inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return (f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
+            f"{gpus or 'no'} GPU{'s' if gpus != 1 else ''}; TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__}; TF threads intra-op {intra}, inter-op {inter}; "
+            f"op determinism {'on' if _determinism_on() else 'off'}.")
+
+
+def _determinism_on():
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.framework import config as tf_config
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return bool(getattr(tf.config.experimental, "is_op_determinism_enabled", lambda: False)())
