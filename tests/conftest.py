@@ -26,3 +26,15 @@ def shared_data_dir():
     """The real data for `-m data` tests: $KERAS_FLOP_DATA, or ../shared/data."""
     default = Path(__file__).resolve().parents[2] / "shared" / "data"
     return Path(os.environ.get("KERAS_FLOP_DATA", default))
+
+
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+    """The apps turn TensorFlow's op determinism on for their process; tests that run an app
+    in this process leave the setting as they found it for the tests after them."""
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = tf_config.is_op_determinism_enabled()
+    yield
+    if not was_on and tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
