@@ -56,12 +56,11 @@ def predicting_peak_memory_mb(model, batches):
     return peak_memory_mb()
 
 
-def compare_latency(models, batches, repeats=3):
-    """`{name: seconds}` to run every batch through each of `models` (`{name: model}`).
+def time_in_turn(models, batches, repeats=3):
+    """`{name: [seconds of each round]}` to run every batch through each of `models`.
 
     After an untimed pass of each, `repeats` rounds time one pass of every model in turn, so
-    that load on a shared machine hits all of them alike; each figure is the median of its
-    rounds. Ratios of these figures are what to report.
+    that load on a shared machine hits all of them alike within a round.
     """
     forwards = {name: compiled_forward(model) for name, model in models.items()}
     for forward in forwards.values():
@@ -72,7 +71,21 @@ def compare_latency(models, batches, repeats=3):
             start = time.perf_counter()
             run_all(forward, batches)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def compare_latency(models, batches, repeats=3):
+    """`{name: seconds}`: the median over `time_in_turn`'s rounds. Ratios of these figures
+    are what to report; `ratio_spread` gives their spread."""
+    return {name: statistics.median(values)
+            for name, values in time_in_turn(models, batches, repeats).items()}
+
+
+def ratio_spread(rounds, numerator, denominator):
+    """`(median, min, max)` over rounds of `rounds[numerator][i] / rounds[denominator][i]`:
+    a ratio measured within each round, so that 1.80x can be told from 1.70x."""
+    ratios = [a / b for a, b in zip(rounds[numerator], rounds[denominator])]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def _results(path):
@@ -101,8 +114,11 @@ def write_report(pipeline):
                                                  batches["fixed"])
         gc.collect()
     loaded = {name: pipeline.load(step, file) for name, (step, file) in models.items()}
-    latency = {padding: compare_latency(loaded, padded)
-               for padding, padded in batches.items()}
+    rounds = {padding: time_in_turn(loaded, padded) for padding, padded in batches.items()}
+    latency = {padding: {name: statistics.median(values) for name, values in times.items()}
+               for padding, times in rounds.items()}
+    spread = {padding: ratio_spread(times, "compact (final)", "dense (fine-tuned)")
+              for padding, times in rounds.items()}
     rows = {}
     for name, (step, file) in models.items():
         rows[name] = {
@@ -137,8 +153,13 @@ def write_report(pipeline):
     row("parameters", "parameters", "{:,}")
     row("checkpoint (.keras, MB)", "checkpoint_mb", "{:.1f}")
     row("peak resident memory while predicting (MB)", "peak_memory_mb", "{:.0f}")
-    row(f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "{:.3f}")
-    row("latency, whole dev set, length-bucketed batches (s)", "bucketed_latency_s", "{:.3f}")
+    for label, key, padding in (
+            (f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
+            ("latency, whole dev set, length-bucketed batches (s)", "bucketed_latency_s",
+             "bucketed")):
+        _, low, high = spread[padding]
+        lines.append(f"| {label} | {dense[key]:.3f} | {compact[key]:.3f} | "
+                     f"{compact[key] / dense[key]:.3f} (rounds {low:.3f}–{high:.3f}) |")
     for key in metric_keys:
         a, b = dense["results"][key], compact["results"][key]
         lines.append(f"| dev {key[len('eval_'):]} | {a:.4f} | {b:.4f} | {b - a:+.4f} (diff) |")

@@ -13,6 +13,7 @@ the CPU latency of compact vs dense over the dev set at batch 8 and batch 1, seq
 """
 
 import argparse
+import statistics
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
-from apps.measure import compare_latency  # noqa: E402
+from apps.measure import ratio_spread, time_in_turn  # noqa: E402
 from machine import machine_header  # noqa: E402
 from keras_flop import glue, optimizers  # noqa: E402
 
@@ -77,9 +78,17 @@ def latencies(dense, compact, data_128):
                                                    8 if batch == "8b" else batch)]
         if batch == 1:
             batches = batches[:200]  # 200 single examples: enough for a stable median
-        timing = compare_latency({"dense": dense, "compact": compact}, batches)
-        results.update({(name, batch): seconds for name, seconds in timing.items()})
+        rounds = time_in_turn({"dense": dense, "compact": compact}, batches)
+        results.update({(name, batch): statistics.median(seconds)
+                        for name, seconds in rounds.items()})
+        results["spread", batch] = ratio_spread(rounds, "compact", "dense")[1:]
     return results
+
+
+def _ratio(row, key):
+    """`compact/dense (speedup; min–max of the ratio over the timing rounds)`."""
+    low, high = row[key + "_spread"]
+    return f"{row[key]:.2f} ({1 / row[key]:.2f}x; {low:.2f}–{high:.2f})"
 
 
 def print_table(args, data, dense_accuracy, rows):
@@ -100,9 +109,8 @@ def print_table(args, data, dense_accuracy, rows):
               f"{r['dense_sparsity']:.3f} | "
               f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
               f"{r['gated_accuracy']:.4f} | {r['accuracy']:.4f} | "
-              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {r['batch8']:.2f} "
-              f"({1 / r['batch8']:.2f}x) | {r['batch1']:.2f} ({1 / r['batch1']:.2f}x) | "
-              f"{r['batch8b']:.2f} ({1 / r['batch8b']:.2f}x) |",
+              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {_ratio(r, 'batch8')} | "
+              f"{_ratio(r, 'batch1')} | {_ratio(r, 'batch8b')} |",
               flush=True)
 
 
@@ -171,6 +179,7 @@ def main():
             "batch8": timing["compact", 8] / timing["dense", 8],
             "batch1": timing["compact", 1] / timing["dense", 1],
             "batch8b": timing["compact", "8b"] / timing["dense", "8b"],
+            **{f"batch{b}_spread": timing["spread", b] for b in (8, 1, "8b")},
             "dense8": timing["dense", 8], "compact8": timing["compact", 8],
             "seconds": time.perf_counter() - start,
         })
