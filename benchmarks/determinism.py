@@ -41,7 +41,7 @@ def main():
             times[determinism].append(json.loads(line[len("RESULT "):]))
             print(f"  op determinism {'on ' if determinism else 'off'}: {times[determinism][-1]}",
                   flush=True)
-    from machine import machine_header
+    from support import machine_header
 
     print(f"\nBatch {args.batch_size}, seq {args.seq_length}, graph mode, median of "
           f"{args.steps} steps per process, {args.rounds} processes each way, alternating.")

@@ -30,14 +30,12 @@ import numpy as np  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from keras_flop import optimizers  # noqa: E402
-from machine import machine_header  # noqa: E402
+from support import add_data_argument, machine_header  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = os.environ.get("KERAS_FLOP_DATA", os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
-    parser.add_argument("--data", default=default)
+    add_data_argument(parser)
     parser.add_argument("--tasks", default="sst2,mrpc,rte")
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--max_train_examples", type=int, default=2000)

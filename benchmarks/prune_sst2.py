@@ -29,15 +29,13 @@ import tensorflow as tf  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import ratio_spread, time_in_turn  # noqa: E402
-from machine import machine_header  # noqa: E402
+from support import add_data_argument, machine_header  # noqa: E402
 from keras_flop import glue, optimizers  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = os.environ.get("KERAS_FLOP_DATA", os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
-    parser.add_argument("--data", default=default)
+    add_data_argument(parser)
     parser.add_argument("--targets", default="0.5,0.7")
     parser.add_argument("--structures", default="rank",
                         help="Comma-separated: rank, heads+ffn, heads+ffn+layers, all.")

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
-from machine import machine_header  # noqa: E402
+from support import machine_header  # noqa: E402
 
 
 def parse_args():

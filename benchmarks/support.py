@@ -1,7 +1,17 @@
-"""The machine a benchmark ran on, for the header of every printed table."""
+"""What the benchmarks share: where the real data is, and the machine they ran on (the header
+of every printed table)."""
 
 import os
 import platform
+
+
+def add_data_argument(parser):
+    """`--data`: the shared data folder (GLUE and the checkpoints); default $KERAS_FLOP_DATA,
+    else `../shared/data` beside the project."""
+    default = os.environ.get("KERAS_FLOP_DATA", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
+    parser.add_argument("--data", default=default,
+                        help="The shared data folder (GLUE tasks, MiniLM checkpoint).")
 
 
 def cpu_model():
