@@ -54,7 +54,8 @@ def build_parser():
                        help="Also the batch size of the latency measurement.")
     train.add_argument("--finetune_learning_rate", type=float, default=None,
                        help="Dense fine-tuning; default 3e-5 (1e-3 for the toy task).")
-    train.add_argument("--finetune_epochs", type=int, default=3)
+    train.add_argument("--finetune_epochs", type=int, default=3,
+                       help="Dense fine-tuning epochs; 0 uses the checkpoint as it is.")
     train.add_argument("--learning_rate", type=float, default=None,
                        help="Model weights during pruning; default 0 (seed: frozen model) "
                             "or 2e-5 (paper).")
@@ -122,7 +123,8 @@ def resolve_args(args):
     if not toy and not args.data_dir:
         raise common.UsageError("--task needs --data_dir (the GLUE directory).")
     args.toy = toy
-    args.task = "sst2" if toy else args.task
+    # Stored by its canonical name: `--task SST-2` and `--task sst2` are one run.
+    args.task = "sst2" if toy else glue_common.glue.get_task(args.task).name
     args.max_seq_length = _default(args.max_seq_length, 32 if toy else 128)
     args.finetune_learning_rate = _default(args.finetune_learning_rate, 1e-3 if toy else 3e-5)
     args.learning_rate = _default(args.learning_rate, 0.0 if args.pipeline == "seed" else 2e-5)
@@ -174,7 +176,9 @@ def prepare_run(args):
     """The run directory; continues a run with the same settings, refuses a different one."""
     settings_path = os.path.join(args.output_dir, "hparams.json")
     settings = {k: v for k, v in vars(args).items() if k not in _RUN_CONTROL}
-    if os.path.exists(settings_path) and not args.overwrite:
+    # A run that finished no step (a failed start) holds no settings to protect.
+    started = any(os.path.isdir(os.path.join(args.output_dir, step)) for step in STEPS)
+    if os.path.exists(settings_path) and not args.overwrite and started:
         import json
         with open(settings_path, encoding="utf-8") as f:
             previous = json.load(f)
@@ -187,7 +191,9 @@ def prepare_run(args):
         return args.output_dir
     if args.start_from:
         raise common.UsageError(f"--start_from needs an existing run in {args.output_dir}.")
-    common.prepare_output_dir(args.output_dir, args.overwrite)
+    # What a failed start left (its settings, the toy data) is replaced.
+    failed_start = os.path.exists(settings_path) and not started
+    common.prepare_output_dir(args.output_dir, args.overwrite or failed_start)
     common.write_json(settings_path, settings)
     return args.output_dir
 
@@ -260,14 +266,14 @@ class Pipeline:
             model = kf.load_tf1_checkpoint(args.init_checkpoint, config=self.config,
                                            num_labels=self.data.task.num_labels)
         extra = {}
-        if args.pipeline == "seed" and not finetuned:
+        if args.pipeline == "seed" and not finetuned and args.finetune_epochs > 0:
             history, seconds = glue_common.fine_tune(
                 model, self.data, args.finetune_learning_rate, args.finetune_epochs,
                 args.train_batch_size, args.seed, jit_compile=args.jit_compile)
             extra = {"loss": float(history.history["loss"][-1]), "train_time": seconds}
         else:
-            print("   the checkpoint is used as it is (fine-tuned checkpoint, or the paper "
-                  "pipeline)")
+            print("   the checkpoint is used as it is (fine-tuned checkpoint, the paper "
+                  "pipeline, or --finetune_epochs 0)")
         os.makedirs(self.path("finetune"), exist_ok=True)
         self.evaluate_to(model, "finetune", extra)
         common.save_model(model, self.path("finetune", "model.keras"))

@@ -203,3 +203,25 @@ def test_vocabulary_shorter_than_vocab_size_is_accepted(good, tmp_path):
         _argv("finetune", root, [], tmp_path / "out")[1])
     config, vocab = glue_finetune.checkpoint_files(args)
     assert config.vocab_size == 40 and vocab == str(root / "ckpt" / "vocab.txt")
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(good, tmp_path, capsys):
+    output = tmp_path / "out"
+    base = ["--data_dir", str(good / "glue"), "--output_dir", str(output)]
+    with pytest.raises(SystemExit):
+        prune.main(base + ["--task", "SST-2", "--init_checkpoint", str(good / "typo")])
+    assert capsys.readouterr().err.startswith("error: ")
+    assert (output / "hparams.json").exists()  # written before the checkpoint was read
+    # The corrected command (task spelled otherwise, checkpoint fixed) starts the run afresh.
+    args = prune.resolve_args(prune.build_parser().parse_args(
+        base + ["--task", "sst2", "--init_checkpoint", str(good / "ckpt")]))
+    assert prune.prepare_run(args) == str(output)
+    assert json.loads((output / "hparams.json").read_text())["init_checkpoint"] == \
+        str(good / "ckpt")
+    # Once a step has finished, other settings are refused as before.
+    (output / "finetune").mkdir()
+    args = prune.resolve_args(prune.build_parser().parse_args(
+        base + ["--task", "SST-2", "--init_checkpoint", str(good / "ckpt"), "--seed", "3"]))
+    assert args.task == "sst2"
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(seed\)"):
+        prune.prepare_run(args)
