@@ -24,6 +24,8 @@ _RUN_CONTROL = {"start_from", "overwrite", "verbose"}
 # keras_flop.structure.STRUCTURES, spelled out so that --help and flag errors need no TensorFlow
 # import (a test keeps the two equal).
 STRUCTURES = ("rank", "heads+ffn", "heads+ffn+layers", "all")
+# keras_flop.export_formats.FORMATS, spelled out for the same reason.
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")
 
 
 def build_parser():
@@ -36,6 +38,11 @@ def build_parser():
                       help="TF1 BERT checkpoint dir or prefix (pre-trained or fine-tuned).")
     data.add_argument("--bert_config_file", default=None)
     data.add_argument("--vocab_file", default=None)
+    data.add_argument("--keras_hub_model", default=None,
+                      help="A fine-tuned keras-hub classifier's .keras file (BERT family, see "
+                           "keras_flop.from_keras_hub), instead of --init_checkpoint; the dense "
+                           "fine-tuning is skipped. Vocabulary: its saved preprocessor's, else "
+                           "--vocab_file.")
     data.add_argument("--pipeline", choices=("seed", "paper"), default="seed",
                       help="seed: fine-tune dense, then train only gates and λ (model lr 0); "
                            "paper: factorize the pre-trained model, train all jointly.")
@@ -104,6 +111,10 @@ def build_parser():
                        help="XLA for the training steps (measured slower on a 2-core CPU).")
     train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
 
+    train.add_argument("--export_formats", default="saved_model",
+                       help="Comma-separated, from saved_model, onnx, litert (onnx and litert "
+                            "need pip install \"keras-flop[onnx]\" / \"keras-flop[litert]\").")
+
     run = parser.add_argument_group("run control")
     run.add_argument("--start_from", choices=STEPS, default=None,
                      help="Redo this step and the ones after it in an existing --output_dir.")
@@ -118,8 +129,20 @@ def _default(value, fallback):
 def resolve_args(args):
     """Fills the defaults that depend on the task, pipeline and toy preset; checks ranges."""
     toy = args.task is None
-    if toy and (args.data_dir or args.init_checkpoint):
-        raise common.UsageError("--data_dir/--init_checkpoint need --task.")
+    if toy and (args.data_dir or args.init_checkpoint or args.keras_hub_model):
+        raise common.UsageError("--data_dir/--init_checkpoint/--keras_hub_model need --task.")
+    if args.init_checkpoint and args.keras_hub_model:
+        raise common.UsageError("Pass either --init_checkpoint or --keras_hub_model.")
+    formats = [f.strip() for f in args.export_formats.split(",") if f.strip()]
+    if not formats or set(formats) - set(EXPORT_FORMATS):
+        raise common.UsageError(f"--export_formats must be drawn from "
+                                f"{','.join(EXPORT_FORMATS)}; got {args.export_formats!r}.")
+    import importlib.util
+    for fmt, packages in (("onnx", ("tf2onnx", "onnxruntime")), ("litert", ("ai_edge_litert",))):
+        missing = [p for p in packages if fmt in formats and not importlib.util.find_spec(p)]
+        if missing:  # before hours of pruning, not at the export step
+            raise common.UsageError(f"--export_formats {fmt} needs {', '.join(missing)}: "
+                                    f"pip install \"keras-flop[{fmt}]\".")
     if not toy and not args.data_dir:
         raise common.UsageError("--task needs --data_dir (the GLUE directory).")
     args.toy = toy
@@ -209,6 +232,9 @@ class Pipeline:
             data_dir, vocab = toy_task.write_toy_glue(os.path.join(run_dir, "data"),
                                                       seed=args.seed)
             config = toy_task.toy_config()
+        elif args.keras_hub_model:
+            data_dir = args.data_dir
+            config, vocab = self.keras_hub_files(keras_flop)
         else:
             from apps.glue_finetune import checkpoint_files
             data_dir = args.data_dir
@@ -229,6 +255,22 @@ class Pipeline:
             args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
             boundaries=glue_common.bucket_boundaries(args))
         self.keras_flop = keras_flop
+
+    def keras_hub_files(self, kf):
+        """(config, vocab file) of --keras_hub_model: the vocabulary of its saved
+        preprocessor, else --vocab_file."""
+        import keras
+        self.hub_model = keras.saving.load_model(self.args.keras_hub_model, compile=False)
+        config = kf.from_keras_hub(self.hub_model).bert_config
+        vocab = self.args.vocab_file
+        if vocab is None:
+            if getattr(self.hub_model, "preprocessor", None) is None:
+                raise common.UsageError(f"{self.args.keras_hub_model} holds no preprocessor: "
+                                        "pass --vocab_file.")
+            vocab = os.path.join(self.run_dir, "keras_hub", "vocab.txt")
+            kf.preprocessor_from_keras_hub(self.hub_model.preprocessor, vocab,
+                                           self.args.max_seq_length)
+        return config, vocab
 
     def path(self, step, name=""):
         return os.path.join(self.run_dir, step, name)
@@ -260,6 +302,11 @@ class Pipeline:
         if args.toy:
             model = kf.build_bert_classifier(self.config, self.data.task.num_labels)
             finetuned = False
+        elif args.keras_hub_model:
+            hub = kf.from_keras_hub(self.hub_model, num_labels=self.data.task.num_labels)
+            model = kf.BertClassifier(self.config, hub.num_labels)  # with dropout overrides
+            model.set_weights(hub.get_weights())
+            finetuned = True
         else:
             from keras_flop.checkpoint import has_classifier_head
             finetuned = has_classifier_head(args.init_checkpoint)
@@ -420,11 +467,18 @@ class Pipeline:
         model = self.load("finetune_compact")
         shutil.rmtree(self.path("export"), ignore_errors=True)
         task = self.data.task
-        path = self.keras_flop.export_saved_model(
-            model, self.path("export"), preprocessor=self.data.preprocessor,
-            label_names=list(task.labels) or None)
+        formats = [f.strip() for f in self.args.export_formats.split(",") if f.strip()]
+        if "saved_model" in formats:
+            path = self.keras_flop.export_saved_model(
+                model, self.path("export"), preprocessor=self.data.preprocessor,
+                label_names=list(task.labels) or None)
+            print(f"   export: {path}")
+        others = [f for f in formats if f != "saved_model"]
+        if others:  # beside the version folders, which are all TF Serving reads
+            for fmt, path in self.keras_flop.export_formats(model, self.path("export"),
+                                                            others).items():
+                print(f"   export: {path} (logits checked in the {fmt} runtime)")
         open(self.path("export", "DONE"), "w").close()
-        print(f"   export: {path}")
 
     def report(self):
         from apps.measure import write_report

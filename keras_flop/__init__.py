@@ -2,9 +2,10 @@
 
 Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
 `BertPreprocessor`,
-`load_tf1_checkpoint`, `factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
-`kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, and the modules
-`layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
+`load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`, `preprocessor_from_keras_hub`,
+`factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
+`kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, `export_formats`, and
+the modules `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
 from keras_flop import callbacks, glue, layers, optimizers
@@ -12,8 +13,10 @@ from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
 from keras_flop.export import export_saved_model
+from keras_flop.export_formats import export_formats
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
+from keras_flop.keras_hub_import import from_keras_hub, preprocessor_from_keras_hub
 from keras_flop.models import BertClassifier, build_bert_classifier
 from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
@@ -26,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel",
     "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
-    "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
-    "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
+    "export_formats", "export_saved_model", "factorize", "factorize_model", "from_keras_hub",
+    "glue", "kept_parameters", "layers", "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers",
+    "parameter_report", "preprocessor_from_keras_hub", "write_parameter_report",
 ]

@@ -135,3 +135,55 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     assert (output / "export" / "1" / "saved_model.pb").exists()
     compact_model = keras.saving.load_model(output / "finetune_compact" / "model.keras")
     assert compact_model.count_params() == info["pruned_total_params"]
+
+
+def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
+    import keras_hub
+    import numpy as np
+    from apps import prune as prune_app
+    from apps import toy_task
+
+    data_dir, _ = toy_task.write_toy_glue(tmp_path / "glue", train=64, dev=32, test=8)
+    words = toy_task.vocabulary()
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=words, lowercase=True)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(words), num_layers=2,
+                                             num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                             max_sequence_length=16)
+    hub = keras_hub.models.BertTextClassifier(
+        backbone, num_classes=2,
+        preprocessor=keras_hub.models.BertTextClassifierPreprocessor(tokenizer, 16))
+    hub.save(tmp_path / "hub.keras")
+    formats = ["saved_model"] + [fmt for fmt, package in (("onnx", "onnxruntime"),
+                                                         ("litert", "ai_edge_litert"))
+                                 if __import__("importlib").util.find_spec(package)]
+    output = tmp_path / "run"
+    prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--keras_hub_model",
+                    str(tmp_path / "hub.keras"), "--output_dir", str(output),
+                    "--max_seq_length", "16", "--structure", "heads+ffn",
+                    "--train_batch_size", "16", "--num_train_epochs", "1",
+                    "--final_epochs", "0", "--export_formats", ",".join(formats)])
+    printed = capsys.readouterr().out
+    assert "used as it is" in printed
+    # The vocabulary came from the saved keras-hub preprocessor.
+    assert (output / "keras_hub" / "vocab.txt").read_text().split() == words
+    dense = keras.saving.load_model(output / "finetune" / "model.keras")
+    batch = {"token_ids": np.arange(2, 10, dtype="int32")[None],
+             "segment_ids": np.zeros((1, 8), "int32"), "padding_mask": np.ones((1, 8), bool)}
+    np.testing.assert_allclose(dense(batch), hub({**batch, "padding_mask": batch[
+        "padding_mask"].astype("int32")}), atol=1e-5)
+    assert (output / "export" / "1" / "saved_model.pb").exists()
+    for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite")):
+        assert (output / "export" / name).exists() == (fmt in formats)
+
+
+def test_prune_app_export_format_flags_are_checked(tmp_path, capsys):
+    from apps import prune as prune_app
+
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(["--output_dir", str(tmp_path / "x"), "--export_formats", "onnx,pb"])
+    assert exit_info.value.code == 2
+    assert "--export_formats must be drawn from saved_model,onnx,litert" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        prune_app.main(["--output_dir", str(tmp_path / "y"), "--keras_hub_model", "m.keras"])
+    assert "need --task" in capsys.readouterr().err

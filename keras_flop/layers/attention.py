@@ -53,7 +53,8 @@ class ScaledDotProductAttention(keras.layers.Layer):
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
         scores = ops.cast(scores, "float32") / math.sqrt(self.head_size)
         adder = (1.0 - ops.cast(padding_mask, "float32")) * -10000.0
-        scores = scores + adder[:, None, None, :]
+        # expand_dims, not `[:, None, None, :]`: LiteRT's builtin strided slice has no new axes.
+        scores = scores + ops.expand_dims(ops.expand_dims(adder, 1), 1)
         probs = ops.cast(ops.softmax(scores, axis=-1), v.dtype)
         probs = self.dropout_layer(probs, training=training)
         context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
