@@ -3,8 +3,8 @@
 Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
 `BertPreprocessor`,
 `load_tf1_checkpoint`, `factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
-`kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, and the modules
-`layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
+`kept_parameters`, `compact`, `prune_post_training` (retraining-free pruning),
+`parameter_report`, `export_saved_model`, and the modules `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
 """
 
 from keras_flop import callbacks, glue, layers, optimizers
@@ -15,6 +15,7 @@ from keras_flop.export import export_saved_model
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
 from keras_flop.models import BertClassifier, build_bert_classifier
+from keras_flop.post_training import post_training_masks, prune_post_training
 from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
@@ -27,5 +28,6 @@ __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel",
     "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
     "export_saved_model", "factorize", "factorize_model", "glue", "kept_parameters", "layers",
-    "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report", "write_parameter_report",
+    "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers", "parameter_report",
+    "post_training_masks", "prune_post_training", "write_parameter_report",
 ]
