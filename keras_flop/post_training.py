@@ -503,7 +503,7 @@ def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2
         `(compact_model, masks)`.
 
     Example:
-    >>> import numpy as np
+    >>> import keras_flop, numpy as np
     >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
     ...                                num_attention_heads=2, intermediate_size=32)
     >>> dense = keras_flop.build_bert_classifier(config)
