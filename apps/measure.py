@@ -133,10 +133,16 @@ def write_report(pipeline):
     info = _results(pipeline.path("compact", "info.json"))
     metric_keys = [k for k in dense["results"] if k.startswith("eval_")
                    and k not in ("eval_time", "eval_examples")]
+    # Which method produced the compact model.
+    method = getattr(args, "method", "lagrangian")
+    how = (f"retraining-free: Fisher mask search and least-squares mask tuning, then "
+           f"{args.final_epochs} epoch(s) of fine-tuning" if method == "fisher" else
+           f"Lagrangian gate training, initial mask `{getattr(args, 'init_mask', 'none')}`")
     lines = [
         f"# Pruning report: {data.task.name}",
         "",
-        f"Target sparsity {args.target_sparsity} ({args.sparsity_denominator} denominator), "
+        f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
+        f"{args.sparsity_denominator} denominator), "
         f"pipeline `{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. "
         f"Dev split `{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, "
         f"sequence length {args.max_seq_length}, {os.cpu_count()} CPU cores, "

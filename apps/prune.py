@@ -8,7 +8,9 @@ again, export, report.
 Every step writes its outputs under `OUTPUT_DIR/<step>/` before the next starts. Rerunning the
 same command continues after the last finished step; `--start_from STEP` redoes that step and
 those after it. Steps: finetune (skipped for a fine-tuned checkpoint), factorize, prune,
-compact, finetune_compact, export, report.
+compact, finetune_compact, export, report. `--method fisher` replaces factorize and prune by
+one retraining-free step, fisher (`keras_flop.prune_post_training`), and skips the final
+fine-tuning unless `--final_epochs` asks for it.
 """
 
 import dataclasses
@@ -19,6 +21,8 @@ import time
 from apps import common, glue_common
 
 STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
+FISHER_STEPS = ("finetune", "fisher", "compact", "finetune_compact", "export", "report")
+METHODS = ("lagrangian", "fisher")
 # Flags that do not change what a run computes: they may differ when a run is continued.
 _RUN_CONTROL = {"start_from", "overwrite", "verbose"}
 # keras_flop.structure.STRUCTURES, spelled out so that --help and flag errors need no TensorFlow
@@ -46,6 +50,10 @@ def build_parser():
     data.add_argument("--pipeline", choices=("seed", "paper"), default="seed",
                       help="seed: fine-tune dense, then train only gates and λ (model lr 0); "
                            "paper: factorize the pre-trained model, train all jointly.")
+    data.add_argument("--method", choices=METHODS, default="lagrangian",
+                      help="lagrangian: gates trained under the Lagrangian (FLOP); fisher: "
+                           "retraining-free pruning of heads and FFN units in minutes (Kwon et "
+                           "al. 2022: Fisher scores, mask search, least-squares tuning).")
     data.add_argument("--max_seq_length", type=int, default=None,
                       help="Default 128 (32 for the toy task).")
     data.add_argument("--max_train_examples", type=int, default=None)
@@ -83,6 +91,12 @@ def build_parser():
                        help="What the gates prune: rank (FLOP: SVD ranks of every dense "
                             "layer), heads+ffn (attention heads, FFN units), heads+ffn+layers "
                             "(also whole attention/FFN blocks), all (ranks and all of those).")
+    train.add_argument("--init_mask", choices=("none", "fisher"), default="none",
+                       help="lagrangian: start the head and FFN-unit gates from the Fisher "
+                            "mask at --target_sparsity (kept units open, the others closed, "
+                            "all trainable); needs a --structure with heads and FFN units.")
+    train.add_argument("--num_fisher_samples", type=int, default=2048,
+                       help="Training examples for the Fisher scores and mask tuning.")
     train.add_argument("--distillation_weight", type=float, default=0.0,
                        help="α_pred: weight of KL(teacher ‖ student) from the fine-tuned dense "
                             "model while pruning (0: no distillation).")
@@ -104,7 +118,8 @@ def build_parser():
     train.add_argument("--compact_threshold", type=float, default=0.0)
     train.add_argument("--final_learning_rate", type=float, default=2e-5,
                        help="Fine-tuning of the compact model (the original used 1e-6).")
-    train.add_argument("--final_epochs", type=int, default=1, help="0 skips it.")
+    train.add_argument("--final_epochs", type=int, default=None,
+                       help="0 skips it; default 1 (lagrangian) or 0 (fisher).")
     train.add_argument("--eval_every_n_steps", type=int, default=500)
     train.add_argument("--checkpoint_every_n_steps", type=int, default=500)
     train.add_argument("--jit_compile", action="store_true",
@@ -116,7 +131,8 @@ def build_parser():
                             "need pip install \"keras-flop[onnx]\" / \"keras-flop[litert]\").")
 
     run = parser.add_argument_group("run control")
-    run.add_argument("--start_from", choices=STEPS, default=None,
+    run.add_argument("--start_from", choices=sorted(set(STEPS + FISHER_STEPS), key=(
+                         STEPS + FISHER_STEPS).index), default=None,
                      help="Redo this step and the ones after it in an existing --output_dir.")
     common.add_common_flags(parser)
     return parser
@@ -155,6 +171,19 @@ def resolve_args(args):
     args.alpha_learning_rate = _default(args.alpha_learning_rate, 20.0 if toy else 5.0)
     args.lambda_learning_rate = _default(args.lambda_learning_rate, 20.0 if toy else 10.0)
     args.num_train_epochs = _default(args.num_train_epochs, 8 if toy else 3)
+    fisher = args.method == "fisher"
+    args.final_epochs = _default(args.final_epochs, 0 if fisher else 1)
+    if fisher and args.pipeline != "seed":
+        raise common.UsageError("--method fisher prunes a fine-tuned model: use it with "
+                                "--pipeline seed (the default).")
+    if args.init_mask == "fisher" and (fisher or args.structure in ("rank",)):
+        raise common.UsageError("--init_mask fisher starts the Lagrangian's head and FFN-unit "
+                                "gates: use it with --method lagrangian and --structure "
+                                "heads+ffn, heads+ffn+layers or all.")
+    steps = FISHER_STEPS if fisher else STEPS
+    if args.start_from and args.start_from not in steps:
+        raise common.UsageError(f"--method {args.method} has the steps {', '.join(steps)}; "
+                                f"--start_from {args.start_from} is not one of them.")
     if toy:
         args.final_learning_rate = max(args.final_learning_rate, 1e-4)
     if not 0.0 <= args.target_sparsity < 1.0:
@@ -165,7 +194,9 @@ def resolve_args(args):
                  "distillation_weight", "hidden_distillation_weight"):
         if getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
-    for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs",
+    if args.final_epochs < 0:
+        raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
+    for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "num_fisher_samples",
                  "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps"):
         if getattr(args, flag) < 1:
             raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
@@ -277,7 +308,7 @@ class Pipeline:
 
     def done(self, step):
         outputs = {"finetune": "model.keras", "factorize": "pruning_model.keras",
-                   "prune": "pruning_model.keras", "compact": "model.keras",
+                   "prune": "pruning_model.keras", "fisher": "pruning_model.keras", "compact": "model.keras",
                    "finetune_compact": "model.keras", "export": "DONE", "report": ""}
         if step == "report":
             return os.path.exists(os.path.join(self.run_dir, "report.md"))
@@ -341,6 +372,16 @@ class Pipeline:
             target_sparsity_warmup=self.target_warmup(),
             sparsity_denominator=args.sparsity_denominator,
             regularization_scale=args.regularization_scale)
+        if args.init_mask == "fisher":
+            from keras_flop.post_training import init_gates_from_masks, post_training_masks
+
+            masks = post_training_masks(
+                dense, self.data.train_dataset(args.train_batch_size, args.seed),
+                target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
+                tune=False, verbose=glue_common.fit_verbosity())
+            init_gates_from_masks(pruning_model, masks)
+            print(f"   gates start from the Fisher mask: kept heads per layer "
+                  f"{masks.kept_heads}, FFN units {masks.kept_units}")
         os.makedirs(self.path("factorize"), exist_ok=True)
         common.save_model(pruning_model, self.path("factorize", "pruning_model.keras"))
 
@@ -427,11 +468,37 @@ class Pipeline:
         self.evaluate_to(pruning_model, "prune", logs)
         common.save_model(pruning_model, self.path("prune", "pruning_model.keras"))
 
+    def fisher(self):
+        """Retraining-free pruning of the fine-tuned model: Fisher scores, mask search and
+        rearrangement, least-squares mask tuning. Saves the gated model that `compact`
+        folds, as the Lagrangian's prune step does."""
+        from keras_flop.post_training import masked_model, post_training_masks
+
+        args = self.args
+        dense = self.load("finetune")
+        start = time.perf_counter()
+        masks = post_training_masks(
+            dense, self.data.train_dataset(args.train_batch_size, args.seed),
+            target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
+            verbose=glue_common.fit_verbosity())
+        gated = masked_model(dense, masks)
+        seconds = time.perf_counter() - start
+        phases = ", ".join(f"{name} {value:.1f} s" for name, value in masks.seconds.items())
+        print(f"   fisher: kept {masks.kept_params:,} of {masks.total_params:,} encoder kernel "
+              f"parameters ({masks.kept_params / masks.total_params:.3f}; target "
+              f"{1.0 - args.target_sparsity:.3f}) in {seconds:.1f} s ({phases}); kept heads "
+              f"per layer {masks.kept_heads}, FFN units {masks.kept_units}")
+        self.evaluate_to(gated, "fisher", {"pruning_time": seconds, "kept_params":
+                                           masks.kept_params, **{f"{k}_time": v for k, v in
+                                                                 masks.seconds.items()}})
+        common.save_model(gated, self.path("fisher", "pruning_model.keras"))
+
     def compact(self):
         import numpy as np
 
         kf, args = self.keras_flop, self.args
-        pruning_model = self.load("prune", "pruning_model.keras")
+        source = "fisher" if args.method == "fisher" else "prune"
+        pruning_model = self.load(source, "pruning_model.keras")
         compact_model = kf.compact(pruning_model, threshold=args.compact_threshold)
         batch = next(iter(self.data.eval_dataset(next(iter(self.data.evals)), 8)))[0]
         gap = float(np.max(np.abs(np.asarray(compact_model(batch)) -
@@ -485,8 +552,9 @@ class Pipeline:
         write_report(self)
 
     def run(self):
-        start = STEPS.index(self.args.start_from) if self.args.start_from else None
-        for index, step in enumerate(STEPS):
+        steps = FISHER_STEPS if self.args.method == "fisher" else STEPS
+        start = steps.index(self.args.start_from) if self.args.start_from else None
+        for index, step in enumerate(steps):
             redo = start is not None and index >= start
             if self.done(step) and not redo:
                 print(f"== {step}: done already ({self.path(step)})")
@@ -507,8 +575,9 @@ def run(args):
     common.set_seed(args.seed, not args.nondeterministic)
     with common.make_strategy(args.strategy, args.tpu).scope():
         Pipeline(args, run_dir).run()
+    logs = "" if args.method == "fisher" else ", TensorBoard logs in prune/logs"
     print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "
-          "export/, TensorBoard logs in prune/logs.")
+          f"export/{logs}.")
     if args.toy:
         print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")

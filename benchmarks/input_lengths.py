@@ -39,6 +39,8 @@ def parse_args():
     parser.add_argument("--tasks", default="sst2,mrpc,rte")
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--max_train_examples", type=int, default=2000)
+    parser.add_argument("--max_eval_examples", type=int, default=None,
+                        help="Evaluate on a random subset of the dev set (quick runs).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
     return parser.parse_args()
@@ -56,7 +58,8 @@ def one_way(args, task, checkpoint, padding):
     vocab = os.path.join(checkpoint, "vocab.txt")
     data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
                                       args.max_seq_length, args.max_train_examples,
-                                      seed=args.seed, pad_to_max_length=padding)
+                                      args.max_eval_examples, seed=args.seed,
+                                      pad_to_max_length=padding)
     row = {"task": task, "batching": "fixed" if padding else "buckets",
            "examples": len(data.train), "padded_length": padded_tokens_per_example(data)}
     keras.utils.set_random_seed(args.seed)

@@ -3,9 +3,10 @@
 Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
 `BertPreprocessor`,
 `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`, `preprocessor_from_keras_hub`,
-`factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`,
-`kept_parameters`, `compact`, `parameter_report`, `export_saved_model`, `export_formats`, and
-the modules `layers` (`FactorizedDense`, `HardConcreteMask`) and `optimizers`.
+`factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`,
+`compact`, `prune_post_training` (retraining-free pruning), `parameter_report`,
+`export_saved_model`, `export_formats`, and the modules `layers` (`FactorizedDense`,
+`HardConcreteMask`) and `optimizers`.
 """
 
 from keras_flop import callbacks, glue, layers, optimizers
@@ -18,6 +19,7 @@ from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
 from keras_flop.keras_hub_import import from_keras_hub, preprocessor_from_keras_hub
 from keras_flop.models import BertClassifier, build_bert_classifier
+from keras_flop.post_training import post_training_masks, prune_post_training
 from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
@@ -31,5 +33,6 @@ __all__ = [
     "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
     "export_formats", "export_saved_model", "factorize", "factorize_model", "from_keras_hub",
     "glue", "kept_parameters", "layers", "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers",
-    "parameter_report", "preprocessor_from_keras_hub", "write_parameter_report",
+    "parameter_report", "post_training_masks", "preprocessor_from_keras_hub",
+    "prune_post_training", "write_parameter_report",
 ]

@@ -187,3 +187,42 @@ def test_prune_app_export_format_flags_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prune_app.main(["--output_dir", str(tmp_path / "y"), "--keras_hub_model", "m.keras"])
     assert "need --task" in capsys.readouterr().err
+
+
+def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
+    from apps import prune as prune_app
+
+    output = tmp_path / "fisher"
+    common = ["--max_train_examples", "64", "--max_eval_examples", "32",
+              "--train_batch_size", "16", "--finetune_epochs", "1", "--num_fisher_samples", "64",
+              "--target_sparsity", "0.5"]
+    prune_app.main(["--output_dir", str(output), "--method", "fisher"] + common)
+    printed = capsys.readouterr().out
+    assert "== fisher" in printed and "== factorize" not in printed
+    assert "fisher: kept" in printed
+    for name in ("fisher/pruning_model.keras", "compact/info.json", "export/1/saved_model.pb"):
+        assert (output / name).exists(), name
+    info = json.loads((output / "compact" / "info.json").read_text())
+    assert info["dense_sparsity"] >= 0.5
+    assert json.loads((output / "compact" / "eval_results.json").read_text())[
+        "parity_max_abs_diff"] <= 1e-5
+    assert "Method `fisher` (retraining-free" in (output / "report.md").read_text()
+    assert "train_time" not in json.loads(
+        (output / "finetune_compact" / "eval_results.json").read_text())  # no fine-tuning
+    # The Lagrangian path starts its gates from the Fisher mask (its first two steps).
+    args = prune_app.resolve_args(prune_app.build_parser().parse_args(
+        ["--output_dir", str(tmp_path / "init"), "--init_mask", "fisher",
+         "--structure", "heads+ffn"] + common))
+    pipeline = prune_app.Pipeline(args, prune_app.prepare_run(args))
+    pipeline.finetune()
+    pipeline.factorize()
+    assert "gates start from the Fisher mask" in capsys.readouterr().out
+    gated = pipeline.load("factorize", "pruning_model.keras").network
+    masks = [gated.get_layer(f"layer_{i}_{kind}_mask") for i in range(2)
+             for kind in ("head", "intermediate")]
+    kept = sum(int((m.mask() > 0.5).numpy().sum()) for m in masks)
+    assert 0 < kept < sum(m.size for m in masks)
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher"])
+    assert exit_info.value.code == 2
+    assert "--structure heads+ffn" in capsys.readouterr().err

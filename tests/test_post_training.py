@@ -1,0 +1,218 @@
+"""Retraining-free pruning: Fisher scores, mask search and rearrangement, least-squares tuning,
+compaction."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import keras_flop
+from keras_flop import BertConfig, build_bert_classifier
+from keras_flop import post_training as pt
+from keras_flop.structure import encoder_layer_parts, mask_values
+
+TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=16)
+
+
+def _inputs(n=6, seq=8, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.arange(seq)[None, :] < rng.integers(3, seq + 1, n)[:, None]
+    return {"token_ids": (rng.integers(1, 50, (n, seq)) * mask).astype("int32"),
+            "segment_ids": np.zeros((n, seq), "int32"), "padding_mask": mask}
+
+
+def _dense(seed=0, num_labels=2):
+    keras.utils.set_random_seed(seed)
+    model = build_bert_classifier(BertConfig(**TINY), num_labels=num_labels)
+    # Larger weights than the init so that heads and units differ clearly.
+    for layer in model.encoder_dense_layers():
+        layer.kernel.assign(np.asarray(layer.kernel) * 8.0)
+    return model
+
+
+def _batches(n=12, batch=4, seed=0, num_labels=2):
+    x = _inputs(n, seed=seed)
+    y = (np.arange(n) % num_labels).astype("int32") if num_labels > 1 else \
+        np.linspace(0, 5, n).astype("float32")
+    return [({k: v[i:i + batch] for k, v in x.items()}, y[i:i + batch])
+            for i in range(0, n, batch)]
+
+
+def test_masked_forward_equals_the_model():
+    dense = _dense()
+    x = _inputs()
+    np.testing.assert_allclose(np.asarray(pt._Encoder(dense).logits(x)), np.asarray(dense(x)),
+                               atol=1e-5)
+
+
+def _loss_with_scaled_rows(dense, x, y, layer, suffix, rows, factor):
+    """Per-example losses of `dense` with kernel rows `rows` of `layer_{layer}_{suffix}`
+    scaled by `factor`: the same as a mask of `factor` on what those rows consume."""
+    kernel = dense.get_layer(f"layer_{layer}_{suffix}").kernel
+    saved = np.asarray(kernel)
+    scaled = saved.copy()
+    scaled[rows] *= factor
+    kernel.assign(scaled)
+    logits = np.asarray(dense(x), np.float64)
+    kernel.assign(saved)
+    if logits.shape[-1] == 1:
+        return (logits[:, 0] - y) ** 2
+    logits -= logits.max(-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -log_probs[np.arange(len(y)), y]
+
+
+@pytest.mark.parametrize("num_labels", [2, 1])
+def test_per_example_gradients_and_fisher_scores_match_finite_differences(num_labels):
+    dense = _dense(seed=1, num_labels=num_labels)
+    batches = _batches(n=6, batch=3, num_labels=num_labels)
+    head_grads, unit_grads = pt.per_example_mask_gradients(dense, batches)
+    x = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    y = np.concatenate([b[1] for b in batches])
+    eps = 1e-2
+    head_size = TINY["hidden_size"] // TINY["num_attention_heads"]
+    for layer in range(2) if num_labels > 1 else (1,):
+        checks = [("attention_output", head_grads[layer][:, h],
+                   np.arange(h * head_size, (h + 1) * head_size)) for h in (0, 3)]
+        checks += [("output", unit_grads[layer][:, u], [u]) for u in (17, 63)]
+        for suffix, grad, rows in checks:
+            numeric = (_loss_with_scaled_rows(dense, x, y, layer, suffix, rows, 1 + eps) -
+                       _loss_with_scaled_rows(dense, x, y, layer, suffix, rows, 1 - eps)) / \
+                (2 * eps)
+            np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-4)
+    masks = pt.post_training_masks(dense, batches, target=0.6, rearrange=False, tune=False)
+    for layer in range(2):
+        np.testing.assert_allclose(masks.head_fisher[layer],
+                                   np.mean(head_grads[layer] ** 2, 0), rtol=1e-6)
+        np.testing.assert_allclose(masks.unit_fisher[layer],
+                                   np.mean(unit_grads[layer] ** 2, 0), rtol=1e-6)
+
+
+def test_search_keeps_the_most_fisher_score_within_the_budget():
+    rng = np.random.default_rng(0)
+    heads = [rng.random(2), rng.random(2)]
+    units = [rng.random(3), rng.random(3)]
+    head_cost, unit_cost, budget = 5, 2, 13
+    keep_heads, keep_units = pt.search_masks(heads, units, head_cost, unit_cost, budget)
+    chosen = np.concatenate(heads)[np.concatenate(keep_heads)].sum() + \
+        np.concatenate(units)[np.concatenate(keep_units)].sum()
+    cost = np.concatenate(keep_heads).sum() * head_cost + \
+        np.concatenate(keep_units).sum() * unit_cost
+    assert cost <= budget
+    scores = np.concatenate(heads + units)
+    costs = np.array([head_cost] * 4 + [unit_cost] * 6)
+    best = max(scores[list(s)].sum() for r in range(11)
+               for s in itertools.combinations(range(10), r) if costs[list(s)].sum() <= budget)
+    assert chosen == pytest.approx(best)
+
+
+def test_rearrangement_keeps_the_count_and_lowers_the_block_fisher_loss():
+    rng = np.random.default_rng(1)
+    grads = rng.normal(size=(50, 12)) + rng.normal(size=(50, 1))  # correlated units
+    keep = np.ones(12, bool)
+    keep[np.argsort((grads ** 2).mean(0))[:5]] = False
+
+    def loss(k):
+        return np.sum(grads[:, ~k].sum(1) ** 2)
+
+    new = pt.rearrange_mask(keep, grads)
+    assert new.sum() == keep.sum()
+    assert loss(new) <= loss(keep) + 1e-9
+
+
+def _system_check(kind, dense, seed=0):
+    """`(tuned scales, explicit lstsq scales, errors)` of layer 1's `kind` sublayer, the
+    columns of `A` made explicitly from the masked forward pass with one-hot masks."""
+    encoder, tuner = pt._Encoder(dense), pt._Tuner(pt._Encoder(dense))
+    x = _inputs(seed=seed)
+    pm = x["padding_mask"]
+    teacher = encoder.embed(x, training=False)
+    rng = np.random.default_rng(seed)
+    student = teacher + rng.normal(0, 0.3, teacher.shape).astype("float32")
+    size = 4 if kind == "attention" else 64
+    kept = np.sort(rng.choice(size, 3 if kind == "attention" else 40, replace=False))
+    if kind == "attention":
+        def forward(inp, mask):
+            return np.asarray(encoder.attention_sum(1, inp, pm, mask))
+        ata, atb = tuner.attention_system(1, student, forward(teacher, None), pm, kept)
+    else:
+        def forward(inp, mask):
+            return np.asarray(encoder.ffn_sum(1, inp, mask))
+        ata, atb = tuner.ffn_system(1, student, forward(teacher, None), pm, kept)
+    target = forward(teacher, None)[pm]
+    base = forward(student, np.zeros(size, "float32"))[pm]
+    columns = []
+    for j in kept:
+        one_hot = np.zeros(size, "float32")
+        one_hot[j] = 1.0
+        columns.append((forward(student, one_hot)[pm] - base).reshape(-1))
+    a = np.stack(columns, 1).astype(np.float64)
+    b = (target - base).reshape(-1).astype(np.float64)
+    tuned = pt.solve_scales(np.asarray(ata), np.asarray(atb))
+    explicit = np.linalg.lstsq(a, b, rcond=None)[0]
+    mask = np.zeros(size, "float32")
+    mask[kept] = 1.0
+    before = np.sum((forward(student, mask)[pm] - target) ** 2)
+    mask[kept] = tuned
+    after = np.sum((forward(student, mask)[pm] - target) ** 2)
+    return tuned, explicit, before, after
+
+
+@pytest.mark.parametrize("kind", ["attention", "ffn"])
+def test_least_squares_tuning_equals_lstsq_and_reduces_the_error(kind):
+    tuned, explicit, before, after = _system_check(kind, _dense(seed=2))
+    np.testing.assert_allclose(tuned, explicit, rtol=1e-3, atol=1e-4)
+    assert after < before
+
+
+@pytest.mark.parametrize("target", [0.7, 0.4])
+def test_pruned_model_meets_the_budget_and_compacts_exactly(target):
+    dense = _dense(seed=3)
+    batches = _batches(n=16)
+    compact_model, masks = keras_flop.prune_post_training(dense, batches, target=target,
+                                                          num_samples=12, return_masks=True)
+    assert masks.kept_params <= target * masks.total_params
+    head_cost, _ = pt.unit_costs(dense.bert_config)
+    assert target * masks.total_params - masks.kept_params < head_cost  # budget used up
+    gated = pt.masked_model(dense, masks)
+    report = keras_flop.parameter_report(gated)
+    assert report["dense_pruned_params"] == masks.kept_params
+    assert [h for h, _ in compact_model.layer_shapes] == masks.kept_heads
+    assert [u for _, u in compact_model.layer_shapes] == masks.kept_units
+    x = _inputs(seed=5)
+    np.testing.assert_allclose(np.asarray(compact_model(x)),
+                               np.asarray(gated(x, training=False)), atol=1e-5)
+    # The gated model is the masked, tuned forward pass.
+    np.testing.assert_allclose(
+        np.asarray(gated(x, training=False)),
+        np.asarray(pt._Encoder(dense).logits(x, masks.head_scales, masks.unit_scales)),
+        atol=1e-5)
+    assert set(masks.seconds) == {"fisher", "search", "rearrange", "tune"}
+
+
+def test_init_gates_from_masks_opens_kept_units_only():
+    dense = _dense(seed=4)
+    masks = keras_flop.post_training_masks(dense, _batches(), target=0.5, tune=False)
+    pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
+    pt.init_gates_from_masks(pruning_model, masks)
+    for part, heads, units in zip(encoder_layer_parts(pruning_model.network),
+                                  masks.head_scales, masks.unit_scales):
+        np.testing.assert_array_equal(mask_values(part.masks["head"]), heads != 0)
+        np.testing.assert_array_equal(mask_values(part.masks["intermediate"]), units != 0)
+        assert part.masks["head"].trainable
+    with pytest.raises(ValueError, match="needs head and FFN-unit gates"):
+        pt.init_gates_from_masks(keras_flop.factorize(dense), masks)
+
+
+def test_bad_arguments_say_what_to_do():
+    dense = _dense()
+    with pytest.raises(ValueError, match="latency table"):
+        keras_flop.prune_post_training(dense, _batches(), cost="latency")
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        keras_flop.prune_post_training(dense, _batches(), target=0.0)
+    with pytest.raises(ValueError, match="fine-tuned dense BertClassifier"):
+        keras_flop.prune_post_training(keras_flop.factorize(dense), _batches())
+    with pytest.raises(ValueError, match=r"\(features, labels\)"):
+        keras_flop.prune_post_training(dense, [_inputs()])
