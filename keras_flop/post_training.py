@@ -272,20 +272,24 @@ def rearrange_mask(keep, grads):
     num_pruned = int(np.count_nonzero(~keep))
     if num_pruned == 0 or num_pruned == len(keep):
         return keep.copy()
-    g = np.asarray(grads, np.float64).T  # [units, examples]
-    norms = np.einsum("ij,ij->i", g, g)
+    g = np.asarray(grads, np.float64)
+    gram = g.T @ g  # [units, units]: every inner product the search needs, computed once
+    norms = np.diag(gram).copy()
     order = np.argsort(norms, kind="stable")
     pruned = list(order[:num_pruned])
-    total = g[pruned].sum(0)
+    # dots[i] = g_i · s and square = s · s for s, the pruned set's summed gradients.
+    dots = gram[:, pruned].sum(1)
+    square = float(dots[pruned].sum())
     for index in order[num_pruned:]:
         pruned.append(index)
-        total = total + g[index]
-        members = g[pruned]
-        # ‖total - g_i‖² for every member i
-        remaining = total @ total - 2.0 * (members @ total) + norms[pruned]
-        out = int(np.argmin(remaining))
-        total = total - g[pruned[out]]
-        del pruned[out]
+        square += 2.0 * dots[index] + norms[index]
+        dots += gram[:, index]
+        members = np.asarray(pruned)
+        # ‖s - g_i‖² for every member i
+        out = int(np.argmin(square - 2.0 * dots[members] + norms[members]))
+        leaving = pruned.pop(out)
+        square += -2.0 * dots[leaving] + norms[leaving]
+        dots -= gram[:, leaving]
     new = np.ones(len(keep), bool)
     new[pruned] = False
     return new
@@ -362,8 +366,9 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     teacher = [encoder.embed(f, training=False) for f in features]
     student = list(teacher)
     head_scales, unit_scales = [], []
-    attention_system = tf.function(tuner.attention_system, reduce_retracing=True)
-    ffn_system = tf.function(tuner.ffn_system, reduce_retracing=True)
+    # Eager: a few large ops per batch, where tracing a function per layer and length
+    # bucket would cost more than it saves.
+    attention_system, ffn_system = tuner.attention_system, tuner.ffn_system
     progress = keras.utils.Progbar(len(encoder.parts), unit_name="layer") if verbose else None
     for index in range(len(encoder.parts)):
         for kind, keep in (("attention", head_keep[index]), ("ffn", unit_keep[index])):
