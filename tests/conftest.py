@@ -22,6 +22,16 @@ def vocab_file(tmp_path):
     return path
 
 
+def random_inputs(n=6, seq=10, seed=0, vocab_size=50):
+    """A batch of `n` random model inputs, each padded after a random length of 3 to `seq`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mask = np.arange(seq)[None, :] < rng.integers(3, seq + 1, n)[:, None]
+    return {"token_ids": (rng.integers(1, vocab_size, (n, seq)) * mask).astype("int32"),
+            "segment_ids": np.zeros((n, seq), "int32"), "padding_mask": mask}
+
+
 def shared_data_dir():
     """The real data for `-m data` tests: $KERAS_FLOP_DATA, or ../shared/data."""
     default = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -11,16 +11,14 @@ import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop import post_training as pt
 from keras_flop.structure import encoder_layer_parts, mask_values
+from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
 
 
 def _inputs(n=6, seq=8, seed=0):
-    rng = np.random.default_rng(seed)
-    mask = np.arange(seq)[None, :] < rng.integers(3, seq + 1, n)[:, None]
-    return {"token_ids": (rng.integers(1, 50, (n, seq)) * mask).astype("int32"),
-            "segment_ids": np.zeros((n, seq), "int32"), "padding_mask": mask}
+    return random_inputs(n, seq, seed)
 
 
 def _dense(seed=0, num_labels=2):

@@ -9,6 +9,7 @@ from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.layers import HardConcreteMask, PrunedSublayer
 from keras_flop.sparsity import sparsity_denominator
 from keras_flop.structure import all_gates, encoder_layer_parts
+from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
             intermediate_size=48, max_position_embeddings=16)
@@ -16,10 +17,7 @@ STRUCTURES = ["heads+ffn", "heads+ffn+layers", "all"]
 
 
 def _inputs(n=6, seq=10, seed=0):
-    rng = np.random.default_rng(seed)
-    mask = np.arange(seq)[None, :] < rng.integers(3, seq + 1, n)[:, None]
-    return {"token_ids": (rng.integers(1, 50, (n, seq)) * mask).astype("int32"),
-            "segment_ids": np.zeros((n, seq), "int32"), "padding_mask": mask}
+    return random_inputs(n, seq, seed)
 
 
 def _dense(seed=0, num_labels=2):
