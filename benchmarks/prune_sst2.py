@@ -65,7 +65,7 @@ def accuracy(model, data):
 
 
 def latencies(dense, compact, data_128):
-    """Dev-set seconds of dense and compact, run in turn (`compare_latency`): at batch 8 and 1
+    """Dev-set seconds of dense and compact, run in turn (`time_in_turn`): at batch 8 and 1
     padded to 128 (comparable with published figures), and at batch 8 in length-bucketed
     batches (what a service pays). Keys `(model, batch)`, batch `8`, `1` or `"8b"`."""
     results = {}
