@@ -77,28 +77,41 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
         raise ValueError(f"Export version folder {final} exists already.")
     regression = network.outputs[0].shape[-1] == 1
 
-    def outputs(inputs):
-        logits = tf.cast(network(inputs, training=False), tf.float32)
+    ids = [tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+           tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+           tf.TensorSpec([None, None], tf.bool, name="padding_mask")]
+
+    # The network is traced once; the three predicting endpoints call this function.
+    @tf.function(input_signature=ids, autograph=False)
+    def from_ids(token_ids, segment_ids, padding_mask):
+        logits = tf.cast(network({"token_ids": token_ids, "segment_ids": segment_ids,
+                                  "padding_mask": padding_mask}, training=False), tf.float32)
         if regression:
             return {"score": logits[:, 0]}
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    def from_ids(token_ids, segment_ids, padding_mask):
-        return outputs({"token_ids": token_ids, "segment_ids": segment_ids,
-                        "padding_mask": padding_mask})
+    def outputs(inputs):
+        return from_ids(inputs["token_ids"], inputs["segment_ids"],
+                        tf.cast(inputs["padding_mask"], tf.bool))
 
-    def encode(text_a, text_b=None):
-        return preprocessor(text_a, text_b, pad_to_max_length=False)
-
-    archive = keras.export.ExportArchive()
-    archive.track(network)
-    archive.track(preprocessor)
-    ids = [tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-           tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
-           tf.TensorSpec([None, None], tf.bool, name="padding_mask")]
     text = [tf.TensorSpec([None], tf.string, name="text")]
     pair = [tf.TensorSpec([None], tf.string, name="text_a"),
             tf.TensorSpec([None], tf.string, name="text_b")]
+    # Tokenization traced once per input kind; the text and tokenize endpoints call it.
+    encode_one = tf.function(lambda text: preprocessor(text, pad_to_max_length=False),
+                             input_signature=text, autograph=False)
+    encode_pair = tf.function(
+        lambda text_a, text_b: preprocessor(text_a, text_b, pad_to_max_length=False),
+        input_signature=pair, autograph=False)
+
+    def encode(text_a, text_b=None):
+        return encode_one(text_a) if text_b is None else encode_pair(text_a, text_b)
+
+    archive = keras.export.ExportArchive()
+    # Only the preprocessor is tracked (its vocabulary table); the endpoints capture the
+    # network's variables themselves. Tracking the network too would store every weight
+    # twice: once as its Keras variable, once as the tf.Variable the endpoints use.
+    archive.track(preprocessor)
     archive.add_endpoint(ID_SIGNATURE, from_ids, input_signature=ids)
     archive.add_endpoint(TEXT_SIGNATURE, lambda text: outputs(encode(text)),
                          input_signature=text)

@@ -76,7 +76,14 @@ def test_saved_model_loads_in_a_process_without_keras_flop(tmp_path, vocab_file,
 
 
 def test_saved_model_cli_lists_both_signatures(tmp_path, vocab_file):
-    _, path = _export(tmp_path, vocab_file, 2)
+    model, path = _export(tmp_path, vocab_file, 2)
+    # Every weight is stored once. The vocabulary table is an asset (assets/vocab.txt), not a
+    # variable, so the values are exactly the model's weights.
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    stored = sum(int(np.prod(shape)) for name, shape in
+                 reader.get_variable_to_shape_map().items()
+                 if name != "_CHECKPOINTABLE_OBJECT_GRAPH" and "save_counter" not in name)
+    assert stored == model.count_params()
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed beside this Python")
