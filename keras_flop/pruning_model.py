@@ -44,9 +44,9 @@ class PruningModel(keras.Model):
     Evaluation and prediction use the deterministic gate mask.
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
-    `target_sparsity`, `lambda_1`, `lambda_2`, `model_lr`, `alpha_lr`, `lambda_lr`,
-    `l2_regularization_loss`, plus the compiled metrics (and `distillation_loss` with a
-    teacher).
+    `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
+    metrics; `model_lr` when the model weights train, `l2_regularization_loss` when
+    `regularization_scale > 0`, `distillation_loss` with a teacher.
 
     With a `teacher` (the fine-tuned dense model) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
@@ -384,15 +384,19 @@ class PruningModel(keras.Model):
         logs.update({
             "task_loss": task_loss * replicas,
             "lagrangian": lagrangian,
-            "l2_regularization_loss": l2_loss,
             "expected_sparsity": sparsity,
             "target_sparsity": target,
             "lambda_1": ops.convert_to_tensor(self.lambda_1),
             "lambda_2": ops.convert_to_tensor(self.lambda_2),
-            "model_lr": ops.convert_to_tensor(self.optimizer.learning_rate),
             "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
             "lambda_lr": ops.convert_to_tensor(self.lambda_optimizer.learning_rate),
         })
+        # Constants are left out of the logs (and the progress bar): the model's learning rate
+        # when it is frozen, the L2 penalty when it is off.
+        if not self.model_frozen:
+            logs["model_lr"] = ops.convert_to_tensor(self.optimizer.learning_rate)
+        if self.regularization_scale != 0.0:
+            logs["l2_regularization_loss"] = l2_loss
         if distill is not None:
             logs["distillation_loss"] = distill
         if hidden is not None:
