@@ -35,10 +35,11 @@ def parameter_report(model, threshold=0.0):
     """Parameter counts of a pruning model before and after compaction.
 
     Sums run over the encoder dense layers (`a·b` dense, `c_i` the compact cost of the kernel,
-    see `keras_flop.kept_parameters`): `dense_total_params` (their kernels as they are in the
-    pruning model: `(a+b)·k` when factorized), `dense_origin_params = Σ a·b`,
-    `dense_pruned_params = Σ c_i`, `dense_sparsity = 1 - pruned / origin`
-    (`dense_sparsity_of_factorized = 1 - pruned / total`, the original's figure),
+    see `keras_flop.kept_parameters`): `factorized_kernel_params` (their kernels as they are
+    in the pruning model: `(a+b)·k` when factorized; the original FLOP code called it
+    `dense_total_params`), `dense_origin_params = Σ a·b`, `dense_pruned_params = Σ c_i`,
+    `dense_sparsity = 1 - pruned / origin` (`dense_sparsity_of_factorized = 1 - pruned /
+    factorized`, the original's figure),
     `non_kernel_params` (embeddings, LayerNorms, biases, pooler, classifier),
     `total_params = origin + non_kernel`, `pruned_total_params` (the compact model's count:
     pruned kernels plus what is left of the rest), `actual_compact_rate = pruned_total /
@@ -67,7 +68,7 @@ def parameter_report(model, threshold=0.0):
     total = dense_origin + non_kernel
     pruned_total = dense_pruned + other + _kept_biases(parts, threshold)
     report = {
-        "dense_total_params": dense_total,
+        "factorized_kernel_params": dense_total,
         "dense_origin_params": dense_origin,
         "dense_pruned_params": dense_pruned,
         "dense_sparsity": 1.0 - dense_pruned / dense_origin,

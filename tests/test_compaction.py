@@ -58,7 +58,7 @@ def test_no_layer_costs_more_than_dense_and_counts_match_the_report():
         if isinstance(layer, FactorizedDense):
             assert layer.factor_params < layer.dense_params
     assert report["dense_origin_params"] == 8 * 32 * 32 + 4 * 32 * 64
-    assert report["dense_total_params"] == 8 * 64 * 32 + 4 * 96 * 32
+    assert report["factorized_kernel_params"] == 8 * 64 * 32 + 4 * 96 * 32
     assert 0 < report["dense_sparsity"] < 1
     assert report["actual_compact_rate"] == pytest.approx(
         report["pruned_total_params"] / report["total_params"])
@@ -100,7 +100,7 @@ def test_parameter_report_files(tmp_path):
     report = keras_flop.parameter_report(_pruned())
     info = keras_flop.write_parameter_report(report, tmp_path)
     text = open(info).read()
-    for key in ("dense_total_params", "dense_pruned_params", "dense_origin_params",
+    for key in ("factorized_kernel_params", "dense_pruned_params", "dense_origin_params",
                 "dense_sparsity", "non_kernel_params", "total_params", "pruned_total_params",
                 "actual_compact_rate"):
         assert f"{key} = " in text
