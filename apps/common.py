@@ -1,6 +1,11 @@
-"""What every app shares: argument checks, one-line errors, output directories, seeds."""
+"""What every app shares: flags and their help, argument checks, one-line errors, a quiet
+TensorFlow, output directories, seeds.
+
+Nothing here imports TensorFlow at module level: `--help` and flag errors answer at once.
+"""
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -9,21 +14,54 @@ import shutil
 import sys
 import time
 
+# keras_flop.glue.TASKS (name -> GLUE directory), spelled out so that --help and flag errors
+# need no TensorFlow import (a test keeps the two equal).
+GLUE_TASKS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP",
+              "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
 
 class UsageError(ValueError):
     """Bad input from the command line or its files: exit status 2, one line, no traceback."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with where it stopped: the apps print this one line and exit with status 130."""
+
+
+def task_name(text, allow_all=False):
+    """The canonical name of a GLUE task given by name or directory (`SST-2`, `sst2`)."""
+    key = text.lower().replace("-", "").replace("_", "")
+    if allow_all and key == "all":
+        return "all"
+    for name, directory in GLUE_TASKS.items():
+        if key in (name, directory.lower().replace("-", "")):
+            return name
+    names = ", ".join(GLUE_TASKS) + (", all" if allow_all else "")
+    raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose from {names}")
+
+
+def boolean(text):
+    """`true`/`false` (also 1/0, yes/no) for flags that default to true."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
 
 
 def add_common_flags(parser):
     parser.add_argument("--output_dir", required=False, help="Where the run's outputs go.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace a non-empty output directory.")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (recorded).")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Random seed of weights, data order and gates (recorded).")
     parser.add_argument("--nondeterministic", action="store_true",
                         help="Let TensorFlow use nondeterministic kernels (see the README: "
                              "without it a repeated command gives the same digits on the same "
                              "machine).")
-    parser.add_argument("--verbose", action="store_true", help="Tracebacks on errors.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Show TensorFlow's own log lines, and tracebacks on errors.")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker", "tpu"),
                         default="none",
                         help="tf.distribute strategy: all local GPUs (mirrored), several "
@@ -33,23 +71,74 @@ def add_common_flags(parser):
 
 
 def main_wrapper(run):
-    """Runs `run(args)`; bad input exits with status 2 and a one-line message."""
+    """Runs `run(args)` after a quiet TensorFlow import; bad input exits with status 2 and a
+    one-line message, Ctrl-C with status 130 and one line saying where it stopped."""
     @functools.wraps(run)
     def main(parser, argv=None):
         args = parser.parse_args(argv)
+        verbose = getattr(args, "verbose", False)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         for noisy in ("absl", "tensorflow"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
         try:
+            import_tensorflow(verbose)
+            print(f"device: {describe_devices()}")
             return run(args)
         except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
-            if getattr(args, "verbose", False):
+            if verbose:
                 raise
             message = " ".join(str(e).split()) or type(e).__name__
             print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as e:
+            if verbose:
+                raise
+            where = str(e) if isinstance(e, Interrupted) else \
+                "interrupted; rerun the same command to continue"
+            print(f"\n{where}", file=sys.stderr)
+            sys.exit(130)
     return main
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Points file descriptor 2 at /dev/null: TensorFlow's C++ libraries log there while they
+    load, before TF_CPP_MIN_LOG_LEVEL is read (the CUDA probes on a CPU-only machine)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow(verbose=False):
+    """Imports TensorFlow: all its log lines with `verbose`, otherwise none (the level has to
+    be set before the first import)."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with contextlib.nullcontext() if verbose else _stderr_to_devnull():
+        import tensorflow as tf
+    return tf
+
+
+def describe_devices():
+    """The devices a run computes on, in one phrase: `CPU (2 cores)` or `2 GPUs (…)`."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+             for gpu in gpus]
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)})"
 
 
 def prepare_output_dir(path, overwrite=False):
@@ -77,7 +166,17 @@ def write_json(path, value):
 
 
 def save_model(model, path):
-    """`model.save` to a temporary name, then rename."""
+    """Saves `model` (architecture and weights, no optimizer state) to a temporary name, then
+    renames. A compiled model is saved as an uncompiled copy: its optimizer state would double
+    or triple the file, and no step resumes from it (the pruning step resumes from its own
+    `tf.train` checkpoints)."""
+    if getattr(model, "compiled", False) or getattr(model, "optimizer", None) is not None:
+        copy = type(model).from_config(model.get_config())
+        if [v.path for v in copy.weights] != [v.path for v in model.weights]:
+            raise ValueError(f"Cannot copy {type(model).__name__} for saving: its rebuilt "
+                             "weights differ from the model's.")
+        copy.set_weights(model.get_weights())
+        model = copy
     temporary = path + ".tmp.keras"
     model.save(temporary)
     os.replace(temporary, path)
@@ -130,6 +229,21 @@ class _ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def parser(description):
-    return _ArgumentParser(description=description,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """States each default once: argparse's "(default: X)" only where the help does not say
+    it already and X is a value (a None default is resolved later and described in the help;
+    a switch's False goes without saying)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or \
+                default in ("", argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        return text + " (default: %(default)s)"
+
+
+def parser(module, doc):
+    """The parser of `python -m <module>`, its docstring as the description."""
+    return _ArgumentParser(prog=f"python -m {module}", description=doc,
+                           formatter_class=_HelpFormatter)

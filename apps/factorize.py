@@ -17,19 +17,25 @@ from apps import common
 
 
 def build_parser():
-    parser = common.parser(__doc__.splitlines()[0])
-    parser.add_argument("--bert_config_file", required=True)
+    parser = common.parser("apps.factorize", __doc__)
+    parser.add_argument("--bert_config_file", required=True,
+                        help="The checkpoint's bert_config.json.")
     parser.add_argument("--checkpoint", required=True,
                         help="TF1 checkpoint prefix (.../bert_model.ckpt) or its directory.")
     parser.add_argument("--finetuned", action="store_true",
                         help="The checkpoint carries a classifier head (run_classifier.py); "
                              "without it a fresh head of --num_labels is initialized.")
-    parser.add_argument("--num_labels", type=int, default=2)
+    parser.add_argument("--num_labels", type=int, default=2,
+                        help="Classes of the fresh head (without --finetuned).")
     parser.add_argument("--energy", type=float, default=None,
                         help="Keep the smallest rank holding this fraction of Σσ² (default: "
                              "full rank).")
-    parser.add_argument("--sigma", choices=("full", "sqrt"), default="full")
-    parser.add_argument("--rank_policy", choices=("min", "input"), default="min")
+    parser.add_argument("--sigma", choices=("full", "sqrt"), default="full",
+                        help="Where the singular values go: full puts them in Q (P = U, "
+                             "Q = ΣVᵀ), sqrt splits them (P = U√Σ, Q = √ΣVᵀ).")
+    parser.add_argument("--rank_policy", choices=("min", "input"), default="min",
+                        help="Full rank is min(in, out), or in (the original FLOP code; the "
+                             "extra rows of Q are zero).")
     common.add_common_flags(parser)
     return parser
 
@@ -80,6 +86,11 @@ def run(args):
     common.write_json(os.path.join(output_dir, "factorize.json"),
                       {"args": vars(args), "layers": rows,
                        "expected_sparsity": float(keras_flop.expected_sparsity(pruning_model))})
+    start = float(keras_flop.expected_sparsity(pruning_model))
+    if start < 0:
+        print(f"Expected sparsity {start:.3f}: negative, because at full rank the factors P "
+              "(a×k) and Q (k×b) of an a×b kernel hold more weights than the kernel; pruning "
+              "closes ranks until the model is smaller than the dense one.")
     print(f"Pruning model written to {path}")
     return path
 

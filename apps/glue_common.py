@@ -1,16 +1,20 @@
-"""What the GLUE apps share: task data, fine-tuning, evaluation and its result files."""
+"""What the GLUE apps share: task data, fine-tuning, evaluation and its result files.
+
+TensorFlow, Keras and keras_flop are imported by the functions that use them, so that an app's
+`--help` and flag checks answer without loading them.
+"""
 
 import dataclasses
 import os
 import time
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from apps import common
-from keras_flop import glue
-from keras_flop.preprocessor import BertPreprocessor
-from keras_flop.optimizers import model_optimizer
+
+if TYPE_CHECKING:
+    import keras_flop
 
 
 @dataclasses.dataclass
@@ -18,17 +22,19 @@ class TaskData:
     """A task's examples, their preprocessing and how they are batched (`--pad_to_max_length`,
     `--bucket_boundaries`); each split is tokenized once, on first use."""
 
-    task: glue.GlueTask
+    task: "keras_flop.glue.GlueTask"
     train: list
     evals: dict  # split -> examples
     tests: dict  # split -> examples
-    preprocessor: BertPreprocessor
+    preprocessor: "keras_flop.BertPreprocessor"
     pad_to_max_length: bool = False
     boundaries: list = None
     _tokenized: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def tokenized(self, split, labeled=True):
         """The `TokenizedExamples` of a split (`"train"`, an eval or a test split)."""
+        from keras_flop import glue
+
         if (split, labeled) not in self._tokenized:
             examples = self.train if split == "train" else \
                 self.evals.get(split) or self.tests[split]
@@ -38,12 +44,16 @@ class TaskData:
         return self._tokenized[split, labeled]
 
     def train_dataset(self, batch_size, seed):
+        from keras_flop import glue
+
         return for_strategy(glue.make_dataset(self.tokenized("train"), self.task, None,
                                               batch_size, training=True, seed=seed))
 
     def training_stream(self, batch_size, seed, total_steps, start_step=0, **features):
         """Training batches of steps `start_step..total_steps - 1`; `features` (arrays, one
         row per training example, e.g. `teacher_logits`) travel with the model inputs."""
+        from keras_flop import glue
+
         train = self.tokenized("train")
         if features:
             train = train.with_features(**features)
@@ -51,10 +61,14 @@ class TaskData:
             train, self.task, None, batch_size, seed, total_steps, start_step))
 
     def eval_dataset(self, split, batch_size):
+        from keras_flop import glue
+
         return for_strategy(glue.make_dataset(self.tokenized(split), self.task, None,
                                               batch_size))
 
     def test_dataset(self, split, batch_size):
+        from keras_flop import glue
+
         return for_strategy(glue.make_dataset(self.tokenized(split, labeled=False), self.task,
                                               None, batch_size, labeled=False))
 
@@ -103,6 +117,10 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
                    max_eval_examples=None, seed=0, need_train=True, pad_to_max_length=False,
                    boundaries=None):
     """Reads the splits present for `task`; a missing train split is an error if needed."""
+    from keras_flop import glue
+
+    from keras_flop.preprocessor import BertPreprocessor
+
     task = glue.get_task(task)
     splits = glue.available_splits(data_dir, task)
     if need_train and "train" not in splits:
@@ -130,6 +148,9 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
 
 
 def task_loss(task):
+    import keras
+    from keras_flop import glue
+
     if glue.get_task(task).is_regression:
         return keras.losses.MeanSquaredError()
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -141,6 +162,7 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
 
     A NaN or Inf loss stops training with an error naming the step."""
     from keras_flop.callbacks import StopOnNonFiniteLoss
+    from keras_flop.optimizers import model_optimizer
 
     stop = StopOnNonFiniteLoss()
     dataset = data.train_dataset(batch_size, seed)
@@ -161,19 +183,26 @@ def fit_verbosity():
     return 1 if os.isatty(2) else 2
 
 
+def metrics_and_loss(task, outputs, labels):
+    """The task's dev metrics (`eval_*`) and `eval_loss` of `outputs` against `labels`."""
+    from keras_flop import glue
+
+    metrics = glue.compute_metrics(task, outputs, labels)
+    target = labels.reshape(-1, 1) if task.is_regression else labels
+    metrics["eval_loss"] = float(task_loss(task)(target, outputs))
+    return metrics
+
+
 def evaluate(model, data, batch_size):
     """Dev metrics, loss and time of every eval split: `{split: {eval_*: ...}}`."""
     results = {}
-    loss_fn = task_loss(data.task)
     for split in data.evals:
         dataset = data.eval_dataset(split, batch_size)
         labels = np.concatenate([np.asarray(y) for _, y in dataset])
         start = time.perf_counter()
         outputs = model.predict(dataset.map(lambda x, y: x), verbose=0)
         seconds = time.perf_counter() - start
-        metrics = glue.compute_metrics(data.task, outputs, labels)
-        target = labels.reshape(-1, 1) if data.task.is_regression else labels
-        metrics["eval_loss"] = float(loss_fn(target, outputs))
+        metrics = metrics_and_loss(data.task, outputs, labels)
         metrics["eval_time"] = seconds
         metrics["eval_examples"] = len(labels)
         results[split] = metrics
@@ -198,6 +227,8 @@ def write_eval_results(directory, results, extra):
 
 def write_test_results(directory, model, data, batch_size):
     """`test_results.tsv` (GLUE submission format) for every test split present."""
+    from keras_flop import glue
+
     paths = []
     for split, examples in data.tests.items():
         outputs = model.predict(data.test_dataset(split, batch_size), verbose=0)

@@ -16,8 +16,11 @@ from apps import common, glue_common
 
 
 def build_parser():
-    parser = common.parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, help="A GLUE task name, or 'all'.")
+    parser = common.parser("apps.glue_finetune", __doc__)
+    parser.add_argument("--task", required=True,
+                        type=lambda text: common.task_name(text, allow_all=True),
+                        help=f"GLUE task: {', '.join(common.GLUE_TASKS)} (or its directory "
+                             "name, e.g. SST-2), or all (every task present in --data_dir).")
     parser.add_argument("--data_dir", required=True, help="GLUE directory (<dir>/<TASK>/*.tsv).")
     parser.add_argument("--init_checkpoint", required=True,
                         help="TF1 checkpoint directory (bert_config.json, vocab.txt, "
@@ -26,16 +29,23 @@ def build_parser():
                         help="Default: bert_config.json beside the checkpoint.")
     parser.add_argument("--vocab_file", default=None,
                         help="Default: vocab.txt beside the checkpoint.")
-    parser.add_argument("--learning_rates", default="5e-5,4e-5,3e-5,2e-5")
-    parser.add_argument("--num_train_epochs", type=float, default=3.0)
-    parser.add_argument("--train_batch_size", type=int, default=32)
-    parser.add_argument("--eval_batch_size", type=int, default=32)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--warmup_proportion", type=float, default=0.1)
+    parser.add_argument("--learning_rates", default="5e-5,4e-5,3e-5,2e-5",
+                        help="Comma-separated learning rates of the sweep: one run each.")
+    parser.add_argument("--num_train_epochs", type=float, default=3.0,
+                        help="Training epochs (rounded to whole epochs, at least 1).")
+    parser.add_argument("--train_batch_size", type=int, default=32,
+                        help="Batch size of every training step.")
+    parser.add_argument("--eval_batch_size", type=int, default=32,
+                        help="Batch size of evaluation and test predictions.")
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="Texts are truncated to this many word pieces.")
+    parser.add_argument("--warmup_proportion", type=float, default=0.1,
+                        help="Fraction of the steps with a linear learning-rate warmup.")
     glue_common.add_batching_flags(parser)
     parser.add_argument("--max_train_examples", type=int, default=None,
                         help="Train on a random subset of this size (quick runs).")
-    parser.add_argument("--max_eval_examples", type=int, default=None)
+    parser.add_argument("--max_eval_examples", type=int, default=None,
+                        help="Evaluate on a random subset of this size; default: all.")
     parser.add_argument("--jit_compile", action="store_true",
                         help="XLA (faster on GPUs; measured slower on our 2-core CPU).")
     parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
@@ -115,6 +125,8 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
         model, data, learning_rate, epochs, args.train_batch_size, args.seed, [board],
         jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion)
     results = glue_common.evaluate(model, data, args.eval_batch_size)
+    board.write({k: v for k, v in next(iter(results.values())).items()
+                 if k.startswith("eval_") and k not in ("eval_time", "eval_examples")}, "eval")
     steps = epochs * -(-len(data.train) // args.train_batch_size)
     flat = glue_common.write_eval_results(run_dir, results, {
         "global_step": steps, "loss": float(history.history["loss"][-1]),

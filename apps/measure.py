@@ -93,6 +93,46 @@ def _results(path):
         return json.load(f)
 
 
+def weights_mb(model):
+    """Size of the model's weights in MB as stored (no optimizer state, no file overhead)."""
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+               for v in model.weights) / 2 ** 20
+
+
+def majority_rate(examples):
+    """The share of the most frequent label among `examples` (None for a regression task)."""
+    labels = [e.label for e in examples]
+    if not labels or isinstance(labels[0], float):
+        return None
+    return max(labels.count(label) for label in set(labels)) / len(labels)
+
+
+def report_warnings(args, data, split, dense_results, info, tolerance=0.02):
+    """What a reader of report.md must know before trusting its comparison."""
+    warnings = []
+    majority = majority_rate(data.evals[split])
+    accuracy = dense_results.get("eval_accuracy")
+    if majority is not None and accuracy is not None and accuracy <= majority + 0.01:
+        warnings.append(
+            f"The dense model is at chance level: dev accuracy {accuracy:.4f} against "
+            f"{majority:.4f} for always answering the most frequent label. The pruned model "
+            "is compared with a model that learned nothing: fine-tune the dense model first "
+            "(another --finetune_learning_rate or more --finetune_epochs, or a fine-tuned "
+            "--init_checkpoint).")
+    key = "dense_sparsity" if getattr(args, "sparsity_denominator", "dense") == "dense" \
+        else "dense_sparsity_of_factorized"
+    reached, target = info[key], args.target_sparsity
+    if abs(reached - target) > tolerance:
+        side = "short of" if reached < target else "past"
+        warnings.append(
+            f"The compact model's sparsity {reached:.3f} is {abs(reached - target):.3f} "
+            f"{side} the target {target} (more than {tolerance}): "
+            + ("more --num_train_epochs or a higher --lambda_learning_rate lets the "
+               "Lagrangian reach it." if reached < target else
+               "the gates closed more than asked; compare at the sparsity reached."))
+    return warnings
+
+
 def write_report(pipeline):
     """Measures both models in this process on the dev set and writes `report.md`."""
     args, data = pipeline.args, pipeline.data
@@ -123,7 +163,7 @@ def write_report(pipeline):
     for name, (step, file) in models.items():
         rows[name] = {
             "parameters": loaded[name].count_params(),
-            "checkpoint_mb": os.path.getsize(pipeline.path(step, file)) / 2 ** 20,
+            "weights_mb": weights_mb(loaded[name]),
             "peak_memory_mb": memory[name],
             "latency_s": latency["fixed"][name],
             "bucketed_latency_s": latency["bucketed"][name],
@@ -138,8 +178,10 @@ def write_report(pipeline):
     how = (f"retraining-free: Fisher mask search and least-squares mask tuning, then "
            f"{args.final_epochs} epoch(s) of fine-tuning" if method == "fisher" else
            f"Lagrangian gate training, initial mask `{getattr(args, 'init_mask', 'none')}`")
+    title = "the built-in toy sentiment task (SST-2 format)" if getattr(args, "toy", False) \
+        else data.task.name
     lines = [
-        f"# Pruning report: {data.task.name}",
+        f"# Pruning report: {title}",
         "",
         f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
         f"{args.sparsity_denominator} denominator), "
@@ -157,7 +199,7 @@ def write_report(pipeline):
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {b / a:.3f} |")
 
     row("parameters", "parameters", "{:,}")
-    row("checkpoint (.keras, MB)", "checkpoint_mb", "{:.1f}")
+    row("weights (MB, without optimizer state)", "weights_mb", "{:.1f}")
     row("peak resident memory while predicting (MB)", "peak_memory_mb", "{:.0f}")
     for label, key, padding in (
             (f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
@@ -180,6 +222,9 @@ def write_report(pipeline):
         "of 3 rounds that run the two models in turn.",
         "",
     ]
+    warnings = report_warnings(args, data, split, dense["results"], info)
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
     path = os.path.join(pipeline.run_dir, "report.md")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

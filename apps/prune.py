@@ -6,11 +6,13 @@ again, export, report.
         --output_dir runs/sst2 --target_sparsity 0.5
 
 Every step writes its outputs under `OUTPUT_DIR/<step>/` before the next starts. Rerunning the
-same command continues after the last finished step; `--start_from STEP` redoes that step and
-those after it. Steps: finetune (skipped for a fine-tuned checkpoint), factorize, prune,
-compact, finetune_compact, export, report. `--method fisher` replaces factorize and prune by
-one retraining-free step, fisher (`keras_flop.prune_post_training`), and skips the final
-fine-tuning unless `--final_epochs` asks for it.
+same command continues after the last finished step (Ctrl-C, then the same command, continues
+the pruning step from its last checkpoint); `--start_from STEP` redoes that step and those
+after it, also with changed settings that only that step and later ones use (the error names
+the step when others changed). Steps: finetune (skipped for a fine-tuned checkpoint),
+factorize, prune, compact, finetune_compact, export, report. `--method fisher` replaces
+factorize and prune by one retraining-free step, fisher (`keras_flop.prune_post_training`), and
+skips the final fine-tuning unless `--final_epochs` asks for it.
 """
 
 import dataclasses
@@ -23,8 +25,27 @@ from apps import common, glue_common
 STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
 FISHER_STEPS = ("finetune", "fisher", "compact", "finetune_compact", "export", "report")
 METHODS = ("lagrangian", "fisher")
+# The note --keep_intermediate false leaves where it deleted a step's models.
+REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
-_RUN_CONTROL = {"start_from", "overwrite", "verbose"}
+_RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
+                "eval_every_n_steps", "checkpoint_every_n_steps"}
+# The first step that reads a setting: changing it redoes that step and the ones after it and
+# keeps the finished steps before it. A flag not listed here belongs to the first step
+# (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.
+# Names are of the Lagrangian's steps; under --method fisher, factorize and prune are `fisher`.
+FIRST_STEP_USING = {
+    **dict.fromkeys(("method", "structure", "init_mask", "num_fisher_samples",
+                     "distillation_weight", "distillation_temperature",
+                     "hidden_distillation_weight", "target_sparsity", "target_sparsity_warmup",
+                     "sparsity_denominator", "regularization_scale", "eval_mask",
+                     "num_train_epochs"), "factorize"),  # the pruning model carries these
+    **dict.fromkeys(("learning_rate", "learning_rate_warmup", "alpha_learning_rate",
+                     "lambda_learning_rate"), "prune"),
+    "compact_threshold": "compact",
+    **dict.fromkeys(("final_learning_rate", "final_epochs"), "finetune_compact"),
+    "export_formats": "export",
+}
 # keras_flop.structure.STRUCTURES, spelled out so that --help and flag errors need no TensorFlow
 # import (a test keeps the two equal).
 STRUCTURES = ("rank", "heads+ffn", "heads+ffn+layers", "all")
@@ -33,15 +54,18 @@ EXPORT_FORMATS = ("saved_model", "onnx", "litert")
 
 
 def build_parser():
-    parser = common.parser(__doc__.splitlines()[0])
+    parser = common.parser("apps.prune", __doc__)
     data = parser.add_argument_group("task and model")
-    data.add_argument("--task", default=None,
-                      help="GLUE task; default: the built-in toy sentiment task.")
+    data.add_argument("--task", default=None, type=common.task_name,
+                      help=f"GLUE task: {', '.join(common.GLUE_TASKS)} (or its directory "
+                           "name, e.g. SST-2). Default: the built-in toy sentiment task.")
     data.add_argument("--data_dir", default=None, help="GLUE directory (<dir>/<TASK>/*.tsv).")
     data.add_argument("--init_checkpoint", default=None,
                       help="TF1 BERT checkpoint dir or prefix (pre-trained or fine-tuned).")
-    data.add_argument("--bert_config_file", default=None)
-    data.add_argument("--vocab_file", default=None)
+    data.add_argument("--bert_config_file", default=None,
+                      help="Default: bert_config.json beside the checkpoint.")
+    data.add_argument("--vocab_file", default=None,
+                      help="Default: vocab.txt beside the checkpoint.")
     data.add_argument("--keras_hub_model", default=None,
                       help="A fine-tuned keras-hub classifier's .keras file (BERT family, see "
                            "keras_flop.from_keras_hub), instead of --init_checkpoint; the dense "
@@ -56,15 +80,19 @@ def build_parser():
                            "al. 2022: Fisher scores, mask search, least-squares tuning).")
     data.add_argument("--max_seq_length", type=int, default=None,
                       help="Default 128 (32 for the toy task).")
-    data.add_argument("--max_train_examples", type=int, default=None)
-    data.add_argument("--max_eval_examples", type=int, default=None)
+    data.add_argument("--max_train_examples", type=int, default=None,
+                      help="Train on a random subset of this size (quick runs); default: all.")
+    data.add_argument("--max_eval_examples", type=int, default=None,
+                      help="Evaluate on a random subset of this size; default: all.")
     glue_common.add_batching_flags(data)
     data.add_argument("--hidden_dropout_prob", type=float, default=None,
                       help="Default: the BERT config's.")
-    data.add_argument("--attention_probs_dropout_prob", type=float, default=None)
+    data.add_argument("--attention_probs_dropout_prob", type=float, default=None,
+                      help="Default: the BERT config's.")
 
     train = parser.add_argument_group("training (names as in the original run.sh)")
-    train.add_argument("--train_batch_size", type=int, default=32)
+    train.add_argument("--train_batch_size", type=int, default=32,
+                       help="Batch size of every training step.")
     train.add_argument("--eval_batch_size", type=int, default=8,
                        help="Also the batch size of the latency measurement.")
     train.add_argument("--finetune_learning_rate", type=float, default=None,
@@ -75,18 +103,22 @@ def build_parser():
                        help="Model weights during pruning; default 0 (seed: frozen model) "
                             "or 2e-5 (paper).")
     train.add_argument("--learning_rate_warmup", type=int, default=None,
-                       help="Warmup steps of the gate and λ schedules (noam); default 200.")
+                       help="Warmup steps of the gate and λ schedules (noam); default 200 "
+                            "(50 for the toy task).")
     train.add_argument("--alpha_learning_rate", type=float, default=None,
-                       help="Scale of the gates' noam schedule; default 5.")
+                       help="Scale of the gates' noam schedule; default 5 (20 for the toy "
+                            "task).")
     train.add_argument("--lambda_learning_rate", type=float, default=None,
-                       help="Scale of λ's noam schedule; default 10.")
+                       help="Scale of λ's noam schedule; default 10 (20 for the toy task).")
     train.add_argument("--target_sparsity", type=float, default=0.5,
                        help="Fraction of the encoder's dense weights to remove, in [0, 1).")
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
                             "pruning steps.")
     train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
-                       default="dense")
+                       default="dense",
+                       help="What the sparsity is a fraction of: the dense kernels' parameters, "
+                            "or the factorized ones (the original's figure).")
     train.add_argument("--structure", choices=STRUCTURES, default="rank",
                        help="What the gates prune: rank (FLOP: SVD ranks of every dense "
                             "layer), heads+ffn (attention heads, FFN units), heads+ffn+layers "
@@ -100,11 +132,13 @@ def build_parser():
     train.add_argument("--distillation_weight", type=float, default=0.0,
                        help="α_pred: weight of KL(teacher ‖ student) from the fine-tuned dense "
                             "model while pruning (0: no distillation).")
-    train.add_argument("--distillation_temperature", type=float, default=2.0)
+    train.add_argument("--distillation_temperature", type=float, default=2.0,
+                       help="Temperature T of the distillation's softmax.")
     train.add_argument("--hidden_distillation_weight", type=float, default=0.0,
                        help="Weight of the hidden-state MSE to the dense model, layer i to "
                             "layer i (0: none).")
-    train.add_argument("--regularization_scale", type=float, default=0.0)
+    train.add_argument("--regularization_scale", type=float, default=0.0,
+                       help="L2 penalty on the model weights while pruning (0: none).")
     train.add_argument("--num_train_epochs", type=int, default=None,
                        help="Pruning epochs; default 3 (8 for the toy task).")
     train.add_argument("--eval_mask", choices=("topk", "deterministic"), default="topk",
@@ -115,13 +149,20 @@ def build_parser():
                             "deterministic (the original rule): every unit at "
                             "ẑ = clip(1.2 σ(log α) − 0.1, 0, 1), which keeps the units with "
                             "p > 0.5.")
-    train.add_argument("--compact_threshold", type=float, default=0.0)
+    train.add_argument("--compact_threshold", type=float, default=0.0,
+                       help="Compaction drops units whose gate value is at most this.")
     train.add_argument("--final_learning_rate", type=float, default=2e-5,
-                       help="Fine-tuning of the compact model (the original used 1e-6).")
+                       help="Fine-tuning of the compact model; default 2e-5, at least 1e-4 "
+                            "for the toy task (the original used 1e-6).")
     train.add_argument("--final_epochs", type=int, default=None,
-                       help="0 skips it; default 1 (lagrangian) or 0 (fisher).")
-    train.add_argument("--eval_every_n_steps", type=int, default=500)
-    train.add_argument("--checkpoint_every_n_steps", type=int, default=500)
+                       help="Fine-tuning epochs of the compact model, 0 skips it; default 1 "
+                            "(lagrangian) or 0 (fisher).")
+    train.add_argument("--eval_every_n_steps", type=int, default=None,
+                       help="Dev evaluation while pruning, every this many steps; default a "
+                            "tenth of the pruning steps (at least 1).")
+    train.add_argument("--checkpoint_every_n_steps", type=int, default=None,
+                       help="Resume checkpoint of the pruning step every this many steps; "
+                            "default a tenth of the pruning steps (at least 1).")
     train.add_argument("--jit_compile", action="store_true",
                        help="XLA for the training steps (measured slower on a 2-core CPU).")
     train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
@@ -133,7 +174,15 @@ def build_parser():
     run = parser.add_argument_group("run control")
     run.add_argument("--start_from", choices=sorted(set(STEPS + FISHER_STEPS), key=(
                          STEPS + FISHER_STEPS).index), default=None,
-                     help="Redo this step and the ones after it in an existing --output_dir.")
+                     help="Redo this step and the ones after it in an existing --output_dir, "
+                          "keeping the finished steps before it.")
+    run.add_argument("--keep_intermediate", type=common.boolean, default=True,
+                     metavar="{true,false}",
+                     help="false: once the run has finished, delete what no later step needs "
+                          "(factorize/pruning_model.keras, prune/pruning_model.keras and "
+                          "prune/checkpoints/, or fisher/pruning_model.keras, and "
+                          "compact/model.keras); the steps' results, logs and reports stay. "
+                          "Default true.")
     common.add_common_flags(parser)
     return parser
 
@@ -162,8 +211,8 @@ def resolve_args(args):
     if not toy and not args.data_dir:
         raise common.UsageError("--task needs --data_dir (the GLUE directory).")
     args.toy = toy
-    # Stored by its canonical name: `--task SST-2` and `--task sst2` are one run.
-    args.task = "sst2" if toy else glue_common.glue.get_task(args.task).name
+    # Stored by its canonical name (--task's type): `--task SST-2` and `--task sst2` are one run.
+    args.task = "sst2" if toy else args.task
     args.max_seq_length = _default(args.max_seq_length, 32 if toy else 128)
     args.finetune_learning_rate = _default(args.finetune_learning_rate, 1e-3 if toy else 3e-5)
     args.learning_rate = _default(args.learning_rate, 0.0 if args.pipeline == "seed" else 2e-5)
@@ -198,7 +247,7 @@ def resolve_args(args):
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
     for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "num_fisher_samples",
                  "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
     if not args.distillation_temperature > 0:
         raise common.UsageError(f"--distillation_temperature must be > 0; got "
@@ -226,6 +275,12 @@ def sparsity_shortfall(reached, target, tolerance=0.02):
             "(and --alpha_learning_rate), lets the Lagrangian reach it.")
 
 
+def first_step_using(flag, steps):
+    """The first of `steps` whose result depends on `flag` (see FIRST_STEP_USING)."""
+    step = FIRST_STEP_USING.get(flag, steps[0])
+    return step if step in steps else "fisher"  # factorize and prune, under --method fisher
+
+
 def prepare_run(args):
     """The run directory; continues a run with the same settings, refuses a different one."""
     settings_path = os.path.join(args.output_dir, "hparams.json")
@@ -237,11 +292,16 @@ def prepare_run(args):
         with open(settings_path, encoding="utf-8") as f:
             previous = json.load(f)
         changed = sorted(k for k in set(previous) | set(settings)
-                         if previous.get(k) != settings.get(k))
+                         if k not in _RUN_CONTROL and previous.get(k) != settings.get(k))
         if changed:
-            raise common.UsageError(
-                f"{args.output_dir} holds a run with other settings ({', '.join(changed)}): "
-                "pass --overwrite, or another --output_dir.")
+            steps = FISHER_STEPS if args.method == "fisher" else STEPS
+            first = min((first_step_using(flag, steps) for flag in changed), key=steps.index)
+            if args.start_from is None or steps.index(args.start_from) > steps.index(first):
+                raise common.UsageError(
+                    f"{args.output_dir} holds a run with other settings ({', '.join(changed)}), "
+                    f"used from the step {first} on: pass --start_from {first} to redo it and "
+                    "the steps after it, or --overwrite, or another --output_dir.")
+            common.write_json(settings_path, settings)  # the settings of the steps redone
         return args.output_dir
     if args.start_from:
         raise common.UsageError(f"--start_from needs an existing run in {args.output_dir}.")
@@ -258,6 +318,7 @@ class Pipeline:
 
         self.args = args
         self.run_dir = run_dir
+        self.counter = None  # the training step's step counter, while one trains
         if args.toy:
             from apps import toy_task
             data_dir, vocab = toy_task.write_toy_glue(os.path.join(run_dir, "data"),
@@ -306,22 +367,59 @@ class Pipeline:
     def path(self, step, name=""):
         return os.path.join(self.run_dir, step, name)
 
-    def done(self, step):
-        outputs = {"finetune": "model.keras", "factorize": "pruning_model.keras",
-                   "prune": "pruning_model.keras", "fisher": "pruning_model.keras", "compact": "model.keras",
-                   "finetune_compact": "model.keras", "export": "DONE", "report": ""}
+    def output(self, step):
+        """The file whose presence says that `step` finished."""
         if step == "report":
-            return os.path.exists(os.path.join(self.run_dir, "report.md"))
-        return os.path.exists(self.path(step, outputs[step]))
+            return os.path.join(self.run_dir, "report.md")
+        return self.path(step, {"export": "DONE", "factorize": "pruning_model.keras",
+                                "prune": "pruning_model.keras",
+                                "fisher": "pruning_model.keras"}.get(step, "model.keras"))
+
+    def removed(self, step):
+        """Whether --keep_intermediate false deleted the step's model after it finished."""
+        return os.path.exists(self.path(step, REMOVED)) and \
+            not os.path.exists(self.output(step))
+
+    def done(self, step):
+        return os.path.exists(self.output(step)) or self.removed(step)
 
     def load(self, step, name="model.keras"):
         """A step's saved model, uncompiled: every step that trains compiles it afresh."""
         import keras
-        return keras.saving.load_model(self.path(step, name), compile=False)
+        path = self.path(step, name)
+        if not os.path.exists(path) and self.removed(step):
+            raise common.UsageError(f"{path} was deleted when the run finished "
+                                    f"(--keep_intermediate false): pass --start_from {step} "
+                                    "to make it again.")
+        return keras.saving.load_model(path, compile=False)
+
+    def tensorboard(self, step, initial_step=0):
+        """The step's TensorBoard callback (`<step>/logs`); its step count also tells where
+        Ctrl-C stopped the step."""
+        from keras_flop.callbacks import PruningTensorBoard
+
+        self.counter = PruningTensorBoard(self.path(step, "logs"), update_freq=10,
+                                          hparams=vars(self.args), initial_step=initial_step)
+        return self.counter
+
+    def fine_tune(self, model, step, learning_rate, epochs):
+        """Plain fine-tuning for the finetune and finetune_compact steps, TensorBoard scalars
+        in `<step>/logs`; returns the results to record."""
+        args = self.args
+        board = self.tensorboard(step)
+        history, seconds = glue_common.fine_tune(
+            model, self.data, learning_rate, epochs, args.train_batch_size, args.seed,
+            callbacks=[board], jit_compile=args.jit_compile)
+        return {"loss": float(history.history["loss"][-1]), "train_time": seconds}
 
     def evaluate_to(self, model, step, extra=None):
         results = glue_common.evaluate(model, self.data, self.args.eval_batch_size)
         flat = glue_common.write_eval_results(self.path(step), results, extra or {})
+        if self.counter is not None and step in ("finetune", "finetune_compact"):
+            # The final dev metrics and loss beside the step's training scalars, named as the
+            # prune step's periodic evaluation names them.
+            self.counter.write({k: v for k, v in flat.items() if k.startswith("eval_")
+                                and "examples" not in k and "time" not in k}, "eval")
         print(f"   {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in flat.items()
                                              if k.startswith("eval_") and "time" not in k
                                              and "examples" not in k))
@@ -345,10 +443,8 @@ class Pipeline:
                                            num_labels=self.data.task.num_labels)
         extra = {}
         if args.pipeline == "seed" and not finetuned and args.finetune_epochs > 0:
-            history, seconds = glue_common.fine_tune(
-                model, self.data, args.finetune_learning_rate, args.finetune_epochs,
-                args.train_batch_size, args.seed, jit_compile=args.jit_compile)
-            extra = {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+            extra = self.fine_tune(model, "finetune", args.finetune_learning_rate,
+                                   args.finetune_epochs)
         else:
             print("   the checkpoint is used as it is (fine-tuned checkpoint, the paper "
                   "pipeline, or --finetune_epochs 0)")
@@ -382,6 +478,13 @@ class Pipeline:
             init_gates_from_masks(pruning_model, masks)
             print(f"   gates start from the Fisher mask: kept heads per layer "
                   f"{masks.kept_heads}, FFN units {masks.kept_units}")
+        start = float(pruning_model.expected_sparsity())
+        print(f"   factorize: expected sparsity at the start {start:.3f} (target "
+              f"{args.target_sparsity})")
+        if start < 0:
+            print("   (negative: at full rank the factors P (a×k) and Q (k×b) of an a×b kernel "
+                  "hold more weights than the kernel; the gates must close ranks before the "
+                  "model gets smaller than the dense one)")
         os.makedirs(self.path("factorize"), exist_ok=True)
         common.save_model(pruning_model, self.path("factorize", "pruning_model.keras"))
 
@@ -398,7 +501,7 @@ class Pipeline:
         from keras_flop import callbacks, optimizers
         from keras_flop.seeding import reseed
 
-        kf, args = self.keras_flop, self.args
+        args = self.args
         pruning_model = self.load("factorize", "pruning_model.keras")
         reseed(pruning_model, args.seed)
         steps = self.pruning_steps()
@@ -414,20 +517,22 @@ class Pipeline:
         os.makedirs(self.path("prune"), exist_ok=True)
         # A killed run left step checkpoints: restore model, optimizers, λ and the random
         # generators, and continue with the batches the interrupted run had not seen.
+        tenth = max(1, steps // 10)
         saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
-                                         every_n_steps=args.checkpoint_every_n_steps)
+                                         every_n_steps=args.checkpoint_every_n_steps or tenth)
         resumed = saver.restore()
         done = int(pruning_model.pruning_step.numpy()) if resumed else 0
         if resumed:
             print(f"   resuming from {resumed} at step {done} of {steps}")
         saver.step = done
-        board = callbacks.PruningTensorBoard(self.path("prune", "logs"), update_freq=10,
-                                             hparams=vars(args), initial_step=done)
+        board = self.tensorboard("prune", initial_step=done)
         split = next(iter(self.data.evals))
         evaluation = callbacks.PeriodicEvaluation(
             self.data.eval_dataset(split, args.eval_batch_size),
-            lambda labels, outputs: kf.glue.compute_metrics(self.data.task, outputs, labels),
-            every_n_steps=args.eval_every_n_steps, tensorboard=board, initial_step=done)
+            lambda labels, outputs: glue_common.metrics_and_loss(self.data.task, outputs,
+                                                                 labels),
+            every_n_steps=args.eval_every_n_steps or tenth, tensorboard=board,
+            initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
         features = {}
@@ -520,10 +625,8 @@ class Pipeline:
         model = self.load("compact")
         extra = {}
         if args.final_epochs > 0:
-            history, seconds = glue_common.fine_tune(
-                model, self.data, args.final_learning_rate, args.final_epochs,
-                args.train_batch_size, args.seed, jit_compile=args.jit_compile)
-            extra = {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+            extra = self.fine_tune(model, "finetune_compact", args.final_learning_rate,
+                                   args.final_epochs)
         os.makedirs(self.path("finetune_compact"), exist_ok=True)
         self.evaluate_to(model, "finetune_compact", extra)
         glue_common.write_test_results(self.path("finetune_compact"), model, self.data,
@@ -554,6 +657,11 @@ class Pipeline:
     def run(self):
         steps = FISHER_STEPS if self.args.method == "fisher" else STEPS
         start = steps.index(self.args.start_from) if self.args.start_from else None
+        if start and self.removed(steps[start - 1]):  # checked before anything is redone
+            raise common.UsageError(
+                f"--start_from {steps[start]} needs the model of the step {steps[start - 1]}, "
+                "deleted when the run finished (--keep_intermediate false): pass --start_from "
+                f"{steps[start - 1]}.")
         for index, step in enumerate(steps):
             redo = start is not None and index >= start
             if self.done(step) and not redo:
@@ -562,7 +670,31 @@ class Pipeline:
             print(f"== {step}")
             if redo and step != "report":
                 shutil.rmtree(self.path(step), ignore_errors=True)  # no resuming a redone step
-            getattr(self, step)()
+            self.counter = None
+            try:
+                getattr(self, step)()
+            except KeyboardInterrupt:
+                where = f"at step {self.counter.step} of {step}" if self.counter else \
+                    f"in {step}"
+                raise common.Interrupted(f"interrupted {where}; rerun the same command to "
+                                         "continue") from None
+        if not self.args.keep_intermediate:
+            self.drop_intermediate(steps)
+
+    def drop_intermediate(self, steps):
+        """Deletes what no step needs once the run has finished (--keep_intermediate false),
+        leaving a note in each step directory touched."""
+        for step, names in (("factorize", ["pruning_model.keras"]),
+                            ("prune", ["pruning_model.keras", "checkpoints"]),
+                            ("fisher", ["pruning_model.keras"]), ("compact", ["model.keras"])):
+            present = [n for n in names if step in steps and os.path.exists(self.path(step, n))]
+            for name in present:
+                path = self.path(step, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            if present:
+                with open(self.path(step, REMOVED), "w", encoding="utf-8") as f:
+                    f.write(f"Deleted when the run finished (--keep_intermediate false): "
+                            f"{', '.join(present)}.\n")
 
 
 @common.main_wrapper

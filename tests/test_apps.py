@@ -1,6 +1,8 @@
 """The command-line apps, run in-process on fixtures the tests build."""
 
 import json
+import re
+import zipfile
 
 import keras
 import pytest
@@ -78,17 +80,137 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     assert info["pruned_total_params"] < info["total_params"]
     compact_results = json.loads((output / "compact" / "eval_results.json").read_text())
     assert compact_results["parity_max_abs_diff"] <= 1e-4
+    # The toy run is titled as such; sizes are of the weights alone.
+    assert report.startswith("# Pruning report: the built-in toy sentiment task")
+    assert "| weights (MB, without optimizer state) |" in report
+    # Step outputs hold no optimizer state (resuming uses prune/checkpoints/).
+    for step in ("finetune", "prune", "finetune_compact"):
+        name = "pruning_model.keras" if step == "prune" else "model.keras"
+        with zipfile.ZipFile(output / step / name) as archive:
+            assert "optimizer" not in archive.read("model.weights.h5").decode("latin-1"), step
+    # Checkpoints every tenth of the 128 pruning steps; TensorBoard for every training step,
+    # the evaluations with their loss.
+    saved = sorted(int(p.name.split("-")[1].split(".")[0])
+                   for p in (output / "prune" / "checkpoints").glob("ckpt-*.index"))
+    assert saved == [108, 120, 128]
+    for step in ("finetune", "prune", "finetune_compact"):
+        assert "eval_loss" in _summary_tags(output / step / "logs" / "eval"), step
+        assert _summary_tags(output / step / "logs" / "train"), step
     # The same command again finds every step done; --start_from redoes the tail.
     prune_app.main(args)
     assert capsys.readouterr().out.count("done already") == 7
     prune_app.main(args + ["--start_from", "export"])
     printed = capsys.readouterr().out
     assert printed.count("done already") == 5 and (output / "export" / "1").exists()
-    # Other settings in the same directory are refused.
+    # Other settings are refused with the step they start from; that step redoes them and
+    # keeps the finished steps before it.
+    changed = args[:-2] + ["--final_epochs", "0"]  # no training: a quick redo
     with pytest.raises(SystemExit) as exit_info:
-        prune_app.main(args[:-2] + ["--final_epochs", "2"])
+        prune_app.main(changed)
     assert exit_info.value.code == 2
-    assert "other settings (final_epochs)" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "other settings (final_epochs)" in error and "--start_from finetune_compact" in error
+    assert error.count("\n") == 1
+    prune_app.main(changed + ["--start_from", "finetune_compact", "--keep_intermediate",
+                              "false"])
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 4 and "== finetune_compact" in printed
+    assert json.loads((output / "hparams.json").read_text())["final_epochs"] == 0
+    # --keep_intermediate false deleted what no step needs any more; the run stays complete.
+    for name in ("factorize/pruning_model.keras", "prune/pruning_model.keras",
+                 "prune/checkpoints", "compact/model.keras"):
+        assert not (output / name).exists(), name
+    assert (output / "prune" / "removed.txt").exists()
+    assert (output / "finetune_compact" / "model.keras").exists()
+    prune_app.main(changed)
+    assert capsys.readouterr().out.count("done already") == 7
+    with pytest.raises(SystemExit):
+        prune_app.main(changed + ["--start_from", "compact"])
+    assert "--start_from prune" in capsys.readouterr().err
+
+
+def _summary_tags(directory):
+    import tensorflow as tf
+
+    return {value.tag for path in directory.glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+
+
+def test_report_warns_of_a_dense_model_at_chance_and_a_missed_target():
+    from types import SimpleNamespace
+    from apps.measure import report_warnings
+
+    examples = [SimpleNamespace(label=label) for label in ["1"] * 147 + ["0"] * 130]
+    data = SimpleNamespace(evals={"dev": examples})
+    args = SimpleNamespace(target_sparsity=0.5, sparsity_denominator="dense")
+    info = {"dense_sparsity": 0.41}
+    chance, short = report_warnings(args, data, "dev", {"eval_accuracy": 0.5307}, info)
+    assert "chance level: dev accuracy 0.5307 against 0.5307" in chance
+    assert "0.090 short of the target 0.5" in short
+    assert report_warnings(args, data, "dev", {"eval_accuracy": 0.8},
+                           {"dense_sparsity": 0.51}) == []
+    past = report_warnings(args, data, "dev", {"eval_accuracy": 0.8}, {"dense_sparsity": 0.6})
+    assert "0.100 past the target" in past[0]
+
+
+def test_first_step_of_each_setting():
+    from apps import prune as prune_app
+
+    parser = prune_app.build_parser()
+    flags = {a.dest for a in parser._actions} - {"help"}
+    assert set(prune_app.FIRST_STEP_USING) <= flags  # no stale names
+    assert prune_app.first_step_using("final_epochs", prune_app.STEPS) == "finetune_compact"
+    assert prune_app.first_step_using("target_sparsity", prune_app.FISHER_STEPS) == "fisher"
+    # A flag the table does not know is taken to change everything.
+    assert prune_app.first_step_using("a_new_flag", prune_app.STEPS) == "finetune"
+
+
+HELP_CHECK = r"""
+import contextlib, io, json, runpy, sys
+usages = {}
+for module in ("apps.prune", "apps.glue_finetune", "apps.factorize"):
+    sys.argv = [module, "--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_module(module, run_name="__main__")
+        except SystemExit:
+            pass
+    usages[module] = out.getvalue()
+print(json.dumps({"usages": usages, "tensorflow": "tensorflow" in sys.modules,
+                  "keras": "keras" in sys.modules}))
+"""
+
+
+def test_help_is_complete_and_needs_no_tensorflow():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from apps import common, glue_finetune, prune
+    from keras_flop import glue
+
+    result = subprocess.run([sys.executable, "-c", HELP_CHECK], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not shown["tensorflow"] and not shown["keras"]
+    for module, text in shown["usages"].items():
+        assert text.startswith(f"usage: python -m {module} "), text[:80]
+    assert "GLUE task: cola, sst2, mrpc" in shown["usages"]["apps.prune"]
+    assert {name: task.directory for name, task in glue.TASKS.items()} == common.GLUE_TASKS
+    # Every flag explains itself and states its default at most once.
+    for build in (prune.build_parser, glue_finetune.build_parser, factorize_app.build_parser):
+        parser = build()
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            text = formatter._expand_help(action)
+            assert text, action.dest
+            assert text.lower().count("default") <= 1, (action.dest, text)
 
 
 @pytest.mark.parametrize("reached, target, short", [(0.49, 0.5, False), (0.55, 0.5, False),
@@ -226,3 +348,48 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
         prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher"])
     assert exit_info.value.code == 2
     assert "--structure heads+ffn" in capsys.readouterr().err
+
+
+def test_prune_app_ctrl_c_says_where_in_one_line(tmp_path):
+    """Ctrl-C in the pruning step: one line, status 130, no traceback and no TensorFlow log
+    lines on stderr; the device the run uses is named once on stdout."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    command = [sys.executable, "-m", "apps.prune", "--output_dir", str(tmp_path / "run"),
+               "--max_train_examples", "64", "--max_eval_examples", "32",
+               "--train_batch_size", "16", "--finetune_epochs", "1", "--num_train_epochs", "500"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=Path(__file__).resolve().parents[1],
+                               env=dict(env, PYTHONUNBUFFERED="1"))
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
+                     daemon=True).start()
+    printed = []
+    try:
+        deadline = time.monotonic() + 300
+        while not any(line.startswith("Epoch 3/") for line in printed):  # pruning steps ran
+            assert time.monotonic() < deadline and process.poll() is None, printed
+            try:
+                printed.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=120)
+        error = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert code == 130
+    assert error.strip().count("\n") == 0, error
+    assert re.fullmatch(r"interrupted at step \d+ of prune; rerun the same command to "
+                        r"continue", error.strip()), error
+    assert sum(line.startswith("device: CPU") for line in printed) == 1
