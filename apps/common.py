@@ -37,7 +37,7 @@ def task_name(text, allow_all=False):
         if key in (name, directory.lower().replace("-", "")):
             return name
     names = ", ".join(GLUE_TASKS) + (", all" if allow_all else "")
-    raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose from {names}")
+    raise argparse.ArgumentTypeError(f"Unknown GLUE task {text!r}; choose from {names}.")
 
 
 def boolean(text):
