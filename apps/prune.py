@@ -497,6 +497,15 @@ class Pipeline:
         if logs["expected_sparsity"] < args.target_sparsity - SHORTFALL_TOLERANCE:
             short = args.target_sparsity - logs["expected_sparsity"]
             print(f"   note: the expected sparsity is {short:.3f} short of the target")
+        else:  # the training reached its target: the inference mask keeps it
+            before = kf.realized_sparsity(pruning_model, args.compact_threshold)
+            shift = kf.calibrate_mask(pruning_model, args.target_sparsity,
+                                      threshold=args.compact_threshold)
+            if shift:
+                logs["mask_shift"] = shift
+                print(f"   inference mask: the gates ended undecided (the compact model would "
+                      f"have sparsity {before:.3f}); every log α shifted by {shift:+.3f} to "
+                      f"give {kf.realized_sparsity(pruning_model, args.compact_threshold):.3f}")
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)

@@ -400,3 +400,25 @@ def test_run_sized_defaults_reach_the_target_and_hold_it_where_flops_form_oversh
     assert np.max(np.abs(held[-20:] - 0.5)) < 0.01
     overshot, _ = _sparsity_trajectory("equality")
     assert np.max(overshot) > 0.7
+
+
+def test_calibrate_mask_makes_undecided_gates_keep_the_target():
+    """Gates left near p(z ≠ 0) = 0.7 give ŝ ≈ 0.5 with blocks, but rounding each gate on
+    its own keeps every block and 70 % of its units; one shift of log α restores 0.5."""
+    pruning_model = _pruning_model(structure="heads+ffn+layers", target_sparsity=0.5,
+                                   gate_config={"eval_mask": "topk"})
+    rng = np.random.default_rng(0)
+    for gate in all_gates(pruning_model.network):
+        gate.log_alpha.assign((-1.55 + 0.3 * rng.normal(size=gate.size)).astype("float32"))
+    expected = float(pruning_model.expected_sparsity())
+    assert expected == pytest.approx(0.5, abs=0.05)
+    assert keras_flop.realized_sparsity(pruning_model) < 0.4
+    order = [np.argsort(np.asarray(v)) for v in pruning_model.gate_variables]
+    shift = keras_flop.calibrate_mask(pruning_model, 0.5)
+    assert shift < 0
+    realized = keras_flop.realized_sparsity(pruning_model)
+    assert 0.5 <= realized <= 0.52
+    assert all(np.array_equal(o, np.argsort(np.asarray(v)))
+               for o, v in zip(order, pruning_model.gate_variables))
+    # Gates that decided already are left as they are.
+    assert keras_flop.calibrate_mask(pruning_model, realized) == 0.0
