@@ -25,11 +25,17 @@ from apps import common, glue_common
 STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
 FISHER_STEPS = ("finetune", "fisher", "compact", "finetune_compact", "export", "report")
 METHODS = ("lagrangian", "fisher")
+SCHEDULES = ("run", "noam")
+# How far short of the target a run may end before the app reports failure (exit status 3).
+SHORTFALL_TOLERANCE = 0.02
+EXIT_SHORT = 3
+# Where a finished prune step waits while a longer run continues it.
+CONTINUED = "prune_continued"
 # The note --keep_intermediate false leaves where it deleted a step's models.
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
 _RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
-                "eval_every_n_steps", "checkpoint_every_n_steps"}
+                "eval_every_n_steps", "checkpoint_every_n_steps", "allow_short"}
 # The first step that reads a setting: changing it redoes that step and the ones after it and
 # keeps the finished steps before it. A flag not listed here belongs to the first step
 # (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.
@@ -37,11 +43,14 @@ _RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
 FIRST_STEP_USING = {
     **dict.fromkeys(("method", "structure", "init_mask", "num_fisher_samples",
                      "distillation_weight", "distillation_temperature",
-                     "hidden_distillation_weight", "target_sparsity", "target_sparsity_warmup",
+                     "hidden_distillation_weight", "target_sparsity",
                      "sparsity_denominator", "regularization_scale", "eval_mask",
-                     "num_train_epochs"), "factorize"),  # the pruning model carries these
-    **dict.fromkeys(("learning_rate", "learning_rate_warmup", "alpha_learning_rate",
-                     "lambda_learning_rate"), "prune"),
+                     "constraint", "factorize_rank"), "factorize"),  # the pruning model's
+    # The run's length: a larger --num_train_epochs with --start_from prune continues pruning
+    # from the gates the finished prune step has.
+    **dict.fromkeys(("learning_rate", "schedule", "learning_rate_warmup",
+                     "alpha_learning_rate", "lambda_learning_rate", "num_train_epochs",
+                     "target_sparsity_warmup"), "prune"),
     "compact_threshold": "compact",
     **dict.fromkeys(("final_learning_rate", "final_epochs"), "finetune_compact"),
     "export_formats": "export",
@@ -102,14 +111,29 @@ def build_parser():
     train.add_argument("--learning_rate", type=float, default=None,
                        help="Model weights during pruning; default 0 (seed: frozen model) "
                             "or 2e-5 (paper).")
+    train.add_argument("--schedule", choices=SCHEDULES, default="run",
+                       help="Gate and λ learning rates. run: sized to the number of pruning "
+                            "steps (warmup over 5 %%, then linear decay to 0), so that a run "
+                            "of about 100 steps or more reaches its target; noam: the original "
+                            "recipe's noam schedules, sized for tens of thousands of steps.")
     train.add_argument("--learning_rate_warmup", type=int, default=None,
-                       help="Warmup steps of the gate and λ schedules (noam); default 200 "
-                            "(50 for the toy task).")
+                       help="Warmup steps of the noam schedules; default 200.")
     train.add_argument("--alpha_learning_rate", type=float, default=None,
-                       help="Scale of the gates' noam schedule; default 5 (20 for the toy "
-                            "task).")
+                       help="Gates: the peak rate of the run schedule, default 80 / pruning "
+                            "steps; the scale of the noam schedule, default 5.")
     train.add_argument("--lambda_learning_rate", type=float, default=None,
-                       help="Scale of λ's noam schedule; default 10 (20 for the toy task).")
+                       help="λ: the peak rate of the run schedule, default 200 / pruning "
+                            "steps; the scale of the noam schedule, default 10.")
+    train.add_argument("--constraint", choices=("absolute", "equality"), default="absolute",
+                       help="The Lagrangian's gap: absolute, λ1|ŝ-t| + λ2(ŝ-t)², holds the "
+                            "target without overshoot; equality, λ1(ŝ-t) + λ2(ŝ-t)², FLOP's "
+                            "own form.")
+    train.add_argument("--factorize_rank", choices=("break_even", "full"), default="break_even",
+                       help="Structures with rank gates: the rank the factorization starts "
+                            "at. break_even: where the factor pair costs what the dense "
+                            "kernel costs (top singular values kept), so the expected sparsity "
+                            "starts at 0; full: every singular value (FLOP's start, at an "
+                            "expected sparsity below 0).")
     train.add_argument("--target_sparsity", type=float, default=0.5,
                        help="Fraction of the encoder's dense weights to remove, in [0, 1).")
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
@@ -119,10 +143,12 @@ def build_parser():
                        default="dense",
                        help="What the sparsity is a fraction of: the dense kernels' parameters, "
                             "or the factorized ones (the original's figure).")
-    train.add_argument("--structure", choices=STRUCTURES, default="rank",
-                       help="What the gates prune: rank (FLOP: SVD ranks of every dense "
-                            "layer), heads+ffn (attention heads, FFN units), heads+ffn+layers "
-                            "(also whole attention/FFN blocks), all (ranks and all of those).")
+    train.add_argument("--structure", choices=STRUCTURES, default="heads+ffn+layers",
+                       help="What the gates prune: heads+ffn+layers (attention heads, FFN "
+                            "units and whole attention/FFN blocks: the fastest model for its "
+                            "accuracy in our measurements), heads+ffn (no whole blocks), rank "
+                            "(FLOP's own method: the SVD ranks of every dense layer), all "
+                            "(ranks and all of those).")
     train.add_argument("--init_mask", choices=("none", "fisher"), default="none",
                        help="lagrangian: start the head and FFN-unit gates from the Fisher "
                             "mask at --target_sparsity (kept units open, the others closed, "
@@ -151,6 +177,11 @@ def build_parser():
                             "p > 0.5.")
     train.add_argument("--compact_threshold", type=float, default=0.0,
                        help="Compaction drops units whose gate value is at most this.")
+    train.add_argument("--allow_short", action="store_true",
+                       help="Exit with status 0 even when the compact model's sparsity ends "
+                            f"more than {SHORTFALL_TOLERANCE} short of --target_sparsity (by "
+                            f"default such a run writes everything, then exits with status "
+                            f"{EXIT_SHORT}).")
     train.add_argument("--final_learning_rate", type=float, default=2e-5,
                        help="Fine-tuning of the compact model; default 2e-5, at least 1e-4 "
                             "for the toy task (the original used 1e-6).")
@@ -216,9 +247,11 @@ def resolve_args(args):
     args.max_seq_length = _default(args.max_seq_length, 32 if toy else 128)
     args.finetune_learning_rate = _default(args.finetune_learning_rate, 1e-3 if toy else 3e-5)
     args.learning_rate = _default(args.learning_rate, 0.0 if args.pipeline == "seed" else 2e-5)
-    args.learning_rate_warmup = _default(args.learning_rate_warmup, 50 if toy else 200)
-    args.alpha_learning_rate = _default(args.alpha_learning_rate, 20.0 if toy else 5.0)
-    args.lambda_learning_rate = _default(args.lambda_learning_rate, 20.0 if toy else 10.0)
+    noam = args.schedule == "noam"
+    # The run schedule's peaks depend on the number of pruning steps, known once the data is.
+    args.learning_rate_warmup = _default(args.learning_rate_warmup, 200 if noam else None)
+    args.alpha_learning_rate = _default(args.alpha_learning_rate, 5.0 if noam else None)
+    args.lambda_learning_rate = _default(args.lambda_learning_rate, 10.0 if noam else None)
     args.num_train_epochs = _default(args.num_train_epochs, 8 if toy else 3)
     fisher = args.method == "fisher"
     args.final_epochs = _default(args.final_epochs, 0 if fisher else 1)
@@ -241,7 +274,7 @@ def resolve_args(args):
     for flag in ("learning_rate", "finetune_learning_rate", "final_learning_rate",
                  "alpha_learning_rate", "lambda_learning_rate", "regularization_scale",
                  "distillation_weight", "hidden_distillation_weight"):
-        if getattr(args, flag) < 0:
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
@@ -262,17 +295,14 @@ def resolve_args(args):
     return args
 
 
-def sparsity_shortfall(reached, target, tolerance=0.02):
-    """What to do when pruning ended with the expected sparsity short of the target, or None.
-
-    The Lagrangian's λ grows with the accumulated gap; a short run ends before it has pushed
-    the gates all the way, and compaction then keeps more than the target asked.
-    """
+def sparsity_shortfall(reached, target, tolerance=SHORTFALL_TOLERANCE):
+    """What to do when a run ended with its sparsity short of the target, or None."""
     if target - reached <= tolerance:
         return None
-    return (f"the expected sparsity {reached:.3f} is {target - reached:.3f} short of the "
-            f"target {target}: more --num_train_epochs, or a higher --lambda_learning_rate "
-            "(and --alpha_learning_rate), lets the Lagrangian reach it.")
+    return (f"the sparsity {reached:.3f} is {target - reached:.3f} short of the target "
+            f"{target}: continue pruning with --start_from prune and a larger "
+            "--num_train_epochs (it goes on from the gates it has), or pass --allow_short to "
+            "accept it.")
 
 
 def first_step_using(flag, steps):
@@ -287,6 +317,7 @@ def prepare_run(args):
     settings = {k: v for k, v in vars(args).items() if k not in _RUN_CONTROL}
     # A run that finished no step (a failed start) holds no settings to protect.
     started = any(os.path.isdir(os.path.join(args.output_dir, step)) for step in STEPS)
+    args.changed_settings = []
     if os.path.exists(settings_path) and not args.overwrite and started:
         import json
         with open(settings_path, encoding="utf-8") as f:
@@ -302,6 +333,7 @@ def prepare_run(args):
                     f"used from the step {first} on: pass --start_from {first} to redo it and "
                     "the steps after it, or --overwrite, or another --output_dir.")
             common.write_json(settings_path, settings)  # the settings of the steps redone
+            args.changed_settings = changed
         return args.output_dir
     if args.start_from:
         raise common.UsageError(f"--start_from needs an existing run in {args.output_dir}.")
@@ -463,9 +495,11 @@ class Pipeline:
                                 hidden_distillation_weight=args.hidden_distillation_weight)
         pruning_model = self.keras_flop.factorize(
             dense, gate_config={"eval_mask": args.eval_mask}, structure=args.structure,
+            rank="break_even" if args.factorize_rank == "break_even" else None,
             **distillation,
             target_sparsity=args.target_sparsity,
             target_sparsity_warmup=self.target_warmup(),
+            constraint=args.constraint, pruning_steps=self.pruning_steps(),
             sparsity_denominator=args.sparsity_denominator,
             regularization_scale=args.regularization_scale)
         if args.init_mask == "fisher":
@@ -502,18 +536,35 @@ class Pipeline:
         from keras_flop.seeding import reseed
 
         args = self.args
-        pruning_model = self.load("factorize", "pruning_model.keras")
-        reseed(pruning_model, args.seed)
         steps = self.pruning_steps()
+        if self.continued_pruning():
+            # A longer run of the same pruning: on from the gates, λ and step it ended with.
+            pruning_model = self.load(CONTINUED, "pruning_model.keras")
+            first_step = int(pruning_model.pruning_step.numpy())
+            print(f"   continuing the finished pruning from step {first_step} to {steps}")
+        else:
+            pruning_model = self.load("factorize", "pruning_model.keras")
+            # The run's length is the prune step's setting: size the target warmup to it.
+            pruning_model.pruning_steps = steps
+            pruning_model.target_sparsity_warmup = self.target_warmup()
+            first_step = 0
+        reseed(pruning_model, args.seed)
         model_optimizer = None if args.learning_rate == 0 else optimizers.model_optimizer(
             args.learning_rate, steps)
+        if args.schedule == "noam":
+            alpha_optimizer = optimizers.gate_optimizer(args.alpha_learning_rate,
+                                                        args.learning_rate_warmup)
+            lambda_optimizer = optimizers.lambda_optimizer(args.lambda_learning_rate,
+                                                           args.learning_rate_warmup)
+        else:  # sized to the steps this prune step takes
+            alpha_optimizer = optimizers.sized_gate_optimizer(steps - first_step,
+                                                              args.alpha_learning_rate)
+            lambda_optimizer = optimizers.sized_lambda_optimizer(steps - first_step,
+                                                                 args.lambda_learning_rate)
         pruning_model.compile(
-            optimizer=model_optimizer,
-            alpha_optimizer=optimizers.gate_optimizer(args.alpha_learning_rate,
-                                                      args.learning_rate_warmup),
-            lambda_optimizer=optimizers.lambda_optimizer(args.lambda_learning_rate,
-                                                         args.learning_rate_warmup),
-            loss=glue_common.task_loss(self.data.task), jit_compile=args.jit_compile)
+            optimizer=model_optimizer, alpha_optimizer=alpha_optimizer,
+            lambda_optimizer=lambda_optimizer, loss=glue_common.task_loss(self.data.task),
+            jit_compile=args.jit_compile)
         os.makedirs(self.path("prune"), exist_ok=True)
         # A killed run left step checkpoints: restore model, optimizers, λ and the random
         # generators, and continue with the batches the interrupted run had not seen.
@@ -521,7 +572,7 @@ class Pipeline:
         saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
                                          every_n_steps=args.checkpoint_every_n_steps or tenth)
         resumed = saver.restore()
-        done = int(pruning_model.pruning_step.numpy()) if resumed else 0
+        done = int(pruning_model.pruning_step.numpy()) if resumed else first_step
         if resumed:
             print(f"   resuming from {resumed} at step {done} of {steps}")
         saver.step = done
@@ -565,9 +616,18 @@ class Pipeline:
                      "lambda_2": float(pruning_model.lambda_2.numpy())})
         print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
               f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
-        hint = sparsity_shortfall(logs["expected_sparsity"], args.target_sparsity)
-        if hint:
-            print(f"   note: {hint}")
+        if logs["expected_sparsity"] < args.target_sparsity - SHORTFALL_TOLERANCE:
+            short = args.target_sparsity - logs["expected_sparsity"]
+            print(f"   note: the expected sparsity is {short:.3f} short of the target")
+        else:  # the training reached its target: the inference mask keeps it
+            kf, threshold = self.keras_flop, args.compact_threshold
+            before = kf.realized_sparsity(pruning_model, threshold)
+            shift = kf.calibrate_mask(pruning_model, args.target_sparsity, threshold=threshold)
+            if shift:
+                logs["mask_shift"] = shift
+                print(f"   inference mask: the gates ended undecided (the compact model would "
+                      f"have sparsity {before:.3f}); every log α shifted by {shift:+.3f} to "
+                      f"give {kf.realized_sparsity(pruning_model, threshold):.3f}")
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)
@@ -598,6 +658,27 @@ class Pipeline:
                                                                  masks.seconds.items()}})
         common.save_model(gated, self.path("fisher", "pruning_model.keras"))
 
+    def sparsity(self):
+        """Target, expected (at the end of pruning) and realized (in the compact model)
+        sparsity of the encoder's dense weights, from the files the steps wrote."""
+        import json
+
+        def read(step, name):
+            path = self.path(step, name)
+            if not os.path.exists(path):
+                return {}
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+
+        if self.args.method == "fisher":
+            fisher = read("fisher", "eval_results.json")
+            expected = (1.0 - fisher["kept_params"] / read("compact", "info.json")[
+                "dense_origin_params"]) if "kept_params" in fisher else None
+        else:
+            expected = read("prune", "eval_results.json").get("expected_sparsity")
+        return {"target": self.args.target_sparsity, "expected": expected,
+                "realized": read("compact", "info.json").get("dense_sparsity")}
+
     def compact(self):
         import numpy as np
 
@@ -611,8 +692,10 @@ class Pipeline:
         report = kf.parameter_report(pruning_model, threshold=args.compact_threshold)
         os.makedirs(self.path("compact"), exist_ok=True)
         kf.write_parameter_report(report, self.path("compact"))
+        expected = self.sparsity()["expected"]
         print(f"   compact: {report['pruned_total_params']:,} of {report['total_params']:,} "
-              f"parameters ({report['actual_compact_rate']:.3f}); encoder dense sparsity "
+              f"parameters ({report['actual_compact_rate']:.3f}); encoder dense sparsity: "
+              f"target {args.target_sparsity}, expected {expected:.3f}, realized "
               f"{report['dense_sparsity']:.3f}; max |compact - gated| = {gap:.2e}")
         for key, label in (("kept_heads", "heads"), ("kept_ffn_units", "FFN units")):
             if key in report:
@@ -668,7 +751,11 @@ class Pipeline:
                 print(f"== {step}: done already ({self.path(step)})")
                 continue
             print(f"== {step}")
-            if redo and step != "report":
+            if redo and step == "prune" and self.continues_pruning():
+                if not os.path.isdir(self.path(CONTINUED)):
+                    os.replace(self.path("prune"), self.path(CONTINUED))
+                shutil.rmtree(self.path("prune"), ignore_errors=True)
+            elif redo and step != "report":
                 shutil.rmtree(self.path(step), ignore_errors=True)  # no resuming a redone step
             self.counter = None
             try:
@@ -678,8 +765,23 @@ class Pipeline:
                     f"in {step}"
                 raise common.Interrupted(f"interrupted {where}; rerun the same command to "
                                          "continue") from None
+        shutil.rmtree(self.path(CONTINUED), ignore_errors=True)
         if not self.args.keep_intermediate:
             self.drop_intermediate(steps)
+
+    def continues_pruning(self):
+        """Whether the prune step goes on from the finished one: only the run's length
+        changed (`--start_from prune` with a larger --num_train_epochs), or such a
+        continuation was interrupted."""
+        if os.path.isdir(self.path(CONTINUED)):
+            return True
+        if self.args.changed_settings != ["num_train_epochs"] or not self.done("prune"):
+            return False
+        previous = self.load("prune", "pruning_model.keras")
+        return int(previous.pruning_step.numpy()) < self.pruning_steps()
+
+    def continued_pruning(self):
+        return os.path.isdir(self.path(CONTINUED))
 
     def drop_intermediate(self, steps):
         """Deletes what no step needs once the run has finished (--keep_intermediate false),
@@ -706,13 +808,19 @@ def run(args):
         keras.mixed_precision.set_global_policy("mixed_float16")
     common.set_seed(args.seed, not args.nondeterministic)
     with common.make_strategy(args.strategy, args.tpu).scope():
-        Pipeline(args, run_dir).run()
+        pipeline = Pipeline(args, run_dir)
+        pipeline.run()
     logs = "" if args.method == "fisher" else ", TensorBoard logs in prune/logs"
     print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "
           f"export/{logs}.")
     if args.toy:
         print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")
+    short = sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity)
+    if short and not args.allow_short:
+        import sys
+        print(f"error: {short}", file=sys.stderr)
+        sys.exit(EXIT_SHORT)
     return run_dir
 
 

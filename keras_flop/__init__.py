@@ -23,16 +23,17 @@ from keras_flop.post_training import post_training_masks, prune_post_training
 from keras_flop.preprocessor import BertPreprocessor
 from keras_flop.pruning_model import PruningModel
 from keras_flop.report import parameter_report, write_parameter_report
-from keras_flop.sparsity import expected_sparsity, kept_parameters
+from keras_flop.sparsity import (calibrate_mask, expected_sparsity, kept_parameters,
+                                 realized_sparsity)
 from keras_flop.tokenizer import BertTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel",
-    "build_bert_classifier", "callbacks", "compact", "expected_sparsity",
+    "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "expected_sparsity",
     "export_formats", "export_saved_model", "factorize", "factorize_model", "from_keras_hub",
     "glue", "kept_parameters", "layers", "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers",
     "parameter_report", "post_training_masks", "preprocessor_from_keras_hub",
-    "prune_post_training", "write_parameter_report",
+    "prune_post_training", "realized_sparsity", "write_parameter_report",
 ]

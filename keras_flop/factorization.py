@@ -8,6 +8,14 @@ from keras_flop.models.bert import bert_network, bert_structure_of, build_bert_c
 from keras_flop.structure import parse_structure, structural_masks
 
 
+BREAK_EVEN = "break_even"
+
+
+def break_even_rank(a, b):
+    """The largest rank at which the factors of an `[a, b]` kernel cost no more than it."""
+    return max(1, a * b // (a + b))
+
+
 def encoder_dense_layers(model):
     """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
     return bert_network(model).encoder_dense_layers()
@@ -33,8 +41,10 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
             dense), `"heads+ffn+layers"` (also whole attention and FFN blocks), or `"all"`
             (ranks, heads, FFN units and blocks).
         rank: the rank of every factorization: an int (capped at each layer's full rank), a
-            float in (0, 1] meaning that fraction of `Σ σ²` (energy) is kept, or None for full
-            rank.
+            float in (0, 1] meaning that fraction of `Σ σ²` (energy) is kept, `"break_even"`
+            (each `[a, b]` kernel at `⌊ab / (a + b)⌋`, where the factor pair costs what the
+            kernel costs, so that the expected sparsity starts at 0 instead of below it), or
+            None for full rank.
         energy: same as a float `rank`, by keyword.
         sigma, rank_policy: see `keras_flop.svd.svd_factors`.
         gated: attach a rank gate to each factorized layer (default) or not.
@@ -51,9 +61,12 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
             raise ValueError("Pass the energy fraction either as a float `rank` or as "
                              "`energy`, not both.")
         rank, energy = None, rank
+    break_even = rank == BREAK_EVEN
+    if break_even:
+        rank = None
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ValueError(f"`rank` must be a positive int, a float in (0, 1], or None; "
-                         f"got rank={rank!r}.")
+        raise ValueError(f"`rank` must be a positive int, a float in (0, 1], "
+                         f"{BREAK_EVEN!r} or None; got rank={rank!r}.")
     layers = encoder_dense_layers(model)
     if not layers:
         raise ValueError(f"Model {model.name!r} has no encoder dense layers to factorize "
@@ -71,6 +84,8 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
         kernel = np.asarray(layer.kernel)
         bias = np.asarray(layer.bias) if layer.use_bias else None
         layer_rank = None if rank is None else min(rank, min(kernel.shape))
+        if break_even:
+            layer_rank = break_even_rank(*kernel.shape)
         return FactorizedDense.from_kernel(
             kernel, bias, rank=layer_rank, energy=energy, sigma=sigma, rank_policy=rank_policy,
             gated=gated, activation=layer.activation, gate_config=gate_config, name=layer.name,

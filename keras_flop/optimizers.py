@@ -103,6 +103,47 @@ def lambda_optimizer(learning_rate=10.0, warmup_steps=200):
     return gate_optimizer(learning_rate, warmup_steps, name="lambda_optimizer")
 
 
+# Peak learning rate × pruning steps of the run-sized schedules. Adam moves a variable by about
+# its learning rate per step, and these rates add up to half their peak × steps over a run:
+# about 40 in `log α` for the gates (an open gate starts at 5 and reaches p(z ≠ 0) = 1/2 at
+# -2.4; 40 measured less lag behind the rising target than 20) and about 100 for λ (enough for
+# the constraint to outweigh the task on the real MiniLM encoder early in the run; twice that
+# reached the target a few steps sooner but chose a worse mask). Measurements:
+# docs/benchmarks.md, "Reaching the target".
+GATE_RATE_STEPS = 80.0
+LAMBDA_RATE_STEPS = 200.0
+SIZED_WARMUP_FRACTION = 0.05
+
+
+def _sized_optimizer(total_steps, peak, rate_steps, name):
+    if isinstance(total_steps, bool) or int(total_steps) < 1:
+        raise ValueError(f"`total_steps` must be an integer >= 1; got {total_steps}.")
+    total_steps = int(total_steps)
+    peak = rate_steps / total_steps if peak is None else peak
+    schedule = WarmupLinearDecay(peak, total_steps,
+                                 max(1, int(round(SIZED_WARMUP_FRACTION * total_steps))))
+    return keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8, name=name)
+
+
+def sized_gate_optimizer(total_steps, peak=None):
+    """Adam for the gates' `log_alpha` with a schedule sized to a run of `total_steps`: a
+    linear warmup over its first 5 % to `peak` (default `80 / total_steps`), then a linear
+    decay to 0 at its end, so that the mask settles before the run ends.
+
+    Example:
+    >>> schedule = sized_gate_optimizer(200)._learning_rate   # peak 80 / 200 at step 10
+    >>> [round(float(schedule(step)), 3) for step in (0, 10, 105, 200)]
+    [0.0, 0.4, 0.2, 0.0]
+    """
+    return _sized_optimizer(total_steps, peak, GATE_RATE_STEPS, "alpha_optimizer")
+
+
+def sized_lambda_optimizer(total_steps, peak=None):
+    """Adam for λ (ascent) with the schedule of `sized_gate_optimizer`, peak default
+    `200 / total_steps`."""
+    return _sized_optimizer(total_steps, peak, LAMBDA_RATE_STEPS, "lambda_optimizer")
+
+
 def is_frozen(optimizer):
     """Whether `optimizer` is None or has a constant learning rate of 0 (the model is then
     frozen). Takes what `keras.Model.compile` takes: an instance, a name, a config dict."""

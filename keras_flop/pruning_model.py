@@ -17,6 +17,7 @@ _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
 # Feature key of precomputed teacher logits (`teacher_logits`): logit distillation from a
 # frozen teacher without running it every step.
 TEACHER_LOGITS = "teacher_logits"
+CONSTRAINTS = ("equality", "absolute")
 
 
 def _hidden_state_names(model):
@@ -36,12 +37,25 @@ class PruningModel(keras.Model):
     """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
 
     Each training step minimizes
-    `L = L_task + L_l2 + λ1 (ŝ - t) + λ2 (ŝ - t)²` with three optimizers: the compiled
+    `L = L_task + L_l2 + λ1 g + λ2 g²` with `g = |ŝ - t|` (`constraint="absolute"`, the
+    default) or FLOP's `g = ŝ - t` (`constraint="equality"`), with three optimizers: the compiled
     `optimizer` on the model weights (from `L_task + L_l2`; a constant learning rate of 0, or
     `optimizer=None`, freezes them and computes no gradient for them), `alpha_optimizer` on the
     gates' `log_alpha` (from `L_task + L_lagrangian`), and `lambda_optimizer` doing gradient
     **ascent** on `λ1, λ2`. `ŝ` is `expected_sparsity`, `t` the target after its linear warmup.
     Evaluation and prediction use the deterministic gate mask.
+
+    Why `|ŝ - t|`: Adam moves λ1 by about its learning rate per step whatever the size of the
+    gap, so under FLOP's form λ1 keeps growing while ŝ lags the rising target, and when ŝ
+    arrives it carries on past it until λ1 has unwound (measured on MiniLM, heads+ffn, 100
+    steps: 0.76 for a target of 0.5). With `|ŝ - t|` the multiplier only sets how hard the gates
+    are pulled toward the target, from either side: the same run settled at 0.500 and stayed
+    there.
+
+    Given `pruning_steps` (the length of the run), the target warmup defaults to a third of it
+    and `compile`'s default gate and λ optimizers are sized to it
+    (`keras_flop.optimizers.sized_gate_optimizer`): short runs reach their target too. Without
+    it the original recipe's Noam schedules are used, sized for tens of thousands of steps.
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
     `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
@@ -70,7 +84,8 @@ class PruningModel(keras.Model):
         network: a functional model with gated `FactorizedDense` layers
             (`keras_flop.factorize_model`); usually built by `keras_flop.factorize`.
         target_sparsity: `T` in [0, 1).
-        target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none).
+        target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none);
+            default a third of `pruning_steps`, or 0 without it.
         sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
         regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
         teacher: optional model with the same inputs and outputs to distill from.
@@ -78,13 +93,15 @@ class PruningModel(keras.Model):
         distillation_temperature: `T > 0`.
         hidden_distillation_weight: weight `>= 0` of the hidden-state loss (needs a teacher
             with as many encoder layers when > 0).
+        constraint: `"absolute"` or `"equality"` (above).
+        pruning_steps: the number of training steps the run will take, or None.
 
     Example:
     >>> import keras_flop, numpy as np
     >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
     ...                                num_attention_heads=2, intermediate_size=32)
     >>> dense = keras_flop.build_bert_classifier(config)
-    >>> pruning_model = keras_flop.factorize(dense, target_sparsity=0.5)
+    >>> pruning_model = keras_flop.factorize(dense, target_sparsity=0.5, pruning_steps=2)
     >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
     >>> x = {"token_ids": np.ones((8, 6), "int32"), "segment_ids": np.zeros((8, 6), "int32"),
     ...      "padding_mask": np.ones((8, 6), bool)}
@@ -98,13 +115,22 @@ class PruningModel(keras.Model):
     # when the train step is traced, so set it on an instance before `fit`.
     loss_scale_growth_steps = 2000
 
-    def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=0,
+    def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=None,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
                  distillation_weight=0.0, distillation_temperature=1.0,
-                 hidden_distillation_weight=0.0, **kwargs):
+                 hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
+        if pruning_steps is not None and (isinstance(pruning_steps, bool) or
+                                          int(pruning_steps) < 1):
+            raise ValueError(f"`pruning_steps` must be an integer >= 1 or None; got "
+                             f"{pruning_steps}.")
+        if target_sparsity_warmup is None:
+            target_sparsity_warmup = 0 if pruning_steps is None else int(pruning_steps) // 3
         if isinstance(target_sparsity_warmup, bool) or int(target_sparsity_warmup) < 0:
             raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
                              f"{target_sparsity_warmup}.")
@@ -145,6 +171,8 @@ class PruningModel(keras.Model):
         self.distillation_weight = float(distillation_weight)
         self.distillation_temperature = float(distillation_temperature)
         self.hidden_distillation_weight = float(hidden_distillation_weight)
+        self.constraint = constraint
+        self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
         # Views of the student and the teacher that also return the hidden states, kept out
         # of Keras' tracking: they only share the layers the two models already track.
         self.__dict__["_feature_views"] = None
@@ -231,9 +259,12 @@ class PruningModel(keras.Model):
                 `keras_flop.optimizers.model_optimizer` makes the AdamW of the recipe). None,
                 or a constant learning rate of 0, freezes the model: only the gates and λ
                 learn (the original FLOP SST-2 recipe).
-            alpha_optimizer: for `log_alpha` (an instance, name or config dict); default Adam
-                with `5 · noam(step)`, warmup 200.
-            lambda_optimizer: for λ (ascent), likewise; default Adam with `10 · noam(step)`.
+            alpha_optimizer: for `log_alpha` (an instance, name or config dict); default
+                `keras_flop.optimizers.sized_gate_optimizer(pruning_steps)` when the model
+                knows its `pruning_steps`, else the original recipe's Adam with
+                `5 · noam(step)`, warmup 200.
+            lambda_optimizer: for λ (ascent), likewise (`sized_lambda_optimizer`, or
+                `10 · noam(step)`).
             loss: default sparse categorical cross-entropy on logits, or mean squared error
                 for a one-output (regression) model.
             jit_compile: default XLA where it pays: on a GPU and outside a `tf.distribute`
@@ -254,10 +285,15 @@ class PruningModel(keras.Model):
                 not tf.distribute.has_strategy()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
-        self.alpha_optimizer = (flop_optimizers.gate_optimizer() if alpha_optimizer is None
-                                else keras.optimizers.get(alpha_optimizer))
-        self.lambda_optimizer = (flop_optimizers.lambda_optimizer() if lambda_optimizer is None
-                                 else keras.optimizers.get(lambda_optimizer))
+        sized = self.pruning_steps is not None
+        if alpha_optimizer is None:
+            alpha_optimizer = (flop_optimizers.sized_gate_optimizer(self.pruning_steps) if sized
+                               else flop_optimizers.gate_optimizer())
+        if lambda_optimizer is None:
+            lambda_optimizer = (flop_optimizers.sized_lambda_optimizer(self.pruning_steps)
+                                if sized else flop_optimizers.lambda_optimizer())
+        self.alpha_optimizer = keras.optimizers.get(alpha_optimizer)
+        self.lambda_optimizer = keras.optimizers.get(lambda_optimizer)
         # Every optimizer is built on its own group now, not inside the traced step.
         if not self.optimizer.built:
             self.optimizer.build([] if self.model_frozen else self.model_variables)
@@ -275,6 +311,13 @@ class PruningModel(keras.Model):
 
     def expected_sparsity(self):
         return expected_sparsity(self.network, self.sparsity_denominator)
+
+    def lagrangian(self, sparsity, target):
+        """`λ1 g + λ2 g²` with `g = ŝ - t` (`"equality"`) or `g = |ŝ - t|` (`"absolute"`)."""
+        gap = sparsity - target
+        if self.constraint == "absolute":
+            gap = ops.abs(gap)
+        return self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
 
     def l2_regularization_loss(self):
         if self.regularization_scale == 0.0:
@@ -347,8 +390,7 @@ class PruningModel(keras.Model):
             l2_loss = self.l2_regularization_loss()
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
-            gap = sparsity - target
-            lagrangian = self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
+            lagrangian = self.lagrangian(sparsity, target)
             loss = task_loss + (l2_loss + lagrangian) / replicas
             if distill is not None:
                 loss = loss + self.distillation_weight * distill / replicas
@@ -440,6 +482,8 @@ class PruningModel(keras.Model):
             "distillation_weight": self.distillation_weight,
             "distillation_temperature": self.distillation_temperature,
             "hidden_distillation_weight": self.hidden_distillation_weight,
+            "constraint": self.constraint,
+            "pruning_steps": self.pruning_steps,
         }
 
     @classmethod

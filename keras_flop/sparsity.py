@@ -116,3 +116,51 @@ def kept_parameters(model, threshold=0.0):
         return len(kept_units(mask, threshold))
 
     return int(_kernel_params(parts, count, lambda mask: int(count(mask) > 0), realized=True))
+
+
+def realized_sparsity(model, threshold=0.0):
+    """`1 - kept_parameters / Σ a·b`: the sparsity of the encoder's dense weights in the
+    compact model that `keras_flop.compact` builds under the inference mask."""
+    return 1.0 - kept_parameters(model, threshold) / sparsity_denominator(model, "dense")
+
+
+def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40):
+    """Shifts every gate's `log_alpha` by one constant so that the compact model's sparsity
+    (`realized_sparsity`) is the smallest one at or above `target`, unless it is within
+    `tolerance` of it already; returns the shift (0.0 when nothing changed).
+
+    Training brings the expected sparsity `ŝ` to the target, but the inference mask rounds
+    each gate on its own: where gates end undecided (`p(z ≠ 0)` near 1/2, as on a task the
+    model cannot learn), a kept block times its rounded units can keep far more than `ŝ`
+    says. The shift applies to the gates of ranks, heads and FFN units, not to the gates of
+    whole blocks (whose decisions the training made and whose granularity is coarse). One
+    shared shift keeps the order of the units within and across gates and moves the
+    realized sparsity monotonically, so a bisection finds it; after a run whose gates have
+    decided, nothing is changed.
+    """
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"`target` must be in [0, 1); got {target}.")
+    blocks = {id(part.masks[kind]) for part in require_gates(model)
+              for kind in ("attention", "ffn")}
+    gates = [gate.log_alpha for gate in all_gates(_network(model)) if id(gate) not in blocks]
+    original = [np.asarray(variable) for variable in gates]
+
+    def realized_at(shift):
+        for variable, value in zip(gates, original):
+            variable.assign(value + shift)
+        return realized_sparsity(model, threshold)
+
+    if abs(realized_at(0.0) - target) <= tolerance:
+        return 0.0
+    low, high = -30.0, 30.0  # `high` opens every gate, `low` closes every one
+    if realized_at(high) >= target or realized_at(low) < target:
+        realized_at(0.0)  # out of reach of a shift: leave the gates as they were
+        return 0.0
+    for _ in range(iterations):
+        middle = (low + high) / 2.0
+        if realized_at(middle) >= target:
+            low = middle
+        else:
+            high = middle
+    realized_at(low)
+    return low

@@ -224,16 +224,31 @@ def test_prune_app_says_when_sparsity_fell_short(reached, target, short):
         assert "0.090 short of the target 0.5" in hint and "--num_train_epochs" in hint
 
 
-def test_prune_app_under_mirrored_strategy(tmp_path):
+def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_path, capsys):
     from apps import prune as prune_app
 
     output = tmp_path / "mirrored"
-    prune_app.main(["--output_dir", str(output), "--strategy", "mirrored",
-                    "--max_train_examples", "128", "--train_batch_size", "16",
-                    "--finetune_epochs", "1", "--num_train_epochs", "1", "--final_epochs", "1"])
+    # The original recipe's noam schedules cannot move the gates in 8 steps: the run writes
+    # everything, then fails with its own exit status.
+    args = ["--output_dir", str(output), "--strategy", "mirrored", "--schedule", "noam",
+            "--max_train_examples", "128", "--train_batch_size", "16",
+            "--finetune_epochs", "1", "--final_epochs", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(args + ["--num_train_epochs", "1"])
+    assert exit_info.value.code == prune_app.EXIT_SHORT == 3
+    assert "short of the target 0.5" in capsys.readouterr().err
     assert (output / "report.md").exists() and (output / "export" / "1").exists()
     assert json.loads((output / "compact" / "eval_results.json").read_text())[
         "parity_max_abs_diff"] <= 1e-4
+    # A longer run continues from the gates, λ and step the finished one ended with;
+    # --allow_short accepts what it reaches.
+    assert prune_app.main(args + ["--num_train_epochs", "2", "--start_from", "prune",
+                                  "--allow_short"]) == str(output)
+    printed = capsys.readouterr().out
+    assert "continuing the finished pruning from step 8 to 16" in printed
+    assert "done already" in printed and not (output / prune_app.CONTINUED).exists()
+    pruned = keras.saving.load_model(output / "prune" / "pruning_model.keras", compile=False)
+    assert int(pruned.pruning_step.numpy()) == 16
 
 
 def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
@@ -247,7 +262,8 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
                     "--learning_rate", "1e-4",
                     "--target_sparsity", "0.6", "--max_train_examples", "128",
                     "--train_batch_size", "16", "--finetune_epochs", "1",
-                    "--num_train_epochs", "2", "--final_epochs", "1"])
+                    # 16 steps: fewer than the schedules are sized for (about 100)
+                    "--num_train_epochs", "2", "--final_epochs", "1", "--allow_short"])
     printed = capsys.readouterr().out
     assert "kept heads per layer" in printed and "kept FFN units per layer" in printed
     info = json.loads((output / "compact" / "info.json").read_text())

@@ -69,6 +69,8 @@ def test_expected_sparsity_at_full_rank():
     ({"target_sparsity": -0.1}, "`target_sparsity` must be in [0, 1)"),
     ({"sparsity_denominator": "sparse"}, "`sparsity_denominator` must be one of"),
     ({"regularization_scale": -1.0}, "`regularization_scale` must be >= 0"),
+    ({"constraint": "inequality"}, "`constraint` must be one of"),
+    ({"pruning_steps": 0}, "`pruning_steps` must be an integer >= 1"),
 ])
 def test_pruning_model_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -90,8 +92,8 @@ def test_frozen_model_trains_only_gates_and_lambdas():
     gates_after = [np.asarray(v) for v in pruning_model.gate_variables]
     assert all(not np.array_equal(old, new) for old, new in zip(gates_before, gates_after))
     assert np.mean(np.concatenate(gates_after)) < np.mean(np.concatenate(gates_before))
-    # ŝ < t at full rank: ascent drives λ1 negative and λ2 (gradient (ŝ-t)² >= 0) positive.
-    assert history["lambda_1"][-1] < 0 < history["lambda_2"][-1]
+    # Ascent on λ1 |ŝ - t| + λ2 (ŝ - t)²: both gradients are >= 0, both λ grow.
+    assert history["lambda_1"][-1] > 0 and history["lambda_2"][-1] > 0
     for key in ("loss", "task_loss", "lagrangian", "expected_sparsity", "target_sparsity",
                 "lambda_1", "lambda_2", "alpha_lr", "lambda_lr"):
         assert key in history, key
@@ -336,3 +338,87 @@ def test_precomputed_teacher_logits_replace_the_teacher_pass():
     student.compile()
     with pytest.raises(ValueError, match="no teacher with distillation_weight > 0"):
         student.fit(dict(x, teacher_logits=logits), y, batch_size=8, verbose=0)
+
+
+@pytest.mark.parametrize("constraint", ["absolute", "equality"])
+def test_lagrangian_of_each_constraint(constraint):
+    pruning_model = _pruning_model(constraint=constraint)
+    pruning_model.lambda_1.assign(2.0)
+    pruning_model.lambda_2.assign(3.0)
+    for sparsity, target in ((0.2, 0.5), (0.7, 0.5)):
+        gap = sparsity - target
+        if constraint == "absolute":
+            gap = abs(gap)
+        assert float(pruning_model.lagrangian(sparsity, target)) == pytest.approx(
+            2.0 * gap + 3.0 * gap ** 2, rel=1e-6)
+
+
+def test_pruning_steps_size_the_target_warmup_and_the_default_schedules(tmp_path):
+    pruning_model = _pruning_model(target_sparsity=0.4, pruning_steps=90)
+    assert pruning_model.target_sparsity_warmup == 30
+    assert _pruning_model(pruning_steps=90, target_sparsity_warmup=7).target_sparsity_warmup == 7
+    assert _pruning_model().target_sparsity_warmup == 0
+    pruning_model.compile(optimizer=None)
+    for optimizer, peak in ((pruning_model.alpha_optimizer, 80.0 / 90),
+                            (pruning_model.lambda_optimizer, 200.0 / 90)):
+        schedule = optimizer._learning_rate
+        assert isinstance(schedule, keras_flop.optimizers.WarmupLinearDecay)
+        assert (schedule.peak, schedule.total_steps, schedule.warmup_steps) == \
+            pytest.approx((peak, 90, 4))
+    path = str(tmp_path / "pruning_model.keras")
+    pruning_model.save(path)
+    restored = keras.saving.load_model(path, compile=False)
+    assert (restored.pruning_steps, restored.constraint) == (90, "absolute")
+    # Without the run's length, compile keeps the original recipe's noam schedules.
+    recipe = _pruning_model()
+    recipe.compile(optimizer=None)
+    assert isinstance(recipe.alpha_optimizer._learning_rate, keras_flop.optimizers.NoamSchedule)
+
+
+def _sparsity_trajectory(constraint, steps=120, target=0.5):
+    """`ŝ` after every step of a frozen tiny model pruned with the run-sized defaults."""
+    keras.utils.set_random_seed(0)
+    config = BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    pruning_model = keras_flop.factorize(build_bert_classifier(config), structure="heads+ffn",
+                                         target_sparsity=target, pruning_steps=steps,
+                                         constraint=constraint)
+    pruning_model.compile(optimizer=None)
+    trajectory = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: trajectory.append(float(logs["expected_sparsity"])))
+    x, y = _data(n=8 * steps, seed=2)
+    pruning_model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[record])
+    return np.array(trajectory), pruning_model.target_sparsity_warmup
+
+
+def test_run_sized_defaults_reach_the_target_and_hold_it_where_flops_form_overshoots():
+    """The overshoot guard on a small data set: with the same schedules, FLOP's equality form
+    carries ŝ far past the target (λ1 grew all the while ŝ lagged), `|ŝ - t|` holds it."""
+    held, warmup = _sparsity_trajectory("absolute")
+    assert held[0] < 0.01 and abs(held[warmup] - 0.5) < 0.05
+    assert np.max(np.abs(held[warmup:] - 0.5)) < 0.05
+    assert np.max(np.abs(held[-20:] - 0.5)) < 0.01
+    overshot, _ = _sparsity_trajectory("equality")
+    assert np.max(overshot) > 0.7
+
+
+def test_calibrate_mask_makes_undecided_gates_keep_the_target():
+    """Gates left near p(z ≠ 0) = 0.7 give ŝ ≈ 0.5 with blocks, but rounding each gate on
+    its own keeps every block and 70 % of its units; one shift of log α restores 0.5."""
+    pruning_model = _pruning_model(structure="heads+ffn+layers", target_sparsity=0.5,
+                                   gate_config={"eval_mask": "topk"})
+    rng = np.random.default_rng(0)
+    for gate in all_gates(pruning_model.network):
+        gate.log_alpha.assign((-1.55 + 0.3 * rng.normal(size=gate.size)).astype("float32"))
+    expected = float(pruning_model.expected_sparsity())
+    assert expected == pytest.approx(0.5, abs=0.05)
+    assert keras_flop.realized_sparsity(pruning_model) < 0.4
+    order = [np.argsort(np.asarray(v)) for v in pruning_model.gate_variables]
+    shift = keras_flop.calibrate_mask(pruning_model, 0.5)
+    assert shift < 0
+    realized = keras_flop.realized_sparsity(pruning_model)
+    assert 0.5 <= realized <= 0.52
+    assert all(np.array_equal(o, np.argsort(np.asarray(v)))
+               for o, v in zip(order, pruning_model.gate_variables))
+    # Gates that decided already are left as they are.
+    assert keras_flop.calibrate_mask(pruning_model, realized) == 0.0
