@@ -29,6 +29,8 @@ SCHEDULES = ("run", "noam")
 # How far short of the target a run may end before the app reports failure (exit status 3).
 SHORTFALL_TOLERANCE = 0.02
 EXIT_SHORT = 3
+# The shortest run the sized schedules were measured to bring to their target.
+MIN_SIZED_STEPS = 100
 # Where a finished prune step waits while a longer run continues it.
 CONTINUED = "prune_continued"
 # The note --keep_intermediate false leaves where it deleted a step's models.
@@ -119,11 +121,11 @@ def build_parser():
     train.add_argument("--learning_rate_warmup", type=int, default=None,
                        help="Warmup steps of the noam schedules; default 200.")
     train.add_argument("--alpha_learning_rate", type=float, default=None,
-                       help="Gates: the peak rate of the run schedule, default 80 / pruning "
-                            "steps; the scale of the noam schedule, default 5.")
+                       help="Gates: the peak rate of the run schedule (unless given, 80 / "
+                            "pruning steps) or the scale of the noam schedule (5).")
     train.add_argument("--lambda_learning_rate", type=float, default=None,
-                       help="λ: the peak rate of the run schedule, default 200 / pruning "
-                            "steps; the scale of the noam schedule, default 10.")
+                       help="λ: the peak rate of the run schedule (unless given, 200 / "
+                            "pruning steps) or the scale of the noam schedule (10).")
     train.add_argument("--constraint", choices=("absolute", "equality"), default="absolute",
                        help="The Lagrangian's gap: absolute, λ1|ŝ-t| + λ2(ŝ-t)², holds the "
                             "target without overshoot; equality, λ1(ŝ-t) + λ2(ŝ-t)², FLOP's "
@@ -537,6 +539,9 @@ class Pipeline:
 
         args = self.args
         steps = self.pruning_steps()
+        if args.schedule == "run" and steps < MIN_SIZED_STEPS:
+            print(f"   note: {steps} pruning steps; the schedules are sized for "
+                  f"{MIN_SIZED_STEPS} or more (raise --num_train_epochs)")
         if self.continued_pruning():
             # A longer run of the same pruning: on from the gates, λ and step it ended with.
             pruning_model = self.load(CONTINUED, "pruning_model.keras")
@@ -616,18 +621,21 @@ class Pipeline:
                      "lambda_2": float(pruning_model.lambda_2.numpy())})
         print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
               f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
-        if logs["expected_sparsity"] < args.target_sparsity - SHORTFALL_TOLERANCE:
-            short = args.target_sparsity - logs["expected_sparsity"]
-            print(f"   note: the expected sparsity is {short:.3f} short of the target")
+        gap = logs["expected_sparsity"] - args.target_sparsity
+        if abs(gap) > SHORTFALL_TOLERANCE:
+            print(f"   note: the expected sparsity is {abs(gap):.3f} "
+                  f"{'short of' if gap < 0 else 'past'} the target")
         else:  # the training reached its target: the inference mask keeps it
             kf, threshold = self.keras_flop, args.compact_threshold
             before = kf.realized_sparsity(pruning_model, threshold)
-            shift = kf.calibrate_mask(pruning_model, args.target_sparsity, threshold=threshold)
-            if shift:
-                logs["mask_shift"] = shift
+            shifts = kf.calibrate_mask(pruning_model, args.target_sparsity,
+                                       threshold=threshold)
+            if any(shifts):
+                logs["mask_shift_all_gates"], logs["mask_shift_unit_gates"] = shifts
                 print(f"   inference mask: the gates ended undecided (the compact model would "
-                      f"have sparsity {before:.3f}); every log α shifted by {shift:+.3f} to "
-                      f"give {kf.realized_sparsity(pruning_model, threshold):.3f}")
+                      f"have sparsity {before:.3f}); log α shifted by {shifts[0]:+.3f} (every "
+                      f"gate) and {shifts[1]:+.3f} (rank, head and FFN-unit gates) to give "
+                      f"{kf.realized_sparsity(pruning_model, threshold):.3f}")
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)

@@ -48,9 +48,17 @@ def parse_args():
     parser.add_argument("--finetune_epochs", type=int, default=2)
     parser.add_argument("--prune_epochs", type=int, default=3)
     parser.add_argument("--final_epochs", type=int, default=1)
-    parser.add_argument("--alpha_learning_rate", type=float, default=100.0)
-    parser.add_argument("--lambda_learning_rate", type=float, default=40.0)
-    parser.add_argument("--learning_rate_warmup", type=int, default=50)
+    parser.add_argument("--schedule", choices=("run", "noam"), default="run",
+                        help="Gate and λ schedules, as apps.prune's --schedule.")
+    parser.add_argument("--alpha_learning_rate", type=float, default=None,
+                        help="Peak (run; default 80 / steps) or noam scale (default 100).")
+    parser.add_argument("--lambda_learning_rate", type=float, default=None,
+                        help="Peak (run; default 200 / steps) or noam scale (default 40).")
+    parser.add_argument("--learning_rate_warmup", type=int, default=50,
+                        help="Warmup steps of the noam schedules.")
+    parser.add_argument("--constraint", choices=("absolute", "equality"), default="absolute")
+    parser.add_argument("--factorize_rank", choices=("break_even", "full"), default="break_even",
+                        help="Where rank gates start, as apps.prune's --factorize_rank.")
     parser.add_argument("--eval_mask", default="topk")
     parser.add_argument("--dense_model", default=None,
                         help="Reuse this fine-tuned dense .keras model, or save it there.")
@@ -144,19 +152,23 @@ def main():
         distill = dict(teacher=dense, distillation_weight=args.distillation_weight,
                        distillation_temperature=args.distillation_temperature) \
             if args.distillation_weight > 0 else {}
+        steps = steps_per_epoch * args.prune_epochs
         pruning_model = keras_flop.factorize(
             dense, gate_config={"eval_mask": args.eval_mask}, target_sparsity=target,
-            target_sparsity_warmup=steps_per_epoch * args.prune_epochs // 3,
-            structure=structure, **distill)
+            pruning_steps=steps, constraint=args.constraint, structure=structure,
+            rank="break_even" if args.factorize_rank == "break_even" else None, **distill)
+        if args.schedule == "noam":
+            alpha = optimizers.gate_optimizer(args.alpha_learning_rate or 100.0,
+                                              args.learning_rate_warmup)
+            lam = optimizers.lambda_optimizer(args.lambda_learning_rate or 40.0,
+                                              args.learning_rate_warmup)
+        else:
+            alpha = optimizers.sized_gate_optimizer(steps, args.alpha_learning_rate)
+            lam = optimizers.sized_lambda_optimizer(steps, args.lambda_learning_rate)
         pruning_model.compile(
-            optimizer=optimizers.model_optimizer(
-                args.learning_rate, steps_per_epoch * args.prune_epochs)
+            optimizer=optimizers.model_optimizer(args.learning_rate, steps)
             if args.learning_rate > 0 else None,
-            alpha_optimizer=optimizers.gate_optimizer(args.alpha_learning_rate,
-                                                      args.learning_rate_warmup),
-            lambda_optimizer=optimizers.lambda_optimizer(args.lambda_learning_rate,
-                                                         args.learning_rate_warmup),
-            jit_compile=False)
+            alpha_optimizer=alpha, lambda_optimizer=lam, jit_compile=False)
         history = pruning_model.fit(data.train_dataset(32, args.seed), epochs=args.prune_epochs,
                                     verbose=2, shuffle=False)
         gated_accuracy = accuracy(pruning_model, data)

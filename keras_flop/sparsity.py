@@ -124,43 +124,62 @@ def realized_sparsity(model, threshold=0.0):
     return 1.0 - kept_parameters(model, threshold) / sparsity_denominator(model, "dense")
 
 
-def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40):
-    """Shifts every gate's `log_alpha` by one constant so that the compact model's sparsity
-    (`realized_sparsity`) is the smallest one at or above `target`, unless it is within
-    `tolerance` of it already; returns the shift (0.0 when nothing changed).
-
-    Training brings the expected sparsity `ŝ` to the target, but the inference mask rounds
-    each gate on its own: where gates end undecided (`p(z ≠ 0)` near 1/2, as on a task the
-    model cannot learn), a kept block times its rounded units can keep far more than `ŝ`
-    says. The shift applies to the gates of ranks, heads and FFN units, not to the gates of
-    whole blocks (whose decisions the training made and whose granularity is coarse). One
-    shared shift keeps the order of the units within and across gates and moves the
-    realized sparsity monotonically, so a bisection finds it; after a run whose gates have
-    decided, nothing is changed.
-    """
-    if not 0.0 <= target < 1.0:
-        raise ValueError(f"`target` must be in [0, 1); got {target}.")
-    blocks = {id(part.masks[kind]) for part in require_gates(model)
-              for kind in ("attention", "ffn")}
-    gates = [gate.log_alpha for gate in all_gates(_network(model)) if id(gate) not in blocks]
-    original = [np.asarray(variable) for variable in gates]
+def _shift_towards(variables, target, realized, iterations):
+    """Adds one constant to every `log_alpha` in `variables`, the one whose realized
+    sparsity is closest to `target` (bisection: the realized sparsity falls as the shift
+    grows); returns it."""
+    originals = [np.asarray(variable) for variable in variables]
 
     def realized_at(shift):
-        for variable, value in zip(gates, original):
+        for variable, value in zip(variables, originals):
             variable.assign(value + shift)
-        return realized_sparsity(model, threshold)
+        return realized()
 
-    if abs(realized_at(0.0) - target) <= tolerance:
-        return 0.0
-    low, high = -30.0, 30.0  # `high` opens every gate, `low` closes every one
-    if realized_at(high) >= target or realized_at(low) < target:
-        realized_at(0.0)  # out of reach of a shift: leave the gates as they were
-        return 0.0
+    low, high = -30.0, 30.0  # `high` opens every one of these gates, `low` closes them
+    if realized_at(high) >= target:
+        return high  # even all open, the other gates prune more than the target
+    if realized_at(low) < target:
+        return low
     for _ in range(iterations):
         middle = (low + high) / 2.0
         if realized_at(middle) >= target:
             low = middle
         else:
             high = middle
-    realized_at(low)
-    return low
+    best = min((low, high), key=lambda shift: abs(realized_at(shift) - target))
+    realized_at(best)
+    return best
+
+
+def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40):
+    """Shifts the gates' `log_alpha` so that the compact model's sparsity
+    (`realized_sparsity`) is as close to `target` as the gates allow, unless it is within
+    `tolerance` of it already; returns the two shifts `(all_gates, unit_gates)`, `(0.0, 0.0)`
+    when nothing changed.
+
+    Training brings the expected sparsity `ŝ` to the target, but the inference mask rounds
+    each gate on its own: where gates end undecided (`p(z ≠ 0)` near 1/2), a kept block
+    times its rounded units can keep far more than `ŝ` says, and a dropped block far less.
+    One shift of every gate first settles the blocks; a second shift of the rank, head and
+    FFN-unit gates only then fills the gap the coarse blocks leave. A shared shift keeps the
+    order of the units within and across gates and moves the realized sparsity
+    monotonically, so a bisection finds it; after a run whose gates have decided, nothing is
+    changed.
+    """
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"`target` must be in [0, 1); got {target}.")
+    blocks = {id(part.masks[kind]) for part in require_gates(model)
+              for kind in ("attention", "ffn")}
+    gates = all_gates(_network(model))
+
+    def realized():
+        return realized_sparsity(model, threshold)
+
+    if abs(realized() - target) <= tolerance:
+        return 0.0, 0.0
+    shifts = [_shift_towards([gate.log_alpha for gate in gates], target, realized,
+                             iterations), 0.0]
+    units = [gate.log_alpha for gate in gates if id(gate) not in blocks]
+    if abs(realized() - target) > tolerance and len(units) < len(gates) and units:
+        shifts[1] = _shift_towards(units, target, realized, iterations)
+    return tuple(shifts)

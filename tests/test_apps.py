@@ -298,7 +298,7 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
     prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--keras_hub_model",
                     str(tmp_path / "hub.keras"), "--output_dir", str(output),
                     "--max_seq_length", "16", "--structure", "heads+ffn",
-                    "--train_batch_size", "16", "--num_train_epochs", "1",
+                    "--train_batch_size", "16", "--num_train_epochs", "1", "--allow_short",
                     "--final_epochs", "0", "--export_formats", ",".join(formats)])
     printed = capsys.readouterr().out
     assert "used as it is" in printed

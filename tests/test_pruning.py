@@ -46,6 +46,11 @@ def test_rank_truncation():
     assert {gate.size for gate in all_gates(keras_flop.factorize_model(dense, rank=8))} == {8}
     truncated = all_gates(keras_flop.factorize_model(dense, rank=0.5))
     assert all(1 <= gate.size < 32 for gate in truncated)
+    # Break-even: the factor pair of a [32, 32] kernel at rank 16 costs what the kernel costs,
+    # of a [32, 64] one at rank 21 a little less; the expected sparsity starts at 0, not below.
+    even = keras_flop.factorize(dense, rank="break_even")
+    assert sorted({gate.size for gate in all_gates(even.network)}) == [16, 21]
+    assert 0.0 <= float(keras_flop.expected_sparsity(even)) < 0.02
     with pytest.raises(ValueError, match="`rank` must be a positive int"):
         keras_flop.factorize_model(dense, rank=0)
     with pytest.raises(ValueError, match="already factorized"):
@@ -404,7 +409,7 @@ def test_run_sized_defaults_reach_the_target_and_hold_it_where_flops_form_oversh
 
 def test_calibrate_mask_makes_undecided_gates_keep_the_target():
     """Gates left near p(z ≠ 0) = 0.7 give ŝ ≈ 0.5 with blocks, but rounding each gate on
-    its own keeps every block and 70 % of its units; one shift of log α restores 0.5."""
+    its own keeps every block and 70 % of its units; shifts of log α restore 0.5."""
     pruning_model = _pruning_model(structure="heads+ffn+layers", target_sparsity=0.5,
                                    gate_config={"eval_mask": "topk"})
     rng = np.random.default_rng(0)
@@ -414,11 +419,29 @@ def test_calibrate_mask_makes_undecided_gates_keep_the_target():
     assert expected == pytest.approx(0.5, abs=0.05)
     assert keras_flop.realized_sparsity(pruning_model) < 0.4
     order = [np.argsort(np.asarray(v)) for v in pruning_model.gate_variables]
-    shift = keras_flop.calibrate_mask(pruning_model, 0.5)
-    assert shift < 0
+    shifts = keras_flop.calibrate_mask(pruning_model, 0.5)
+    assert shifts != (0.0, 0.0)
     realized = keras_flop.realized_sparsity(pruning_model)
-    assert 0.5 <= realized <= 0.52
+    assert realized == pytest.approx(0.5, abs=0.02)
     assert all(np.array_equal(o, np.argsort(np.asarray(v)))
                for o, v in zip(order, pruning_model.gate_variables))
     # Gates that decided already are left as they are.
-    assert keras_flop.calibrate_mask(pruning_model, realized) == 0.0
+    assert keras_flop.calibrate_mask(pruning_model, realized) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("p_block", [0.4, 0.6])
+def test_calibrate_mask_when_undecided_blocks_drop_or_keep_too_much(p_block):
+    """Blocks at p = 0.4 are all dropped (realized far past ŝ), at 0.6 all kept."""
+    pruning_model = _pruning_model(structure="heads+ffn+layers", gate_config={
+        "eval_mask": "topk"})
+    parts = keras_flop.structure.encoder_layer_parts(pruning_model.network)
+    blocks = {id(part.masks[k]) for part in parts for k in ("attention", "ffn")}
+    rng = np.random.default_rng(1)
+    shift = np.log(11.0)  # p(z ≠ 0) = σ(log α + log 11)
+    for gate in all_gates(pruning_model.network):
+        p = p_block if id(gate) in blocks else 0.6
+        gate.log_alpha.assign((np.log(p / (1 - p)) - shift +
+                               0.1 * rng.normal(size=gate.size)).astype("float32"))
+    target = float(pruning_model.expected_sparsity())
+    keras_flop.calibrate_mask(pruning_model, target)
+    assert keras_flop.realized_sparsity(pruning_model) == pytest.approx(target, abs=0.02)

@@ -1,0 +1,154 @@
+"""Does a default run reach its target? Expected and realized sparsity for every task,
+structure and target.
+
+    python benchmarks/reach_target.py --data /path/to/shared/data \\
+        [--tasks sst2,rte,mrpc,cola,stsb] [--targets 0.3,0.5,0.7] [--max_train_examples 1067]
+
+For each task the real MiniLM encoder is fine-tuned once (2 epochs, lr 5e-5, on up to
+`--max_train_examples` training examples; or `--dense_model` is loaded), then pruned with the
+defaults of `python -m apps.prune` for each structure and target: model frozen, 3 epochs (3 ·
+⌈n / 32⌉ steps: 102 with the default 1,067 examples, the shortest run the schedules are sized
+for), the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of
+it, rank gates starting at the break-even rank, `topk` inference mask calibrated as the app
+does. Printed per cell: pruning steps, the first step from which `ŝ` stays within 0.01 of the
+target to the end (`reached`; the target warmup ends at a third of the steps), the final
+expected sparsity, the compact model's realized sparsity (and, where the inference mask had to
+be calibrated, what it was before), and the wall time of pruning. The promise: realized within
+0.02 of the target.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_flop  # noqa: E402
+from apps import glue_common  # noqa: E402
+from support import add_data_argument, machine_header  # noqa: E402
+
+STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_argument(parser)
+    parser.add_argument("--tasks", default="sst2,rte,mrpc,cola,stsb")
+    parser.add_argument("--structures", default=",".join(STRUCTURES))
+    parser.add_argument("--targets", default="0.3,0.5,0.7")
+    parser.add_argument("--max_train_examples", type=int, default=1067)
+    parser.add_argument("--epochs", type=int, default=3, help="Pruning epochs (app default 3).")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dense_model", default=None,
+                        help="A fine-tuned dense .keras model to prune instead of fine-tuning "
+                             "one (with a single --tasks).")
+    parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
+    return parser.parse_args()
+
+
+class SparsityTrace(keras.callbacks.Callback):
+    """`ŝ` and `t` after every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rows.append((float(logs["expected_sparsity"]), float(logs["target_sparsity"])))
+
+
+def reached_step(rows, target, tolerance=0.01):
+    """The first step from which `ŝ` stays within `tolerance` of `target`, or None."""
+    within = np.abs(np.array([s for s, _ in rows]) - target) <= tolerance
+    if not within[-1]:
+        return None
+    outside = np.flatnonzero(~within)
+    return int(outside[-1] + 1) if len(outside) else 0
+
+
+def prune_once(dense, data, structure, target, steps, seed):
+    keras.utils.set_random_seed(seed)
+    rank = "break_even" if structure in ("rank", "all") else None
+    pruning_model = keras_flop.factorize(dense, structure=structure, rank=rank,
+                                         gate_config={"eval_mask": "topk"},
+                                         target_sparsity=target, pruning_steps=steps)
+    pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
+    trace = SparsityTrace()
+    start = time.perf_counter()
+    pruning_model.fit(data.training_stream(32, seed, steps, 0), epochs=1, steps_per_epoch=steps,
+                      callbacks=[trace], verbose=0)
+    seconds = time.perf_counter() - start
+    expected = float(pruning_model.expected_sparsity())
+    shift, before = (0.0, 0.0), None
+    if abs(expected - target) <= 0.02:  # as apps.prune: the mask keeps a target training reached
+        before = keras_flop.realized_sparsity(pruning_model)
+        shift = keras_flop.calibrate_mask(pruning_model, target)
+    return {"steps": steps, "reached_step": reached_step(trace.rows, target),
+            "target_warmup": pruning_model.target_sparsity_warmup, "expected": expected,
+            "realized": keras_flop.realized_sparsity(pruning_model), "mask_shift": shift,
+            "realized_uncalibrated": before if any(shift) else None,
+            "seconds": seconds}
+
+
+def main():
+    args = parse_args()
+    checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
+    vocab = os.path.join(checkpoint, "vocab.txt")
+    targets = [float(t) for t in args.targets.split(",")]
+    if args.dense_model and "," in args.tasks:
+        raise SystemExit("--dense_model is the model of one task: pass a single --tasks.")
+    rows = []
+    for task in args.tasks.split(","):
+        data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
+                                          args.max_seq_length, args.max_train_examples,
+                                          seed=args.seed)
+        keras.utils.set_random_seed(args.seed)
+        if args.dense_model:
+            dense = keras.saving.load_model(args.dense_model, compile=False)
+        else:
+            dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
+            glue_common.fine_tune(dense, data, 5e-5, 2, 32, args.seed)
+        dense_score = glue_common.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
+        steps = args.epochs * -(-len(data.train) // 32)
+        for structure in args.structures.split(","):
+            for target in targets:
+                row = {"task": task, "structure": structure, "target": target,
+                       "dense_score": dense_score,
+                       **prune_once(dense, data, structure, target, steps, args.seed)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(f"\nMiniLM-L6-H384, model frozen, {args.epochs} pruning epochs of batch 32 on up to "
+          f"{args.max_train_examples} training examples per task, app defaults otherwise.")
+    print(machine_header())
+    print("reached: first step from which ŝ stays within 0.01 of the target (the target "
+          "warmup ends at the step in brackets); realized: encoder dense sparsity of the "
+          "compact model.\n")
+    print("| task | structure | target | steps | reached (warmup) | expected | realized | "
+          "realized − target | uncalibrated | prune s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        reached = "never" if r["reached_step"] is None else r["reached_step"]
+        uncalibrated = ("–" if r["realized_uncalibrated"] is None else
+                        f"{r['realized_uncalibrated']:.3f}")
+        print(f"| {r['task']} | {r['structure']} | {r['target']} | {r['steps']} | {reached} "
+              f"({r['target_warmup']}) | {r['expected']:.3f} | {r['realized']:.3f} | "
+              f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | "
+              f"{r['seconds']:.0f} |")
+    misses = [r for r in rows if abs(r["realized"] - r["target"]) > 0.02]
+    print(f"\n{len(rows) - len(misses)} of {len(rows)} cells realized within 0.02 of the target.")
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
