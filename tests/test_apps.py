@@ -361,7 +361,8 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     kept = sum(int((m.mask() > 0.5).numpy().sum()) for m in masks)
     assert 0 < kept < sum(m.size for m in masks)
     with pytest.raises(SystemExit) as exit_info:
-        prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher"])
+        prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher",
+                        "--structure", "rank"])
     assert exit_info.value.code == 2
     assert "--structure heads+ffn" in capsys.readouterr().err
 
