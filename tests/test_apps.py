@@ -399,7 +399,7 @@ def test_prune_app_ctrl_c_says_where_in_one_line(tmp_path):
             except queue.Empty:
                 pass
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=120)
+        code = process.wait(timeout=300)
         error = process.stderr.read()
     finally:
         if process.poll() is None:
