@@ -542,7 +542,7 @@ class Pipeline:
         if args.schedule == "run" and steps < MIN_SIZED_STEPS:
             print(f"   note: {steps} pruning steps; the schedules are sized for "
                   f"{MIN_SIZED_STEPS} or more (raise --num_train_epochs)")
-        if self.continued_pruning():
+        if os.path.isdir(self.path(CONTINUED)):  # run() moved the finished prune step there
             # A longer run of the same pruning: on from the gates, λ and step it ended with.
             pruning_model = self.load(CONTINUED, "pruning_model.keras")
             first_step = int(pruning_model.pruning_step.numpy())
@@ -787,9 +787,6 @@ class Pipeline:
             return False
         previous = self.load("prune", "pruning_model.keras")
         return int(previous.pruning_step.numpy()) < self.pruning_steps()
-
-    def continued_pruning(self):
-        return os.path.isdir(self.path(CONTINUED))
 
     def drop_intermediate(self, steps):
         """Deletes what no step needs once the run has finished (--keep_intermediate false),
