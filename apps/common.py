@@ -157,6 +157,14 @@ def prepare_output_dir(path, overwrite=False):
     return path
 
 
+def read_json(path, missing=None):
+    """The JSON value in `path`; `missing` when there is no such file, if `missing` is given."""
+    if missing is not None and not os.path.exists(path):
+        return missing
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_json(path, value):
     """Writes JSON under a temporary name, then renames: no half-written file."""
     with open(path + ".tmp", "w", encoding="utf-8") as f:

@@ -1,13 +1,14 @@
 """Size, memory and latency of the dense and the compact model, and the run's report.md."""
 
 import gc
-import json
 import os
 import statistics
 import time
 
 import numpy as np
 import tensorflow as tf
+
+from apps import common
 
 
 def reset_peak_memory():
@@ -88,11 +89,6 @@ def ratio_spread(rounds, numerator, denominator):
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def _results(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def weights_mb(model):
     """Size of the model's weights in MB as stored (no optimizer state, no file overhead)."""
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
@@ -167,10 +163,10 @@ def write_report(pipeline):
             "peak_memory_mb": memory[name],
             "latency_s": latency["fixed"][name],
             "bucketed_latency_s": latency["bucketed"][name],
-            "results": _results(pipeline.path(step, "eval_results.json")),
+            "results": common.read_json(pipeline.path(step, "eval_results.json")),
         }
     dense, compact = rows["dense (fine-tuned)"], rows["compact (final)"]
-    info = _results(pipeline.path("compact", "info.json"))
+    info = common.read_json(pipeline.path("compact", "info.json"))
     metric_keys = [k for k in dense["results"] if k.startswith("eval_")
                    and k not in ("eval_time", "eval_examples")]
     # Which method produced the compact model.

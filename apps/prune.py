@@ -321,9 +321,7 @@ def prepare_run(args):
     started = any(os.path.isdir(os.path.join(args.output_dir, step)) for step in STEPS)
     args.changed_settings = []
     if os.path.exists(settings_path) and not args.overwrite and started:
-        import json
-        with open(settings_path, encoding="utf-8") as f:
-            previous = json.load(f)
+        previous = common.read_json(settings_path)
         changed = sorted(k for k in set(previous) | set(settings)
                          if k not in _RUN_CONTROL and previous.get(k) != settings.get(k))
         if changed:
@@ -669,14 +667,8 @@ class Pipeline:
     def sparsity(self):
         """Target, expected (at the end of pruning) and realized (in the compact model)
         sparsity of the encoder's dense weights, from the files the steps wrote."""
-        import json
-
         def read(step, name):
-            path = self.path(step, name)
-            if not os.path.exists(path):
-                return {}
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
+            return common.read_json(self.path(step, name), missing={})
 
         if self.args.method == "fisher":
             fisher = read("fisher", "eval_results.json")

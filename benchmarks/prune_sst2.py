@@ -3,6 +3,7 @@
     python benchmarks/prune_sst2.py --data /path/to/shared/data [--targets 0.5,0.7]
     python benchmarks/prune_sst2.py --structures heads+ffn+layers --targets 0.5,0.7,0.9 \
         --learning_rate 3e-5 --distillation_weight 1
+    python benchmarks/prune_sst2.py --seeds 0,1,2 --structures heads+ffn+layers --targets 0.5
 
 Fine-tunes the dense model once (on `--max_train_examples` of SST-2 train), then for each
 structure and target: factorize, Lagrangian pruning (model frozen by default, the original
@@ -10,6 +11,10 @@ recipe; `--learning_rate` trains it too, `--distillation_weight` distills from t
 model), compact, fine-tune the compact model, and measure SST-2 dev accuracy, parameters, and
 the CPU latency of compact vs dense over the dev set at batch 8 and batch 1, sequence length
 128, in this process.
+
+With several `--seeds`, everything from fine-tuning on is repeated per seed (on the same
+training subset, `--data_seed`), and the table gives each figure as mean ± standard deviation
+over the seeds; the per-seed values are in `--output_dir`'s results.json.
 """
 
 import argparse
@@ -29,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import ratio_spread, time_in_turn  # noqa: E402
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_data_argument, add_seeds_argument, machine_header, mean_std  # noqa: E402,E501
 from keras_flop import glue, optimizers  # noqa: E402
 
 
@@ -61,11 +66,16 @@ def parse_args():
                         help="Where rank gates start, as apps.prune's --factorize_rank.")
     parser.add_argument("--eval_mask", default="topk")
     parser.add_argument("--dense_model", default=None,
-                        help="Reuse this fine-tuned dense .keras model, or save it there.")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="Reuse this fine-tuned dense .keras model, or save it there; with "
+                             "several --seeds, a path with {seed} in it.")
+    add_seeds_argument(parser)
     parser.add_argument("--output_dir", default=None,
                         help="Saves each compact model and results.json there.")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.dense_model and len(args.seeds) > 1 and "{seed}" not in args.dense_model:
+        parser.error("with several --seeds, --dense_model needs {seed} in its path "
+                     "(one dense model per seed)")
+    return args
 
 
 def accuracy(model, data):
@@ -91,33 +101,59 @@ def latencies(dense, compact, data_128):
     return results
 
 
-def _ratio(row, key):
-    """`compact/dense (speedup; min–max of the ratio over the timing rounds)`."""
-    low, high = row[key + "_spread"]
-    return f"{row[key]:.2f} ({1 / row[key]:.2f}x; {low:.2f}–{high:.2f})"
+def _ratio(rows, key):
+    """`compact/dense (speedup; min–max of the ratio over the timing rounds)`; over several
+    seeds, the mean ratio and the min–max over every seed's rounds."""
+    low = min(r[key + "_spread"][0] for r in rows)
+    high = max(r[key + "_spread"][1] for r in rows)
+    ratio = sum(r[key] for r in rows) / len(rows)
+    return f"{ratio:.2f} ({1 / ratio:.2f}x; {low:.2f}–{high:.2f})"
 
 
-def print_table(args, data, dense_accuracy, rows):
+def print_table(args, data, dense_accuracies, rows):
+    seeds = sorted(dense_accuracies)
     print(f"\n{machine_header()}")
     print(f"MiniLM-L6-H384 (TF1 checkpoint), SST-2: train {len(data.train)} examples "
           f"(seq {args.train_seq_length}), dev {len(data.evals['dev'])} examples; latency over "
           f"the dev set at seq 128 ({os.cpu_count()} CPU cores, graph mode, TF {tf.__version__})."
-          f" Dense fine-tuned dev accuracy {dense_accuracy:.4f}, {rows[0]['dense_params']:,} "
-          f"parameters. Pruning: {args.prune_epochs} epochs, model learning rate "
-          f"{args.learning_rate}, distillation weight {args.distillation_weight} (T "
-          f"{args.distillation_temperature}), eval mask {args.eval_mask}.\n")
-    print("| structure | target | reached ŝ | encoder dense sparsity | parameters | "
+          f" Dense fine-tuned dev accuracy {mean_std(dense_accuracies.values())}, "
+          f"{rows[0]['dense_params']:,} parameters. Pruning: {args.prune_epochs} epochs, model "
+          f"learning rate {args.learning_rate}, distillation weight {args.distillation_weight} "
+          f"(T {args.distillation_temperature}), eval mask {args.eval_mask}. Seeds "
+          f"{','.join(map(str, seeds))}" + (": mean ± standard deviation over seeds."
+                                            if len(seeds) > 1 else ".") + "\n")
+    print("| structure | target | seeds | reached ŝ | encoder dense sparsity | parameters | "
           "dev acc. gated | dev acc. compact+ft | Δ acc. (points) | latency ratio b8 | "
           "latency ratio b1 | latency ratio b8 bucketed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['structure']} | {r['target']} | {r['expected_sparsity']:.3f} | "
-              f"{r['dense_sparsity']:.3f} | "
-              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
-              f"{r['gated_accuracy']:.4f} | {r['accuracy']:.4f} | "
-              f"{100 * (r['accuracy'] - dense_accuracy):+.2f} | {_ratio(r, 'batch8')} | "
-              f"{_ratio(r, 'batch1')} | {_ratio(r, 'batch8b')} |",
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = list(dict.fromkeys((r["structure"], r["target"]) for r in rows))
+    for structure, target in settings:
+        group = [r for r in rows if (r["structure"], r["target"]) == (structure, target)]
+        params = sum(r["params"] for r in group) / len(group)
+        print(f"| {structure} | {target} | {len(group)} | "
+              f"{mean_std((r['expected_sparsity'] for r in group), 3)} | "
+              f"{mean_std((r['dense_sparsity'] for r in group), 3)} | "
+              f"{params:,.0f} ({params / group[0]['dense_params']:.2f}) | "
+              f"{mean_std(r['gated_accuracy'] for r in group)} | "
+              f"{mean_std(r['accuracy'] for r in group)} | "
+              f"{mean_std((100 * (r['accuracy'] - dense_accuracies[r['seed']]) for r in group), 2)}"
+              f" | {_ratio(group, 'batch8')} | {_ratio(group, 'batch1')} | "
+              f"{_ratio(group, 'batch8b')} |",
               flush=True)
+
+
+def fine_tuned_dense(args, data, checkpoint, seed):
+    """The dense model fine-tuned with `seed`: loaded from `--dense_model` if it exists, else
+    fine-tuned (and saved there)."""
+    path = args.dense_model.format(seed=seed) if args.dense_model else None
+    if path and os.path.exists(path):
+        return keras.saving.load_model(path)
+    keras.utils.set_random_seed(seed)
+    dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
+    glue_common.fine_tune(dense, data, 5e-5, args.finetune_epochs, 32, seed)
+    if path:
+        dense.save(path)
+    return dense
 
 
 def main():
@@ -125,83 +161,83 @@ def main():
     checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
     vocab = os.path.join(checkpoint, "vocab.txt")
     glue_dir = os.path.join(args.data, "glue")
-    keras.utils.set_random_seed(args.seed)
     data = glue_common.load_task_data(glue_dir, "sst2", vocab, args.train_seq_length,
-                                      args.max_train_examples, seed=args.seed)
-    data_128 = glue_common.load_task_data(glue_dir, "sst2", vocab, 128, 1, seed=args.seed)
-
-    start = time.perf_counter()
-    if args.dense_model and os.path.exists(args.dense_model):
-        dense = keras.saving.load_model(args.dense_model)
-    else:
-        dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
-        glue_common.fine_tune(dense, data, 5e-5, args.finetune_epochs, 32, args.seed)
-        if args.dense_model:
-            dense.save(args.dense_model)
-    dense_accuracy = accuracy(dense, data)
-    print(f"dense fine-tuned: dev accuracy {dense_accuracy:.4f} "
-          f"({time.perf_counter() - start:.0f} s)", flush=True)
-
-    rows = []
-    steps_per_epoch = -(-len(data.train) // 32)
+                                      args.max_train_examples, seed=args.data_seed)
+    data_128 = glue_common.load_task_data(glue_dir, "sst2", vocab, 128, 1, seed=args.data_seed)
     settings = [(structure, float(target)) for structure in args.structures.split(",")
                 for target in args.targets.split(",")]
-    for structure, target in settings:
+    dense_accuracies, rows = {}, []
+    for seed in args.seeds:
         start = time.perf_counter()
-        keras.utils.set_random_seed(args.seed)
-        distill = dict(teacher=dense, distillation_weight=args.distillation_weight,
-                       distillation_temperature=args.distillation_temperature) \
-            if args.distillation_weight > 0 else {}
-        steps = steps_per_epoch * args.prune_epochs
-        pruning_model = keras_flop.factorize(
-            dense, gate_config={"eval_mask": args.eval_mask}, target_sparsity=target,
-            pruning_steps=steps, constraint=args.constraint, structure=structure,
-            rank="break_even" if args.factorize_rank == "break_even" else None, **distill)
-        if args.schedule == "noam":
-            alpha = optimizers.gate_optimizer(args.alpha_learning_rate or 100.0,
-                                              args.learning_rate_warmup)
-            lam = optimizers.lambda_optimizer(args.lambda_learning_rate or 40.0,
-                                              args.learning_rate_warmup)
-        else:
-            alpha = optimizers.sized_gate_optimizer(steps, args.alpha_learning_rate)
-            lam = optimizers.sized_lambda_optimizer(steps, args.lambda_learning_rate)
-        pruning_model.compile(
-            optimizer=optimizers.model_optimizer(args.learning_rate, steps)
-            if args.learning_rate > 0 else None,
-            alpha_optimizer=alpha, lambda_optimizer=lam, jit_compile=False)
-        history = pruning_model.fit(data.train_dataset(32, args.seed), epochs=args.prune_epochs,
-                                    verbose=2, shuffle=False)
-        gated_accuracy = accuracy(pruning_model, data)
-        compact = keras_flop.compact(pruning_model)
-        report = keras_flop.parameter_report(pruning_model)
-        glue_common.fine_tune(compact, data, 2e-5, args.final_epochs, 32, args.seed)
-        compact_accuracy = accuracy(compact, data)
-        timing = latencies(dense, compact, data_128)
-        rows.append({
-            "structure": structure,
-            "target": target,
-            "expected_sparsity": history.history["expected_sparsity"][-1],
-            "dense_sparsity": report["dense_sparsity"],
-            "params": compact.count_params(),
-            "dense_params": dense.count_params(),
-            "gated_accuracy": gated_accuracy,
-            "accuracy": compact_accuracy,
-            "batch8": timing["compact", 8] / timing["dense", 8],
-            "batch1": timing["compact", 1] / timing["dense", 1],
-            "batch8b": timing["compact", "8b"] / timing["dense", "8b"],
-            **{f"batch{b}_spread": timing["spread", b] for b in (8, 1, "8b")},
-            "dense8": timing["dense", 8], "compact8": timing["compact", 8],
-            "seconds": time.perf_counter() - start,
-        })
-        print(rows[-1], flush=True)
-        if args.output_dir:
-            os.makedirs(args.output_dir, exist_ok=True)
-            common.save_model(compact, os.path.join(args.output_dir,
-                                                    f"compact_{structure}_{target}.keras"))
-            common.write_json(os.path.join(args.output_dir, "results.json"),
-                              {"dense_accuracy": dense_accuracy, "rows": rows})
-        # The table so far: a run stopped early still leaves every finished row.
-        print_table(args, data, dense_accuracy, rows)
+        dense = fine_tuned_dense(args, data, checkpoint, seed)
+        dense_accuracies[seed] = accuracy(dense, data)
+        print(f"seed {seed}: dense fine-tuned, dev accuracy {dense_accuracies[seed]:.4f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        for structure, target in settings:
+            rows.append(prune_one(args, data, data_128, dense, structure, target, seed))
+            compact = rows[-1].pop("model")
+            print(rows[-1], flush=True)
+            if args.output_dir:
+                os.makedirs(args.output_dir, exist_ok=True)
+                common.save_model(compact, os.path.join(
+                    args.output_dir, f"compact_{structure}_{target}_seed{seed}.keras"))
+                common.write_json(os.path.join(args.output_dir, "results.json"),
+                                  {"dense_accuracy": dense_accuracies, "rows": rows})
+            # The table so far: a run stopped early still leaves every finished row.
+            print_table(args, data, dense_accuracies, rows)
+
+
+def prune_one(args, data, data_128, dense, structure, target, seed):
+    """Factorize, prune, compact and fine-tune one setting with `seed`; its row (with the
+    compact model under "model")."""
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    distill = dict(teacher=dense, distillation_weight=args.distillation_weight,
+                   distillation_temperature=args.distillation_temperature) \
+        if args.distillation_weight > 0 else {}
+    steps = -(-len(data.train) // 32) * args.prune_epochs
+    pruning_model = keras_flop.factorize(
+        dense, gate_config={"eval_mask": args.eval_mask}, target_sparsity=target,
+        pruning_steps=steps, constraint=args.constraint, structure=structure,
+        rank="break_even" if args.factorize_rank == "break_even" else None, **distill)
+    if args.schedule == "noam":
+        alpha = optimizers.gate_optimizer(args.alpha_learning_rate or 100.0,
+                                          args.learning_rate_warmup)
+        lam = optimizers.lambda_optimizer(args.lambda_learning_rate or 40.0,
+                                          args.learning_rate_warmup)
+    else:
+        alpha = optimizers.sized_gate_optimizer(steps, args.alpha_learning_rate)
+        lam = optimizers.sized_lambda_optimizer(steps, args.lambda_learning_rate)
+    pruning_model.compile(
+        optimizer=optimizers.model_optimizer(args.learning_rate, steps)
+        if args.learning_rate > 0 else None,
+        alpha_optimizer=alpha, lambda_optimizer=lam, jit_compile=False)
+    history = pruning_model.fit(data.train_dataset(32, seed), epochs=args.prune_epochs,
+                                verbose=2, shuffle=False)
+    gated_accuracy = accuracy(pruning_model, data)
+    compact = keras_flop.compact(pruning_model)
+    report = keras_flop.parameter_report(pruning_model)
+    glue_common.fine_tune(compact, data, 2e-5, args.final_epochs, 32, seed)
+    compact_accuracy = accuracy(compact, data)
+    timing = latencies(dense, compact, data_128)
+    return {
+        "structure": structure,
+        "target": target,
+        "seed": seed,
+        "expected_sparsity": history.history["expected_sparsity"][-1],
+        "dense_sparsity": report["dense_sparsity"],
+        "params": compact.count_params(),
+        "dense_params": dense.count_params(),
+        "gated_accuracy": gated_accuracy,
+        "accuracy": compact_accuracy,
+        "batch8": timing["compact", 8] / timing["dense", 8],
+        "batch1": timing["compact", 1] / timing["dense", 1],
+        "batch8b": timing["compact", "8b"] / timing["dense", "8b"],
+        **{f"batch{b}_spread": timing["spread", b] for b in (8, 1, "8b")},
+        "dense8": timing["dense", 8], "compact8": timing["compact", 8],
+        "seconds": time.perf_counter() - start,
+        "model": compact,
+    }
 
 
 if __name__ == "__main__":

@@ -48,3 +48,38 @@ def _determinism_on():
         return bool(tf_config.is_op_determinism_enabled())
     except (ImportError, AttributeError):
         return bool(getattr(tf.config.experimental, "is_op_determinism_enabled", lambda: False)())
+
+
+def add_seeds_argument(parser):
+    """`--seeds 0,1,2`: the seeds of fine-tuning and pruning; metrics as mean ± std over them.
+    `--data_seed` draws the training subset once, so that seeds vary the runs, not the data."""
+    parser.add_argument("--seeds", default="0", type=parse_seeds,
+                        help="Comma-separated seeds of fine-tuning and pruning (initialization, "
+                             "dropout, data order, gates); each metric is reported as mean ± "
+                             "standard deviation over them, per-seed values in the JSON.")
+    parser.add_argument("--data_seed", type=int, default=0,
+                        help="Draws the --max_train_examples subset, the same for every seed.")
+
+
+def parse_seeds(text):
+    import argparse
+
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"needs distinct integers such as 0,1,2; got {text!r}")
+    return seeds
+
+
+def mean_std(values, digits=4):
+    """`mean ± std` (sample standard deviation) of `values`, or the value alone if there is
+    one, with `digits` decimals."""
+    import statistics
+
+    values = list(values)
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
