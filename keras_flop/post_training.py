@@ -39,6 +39,7 @@ from keras_flop.compaction import compact
 from keras_flop.factorization import factorize_model
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import bert_network
+from keras_flop.cost import unit_kernel_params
 from keras_flop.structure import encoder_layer_parts
 
 COSTS = ("params", "latency")
@@ -222,8 +223,8 @@ def per_example_mask_gradients(model, batches, verbose=0):
 
 
 def unit_costs(config):
-    """Encoder kernel parameters of one head and of one FFN unit."""
-    return 4 * config.hidden_size * config.head_size, 2 * config.hidden_size
+    """Encoder kernel parameters of one head and of one FFN unit (the cost account's)."""
+    return unit_kernel_params(config)
 
 
 def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
