@@ -140,7 +140,7 @@ class Block:
         """
         width = self.unit_size * self.units(counts)
         alive = self.any_unit(counts)
-        total = 0.0
+        total = 0
         for layer in self.dense_layers():
             a, b = dense_dims(layer)
             gated_in = layer is self.consumer
@@ -219,7 +219,7 @@ class StructureAccount:
         return [layer for block in self.blocks for layer in block.dense_layers()]
 
     def kernel_params(self, counts):
-        return sum((block.kernel_params(counts) for block in self.blocks), 0.0)
+        return sum(block.kernel_params(counts) for block in self.blocks)
 
     def bias_params(self, counts):
         return sum(block.bias_params(counts) for block in self.blocks)
