@@ -149,7 +149,7 @@ def build_parser():
                        help="With --target_speedup: a latency table (JSON written by "
                             "keras_flop.LatencyTable.save, e.g. factorize/latency_table.json "
                             "of a run on the serving machine). Default: measured by the "
-                            "factorize step (a minute or two at MiniLM size) and saved there."),
+                            "factorize step and saved there."),
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
                             "pruning steps.")

@@ -14,9 +14,9 @@ independent Bernoulli gates, is approximated by
 
     E[T(H)] ≈ P(H = 0) · T(0) + P(H > 0) · T(E[H | H > 0]),   E[H | H > 0] = E[H] / P(H > 0).
 
-It is exact when `T` is affine on `[1, N]`: the time of a block is mostly a fixed overhead
-(paid by any kept unit, lost only when every unit goes) plus a cost per unit, and the jump at 0
-is where the plain `T(E[H])` is furthest off (a block with every gate at `P = 1/2` would be
+It is exact when `T` is affine on `[1, N]`, a block's time modelled as a fixed overhead (paid
+by any kept unit, lost only when every unit goes) plus a cost per unit; the jump at 0 is where
+the plain `T(E[H])` is furthest off (a block with every gate at `P = 1/2` would be
 costed as half a block although it is removed with probability `2^-N` only). For piecewise
 linear `T` it is computed without a division, as
 `P0·T(0) + P·T(1) + Σ_i Δs_i · max(0, E[H] - x_i · P)` over the breakpoints `x_i ≥ 1` with
