@@ -117,12 +117,15 @@ def report_warnings(args, data, split, dense_results, info, tolerance=0.02):
             "--init_checkpoint).")
     key = "dense_sparsity" if getattr(args, "sparsity_denominator", "dense") == "dense" \
         else "dense_sparsity_of_factorized"
+    what = "sparsity"
+    if "latency_sparsity" in info:  # pruned to a speedup: its target is a latency sparsity
+        key, what = "latency_sparsity", "latency sparsity (1 - latency/dense, predicted)"
     reached, target = info[key], args.target_sparsity
     if abs(reached - target) > tolerance:
         side = "short of" if reached < target else "past"
         warnings.append(
-            f"The compact model's sparsity {reached:.3f} is {abs(reached - target):.3f} "
-            f"{side} the target {target} (more than {tolerance}): "
+            f"The compact model's {what} {reached:.3f} is {abs(reached - target):.3f} "
+            f"{side} the target {target:.4g} (more than {tolerance}): "
             + ("more --num_train_epochs or a higher --lambda_learning_rate lets the "
                "Lagrangian reach it." if reached < target else
                "the gates closed more than asked; compare at the sparsity reached."))
@@ -179,8 +182,10 @@ def write_report(pipeline):
     lines = [
         f"# Pruning report: {title}",
         "",
-        f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
-        f"{args.sparsity_denominator} denominator), "
+        (f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
+         f"{args.sparsity_denominator} denominator), " if "target_speedup" not in info else
+         f"Method `{method}` ({how}; target speedup {info['target_speedup']:.4g}x under the "
+         "latency table), ") +
         f"pipeline `{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. "
         f"Dev split `{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, "
         f"sequence length {args.max_seq_length}, {os.cpu_count()} CPU cores, "
@@ -218,6 +223,21 @@ def write_report(pipeline):
         "of 3 rounds that run the two models in turn.",
         "",
     ]
+    if "predicted_speedup" in info:
+        median, low, high = spread["fixed"]
+        lines += [
+            "| speedup on this device | predicted by the latency table | measured |",
+            "|---|---|---|",
+            f"| batch {args.eval_batch_size}, padded to {args.max_seq_length} (target "
+            f"{info['target_speedup']:.4g}x) | {info['predicted_speedup']:.2f}x | "
+            f"{1.0 / median:.2f}x (rounds {1.0 / high:.2f}–{1.0 / low:.2f}) |",
+            "",
+            f"The table (`factorize/latency_table.json`) was measured at batch "
+            f"{info['latency_table_batch_size']}, length {info['latency_table_seq_length']}: it "
+            f"predicts the dense model at {info['predicted_dense_latency_s'] * 1e3:.2f} ms and "
+            f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",
+            "",
+        ]
     warnings = report_warnings(args, data, split, dense["results"], info)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]

@@ -47,7 +47,8 @@ FIRST_STEP_USING = {
                      "distillation_weight", "distillation_temperature",
                      "hidden_distillation_weight", "target_sparsity",
                      "sparsity_denominator", "regularization_scale", "eval_mask",
-                     "constraint", "factorize_rank"), "factorize"),  # the pruning model's
+                     "constraint", "factorize_rank", "target_speedup", "latency_table"),
+                    "factorize"),  # the pruning model's (and the latency table it holds)
     # The run's length: a larger --num_train_epochs with --start_from prune continues pruning
     # from the gates the finished prune step has.
     **dict.fromkeys(("learning_rate", "schedule", "learning_rate_warmup",
@@ -136,8 +137,19 @@ def build_parser():
                             "kernel costs (top singular values kept), so the expected sparsity "
                             "starts at 0; full: every singular value (FLOP's start, at an "
                             "expected sparsity below 0).")
-    train.add_argument("--target_sparsity", type=float, default=0.5,
-                       help="Fraction of the encoder's dense weights to remove, in [0, 1).")
+    train.add_argument("--target_sparsity", type=float, default=None,
+                       help="Fraction of the encoder's dense weights to remove, in [0, 1); "
+                            "default 0.5.")
+    train.add_argument("--target_speedup", type=float, default=None,
+                       help="Prune to this speedup S >= 1 on this device instead of a "
+                            "sparsity: the expected latency, predicted by a latency table "
+                            "(--eval_batch_size, --max_seq_length), is held at 1/S of dense. "
+                            "Needs --structure heads+ffn or heads+ffn+layers.")
+    train.add_argument("--latency_table", default=None,
+                       help="With --target_speedup: a latency table (JSON written by "
+                            "keras_flop.LatencyTable.save, e.g. factorize/latency_table.json "
+                            "of a run on the serving machine). Default: measured by the "
+                            "factorize step and saved there."),
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
                             "pruning steps.")
@@ -270,6 +282,23 @@ def resolve_args(args):
                                 f"--start_from {args.start_from} is not one of them.")
     if toy:
         args.final_learning_rate = max(args.final_learning_rate, 1e-4)
+    if args.latency_table and args.target_speedup is None:
+        raise common.UsageError("--latency_table is read with --target_speedup only.")
+    if args.target_speedup is not None:
+        if args.target_sparsity is not None:
+            raise common.UsageError("Pass either --target_speedup or --target_sparsity (a "
+                                    "speedup S is the latency sparsity 1 - 1/S).")
+        if not args.target_speedup >= 1.0:
+            raise common.UsageError(f"--target_speedup must be >= 1; got "
+                                    f"{args.target_speedup}.")
+        if fisher or args.init_mask == "fisher" or args.structure in ("rank", "all"):
+            raise common.UsageError(
+                "--target_speedup prices heads, FFN units and blocks from a latency table of "
+                "dense blocks: use it with --method lagrangian, --init_mask none and "
+                "--structure heads+ffn or heads+ffn+layers (rank gates have no measured "
+                "time).")
+        args.target_sparsity = 1.0 - 1.0 / args.target_speedup
+    args.target_sparsity = _default(args.target_sparsity, 0.5)
     if not 0.0 <= args.target_sparsity < 1.0:
         raise common.UsageError(f"--target_sparsity must be in [0, 1); got "
                                 f"{args.target_sparsity}.")
@@ -297,11 +326,11 @@ def resolve_args(args):
     return args
 
 
-def sparsity_shortfall(reached, target, tolerance=SHORTFALL_TOLERANCE):
+def sparsity_shortfall(reached, target, tolerance=SHORTFALL_TOLERANCE, what="sparsity"):
     """What to do when a run ended with its sparsity short of the target, or None."""
     if target - reached <= tolerance:
         return None
-    return (f"the sparsity {reached:.3f} is {target - reached:.3f} short of the target "
+    return (f"the {what} {reached:.3f} is {target - reached:.3f} short of the target "
             f"{target}: continue pruning with --start_from prune and a larger "
             "--num_train_epochs (it goes on from the gates it has), or pass --allow_short to "
             "accept it.")
@@ -374,6 +403,10 @@ class Pipeline:
                                     "model's max_position_embeddings "
                                     f"{self.config.max_position_embeddings}.")
         self.vocab = vocab
+        self.latency_table = None
+        if args.latency_table:  # checked before any training
+            self.latency_table = keras_flop.LatencyTable.load(args.latency_table)
+            self.latency_table.check(self.config)
         self.data = glue_common.load_task_data(
             data_dir, args.task, vocab, args.max_seq_length, args.max_train_examples,
             args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
@@ -493,11 +526,15 @@ class Pipeline:
             distillation = dict(teacher=dense, distillation_weight=args.distillation_weight,
                                 distillation_temperature=args.distillation_temperature,
                                 hidden_distillation_weight=args.hidden_distillation_weight)
+        os.makedirs(self.path("factorize"), exist_ok=True)
+        target = {"target_sparsity": args.target_sparsity}
+        if args.target_speedup is not None:
+            target = {"cost": "latency", "latency_table": self.measured_latency_table(),
+                      "target_speedup": args.target_speedup}
         pruning_model = self.keras_flop.factorize(
             dense, gate_config={"eval_mask": args.eval_mask}, structure=args.structure,
             rank="break_even" if args.factorize_rank == "break_even" else None,
-            **distillation,
-            target_sparsity=args.target_sparsity,
+            **distillation, **target,
             target_sparsity_warmup=self.target_warmup(),
             constraint=args.constraint, pruning_steps=self.pruning_steps(),
             sparsity_denominator=args.sparsity_denominator,
@@ -513,14 +550,42 @@ class Pipeline:
             print(f"   gates start from the Fisher mask: kept heads per layer "
                   f"{masks.kept_heads}, FFN units {masks.kept_units}")
         start = float(pruning_model.expected_sparsity())
-        print(f"   factorize: expected sparsity at the start {start:.3f} (target "
-              f"{args.target_sparsity})")
+        print(f"   factorize: expected {self.cost_name()} at the start {start:.3f} (target "
+              f"{args.target_sparsity:.4g})")
         if start < 0:
             print("   (negative: at full rank the factors P (a×k) and Q (k×b) of an a×b kernel "
                   "hold more weights than the kernel; the gates must close ranks before the "
                   "model gets smaller than the dense one)")
-        os.makedirs(self.path("factorize"), exist_ok=True)
         common.save_model(pruning_model, self.path("factorize", "pruning_model.keras"))
+
+    def measured_latency_table(self):
+        """The run's latency table: --latency_table, or measured on this device at
+        --eval_batch_size and --max_seq_length; saved as factorize/latency_table.json."""
+        args = self.args
+        table = self.latency_table
+        if table is None:
+            print(f"   measuring the latency table: batch {args.eval_batch_size}, length "
+                  f"{args.max_seq_length}")
+            table = self.keras_flop.measure_latency_table(
+                self.config, batch_size=args.eval_batch_size, seq_length=args.max_seq_length,
+                verbose=args.verbose)
+            print(f"   latency table measured in {table.info['measurement_seconds']:.0f} s")
+        elif (table.batch_size, table.seq_length) != (args.eval_batch_size,
+                                                      args.max_seq_length):
+            print(f"   note: the latency table is for batch {table.batch_size}, length "
+                  f"{table.seq_length}; the report measures batch {args.eval_batch_size}, "
+                  f"length {args.max_seq_length}")
+        measured = table.info.get("measured_dense_seconds")
+        print(f"   latency table: dense model {table.dense_seconds() * 1e3:.2f} ms per batch as "
+              f"the sum of its blocks" + (f" (measured whole: {measured * 1e3:.2f} ms)"
+                                          if measured else ""))
+        table.save(self.path("factorize", "latency_table.json"))
+        return table
+
+    def cost_name(self):
+        """What the run's sparsity is a fraction of, for the messages."""
+        return "sparsity" if self.args.target_speedup is None else \
+            "latency sparsity (1 - latency/dense)"
 
     def pruning_steps(self):
         per_epoch = -(-len(self.data.train) // self.args.train_batch_size)
@@ -617,15 +682,19 @@ class Pipeline:
         logs.update({"expected_sparsity": float(pruning_model.expected_sparsity()),
                      "lambda_1": float(pruning_model.lambda_1.numpy()),
                      "lambda_2": float(pruning_model.lambda_2.numpy())})
-        print(f"   prune: expected sparsity {logs['expected_sparsity']:.4f} (target "
-              f"{args.target_sparsity}), λ1 {logs['lambda_1']:.3f}, λ2 {logs['lambda_2']:.3f}")
+        speedup = "" if args.target_speedup is None else \
+            f", expected speedup {1.0 / (1.0 - logs['expected_sparsity']):.2f}x"
+        print(f"   prune: expected {self.cost_name()} {logs['expected_sparsity']:.4f} (target "
+              f"{args.target_sparsity:.4g}){speedup}, λ1 {logs['lambda_1']:.3f}, "
+              f"λ2 {logs['lambda_2']:.3f}")
         gap = logs["expected_sparsity"] - args.target_sparsity
         if abs(gap) > SHORTFALL_TOLERANCE:
-            print(f"   note: the expected sparsity is {abs(gap):.3f} "
+            print(f"   note: the expected {self.cost_name()} is {abs(gap):.3f} "
                   f"{'short of' if gap < 0 else 'past'} the target")
         else:  # the training reached its target: the inference mask keeps it
             kf, threshold = self.keras_flop, args.compact_threshold
-            before = kf.realized_sparsity(pruning_model, threshold)
+            cost = pruning_model.cost_model
+            before = kf.realized_sparsity(pruning_model, threshold, cost=cost)
             shifts = kf.calibrate_mask(pruning_model, args.target_sparsity,
                                        threshold=threshold)
             if any(shifts):
@@ -633,7 +702,7 @@ class Pipeline:
                 print(f"   inference mask: the gates ended undecided (the compact model would "
                       f"have sparsity {before:.3f}); log α shifted by {shifts[0]:+.3f} (every "
                       f"gate) and {shifts[1]:+.3f} (rank, head and FFN-unit gates) to give "
-                      f"{kf.realized_sparsity(pruning_model, threshold):.3f}")
+                      f"{kf.realized_sparsity(pruning_model, threshold, cost=cost):.3f}")
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)
@@ -676,8 +745,9 @@ class Pipeline:
                 "dense_origin_params"]) if "kept_params" in fisher else None
         else:
             expected = read("prune", "eval_results.json").get("expected_sparsity")
+        key = "dense_sparsity" if self.args.target_speedup is None else "latency_sparsity"
         return {"target": self.args.target_sparsity, "expected": expected,
-                "realized": read("compact", "info.json").get("dense_sparsity")}
+                "realized": read("compact", "info.json").get(key)}
 
     def compact(self):
         import numpy as np
@@ -690,13 +760,33 @@ class Pipeline:
         gap = float(np.max(np.abs(np.asarray(compact_model(batch)) -
                                   np.asarray(pruning_model(batch, training=False)))))
         report = kf.parameter_report(pruning_model, threshold=args.compact_threshold)
+        if args.target_speedup is not None:
+            # The compact model's latency as the table predicts it, beside the parameters.
+            table = pruning_model.cost_model.table
+            dense_seconds = table.dense_seconds(pruning_model.network.layer_shapes)
+            speedup = kf.predicted_speedup(pruning_model, table, args.compact_threshold)
+            report.update({"target_speedup": args.target_speedup,
+                           "predicted_speedup": speedup,
+                           "latency_sparsity": 1.0 - 1.0 / speedup,
+                           "predicted_dense_latency_s": dense_seconds,
+                           "predicted_latency_s": dense_seconds / speedup,
+                           "latency_table_batch_size": table.batch_size,
+                           "latency_table_seq_length": table.seq_length})
         os.makedirs(self.path("compact"), exist_ok=True)
         kf.write_parameter_report(report, self.path("compact"))
         expected = self.sparsity()["expected"]
-        print(f"   compact: {report['pruned_total_params']:,} of {report['total_params']:,} "
-              f"parameters ({report['actual_compact_rate']:.3f}); encoder dense sparsity: "
-              f"target {args.target_sparsity}, expected {expected:.3f}, realized "
-              f"{report['dense_sparsity']:.3f}; max |compact - gated| = {gap:.2e}")
+        if args.target_speedup is None:
+            print(f"   compact: {report['pruned_total_params']:,} of "
+                  f"{report['total_params']:,} parameters ({report['actual_compact_rate']:.3f}); "
+                  f"encoder dense sparsity: target {args.target_sparsity}, expected "
+                  f"{expected:.3f}, realized {report['dense_sparsity']:.3f}; max |compact - "
+                  f"gated| = {gap:.2e}")
+        else:
+            print(f"   compact: {report['pruned_total_params']:,} of "
+                  f"{report['total_params']:,} parameters ({report['actual_compact_rate']:.3f}); "
+                  f"speedup predicted by the latency table: target {args.target_speedup:.4g}x, "
+                  f"expected {1.0 / (1.0 - expected):.2f}x, compact model "
+                  f"{report['predicted_speedup']:.2f}x; max |compact - gated| = {gap:.2e}")
         for key, label in (("kept_heads", "heads"), ("kept_ffn_units", "FFN units")):
             if key in report:
                 print(f"   kept {label} per layer: {list(report[key].values())}")
@@ -813,7 +903,10 @@ def run(args):
     if args.toy:
         print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")
-    short = sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity)
+    what = "sparsity" if args.target_speedup is None else \
+        "latency sparsity (1 - latency/dense, predicted)"
+    short = sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity,
+                               what=what)
     if short and not args.allow_short:
         import sys
         print(f"error: {short}", file=sys.stderr)

@@ -4,12 +4,12 @@ Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `
 `BertPreprocessor`,
 `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`, `preprocessor_from_keras_hub`,
 `factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`,
-`compact`, `prune_post_training` (retraining-free pruning), `parameter_report`,
+`LatencyTable`, `measure_latency_table`, `expected_latency`, `predicted_speedup`, `compact`, `prune_post_training` (retraining-free pruning), `parameter_report`,
 `export_saved_model`, `export_formats`, and the modules `layers` (`FactorizedDense`,
-`HardConcreteMask`) and `optimizers`.
+`HardConcreteMask`), `optimizers`, `cost` (what each gate controls) and `latency`.
 """
 
-from keras_flop import callbacks, glue, layers, optimizers
+from keras_flop import callbacks, cost, glue, latency, layers, optimizers
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
@@ -18,6 +18,8 @@ from keras_flop.export_formats import export_formats
 from keras_flop.factorization import factorize, factorize_model
 from keras_flop.hf_checkpoint import load_hf_checkpoint
 from keras_flop.keras_hub_import import from_keras_hub, preprocessor_from_keras_hub
+from keras_flop.latency import (LatencyTable, expected_latency, measure_latency_table,
+                                predicted_speedup)
 from keras_flop.models import BertClassifier, build_bert_classifier
 from keras_flop.post_training import post_training_masks, prune_post_training
 from keras_flop.preprocessor import BertPreprocessor
@@ -30,10 +32,12 @@ from keras_flop.tokenizer import BertTokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "PruningModel",
-    "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "expected_sparsity",
-    "export_formats", "export_saved_model", "factorize", "factorize_model", "from_keras_hub",
-    "glue", "kept_parameters", "layers", "load_hf_checkpoint", "load_tf1_checkpoint", "optimizers",
-    "parameter_report", "post_training_masks", "preprocessor_from_keras_hub",
-    "prune_post_training", "realized_sparsity", "write_parameter_report",
+    "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "LatencyTable",
+    "PruningModel", "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost",
+    "expected_latency", "expected_sparsity", "export_formats", "export_saved_model", "factorize",
+    "factorize_model", "from_keras_hub", "glue", "kept_parameters", "latency", "layers",
+    "load_hf_checkpoint", "load_tf1_checkpoint", "measure_latency_table", "optimizers",
+    "parameter_report", "post_training_masks", "predicted_speedup",
+    "preprocessor_from_keras_hub", "prune_post_training", "realized_sparsity",
+    "write_parameter_report",
 ]

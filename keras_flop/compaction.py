@@ -3,33 +3,30 @@
 import keras
 import numpy as np
 
+from keras_flop.cost import RealizedCounts, StructureAccount, factor_pair_pays
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import bert_structure_of, build_bert_classifier
-from keras_flop.structure import (dense_dims, encoder_layer_parts,
-                                  kept_units, mask_values)
+from keras_flop.structure import dense_dims
 
 
-def _factors(layer, threshold):
+def _factors(layer, account, counts):
     """`(P, Q)` of a layer with its rank gate folded into `P` and pruned ranks cut, or
     `(kernel, None)` for a `Dense`."""
     if not isinstance(layer, FactorizedDense):
         return np.asarray(layer.kernel), None
-    p, q = np.asarray(layer.p_kernel), np.asarray(layer.q_kernel)
-    if layer.gate is not None:
-        kept = kept_units(layer.gate, threshold)
-        p = p[:, kept] * mask_values(layer.gate)[kept]
-        q = q[kept, :]
-    return p, q
+    kept, values = account.rank_features(layer, counts)
+    return np.asarray(layer.p_kernel)[:, kept] * values, np.asarray(layer.q_kernel)[kept, :]
 
 
-def _compact_dense(layer, rows, row_scale, cols, out_scale, threshold):
+def _compact_dense(layer, rows, row_scale, cols, out_scale, account, counts):
     """The compact form of one encoder dense layer.
 
     Keeps input features `rows` (scaled by `row_scale`, the gates on them) and output units
     `cols`, multiplies outputs and bias by `out_scale` (the block's gate), and becomes the
-    cheaper in multiply-adds of the factor pair and the merged kernel.
+    cheaper in multiply-adds of the factor pair and the merged kernel (the account's
+    `factor_pair_pays`, which the parameter count reads too).
     """
-    first, second = _factors(layer, threshold)
+    first, second = _factors(layer, account, counts)
     first = first[rows] * row_scale[:, None]
     if second is None:
         kernel = first[:, cols] * out_scale
@@ -41,7 +38,7 @@ def _compact_dense(layer, rows, row_scale, cols, out_scale, threshold):
     a, b = kernel.shape
     common = dict(activation=layer.activation, use_bias=layer.use_bias, name=layer.name,
                   dtype=layer.dtype_policy)
-    if factor_pair is not None and first.shape[1] * (a + b) < a * b:
+    if factor_pair is not None and factor_pair_pays(first.shape[1], a, b):
         new = FactorizedDense(b, rank=first.shape[1], gated=False, **common)
         new.build((None, a))
         new.p_kernel.assign(factor_pair[0])
@@ -55,51 +52,24 @@ def _compact_dense(layer, rows, row_scale, cols, out_scale, threshold):
     return new
 
 
-def _block_scale(mask, threshold):
-    """The inference value of a block mask (1 without one); 0 when it is pruned."""
-    if mask is None:
-        return 1.0
-    value = float(mask_values(mask)[0])
-    return value if value > threshold else 0.0
-
-
-def _units(mask, unit_size, width, threshold, block_scale):
-    """Kept feature indices and their gate values along an axis gated by `mask` in units of
-    `unit_size` (every feature when `mask` is None); none when the block is pruned."""
-    if block_scale == 0.0:
-        return np.zeros(0, int), np.zeros(0, "float32")
-    if mask is None:
-        return np.arange(width), np.ones(width, "float32")
-    kept = kept_units(mask, threshold)
-    features = (kept[:, None] * unit_size + np.arange(unit_size)).reshape(-1)
-    return features, np.repeat(mask_values(mask)[kept], unit_size)
-
-
-def _compact_encoder_layer(part, threshold):
-    """`(compact layers by name, num_heads, intermediate units, pruned-block biases)`."""
-    layers, biases = {}, {}
-    blocks = (("attention", ("attention_query", "attention_key", "attention_value"),
-               "attention_output", part.masks["head"], part.head_size),
-              ("ffn", ("intermediate",), "output", part.masks["intermediate"], 1))
-    sizes = []
-    for block, producers, consumer, mask, unit_size in blocks:
-        scale = _block_scale(part.masks[block], threshold)
-        width = dense_dims(part.dense[producers[0]])[1]
-        features, values = _units(mask, unit_size, width, threshold, scale)
-        sizes.append(len(features) // unit_size)
-        out = part.dense[consumer]
-        if len(features) == 0:  # the whole block is gone: only its output bias is left
-            bias = np.asarray(out.bias) if out.use_bias else np.zeros(dense_dims(out)[1])
-            biases[consumer] = bias * scale
-            continue
-        for suffix in producers:
-            layer = part.dense[suffix]
-            rows = np.arange(dense_dims(layer)[0])
-            layers[layer.name] = _compact_dense(layer, rows, np.ones(len(rows), "float32"),
-                                                features, 1.0, threshold)
-        cols = np.arange(dense_dims(out)[1])
-        layers[out.name] = _compact_dense(out, features, values, cols, scale, threshold)
-    return layers, sizes[0], sizes[1], biases
+def _compact_block(block, account, counts):
+    """`(compact layers by name, kept units, the removed block's bias or None)` of one
+    attention or FFN block, as the account keeps it."""
+    features, values, scale = block.features(counts)
+    out = block.consumer
+    if len(features) == 0:  # the whole block is gone: only its output bias is left
+        if out is None:
+            return {}, 0, None
+        bias = np.asarray(out.bias) if out.use_bias else np.zeros(dense_dims(out)[1])
+        return {}, 0, bias * scale
+    layers = {}
+    for layer in block.producers:
+        rows = np.arange(dense_dims(layer)[0])
+        layers[layer.name] = _compact_dense(layer, rows, np.ones(len(rows), "float32"),
+                                            features, 1.0, account, counts)
+    cols = np.arange(dense_dims(out)[1])
+    layers[out.name] = _compact_dense(out, features, values, cols, scale, account, counts)
+    return layers, len(features) // block.unit_size, None
 
 
 def compact(model, threshold=0.0):
@@ -129,12 +99,18 @@ def compact(model, threshold=0.0):
     """
     network = getattr(model, "network", model)
     config, num_labels, _ = bert_structure_of(network)
+    account, counts = StructureAccount(network), RealizedCounts(threshold)
     layers, shapes, biases = {}, [], {}
-    for part in encoder_layer_parts(network):
-        new, heads, units, pruned = _compact_encoder_layer(part, threshold)
-        layers.update(new)
-        shapes.append((heads, units))
-        biases.update({f"layer_{part.index}_{name}": bias for name, bias in pruned.items()})
+    for index, pair in enumerate(account.layers):
+        shape = []
+        for block in pair:
+            new, units, bias = _compact_block(block, account, counts)
+            layers.update(new)
+            shape.append(units)
+            if bias is not None:
+                consumer = "attention_output" if block.kind == "attention" else "output"
+                biases[f"layer_{index}_{consumer}"] = bias
+        shapes.append(tuple(shape))
 
     def reuse(name, units, activation):
         return layers[name]
@@ -145,10 +121,10 @@ def compact(model, threshold=0.0):
     for layer in compact_model.layers:
         if layer.name in layers or not layer.weights:
             continue
-        if layer.name.endswith("_pruned"):
-            owner = layer.name.replace("attention_pruned", "attention_output") \
-                .replace("output_pruned", "output")
+        owner = layer.name.replace("attention_pruned", "attention_output") \
+            .replace("output_pruned", "output")
+        if layer.name.endswith("_pruned") and owner in biases:
             layer.bias.assign(biases[owner])
-        else:
+        else:  # a block removed before keeps its bias layer as it is
             layer.set_weights(network.get_layer(layer.name).get_weights())
     return compact_model

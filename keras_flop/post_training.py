@@ -39,6 +39,7 @@ from keras_flop.compaction import compact
 from keras_flop.factorization import factorize_model
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import bert_network
+from keras_flop.cost import unit_kernel_params
 from keras_flop.structure import encoder_layer_parts
 
 COSTS = ("params", "latency")
@@ -222,8 +223,8 @@ def per_example_mask_gradients(model, batches, verbose=0):
 
 
 def unit_costs(config):
-    """Encoder kernel parameters of one head and of one FFN unit."""
-    return 4 * config.hidden_size * config.head_size, 2 * config.hidden_size
+    """Encoder kernel parameters of one head and of one FFN unit (the cost account's)."""
+    return unit_kernel_params(config)
 
 
 def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
@@ -403,8 +404,10 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
 
 def _check_target(target, cost):
     if cost == "latency":
-        raise ValueError("cost='latency' needs a measured latency table, which keras_flop does "
-                         "not have yet: use cost='params'.")
+        raise ValueError("Post-training pruning reads no latency table (its search budgets "
+                         "parameters): use cost='params', or prune to a speedup with the "
+                         "Lagrangian "
+                         "(keras_flop.factorize(..., cost='latency', target_speedup=S)).")
     if cost not in COSTS:
         raise ValueError(f"`cost` must be 'params'; got {cost!r}.")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or \
@@ -496,8 +499,8 @@ def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2
             `keras_flop.glue.make_dataset(...)`; the first `num_samples` examples are used.
         target: fraction of the encoder's head and FFN kernel parameters to keep, in (0, 1]
             (`1 - target_sparsity` of the Lagrangian path, dense denominator).
-        cost: `"params"`. (`"latency"` needs a measured latency table, which the library does
-            not have: a ValueError.)
+        cost: `"params"`. (`"latency"` is a ValueError: the search budgets parameters; the
+            Lagrangian prunes to a speedup, `keras_flop.factorize(..., cost="latency")`.)
         num_samples: examples for the Fisher scores and the tuning (the paper's 2,048).
         rearrange, tune: run steps 3 and 4 (both on by default, as in the paper).
         verbose: show progress bars.

@@ -7,8 +7,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
+from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
+from keras_flop.latency import LatencyCost
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.sparsity import DENOMINATORS, expected_sparsity
 from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
@@ -42,8 +43,17 @@ class PruningModel(keras.Model):
     `optimizer` on the model weights (from `L_task + L_l2`; a constant learning rate of 0, or
     `optimizer=None`, freezes them and computes no gradient for them), `alpha_optimizer` on the
     gates' `log_alpha` (from `L_task + L_lagrangian`), and `lambda_optimizer` doing gradient
-    **ascent** on `λ1, λ2`. `ŝ` is `expected_sparsity`, `t` the target after its linear warmup.
-    Evaluation and prediction use the deterministic gate mask.
+    **ascent** on `λ1, λ2`. `ŝ` is the expected sparsity of the cost model, `t` the target
+    after its linear warmup. Evaluation and prediction use the deterministic gate mask.
+
+    Two costs, both read from the gates' account (`keras_flop.cost`): `cost="params"` (the
+    default), `ŝ = keras_flop.expected_sparsity`, the expected fraction of the encoder's dense
+    kernel parameters removed; `cost="latency"`, `ŝ = 1 - E[latency] / dense latency` as the
+    `latency_table` measured on the target device predicts it (`keras_flop.latency`), and
+    `target_speedup=S` is the target `t = 1 - 1/S`: the expected latency at most `1/S` of
+    dense. The latency cost prices heads, FFN units and blocks (`structure="heads+ffn"` or
+    `"heads+ffn+layers"`); rank gates are refused with it, as the table has no time for a
+    factorized layer.
 
     Why `|ŝ - t|`: Adam moves λ1 by about its learning rate per step whatever the size of the
     gap, so under FLOP's form λ1 keeps growing while ŝ lags the rising target, and when ŝ
@@ -83,7 +93,12 @@ class PruningModel(keras.Model):
     Args:
         network: a functional model with gated `FactorizedDense` layers
             (`keras_flop.factorize_model`); usually built by `keras_flop.factorize`.
-        target_sparsity: `T` in [0, 1).
+        target_sparsity: `T` in [0, 1) (default 0.5).
+        cost: `"params"` or `"latency"` (above).
+        latency_table: with `cost="latency"`, a `keras_flop.LatencyTable` of this model's
+            dimensions (or its dict, or the path of its JSON file).
+        target_speedup: `S >= 1` with `cost="latency"`, instead of `target_sparsity`
+            (`T = 1 - 1/S`).
         target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none);
             default a third of `pruning_steps`, or 0 without it.
         sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
@@ -115,14 +130,28 @@ class PruningModel(keras.Model):
     # when the train step is traced, so set it on an instance before `fit`.
     loss_scale_growth_steps = 2000
 
-    def __init__(self, network, target_sparsity=0.5, target_sparsity_warmup=None,
+    def __init__(self, network, target_sparsity=None, target_sparsity_warmup=None,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
                  distillation_weight=0.0, distillation_temperature=1.0,
                  hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
-                 **kwargs):
+                 cost="params", latency_table=None, target_speedup=None, **kwargs):
         super().__init__(**kwargs)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
+        if cost not in COSTS:
+            raise ValueError(f"`cost` must be one of {COSTS}; got {cost!r}.")
+        if target_speedup is not None:
+            if cost != "latency":
+                raise ValueError("`target_speedup` is a latency target: pass cost='latency' "
+                                 "and a `latency_table` (keras_flop.measure_latency_table).")
+            if not target_speedup >= 1.0:
+                raise ValueError(f"`target_speedup` must be >= 1; got {target_speedup}.")
+            if target_sparsity is not None:
+                raise ValueError("Pass either `target_speedup` or `target_sparsity`, not both "
+                                 "(a speedup S is the latency sparsity 1 - 1/S).")
+            target_sparsity = 1.0 - 1.0 / target_speedup
+        if target_sparsity is None:
+            target_sparsity = 0.5
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
         if pruning_steps is not None and (isinstance(pruning_steps, bool) or
@@ -142,6 +171,18 @@ class PruningModel(keras.Model):
         if not all_gates(network):
             raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
                              "(keras_flop.factorize).")
+        if cost == "latency":
+            if latency_table is None:
+                raise ValueError("cost='latency' needs a `latency_table`: measure one on the "
+                                 "target device with keras_flop.measure_latency_table(config, "
+                                 "batch_size, seq_length), or load one with "
+                                 "keras_flop.LatencyTable.load(path).")
+            cost_model = LatencyCost(latency_table)
+        else:
+            if latency_table is not None:
+                raise ValueError("`latency_table` is read with cost='latency' only.")
+            cost_model = ParamsCost(sparsity_denominator)
+        cost_model.check(StructureAccount(network))
         for arg, value in (("distillation_weight", distillation_weight),
                            ("hidden_distillation_weight", hidden_distillation_weight)):
             if value < 0:
@@ -173,6 +214,10 @@ class PruningModel(keras.Model):
         self.hidden_distillation_weight = float(hidden_distillation_weight)
         self.constraint = constraint
         self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
+        self.cost = cost
+        self.target_speedup = None if target_speedup is None else float(target_speedup)
+        # A plain object, kept out of Keras' tracking (which would wrap the table's lists).
+        self.__dict__["cost_model"] = cost_model
         # Views of the student and the teacher that also return the hidden states, kept out
         # of Keras' tracking: they only share the layers the two models already track.
         self.__dict__["_feature_views"] = None
@@ -310,7 +355,9 @@ class PruningModel(keras.Model):
         return self.target_sparsity * ops.minimum(fraction, 1.0)
 
     def expected_sparsity(self):
-        return expected_sparsity(self.network, self.sparsity_denominator)
+        """`ŝ` of the model's cost (`"params"`: `keras_flop.expected_sparsity`; `"latency"`:
+        `1 - E[latency] / dense latency`), differentiable, float32."""
+        return self.cost_model.sparsity(StructureAccount(self.network), ExpectedCounts())
 
     def lagrangian(self, sparsity, target):
         """`λ1 g + λ2 g²` with `g = ŝ - t` (`"equality"`) or `g = |ŝ - t|` (`"absolute"`)."""
@@ -473,7 +520,11 @@ class PruningModel(keras.Model):
         return {
             "name": self.name,
             "network": keras.saving.serialize_keras_object(self.network),
-            "target_sparsity": self.target_sparsity,
+            "target_sparsity": self.target_sparsity if self.target_speedup is None else None,
+            "target_speedup": self.target_speedup,
+            "cost": self.cost,
+            "latency_table": (self.cost_model.table.to_dict() if self.cost == "latency"
+                              else None),
             "target_sparsity_warmup": self.target_sparsity_warmup,
             "sparsity_denominator": self.sparsity_denominator,
             "regularization_scale": self.regularization_scale,

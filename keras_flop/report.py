@@ -3,32 +3,9 @@
 import json
 import os
 
-import numpy as np
-
+from keras_flop.cost import RealizedCounts, require_account
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.sparsity import kept_parameters, require_gates, sparsity_denominator
-from keras_flop.structure import all_gates, dense_dims, kept_units
-
-
-def _kept_biases(parts, threshold):
-    """Bias parameters of the encoder dense layers left after compaction: the kept output
-    units of q/k/v and the intermediate layer; the block output biases always stay (a removed
-    block keeps its bias as a `PrunedSublayer`)."""
-    total = 0
-    for part in parts:
-        for suffix, layer in part.dense.items():
-            if not layer.use_bias:
-                continue
-            width = dense_dims(layer)[1]
-            mask, unit = part.output_mask(suffix)
-            if mask is not None:
-                width = unit * len(kept_units(mask, threshold))
-            block = part.block_mask(suffix)
-            if suffix not in ("attention_output", "output") and block is not None and \
-                    not len(kept_units(block, threshold)):
-                width = 0
-            total += width
-    return total
+from keras_flop.sparsity import realized_sparsity
 
 
 def parameter_report(model, threshold=0.0):
@@ -56,40 +33,37 @@ def parameter_report(model, threshold=0.0):
     True
     """
     network = getattr(model, "network", model)
-    parts = require_gates(network)
-    dense_layers = [layer for part in parts for layer in part.dense.values()]
-    dense_total = int(sparsity_denominator(network, "factorized"))
-    dense_origin = int(sparsity_denominator(network, "dense"))
-    dense_pruned = kept_parameters(network, threshold)
-    biases = sum(int(np.prod(layer.bias.shape)) for layer in dense_layers if layer.use_bias)
-    gates = sum(gate.size for gate in all_gates(network))
+    account = require_account(network)
+    counts = RealizedCounts(threshold)
+    dense_total = account.factorized_params()
+    dense_origin = account.dense_params()
+    dense_pruned = int(account.kernel_params(counts))
+    biases = sum(int(layer.bias.shape[0]) for layer in account.dense_layers() if layer.use_bias)
+    gates = sum(gate.size for gate in account.gates())
     other = network.count_params() - dense_total - biases - gates
     non_kernel = other + biases
     total = dense_origin + non_kernel
-    pruned_total = dense_pruned + other + _kept_biases(parts, threshold)
+    pruned_total = dense_pruned + other + account.bias_params(counts)
     report = {
         "factorized_kernel_params": dense_total,
         "dense_origin_params": dense_origin,
         "dense_pruned_params": dense_pruned,
-        "dense_sparsity": 1.0 - dense_pruned / dense_origin,
+        "dense_sparsity": realized_sparsity(network, threshold),
         "dense_sparsity_of_factorized": 1.0 - dense_pruned / dense_total,
         "non_kernel_params": non_kernel,
         "total_params": total,
         "pruned_total_params": pruned_total,
         "actual_compact_rate": pruned_total / total,
-        "kept_ranks": {layer.name: len(kept_units(layer.gate, threshold))
-                       for layer in dense_layers
+        "kept_ranks": {layer.name: counts.count(layer.gate)
+                       for layer in account.dense_layers()
                        if isinstance(layer, FactorizedDense) and layer.gate is not None},
     }
-    for key, kind in (("kept_heads", "head"), ("kept_ffn_units", "intermediate")):
-        if any(part.masks[kind] is not None for part in parts):
-            report[key] = {}
-            for part in parts:
-                kept = len(kept_units(part.masks[kind], threshold)) if part.masks[kind] else None
-                block = part.masks["attention" if kind == "head" else "ffn"]
-                if block is not None and not len(kept_units(block, threshold)):
-                    kept = 0
-                report[key][f"layer_{part.index}"] = kept
+    for key, index in (("kept_heads", 0), ("kept_ffn_units", 1)):
+        blocks = [pair[index] for pair in account.layers]
+        if any(block.unit_mask is not None for block in blocks):
+            report[key] = {f"layer_{layer}": (block.kept_units(counts) if block.unit_mask
+                                              is not None else None)
+                           for layer, block in enumerate(blocks)}
     return report
 
 

@@ -1,82 +1,19 @@
 """Expected and realized sparsity of a gated model (`algorithm.md` §3, §5).
 
-Every encoder dense layer `[a, b]` (factorized at rank `k` or not) counts its kernel
-parameters given how many of its units its gates keep: the rank gate sets `k`, a head mask the
-output width of q/k/v and the input width of the attention output, an FFN-unit mask the width
-of the intermediate layer, a block mask the whole block. The same formula gives the
-differentiable expectation (kept counts replaced by `Σ P(z ≠ 0)`) and the realized count of
-the compacted model.
+Every figure here reads `keras_flop.cost.StructureAccount`, which states what each gate (rank,
+head, FFN unit, block) keeps: the differentiable expectation counts kept units as `Σ P(z ≠ 0)`,
+the realized figures count the units of the inference mask that `keras_flop.compact` keeps.
 """
 
 import numpy as np
-from keras import ops
 
-from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.structure import all_gates, dense_dims, encoder_layer_parts, kept_units
-
-DENOMINATORS = ("dense", "factorized")
-
-
-def _network(model):
-    return getattr(model, "network", model)
-
-
-def require_gates(model):
-    """The encoder layer parts of a pruning model (or its network); an error if it has no
-    gate."""
-    network = _network(model)
-    if not all_gates(network):
-        raise ValueError(f"Model {model.name!r} has no gates: build the pruning model with "
-                         "keras_flop.factorize(...) first.")
-    return encoder_layer_parts(network)
-
-
-def _kernel_params(parts, count, any_kept, realized):
-    """`Σ` over the encoder dense layers of their kernel parameters, with every gate's kept
-    units given by `count(mask)` and whether any is kept by `any_kept(mask)` (expectations or
-    realized counts).
-
-    A factorized layer whose gated side loses every unit loses its other factor too
-    (compaction removes the whole block), hence the `any_kept` factor on the ungated side.
-    """
-    total = 0.0
-    for part in parts:
-        for suffix, layer in part.dense.items():
-            a, b = dense_dims(layer)
-            alive = 1.0
-            mask, unit = part.input_mask(suffix)
-            if mask is not None:
-                a, alive = unit * count(mask), any_kept(mask)
-            mask, unit = part.output_mask(suffix)
-            if mask is not None:
-                b, alive = unit * count(mask), any_kept(mask)
-            if isinstance(layer, FactorizedDense):
-                rank = count(layer.gate) if layer.gate is not None else layer.rank
-                gated_in = part.input_mask(suffix)[0] is not None
-                cost = rank * ((a + b * alive) if gated_in else (a * alive + b))
-                if realized:  # compaction keeps the cheaper of the factor pair and the merge
-                    cost = min(cost, a * b)
-            else:
-                cost = a * b
-            block = part.block_mask(suffix)
-            if block is not None:
-                cost = count(block) * cost
-            total = total + cost
-    return total
+from keras_flop.cost import ExpectedCounts, ParamsCost, RealizedCounts, require_account
 
 
 def sparsity_denominator(model, denominator="dense"):
     """`Σ a·b` over the encoder dense layers (`"dense"`), or their parameters as they are in
     the network (`"factorized"`: `(a+b)·k` for a factorized layer)."""
-    if denominator not in DENOMINATORS:
-        raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; "
-                         f"got {denominator!r}.")
-    parts = require_gates(model)
-    layers = [layer for part in parts for layer in part.dense.values()]
-    if denominator == "dense":
-        return float(sum(np.prod(dense_dims(layer)) for layer in layers))
-    return float(sum(layer.factor_params if isinstance(layer, FactorizedDense)
-                     else np.prod(dense_dims(layer)) for layer in layers))
+    return ParamsCost(denominator).total(require_account(model))
 
 
 def expected_sparsity(model, denominator="dense"):
@@ -84,22 +21,18 @@ def expected_sparsity(model, denominator="dense"):
 
     `ŝ = 1 - E[kept kernel parameters] / D`: for a factorized layer `P: [a, k]`, `Q: [k, b]`
     with rank gate `z`, `(a + b) Σ_j P(z_j ≠ 0)`; structural masks scale the widths and blocks
-    they gate (module docstring), and a factor whose other side may lose every unit counts
-    with the probability that some unit is kept, `1 - Π_j (1 - P(z_j ≠ 0))`. `D` per
-    `sparsity_denominator`. A float32 scalar tensor; with the dense denominator a full-rank
-    factorization starts below 0 (a square kernel is twice as large factored).
+    they gate (`keras_flop.cost.Block.kernel_params`), and a factor whose other side may lose
+    every unit counts with the probability that some unit is kept,
+    `1 - Π_j (1 - P(z_j ≠ 0))`. `D` per `sparsity_denominator`. A float32 scalar tensor; with
+    the dense denominator a full-rank factorization starts below 0 (a square kernel is twice
+    as large factored).
 
     Example:
     >>> pruning_model = keras_flop.factorize(model)        # doctest: +SKIP
     >>> float(keras_flop.expected_sparsity(pruning_model))  # doctest: +SKIP
     -0.75
     """
-    parts = require_gates(model)
-    expected = _kernel_params(
-        parts, lambda mask: mask.l0_norm(),
-        lambda mask: 1.0 - ops.prod(1.0 - mask.prob_nonzero()), realized=False)
-    expected = ops.cast(ops.convert_to_tensor(expected), "float32")
-    return 1.0 - expected / sparsity_denominator(model, denominator)
+    return ParamsCost(denominator).sparsity(require_account(model), ExpectedCounts())
 
 
 def kept_parameters(model, threshold=0.0):
@@ -110,18 +43,32 @@ def kept_parameters(model, threshold=0.0):
     kernel, as `keras_flop.compact` builds it; pruned heads, FFN units and blocks cost
     nothing; biases are not counted.
     """
-    parts = require_gates(model)
-
-    def count(mask):
-        return len(kept_units(mask, threshold))
-
-    return int(_kernel_params(parts, count, lambda mask: int(count(mask) > 0), realized=True))
+    return int(require_account(model).kernel_params(RealizedCounts(threshold)))
 
 
-def realized_sparsity(model, threshold=0.0):
+def realized_sparsity(model, threshold=0.0, cost="params"):
     """`1 - kept_parameters / Σ a·b`: the sparsity of the encoder's dense weights in the
-    compact model that `keras_flop.compact` builds under the inference mask."""
-    return 1.0 - kept_parameters(model, threshold) / sparsity_denominator(model, "dense")
+    compact model that `keras_flop.compact` builds under the inference mask; or the sparsity
+    of another `cost` (`cost_of`; None: the pruning model's own, e.g. `1 - latency / dense
+    latency` predicted by its latency table)."""
+    account = require_account(model)
+    cost = ParamsCost("dense") if cost == "params" else cost_of(model, cost)
+    cost.check(account)
+    return float(cost.sparsity(account, RealizedCounts(threshold)))
+
+
+def cost_of(model, cost=None):
+    """The cost model `cost` names: `"params"`, a cost object (`keras_flop.cost.ParamsCost`,
+    `keras_flop.latency.LatencyCost`), or None for the pruning model's own (`"params"` for a
+    bare network)."""
+    if cost is None:
+        return getattr(model, "cost_model", None) or ParamsCost()
+    if cost == "params":
+        return ParamsCost()
+    if hasattr(cost, "sparsity") and hasattr(cost, "total"):
+        return cost
+    raise ValueError(f"`cost` must be 'params', a cost object (keras_flop.cost.ParamsCost, "
+                     f"keras_flop.latency.LatencyCost) or None; got {cost!r}.")
 
 
 def _shift_towards(variables, target, realized, iterations):
@@ -151,11 +98,12 @@ def _shift_towards(variables, target, realized, iterations):
     return best
 
 
-def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40):
+def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40, cost=None):
     """Shifts the gates' `log_alpha` so that the compact model's sparsity
     (`realized_sparsity`) is as close to `target` as the gates allow, unless it is within
     `tolerance` of it already; returns the two shifts `(all_gates, unit_gates)`, `(0.0, 0.0)`
-    when nothing changed.
+    when nothing changed. The sparsity is that of `cost` (`cost_of`): by default the pruning
+    model's own, so a model pruned to a speedup is calibrated to its latency.
 
     Training brings the expected sparsity `ŝ` to the target, but the inference mask rounds
     each gate on its own: where gates end undecided (`p(z ≠ 0)` near 1/2), a kept block
@@ -168,12 +116,14 @@ def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40)
     """
     if not 0.0 <= target < 1.0:
         raise ValueError(f"`target` must be in [0, 1); got {target}.")
-    blocks = {id(part.masks[kind]) for part in require_gates(model)
-              for kind in ("attention", "ffn")}
-    gates = all_gates(_network(model))
+    account = require_account(model)
+    cost = cost_of(model, cost)
+    cost.check(account)
+    blocks = {id(block.block_mask) for block in account.blocks}
+    gates = account.gates()
 
     def realized():
-        return realized_sparsity(model, threshold)
+        return float(cost.sparsity(account, RealizedCounts(threshold)))
 
     if abs(realized() - target) <= tolerance:
         return 0.0, 0.0

@@ -1,9 +1,9 @@
-"""Which gates of a factorized or gated BERT control which of its encoder parameters.
+"""Where the gates of a factorized or gated BERT are.
 
 An encoder layer has six dense layers and up to five kinds of gate: the rank gate inside each
 `FactorizedDense`, and the structural masks of `build_bert_classifier(gates=...)` (per head,
-per FFN unit, per attention block, per FFN block). Sparsity, the parameter report and
-compaction all read a network through `encoder_layer_parts`.
+per FFN unit, per attention block, per FFN block). `encoder_layer_parts` finds them;
+`keras_flop.cost.StructureAccount` states what each of them controls.
 """
 
 import dataclasses
@@ -15,9 +15,6 @@ from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.layers.hard_concrete_mask import HardConcreteMask
 from keras_flop.models.bert import ENCODER_DENSE_SUFFIXES, MASK_SUFFIXES, bert_structure_of
 
-# The gated axis of each dense layer: its output units or its input units.
-ATTENTION_DENSE = ENCODER_DENSE_SUFFIXES[:4]
-_HEAD_OUTPUTS = ("attention_query", "attention_key", "attention_value")
 _STRUCTURES = {"rank": (True, ()), "heads+ffn": (False, ("heads", "ffn")),
                "heads+ffn+layers": (False, ("heads", "ffn", "layers")),
                "all": (True, ("heads", "ffn", "layers"))}
@@ -39,26 +36,6 @@ class EncoderLayerParts:
     dense: dict
     masks: dict
     head_size: int
-
-    def block_mask(self, suffix):
-        """The mask over the whole block (attention or FFN) a dense layer belongs to."""
-        return self.masks["attention" if suffix in ATTENTION_DENSE else "ffn"]
-
-    def input_mask(self, suffix):
-        """`(mask, unit_size)` gating a dense layer's input features, or `(None, 1)`."""
-        if suffix == "attention_output" and self.masks["head"] is not None:
-            return self.masks["head"], self.head_size
-        if suffix == "output" and self.masks["intermediate"] is not None:
-            return self.masks["intermediate"], 1
-        return None, 1
-
-    def output_mask(self, suffix):
-        """`(mask, unit_size)` gating a dense layer's output units, or `(None, 1)`."""
-        if suffix in _HEAD_OUTPUTS and self.masks["head"] is not None:
-            return self.masks["head"], self.head_size
-        if suffix == "intermediate" and self.masks["intermediate"] is not None:
-            return self.masks["intermediate"], 1
-        return None, 1
 
 
 def dense_dims(layer):

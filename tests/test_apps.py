@@ -410,3 +410,47 @@ def test_prune_app_ctrl_c_says_where_in_one_line(tmp_path):
     assert re.fullmatch(r"interrupted at step \d+ of prune; rerun the same command to "
                         r"continue", error.strip()), error
     assert sum(line.startswith("device: CPU") for line in printed) == 1
+
+
+def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path, capsys):
+    from apps import prune as prune_app
+    from keras_flop import LatencyTable
+
+    output = tmp_path / "speedup"
+    prune_app.main(["--output_dir", str(output), "--target_speedup", "1.5",
+                    "--structure", "heads+ffn", "--max_train_examples", "128",
+                    "--max_eval_examples", "64", "--train_batch_size", "16",
+                    "--finetune_epochs", "1", "--num_train_epochs", "2", "--final_epochs", "0",
+                    "--allow_short"])
+    printed = capsys.readouterr().out
+    assert "measuring the latency table: batch 8, length 32" in printed
+    assert "speedup predicted by the latency table: target 1.5x" in printed
+    table = LatencyTable.load(str(output / "factorize" / "latency_table.json"))
+    assert (table.batch_size, table.seq_length) == (8, 32)
+    assert table.attention_heads == [0, 1, 2, 3, 4] and table.ffn_units[-1] == 256
+    info = json.loads((output / "compact" / "info.json").read_text())
+    assert info["target_speedup"] == 1.5
+    assert info["latency_sparsity"] == pytest.approx(1.0 - 1.0 / info["predicted_speedup"])
+    settings = json.loads((output / "hparams.json").read_text())
+    assert settings["target_sparsity"] == pytest.approx(1.0 - 1.0 / 1.5)
+    report = (output / "report.md").read_text()
+    assert "target speedup 1.5x under the latency table" in report
+    row = re.search(r"\| batch 8, padded to 32 \(target 1.5x\) \| ([\d.]+)x \| ([\d.]+)x "
+                    r"\(rounds ([\d.]+)–([\d.]+)\) \|", report)
+    assert row, report
+    assert float(row.group(1)) == pytest.approx(info["predicted_speedup"], abs=0.005)
+    # The table is reused from a file, checked against the model before anything trains.
+    other = LatencyTable(dict(table.model, intermediate_size=128), 8, 32,
+                         table.attention_heads, table.attention_seconds, [0, 128], [0.0, 1.0],
+                         table.fixed_seconds)
+    other.save(str(tmp_path / "other.json"))
+    for flags, message in (
+            (["--latency_table", str(tmp_path / "other.json")],
+             "measured for another model: intermediate_size 256 (table 128)"),
+            (["--structure", "rank"], "--target_speedup prices heads, FFN units and blocks"),
+            (["--target_sparsity", "0.5"], "either --target_speedup or --target_sparsity")):
+        with pytest.raises(SystemExit) as exit_info:
+            prune_app.main(["--output_dir", str(tmp_path / "bad"), "--overwrite",
+                            "--target_speedup", "2"] + flags)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
