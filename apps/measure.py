@@ -132,6 +132,27 @@ def report_warnings(args, data, split, dense_results, info, tolerance=0.02):
     return warnings
 
 
+def training_curves_section(pipeline, title):
+    """The report's lines for the pruning run's curves: `training_curves.png` beside
+    report.md, drawn from the prune step's trace (none for the Fisher method)."""
+    from apps import plots
+    from keras_flop.callbacks import read_step_csv
+
+    trace = pipeline.path("prune", "trace.csv")
+    if not os.path.exists(trace):
+        return []
+    lines = ["## Pruning curves", ""]
+    png = plots.training_curves(read_step_csv(trace),
+                                os.path.join(pipeline.run_dir, "training_curves.png"),
+                                f"Pruning: {title}")
+    if png is None:
+        return lines + [f"The per-step logs are in `prune/trace.csv`; "
+                        f"{plots.PLOTS_MISSING}.", ""]
+    return lines + ["![Task loss, expected sparsity against its target, λ1 and λ2 per "
+                    "pruning step](training_curves.png)", "",
+                    "From `prune/trace.csv`, every pruning step's logs.", ""]
+
+
 def write_report(pipeline):
     """Measures both models in this process on the dev set and writes `report.md`."""
     args, data = pipeline.args, pipeline.data
@@ -238,6 +259,7 @@ def write_report(pipeline):
             f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",
             "",
         ]
+    lines += training_curves_section(pipeline, title)
     warnings = report_warnings(args, data, split, dense["results"], info)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]

@@ -33,6 +33,7 @@ EXIT_SHORT = 3
 MIN_SIZED_STEPS = 100
 # Where a finished prune step waits while a longer run continues it.
 CONTINUED = "prune_continued"
+TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLogger)
 # The note --keep_intermediate false leaves where it deleted a step's models.
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
@@ -653,6 +654,11 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps or tenth, tensorboard=board,
             initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
+        trace_path = self.path("prune", TRACE)
+        if first_step and not os.path.exists(trace_path) and \
+                os.path.exists(self.path(CONTINUED, TRACE)):  # the curve goes on, whole
+            shutil.copyfile(self.path(CONTINUED, TRACE), trace_path)
+        trace = callbacks.StepCSVLogger(trace_path, initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
         features = {}
         if pruning_model.teacher is not None and args.hidden_distillation_weight == 0 and \
@@ -671,7 +677,7 @@ class Pipeline:
             history = pruning_model.fit(stream, epochs=args.num_train_epochs,
                                         initial_epoch=done // per_epoch,
                                         steps_per_epoch=per_epoch,
-                                        callbacks=[board, evaluation, saver, stop],
+                                        callbacks=[board, evaluation, saver, stop, trace],
                                         verbose=glue_common.fit_verbosity(),
                                         shuffle=False)  # the stream is shuffled per epoch
             logs = {k: float(v[-1]) for k, v in history.history.items()}
