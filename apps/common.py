@@ -275,10 +275,13 @@ class Workers:
     def __init__(self, strategy, run_dir=""):
         self.strategy = strategy
         self.run_dir = run_dir
+        import tensorflow as tf
+
         extended = strategy.extended
         # More replicas in sync than on this machine: some are on other workers.
         self.count = 1
-        self.multi = strategy.num_replicas_in_sync > len(extended.worker_devices)
+        self.multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+            strategy.num_replicas_in_sync > len(extended.worker_devices)
         self.chief = True
         self.index = 0
         if self.multi:

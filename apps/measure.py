@@ -225,7 +225,7 @@ def write_report(pipeline):
     warnings = report_warnings(args, data, split, dense["results"], info)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
-    path = os.path.join(pipeline.run_dir, "report.md")
+    path = os.path.join(pipeline.write_dir, "report.md")  # the chief: the run directory
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     os.replace(path + ".tmp", path)
