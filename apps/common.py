@@ -333,10 +333,15 @@ class Workers:
         if not self.multi or type(error).__name__ not in _LOST_ERRORS:
             return None
         lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
-        cause = next((line.split("aborted by:", 1)[1].strip() for line in lines
-                      if "aborted by:" in line), None) or next(
-            (line for line in lines if line and not line.startswith(("Graph execution",
-                                                                     "Detected at"))), "")
+        lines = [line for line in lines if line]
+        at = next((i for i, line in enumerate(lines) if "aborted by:" in line), None)
+        if at is None:
+            cause = next((line for line in lines if not line.startswith(
+                ("Graph execution", "Detected at"))), "")
+        else:  # "...aborted by: <cause>", whose last word may go on to the next line
+            cause = lines[at].split("aborted by:", 1)[1].strip()
+            if cause.endswith(":") and at + 1 < len(lines):
+                cause = f"{cause} {lines[at + 1]}"
         return WorkerLost(f"worker {self.index} of {self.count} lost the other workers {where} "
                           f"({type(error).__name__}: {cause}); rerun the same command on every "
                           "worker to continue from the last checkpoint")
