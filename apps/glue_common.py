@@ -187,9 +187,16 @@ def metrics_and_loss(task, outputs, labels):
     """The task's dev metrics (`eval_*`) and `eval_loss` of `outputs` against `labels`."""
     from keras_flop import glue
 
+    import keras
+
     metrics = glue.compute_metrics(task, outputs, labels)
-    target = labels.reshape(-1, 1) if task.is_regression else labels
-    metrics["eval_loss"] = float(task_loss(task)(target, outputs))
+    # The per-example losses, averaged here: a Keras loss object divides its result by the
+    # replica count under a tf.distribute strategy (for summing across replicas).
+    if glue.get_task(task).is_regression:
+        losses = keras.losses.mean_squared_error(labels.reshape(-1, 1), outputs)
+    else:
+        losses = keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+    metrics["eval_loss"] = float(np.mean(np.asarray(losses)))
     return metrics
 
 

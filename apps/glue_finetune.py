@@ -161,6 +161,9 @@ def write_sweep_tables(output_dir, rows):
 def run(args):
     if not args.output_dir:
         raise common.UsageError("--output_dir is required.")
+    if args.strategy == "multi_worker":  # every worker would write the same files
+        raise common.UsageError("--strategy multi_worker is run by apps.prune (only its chief "
+                                "writes the outputs); apps.glue_finetune runs on one machine.")
     check_common_args(args)
     rates = parse_learning_rates(args.learning_rates)
     tasks = select_tasks(args.task, args.data_dir)

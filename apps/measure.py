@@ -143,7 +143,7 @@ def training_curves_section(pipeline, title):
         return []
     lines = ["## Pruning curves", ""]
     png = plots.training_curves(read_step_csv(trace),
-                                os.path.join(pipeline.run_dir, "training_curves.png"),
+                                os.path.join(pipeline.write_dir, "training_curves.png"),
                                 f"Pruning: {title}")
     if png is None:
         return lines + [f"The per-step logs are in `prune/trace.csv`; "
@@ -263,7 +263,7 @@ def write_report(pipeline):
     warnings = report_warnings(args, data, split, dense["results"], info)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
-    path = os.path.join(pipeline.run_dir, "report.md")
+    path = os.path.join(pipeline.write_dir, "report.md")  # the chief: the run directory
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     os.replace(path + ".tmp", path)

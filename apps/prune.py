@@ -38,7 +38,8 @@ TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLo
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
 _RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
-                "eval_every_n_steps", "checkpoint_every_n_steps", "allow_short"}
+                "eval_every_n_steps", "checkpoint_every_n_steps", "allow_short",
+                "worker_timeout", "changed_settings", "log_every_n_steps"}
 # The first step that reads a setting: changing it redoes that step and the ones after it and
 # keeps the finished steps before it. A flag not listed here belongs to the first step
 # (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.
@@ -206,6 +207,8 @@ def build_parser():
     train.add_argument("--eval_every_n_steps", type=int, default=None,
                        help="Dev evaluation while pruning, every this many steps; default a "
                             "tenth of the pruning steps (at least 1).")
+    train.add_argument("--log_every_n_steps", type=int, default=10,
+                       help="TensorBoard training scalars every this many steps.")
     train.add_argument("--checkpoint_every_n_steps", type=int, default=None,
                        help="Resume checkpoint of the pruning step every this many steps; "
                             "default a tenth of the pruning steps (at least 1).")
@@ -311,7 +314,8 @@ def resolve_args(args):
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
     for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "num_fisher_samples",
-                 "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps"):
+                 "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps",
+                 "log_every_n_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
     if not args.distillation_temperature > 0:
@@ -321,6 +325,10 @@ def resolve_args(args):
         value = getattr(args, flag)
         if value is not None and not 0.0 <= value < 1.0:
             raise common.UsageError(f"--{flag} must be in [0, 1); got {value}.")
+    if not args.output_dir and args.strategy == "multi_worker":
+        raise common.UsageError("--strategy multi_worker needs --output_dir, the same directory "
+                                "for every worker (its default is stamped with each worker's "
+                                "start time).")
     if not args.output_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.output_dir = os.path.join("runs", "prune", "toy" if toy else args.task, stamp)
@@ -343,8 +351,10 @@ def first_step_using(flag, steps):
     return step if step in steps else "fisher"  # factorize and prune, under --method fisher
 
 
-def prepare_run(args):
-    """The run directory; continues a run with the same settings, refuses a different one."""
+def prepare_run(args, write=True):
+    """The run directory; continues a run with the same settings, refuses a different one.
+    `write=False` checks and decides without writing (every worker checks; the chief
+    writes)."""
     settings_path = os.path.join(args.output_dir, "hparams.json")
     settings = {k: v for k, v in vars(args).items() if k not in _RUN_CONTROL}
     # A run that finished no step (a failed start) holds no settings to protect.
@@ -362,28 +372,36 @@ def prepare_run(args):
                     f"{args.output_dir} holds a run with other settings ({', '.join(changed)}), "
                     f"used from the step {first} on: pass --start_from {first} to redo it and "
                     "the steps after it, or --overwrite, or another --output_dir.")
-            common.write_json(settings_path, settings)  # the settings of the steps redone
+            if write:
+                common.write_json(settings_path, settings)  # the settings of the steps redone
             args.changed_settings = changed
         return args.output_dir
     if args.start_from:
         raise common.UsageError(f"--start_from needs an existing run in {args.output_dir}.")
     # What a failed start left (its settings, the toy data) is replaced.
     failed_start = os.path.exists(settings_path) and not started
-    common.prepare_output_dir(args.output_dir, args.overwrite or failed_start)
-    common.write_json(settings_path, settings)
+    common.prepare_output_dir(args.output_dir, args.overwrite or failed_start, create=write)
+    if write:
+        common.write_json(settings_path, settings)
     return args.output_dir
 
 
 class Pipeline:
-    def __init__(self, args, run_dir):
+    """The steps of a run. `path` names what the steps read in the run directory, `out` where
+    this worker writes it: the run directory itself, or the scratch directory of a worker
+    other than the chief (`common.Workers`)."""
+
+    def __init__(self, args, run_dir, workers=None):
         import keras_flop
 
         self.args = args
         self.run_dir = run_dir
+        self.workers = workers or common.Workers(self._default_strategy())
+        self.write_dir = self.workers.write_dir(run_dir)
         self.counter = None  # the training step's step counter, while one trains
         if args.toy:
             from apps import toy_task
-            data_dir, vocab = toy_task.write_toy_glue(os.path.join(run_dir, "data"),
+            data_dir, vocab = toy_task.write_toy_glue(os.path.join(self.write_dir, "data"),
                                                       seed=args.seed)
             config = toy_task.toy_config()
         elif args.keras_hub_model:
@@ -425,13 +443,21 @@ class Pipeline:
             if getattr(self.hub_model, "preprocessor", None) is None:
                 raise common.UsageError(f"{self.args.keras_hub_model} holds no preprocessor: "
                                         "pass --vocab_file.")
-            vocab = os.path.join(self.run_dir, "keras_hub", "vocab.txt")
+            vocab = os.path.join(self.write_dir, "keras_hub", "vocab.txt")
             kf.preprocessor_from_keras_hub(self.hub_model.preprocessor, vocab,
                                            self.args.max_seq_length)
         return config, vocab
 
+    @staticmethod
+    def _default_strategy():
+        import tensorflow as tf
+        return tf.distribute.get_strategy()
+
     def path(self, step, name=""):
         return os.path.join(self.run_dir, step, name)
+
+    def out(self, step, name=""):
+        return os.path.join(self.write_dir, step, name)
 
     def output(self, step):
         """The file whose presence says that `step` finished."""
@@ -464,7 +490,8 @@ class Pipeline:
         Ctrl-C stopped the step."""
         from keras_flop.callbacks import PruningTensorBoard
 
-        self.counter = PruningTensorBoard(self.path(step, "logs"), update_freq=10,
+        self.counter = PruningTensorBoard(self.out(step, "logs"),
+                                          update_freq=self.args.log_every_n_steps,
                                           hparams=vars(self.args), initial_step=initial_step)
         return self.counter
 
@@ -480,7 +507,7 @@ class Pipeline:
 
     def evaluate_to(self, model, step, extra=None):
         results = glue_common.evaluate(model, self.data, self.args.eval_batch_size)
-        flat = glue_common.write_eval_results(self.path(step), results, extra or {})
+        flat = glue_common.write_eval_results(self.out(step), results, extra or {})
         if self.counter is not None and step in ("finetune", "finetune_compact"):
             # The final dev metrics and loss beside the step's training scalars, named as the
             # prune step's periodic evaluation names them.
@@ -514,9 +541,9 @@ class Pipeline:
         else:
             print("   the checkpoint is used as it is (fine-tuned checkpoint, the paper "
                   "pipeline, or --finetune_epochs 0)")
-        os.makedirs(self.path("finetune"), exist_ok=True)
+        os.makedirs(self.out("finetune"), exist_ok=True)
         self.evaluate_to(model, "finetune", extra)
-        common.save_model(model, self.path("finetune", "model.keras"))
+        common.save_model(model, self.out("finetune", "model.keras"))
 
     def factorize(self):
         args = self.args
@@ -527,7 +554,7 @@ class Pipeline:
             distillation = dict(teacher=dense, distillation_weight=args.distillation_weight,
                                 distillation_temperature=args.distillation_temperature,
                                 hidden_distillation_weight=args.hidden_distillation_weight)
-        os.makedirs(self.path("factorize"), exist_ok=True)
+        os.makedirs(self.out("factorize"), exist_ok=True)
         target = {"target_sparsity": args.target_sparsity}
         if args.target_speedup is not None:
             target = {"cost": "latency", "latency_table": self.measured_latency_table(),
@@ -557,7 +584,8 @@ class Pipeline:
             print("   (negative: at full rank the factors P (a×k) and Q (k×b) of an a×b kernel "
                   "hold more weights than the kernel; the gates must close ranks before the "
                   "model gets smaller than the dense one)")
-        common.save_model(pruning_model, self.path("factorize", "pruning_model.keras"))
+        os.makedirs(self.out("factorize"), exist_ok=True)
+        common.save_model(pruning_model, self.out("factorize", "pruning_model.keras"))
 
     def measured_latency_table(self):
         """The run's latency table: --latency_table, or measured on this device at
@@ -580,7 +608,7 @@ class Pipeline:
         print(f"   latency table: dense model {table.dense_seconds() * 1e3:.2f} ms per batch as "
               f"the sum of its blocks" + (f" (measured whole: {measured * 1e3:.2f} ms)"
                                           if measured else ""))
-        table.save(self.path("factorize", "latency_table.json"))
+        table.save(self.out("factorize", "latency_table.json"))
         return table
 
     def cost_name(self):
@@ -634,14 +662,18 @@ class Pipeline:
             optimizer=model_optimizer, alpha_optimizer=alpha_optimizer,
             lambda_optimizer=lambda_optimizer, loss=glue_common.task_loss(self.data.task),
             jit_compile=args.jit_compile)
-        os.makedirs(self.path("prune"), exist_ok=True)
+        os.makedirs(self.out("prune"), exist_ok=True)
         # A killed run left step checkpoints: restore model, optimizers, λ and the random
         # generators, and continue with the batches the interrupted run had not seen.
         tenth = max(1, steps // 10)
-        saver = callbacks.StepCheckpoint(self.path("prune", "checkpoints"), pruning_model,
-                                         every_n_steps=args.checkpoint_every_n_steps or tenth)
+        # Every worker restores the chief's latest checkpoint; each saves (a save may be a
+        # collective), the chief to the run directory, the others to their scratch.
+        saver = callbacks.StepCheckpoint(self.out("prune", "checkpoints"), pruning_model,
+                                         every_n_steps=args.checkpoint_every_n_steps or tenth,
+                                         restore_from=self.path("prune", "checkpoints"))
         resumed = saver.restore()
         done = int(pruning_model.pruning_step.numpy()) if resumed else first_step
+        self.workers.agree("the pruning step to start from", done)
         if resumed:
             print(f"   resuming from {resumed} at step {done} of {steps}")
         saver.step = done
@@ -654,7 +686,7 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps or tenth, tensorboard=board,
             initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
-        trace_path = self.path("prune", TRACE)
+        trace_path = self.out("prune", TRACE)
         if first_step and not os.path.exists(trace_path) and \
                 os.path.exists(self.path(CONTINUED, TRACE)):  # the curve goes on, whole
             shutil.copyfile(self.path(CONTINUED, TRACE), trace_path)
@@ -712,7 +744,7 @@ class Pipeline:
         logs["train_time"] = time.perf_counter() - start
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)
-        common.save_model(pruning_model, self.path("prune", "pruning_model.keras"))
+        common.save_model(pruning_model, self.out("prune", "pruning_model.keras"))
 
     def fisher(self):
         """Retraining-free pruning of the fine-tuned model: Fisher scores, mask search and
@@ -737,7 +769,8 @@ class Pipeline:
         self.evaluate_to(gated, "fisher", {"pruning_time": seconds, "kept_params":
                                            masks.kept_params, **{f"{k}_time": v for k, v in
                                                                  masks.seconds.items()}})
-        common.save_model(gated, self.path("fisher", "pruning_model.keras"))
+        os.makedirs(self.out("fisher"), exist_ok=True)
+        common.save_model(gated, self.out("fisher", "pruning_model.keras"))
 
     def sparsity(self):
         """Target, expected (at the end of pruning) and realized (in the compact model)
@@ -778,8 +811,8 @@ class Pipeline:
                            "predicted_latency_s": dense_seconds / speedup,
                            "latency_table_batch_size": table.batch_size,
                            "latency_table_seq_length": table.seq_length})
-        os.makedirs(self.path("compact"), exist_ok=True)
-        kf.write_parameter_report(report, self.path("compact"))
+        os.makedirs(self.out("compact"), exist_ok=True)
+        kf.write_parameter_report(report, self.out("compact"))
         expected = self.sparsity()["expected"]
         if args.target_speedup is None:
             print(f"   compact: {report['pruned_total_params']:,} of "
@@ -797,7 +830,7 @@ class Pipeline:
             if key in report:
                 print(f"   kept {label} per layer: {list(report[key].values())}")
         self.evaluate_to(compact_model, "compact", {"parity_max_abs_diff": gap})
-        common.save_model(compact_model, self.path("compact", "model.keras"))
+        common.save_model(compact_model, self.out("compact", "model.keras"))
 
     def finetune_compact(self):
         args = self.args
@@ -806,28 +839,28 @@ class Pipeline:
         if args.final_epochs > 0:
             extra = self.fine_tune(model, "finetune_compact", args.final_learning_rate,
                                    args.final_epochs)
-        os.makedirs(self.path("finetune_compact"), exist_ok=True)
+        os.makedirs(self.out("finetune_compact"), exist_ok=True)
         self.evaluate_to(model, "finetune_compact", extra)
-        glue_common.write_test_results(self.path("finetune_compact"), model, self.data,
+        glue_common.write_test_results(self.out("finetune_compact"), model, self.data,
                                        args.eval_batch_size)
-        common.save_model(model, self.path("finetune_compact", "model.keras"))
+        common.save_model(model, self.out("finetune_compact", "model.keras"))
 
     def export(self):
         model = self.load("finetune_compact")
-        shutil.rmtree(self.path("export"), ignore_errors=True)
+        shutil.rmtree(self.out("export"), ignore_errors=True)
         task = self.data.task
         formats = [f.strip() for f in self.args.export_formats.split(",") if f.strip()]
         if "saved_model" in formats:
             path = self.keras_flop.export_saved_model(
-                model, self.path("export"), preprocessor=self.data.preprocessor,
+                model, self.out("export"), preprocessor=self.data.preprocessor,
                 label_names=list(task.labels) or None)
             print(f"   export: {path}")
         others = [f for f in formats if f != "saved_model"]
         if others:  # beside the version folders, which are all TF Serving reads
-            for fmt, path in self.keras_flop.export_formats(model, self.path("export"),
+            for fmt, path in self.keras_flop.export_formats(model, self.out("export"),
                                                             others).items():
                 print(f"   export: {path} (logits checked in the {fmt} runtime)")
-        open(self.path("export", "DONE"), "w").close()
+        open(self.out("export", "DONE"), "w").close()
 
     def report(self):
         from apps.measure import write_report
@@ -841,29 +874,46 @@ class Pipeline:
                 f"--start_from {steps[start]} needs the model of the step {steps[start - 1]}, "
                 "deleted when the run finished (--keep_intermediate false): pass --start_from "
                 f"{steps[start - 1]}.")
+        workers = self.workers
         for index, step in enumerate(steps):
             redo = start is not None and index >= start
-            if self.done(step) and not redo:
+            # Every worker reads the run directory the chief finished writing, and decides alike.
+            skip = workers.agree(f"whether the step {step} is done", self.done(step) and not redo)
+            if skip:
                 print(f"== {step}: done already ({self.path(step)})")
                 continue
             print(f"== {step}")
-            if redo and step == "prune" and self.continues_pruning():
-                if not os.path.isdir(self.path(CONTINUED)):
-                    os.replace(self.path("prune"), self.path(CONTINUED))
-                shutil.rmtree(self.path("prune"), ignore_errors=True)
-            elif redo and step != "report":
-                shutil.rmtree(self.path(step), ignore_errors=True)  # no resuming a redone step
+            continued = redo and step == "prune" and self.continues_pruning()
+            workers.agree(f"whether the step {step} continues a finished pruning", continued)
+            if workers.chief:  # the run directory is the chief's to change
+                if continued:
+                    if not os.path.isdir(self.path(CONTINUED)):
+                        os.replace(self.path("prune"), self.path(CONTINUED))
+                    shutil.rmtree(self.path("prune"), ignore_errors=True)
+                elif redo and step != "report":
+                    shutil.rmtree(self.path(step), ignore_errors=True)  # no resuming a redone step
+            workers.agree(f"the start of the step {step}")
             self.counter = None
             try:
                 getattr(self, step)()
+                workers.agree(f"the end of the step {step}")  # its files are written
             except KeyboardInterrupt:
-                where = f"at step {self.counter.step} of {step}" if self.counter else \
-                    f"in {step}"
-                raise common.Interrupted(f"interrupted {where}; rerun the same command to "
-                                         "continue") from None
-        shutil.rmtree(self.path(CONTINUED), ignore_errors=True)
-        if not self.args.keep_intermediate:
-            self.drop_intermediate(steps)
+                raise common.Interrupted(f"interrupted {self.where(step)}; rerun the same "
+                                         "command to continue") from None
+            except Exception as e:
+                lost = workers.lost(e, self.where(step))
+                if lost is None:
+                    raise
+                raise lost from e
+        if workers.chief:
+            shutil.rmtree(self.path(CONTINUED), ignore_errors=True)
+            if not self.args.keep_intermediate:
+                self.drop_intermediate(steps)
+        workers.agree("the end of the run")
+
+    def where(self, step):
+        """Where in `step` the run is: `at step N of prune`, or `in compact`."""
+        return f"at step {self.counter.step} of {step}" if self.counter else f"in {step}"
 
     def continues_pruning(self):
         """Whether the prune step goes on from the finished one: only the run's length
@@ -895,17 +945,27 @@ class Pipeline:
 @common.main_wrapper
 def run(args):
     args = resolve_args(args)
-    run_dir = prepare_run(args)
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
     common.set_seed(args.seed, not args.nondeterministic)
-    with common.make_strategy(args.strategy, args.tpu).scope():
-        pipeline = Pipeline(args, run_dir)
+    strategy = common.make_strategy(args.strategy, args.tpu, args.worker_timeout)
+    with common.Workers(strategy, run_dir=args.output_dir) as workers, strategy.scope():
+        # Every worker checks the run directory as it is; then the chief prepares it.
+        run_dir = prepare_run(args, write=False)
+        workers.agree("checking the run directory")
+        if workers.chief:
+            prepare_run(args)
+        workers.agree("preparing the run directory")
+        pipeline = Pipeline(args, run_dir, workers)
         pipeline.run()
     logs = "" if args.method == "fisher" else ", TensorBoard logs in prune/logs"
-    print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel in "
-          f"export/{logs}.")
+    if not workers.chief:
+        print(f"\nWorker {workers.index} of {workers.count} done; the chief (worker 0) wrote "
+              f"the outputs to {run_dir}.")
+    else:
+        print(f"\nAll outputs are in {run_dir}: report.md, info.txt (compact/), the SavedModel "
+              f"in export/{logs}.")
     if args.toy:
         print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")

@@ -224,9 +224,13 @@ class StepCheckpoint(_StepCounter):
     """Saves a `tf.train.Checkpoint` of the model and every optimizer it has (the pruning
     model's three) every `every_n_steps` steps and at the end of training, keeping the last
     `max_to_keep`. A step whose loss is NaN or Inf is never saved, so the latest checkpoint is
-    the last good one. `restore()` loads the latest one (call it before `fit` to resume)."""
+    the last good one. `restore()` loads the latest one (call it before `fit` to resume).
 
-    def __init__(self, directory, model, every_n_steps=1000, max_to_keep=3):
+    Under `MultiWorkerMirroredStrategy` every worker must save (a save may read variables
+    through a collective): the chief into `directory`, the others into a directory of their
+    own, each with `restore_from` set to the chief's, so that all resume from the same step."""
+
+    def __init__(self, directory, model, every_n_steps=1000, max_to_keep=3, restore_from=None):
         super().__init__()
         if every_n_steps < 1:
             raise ValueError(f"`every_n_steps` must be >= 1; got {every_n_steps}.")
@@ -234,11 +238,13 @@ class StepCheckpoint(_StepCounter):
         self.checkpoint = tf.train.Checkpoint(**trackables(model))
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.fspath(directory),
                                                   max_to_keep=max_to_keep)
+        self.restore_from = os.fspath(restore_from or directory)
         self._finite = True
 
     def restore(self):
-        """Restores the latest checkpoint if there is one; returns its path or None."""
-        path = self.manager.latest_checkpoint
+        """Restores the latest checkpoint in `restore_from` (default the directory saved to)
+        if there is one; returns its path or None."""
+        path = tf.train.latest_checkpoint(self.restore_from)
         if path:
             self.checkpoint.restore(path).expect_partial()
         return path

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
 from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
+from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.latency import LatencyCost
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.structure import all_gates
@@ -34,7 +35,7 @@ def _feature_view(model):
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class PruningModel(keras.Model):
+class PruningModel(DistributedBuildMixin, keras.Model):
     """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
 
     Each training step minimizes

@@ -30,6 +30,7 @@ import keras_hub
 
 from keras_flop.activations import get_activation
 from keras_flop.config import BertConfig
+from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.layers.attention import ScaledDotProductAttention
 from keras_flop.layers.hard_concrete_mask import HardConcreteMask
 from keras_flop.layers.pruned_sublayer import PrunedSublayer
@@ -124,7 +125,7 @@ def _check_structure(config, layer_shapes):
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class BertClassifier(keras.Model):
+class BertClassifier(DistributedBuildMixin, keras.Model):
     """A BERT encoder with a pooled-[CLS] head that knows its own architecture.
 
     Classification, or regression for `num_labels=1`. The model exposes what it was built
