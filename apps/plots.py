@@ -19,6 +19,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, figure, path):
+    """Writes `figure` to `path` (its folder made if need be), frees it, returns `path`."""
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 PLOTS_MISSING = ("figures need matplotlib: `pip install keras-flop[plots]`, then rerun with "
                  "`--start_from report`")
 
@@ -56,11 +65,7 @@ def training_curves(trace, path, title=None):
         ax.set_visible(False)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def metric_against_speedup(points, path, metric, title=None):
@@ -90,8 +95,4 @@ def metric_against_speedup(points, path, metric, title=None):
         ax.legend(loc="best", fontsize="small")
     if title:
         ax.set_title(title)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
