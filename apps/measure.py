@@ -132,6 +132,49 @@ def report_warnings(args, data, split, dense_results, info, tolerance=0.02):
     return warnings
 
 
+def training_curves_section(pipeline, title):
+    """The report's lines for the pruning run's curves: `training_curves.png` beside
+    report.md, drawn from the prune step's trace (none for the Fisher method)."""
+    from apps import plots
+    from keras_flop.callbacks import read_step_csv
+
+    trace = pipeline.path("prune", "trace.csv")
+    if not os.path.exists(trace):
+        return []
+    lines = ["## Pruning curves", ""]
+    png = plots.training_curves(read_step_csv(trace),
+                                os.path.join(pipeline.run_dir, "training_curves.png"),
+                                f"Pruning: {title}")
+    if png is None:
+        return lines + [f"The per-step logs are in `prune/trace.csv`; "
+                        f"{plots.PLOTS_MISSING}.", ""]
+    return lines + ["![Task loss, expected sparsity against its target, λ1 and λ2 per "
+                    "pruning step](training_curves.png)", "",
+                    "From `prune/trace.csv`, every pruning step's logs.", ""]
+
+
+def family_frontier_section(pipeline, title, rounds, results, metric_keys):
+    """The family report's lines for `family_frontier.png`: the dev metric of every member
+    and of the dense model against its measured speedup."""
+    from apps import plots
+
+    if not metric_keys:
+        return []
+    metric = metric_keys[0]
+    points = [{"speedup": 1.0 / ratio_spread(rounds, name, "dense")[0],
+               "metric": results[name][metric],
+               "label": "dense" if name == "dense" else f"member {name}",
+               "method": "dense" if name == "dense" else "family"} for name in rounds]
+    lines = ["## Frontier", ""]
+    png = plots.metric_against_speedup(points, os.path.join(pipeline.run_dir,
+                                                            "family_frontier.png"),
+                                       metric[len("eval_"):], f"One pruning run: {title}")
+    if png is None:
+        return lines + [f"{plots.PLOTS_MISSING}.", ""]
+    return lines + [f"![Dev {metric[len('eval_'):]} against measured speedup, every member "
+                    "and the dense model](family_frontier.png)", ""]
+
+
 def write_report(pipeline):
     """Measures both models in this process on the dev set and writes `report.md`."""
     args, data = pipeline.args, pipeline.data
@@ -238,6 +281,7 @@ def write_report(pipeline):
             f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",
             "",
         ]
+    lines += training_curves_section(pipeline, title)
     warnings = report_warnings(args, data, split, dense["results"], info)
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
@@ -316,6 +360,8 @@ def write_family_report(pipeline):
         "ranks are in `compact/<member>/info.txt`.",
         "",
     ]
+    lines += family_frontier_section(pipeline, title, rounds, results, metric_keys)
+    lines += training_curves_section(pipeline, title)
     warnings = [w for w in report_warnings(args, data, split, results["dense"], {
         "dense_sparsity": args.target_sparsity}) if "at chance level" in w]  # the dense model's
     missing = [m for m in members if m["snapshot_step"] is None]

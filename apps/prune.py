@@ -39,6 +39,7 @@ MIN_SIZED_STEPS = 100
 FAMILY_LENGTH = 1.5
 # Where a finished prune step waits while a longer run continues it.
 CONTINUED = "prune_continued"
+TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLogger)
 # The note --keep_intermediate false leaves where it deleted a step's models.
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
@@ -163,8 +164,8 @@ def build_parser():
                             "The target ramps through them; each member's gates (and weights) "
                             "are snapshotted once its target has held, and each becomes its own "
                             "compact model, SavedModel version (export/1, export/2, ... in "
-                            "target order) and report row. Default --num_train_epochs: "
-                            f"{FAMILY_LENGTH}x the single-target default.")
+                            "target order) and report row. Unless --num_train_epochs is "
+                            f"given, the pruning run is {FAMILY_LENGTH}x a single target's.")
     train.add_argument("--target_speedups", default=None,
                        help="A family of speedups, e.g. 1.5,2,3 (as --targets, under the latency "
                             "table of --target_speedup).")
@@ -775,6 +776,11 @@ class Pipeline:
             every_n_steps=args.eval_every_n_steps or tenth, tensorboard=board,
             initial_step=done)
         stop = callbacks.StopOnNonFiniteLoss(initial_step=done)
+        trace_path = self.path("prune", TRACE)
+        if first_step and not os.path.exists(trace_path) and \
+                os.path.exists(self.path(CONTINUED, TRACE)):  # the curve goes on, whole
+            shutil.copyfile(self.path(CONTINUED, TRACE), trace_path)
+        trace = callbacks.StepCSVLogger(trace_path, initial_step=done)
         per_epoch = -(-len(self.data.train) // args.train_batch_size)
         features = {}
         if pruning_model.teacher is not None and args.hidden_distillation_weight == 0 and \
@@ -795,7 +801,8 @@ class Pipeline:
                 history = pruning_model.fit(stream, epochs=args.num_train_epochs,
                                             initial_epoch=done // per_epoch,
                                             steps_per_epoch=per_epoch,
-                                            callbacks=[board, evaluation, saver, stop],
+                                            callbacks=[board, evaluation, saver, stop,
+                                                       trace],
                                             verbose=glue_common.fit_verbosity(),
                                             shuffle=False)  # shuffled per epoch already
             logs = {k: float(v[-1]) for k, v in history.history.items()}

@@ -142,6 +142,22 @@ def print_table(args, data, dense_accuracies, rows):
               flush=True)
 
 
+def plot_frontier(args, dense_accuracies, rows):
+    """`--output_dir`/frontier.png: dev accuracy against the measured speedup at batch 8
+    (seq 128), one series per structure, each point labelled with its target."""
+    from apps.plots import metric_against_speedup
+
+    dense = sum(dense_accuracies.values()) / len(dense_accuracies)
+    points = [dict(speedup=1.0, metric=dense, method="dense", label="dense")] + [
+        dict(speedup=1.0 / r["batch8"], metric=r["accuracy"], method=r["structure"],
+             label=f"{r['target']:g}" + (f" s{r['seed']}" if len(dense_accuracies) > 1 else ""))
+        for r in rows]
+    path = metric_against_speedup(points, os.path.join(args.output_dir, "frontier.png"),
+                                  "accuracy", "SST-2, MiniLM-L6: compact+ft vs dense")
+    if path:
+        print(f"plot: {path}")
+
+
 def fine_tuned_dense(args, data, checkpoint, seed):
     """The dense model fine-tuned with `seed`: loaded from `--dense_model` if it exists, else
     fine-tuned (and saved there)."""
@@ -183,6 +199,7 @@ def main():
                     args.output_dir, f"compact_{structure}_{target}_seed{seed}.keras"))
                 common.write_json(os.path.join(args.output_dir, "results.json"),
                                   {"dense_accuracy": dense_accuracies, "rows": rows})
+                plot_frontier(args, dense_accuracies, rows)
             # The table so far: a run stopped early still leaves every finished row.
             print_table(args, data, dense_accuracies, rows)
 

@@ -1,9 +1,11 @@
-"""Callbacks for pruning runs: TensorBoard scalars and run settings, periodic evaluation with
-the task's metrics, checkpoints every N steps, and a clear stop on a non-finite loss.
+"""Callbacks for pruning runs: TensorBoard scalars and run settings, every step's logs in a CSV
+file, periodic evaluation with the task's metrics, checkpoints every N steps, and a clear stop
+on a non-finite loss.
 
 They are ordinary `keras.callbacks.Callback`s and compose with any others in `fit`.
 """
 
+import csv
 import logging
 import math
 import os
@@ -97,6 +99,73 @@ class PruningTensorBoard(_StepCounter):
     def on_train_end(self, logs=None):
         for writer in self._writers.values():
             writer.flush()
+
+
+class StepCSVLogger(_StepCounter):
+    """Writes the training logs of every step to a CSV file: a `step` column, then each
+    scalar of the first step's logs (later new keys are left out). The curves of a run, in a
+    form any tool reads (`apps.prune`'s report plots them).
+
+    Resumable like the run: with `initial_step` > 0, an existing file keeps its rows up to
+    that step (rows past it came from a run stopped before its next checkpoint, and will be
+    trained again) and new rows are appended; with `initial_step` 0 it starts afresh.
+
+    Args:
+        path: the CSV file.
+        initial_step: the step training starts from.
+        flush_every: write to disk every this many steps (and at the end of training); every
+            step by default, so that a killed run loses no row it will not train again.
+
+    Example:
+    >>> pruning_model.fit(ds, callbacks=[StepCSVLogger("run/trace.csv")])  # doctest: +SKIP
+    """
+
+    def __init__(self, path, initial_step=0, flush_every=1):
+        super().__init__(initial_step)
+        if flush_every < 1:
+            raise ValueError(f"`flush_every` must be >= 1; got {flush_every}.")
+        self.path = os.fspath(path)
+        self.flush_every = int(flush_every)
+        self._file = self._writer = self.columns = None
+
+    def on_train_begin(self, logs=None):
+        kept = []
+        if self.step > 0 and os.path.exists(self.path):
+            with open(self.path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                self.columns = next(reader, None)
+                kept = [row for row in reader if row and int(row[0]) <= self.step]
+        self._file = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if self.columns:
+            self._writer.writerows([self.columns] + kept)
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        logs = logs or {}
+        if self.columns is None:
+            self.columns = ["step"] + [k for k, v in logs.items() if np.size(v) == 1]
+            self._writer.writerow(self.columns)
+        self._writer.writerow([self.step] + [
+            f"{float(np.asarray(logs[k]).reshape(())):.6g}" if k in logs else ""
+            for k in self.columns[1:]])
+        if self.step % self.flush_every == 0:
+            self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_step_csv(path):
+    """The columns of a `StepCSVLogger` file as a dict of lists of floats (None where empty)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return {}
+    return {name: [float(row[i]) if i < len(row) and row[i] != "" else None for row in rows[1:]]
+            for i, name in enumerate(rows[0])}
 
 
 class PeriodicEvaluation(_StepCounter):

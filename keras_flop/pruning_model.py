@@ -189,7 +189,8 @@ class PruningModel(keras.Model):
     (60, 30, 15)
     >>> family.compile(optimizer=None)
     >>> family.family_status()
-    [{'target': 0.3, 'snapshot_step': None}, {'target': 0.5, 'snapshot_step': None}, {'target': 0.7, 'snapshot_step': None}]
+    [{'target': 0.3, 'snapshot_step': None}, {'target': 0.5, 'snapshot_step': None},
+     {'target': 0.7, 'snapshot_step': None}]
     """
 
     # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read

@@ -7,6 +7,7 @@ import zipfile
 import keras
 import pytest
 
+import keras_flop
 from apps import factorize as factorize_app
 from tf1_bert import random_weights, tf1_shapes, write_tf1_checkpoint
 
@@ -83,6 +84,12 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     # The toy run is titled as such; sizes are of the weights alone.
     assert report.startswith("# Pruning report: the built-in toy sentiment task")
     assert "| weights (MB, without optimizer state) |" in report
+    # Every pruning step's logs, and the report's figure of them.
+    trace = keras_flop.callbacks.read_step_csv(output / "prune" / "trace.csv")
+    assert trace["step"] == list(range(1, 129))
+    assert trace["target_sparsity"][-1] == pytest.approx(0.5)
+    assert "![Task loss, expected sparsity" in report
+    assert (output / "training_curves.png").read_bytes().startswith(b"\x89PNG")
     # Step outputs hold no optimizer state (resuming uses prune/checkpoints/).
     for step in ("finetune", "prune", "finetune_compact"):
         name = "pruning_model.keras" if step == "prune" else "model.keras"
@@ -249,6 +256,9 @@ def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_
     assert "done already" in printed and not (output / prune_app.CONTINUED).exists()
     pruned = keras.saving.load_model(output / "prune" / "pruning_model.keras", compile=False)
     assert int(pruned.pruning_step.numpy()) == 16
+    # The continued run's trace holds the first run's steps, then its own.
+    trace = keras_flop.callbacks.read_step_csv(output / "prune" / "trace.csv")
+    assert trace["step"] == list(range(1, 17))
 
 
 def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
@@ -489,6 +499,10 @@ def test_prune_app_family_gives_one_model_export_and_report_row_per_member(tmp_p
         assert parameters == info["pruned_total_params"]
     assert sorted(p.name for p in (output / "export").iterdir() if p.is_dir()) == ["1", "2"]
     assert "| dense (fine-tuned) |" in report
+    assert "![Dev accuracy against measured speedup" in report
+    assert (output / "family_frontier.png").read_bytes().startswith(b"\x89PNG")
+    assert (output / "training_curves.png").exists() and "target_sparsity" in (
+        output / "prune" / "trace.csv").read_text().splitlines()[0]
     # The same command finds every step done.
     prune_app.main(args)
     assert capsys.readouterr().out.count("done already") == 7

@@ -5,12 +5,14 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.callbacks import (PRUNING_SCALARS, PeriodicEvaluation, PruningTensorBoard,
-                                  StepCheckpoint, StopOnNonFiniteLoss)
+                                  StepCheckpoint, StepCSVLogger, StopOnNonFiniteLoss,
+                                  read_step_csv)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -105,3 +107,25 @@ def test_non_finite_loss_stops_training_and_is_not_checkpointed(tmp_path):
     model.fit(x, y, batch_size=8, epochs=3, callbacks=[Poison(), saver, stop], verbose=0)
     assert stop.failed_step == 3
     assert saver.manager.latest_checkpoint.endswith("ckpt-2")
+
+
+def test_step_csv_logger_writes_every_step_and_resumes_after_its_checkpoint(tmp_path):
+    model = _pruning_model()
+    x, y = _data()
+    path = tmp_path / "trace.csv"
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[StepCSVLogger(path)], verbose=0)
+    trace = read_step_csv(path)
+    assert trace["step"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert {"loss", "task_loss", "expected_sparsity", "target_sparsity", "lambda_1",
+            "lambda_2"} <= set(trace)
+    assert trace["lambda_1"][-1] == pytest.approx(float(model.lambda_1.numpy()), rel=1e-5)
+    # A run that restarts from its step-6 checkpoint drops rows 7 and 8 and appends its own.
+    model.fit({k: v[:16] for k, v in x.items()}, y[:16],
+              batch_size=8, epochs=1, callbacks=[StepCSVLogger(path, initial_step=6)],
+              verbose=0)
+    resumed = read_step_csv(path)
+    assert resumed["step"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert resumed["loss"][:6] == trace["loss"][:6]
+    # Starting from step 0 starts a new file.
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[StepCSVLogger(path)], verbose=0)
+    assert read_step_csv(path)["step"] == [1, 2, 3, 4]

@@ -78,7 +78,8 @@ def test_targets_advance_only_after_the_hold_and_snapshot_the_weights_of_that_st
     # first snapshot; then it ramps to 0.4 over ramp_steps, from the next step on.
     targets = np.array([row[1] for row in recorder.rows])
     assert family.target_sparsity_warmup == 20 and first >= 20 + 2
-    np.testing.assert_allclose(targets[:21], 0.2 * np.minimum(np.arange(21) / 20, 1), atol=1e-6)
+    np.testing.assert_allclose(targets[:21], 0.2 * np.minimum(np.arange(21) / 20, 1),
+                               atol=1e-6)
     np.testing.assert_allclose(targets[20:first + 1], 0.2, atol=1e-6)
     np.testing.assert_allclose(targets[first + 1:first + 12],
                                0.2 + 0.2 * np.arange(11) / 10, atol=1e-6)

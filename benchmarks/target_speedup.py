@@ -1,0 +1,166 @@
+"""Prune to a requested speedup on this device: requested, predicted and measured speedup.
+
+    python benchmarks/target_speedup.py --data /path/to/shared/data [--speedups 1.5,2,3]
+        [--dense_model /tmp/dense_sst2.keras] [--latency_table /tmp/latency_b8_s128.json]
+
+The real MiniLM encoder is fine-tuned on SST-2 (2 epochs, lr 5e-5, `--max_train_examples`
+examples) or `--dense_model` is loaded. A latency table is measured on this device at
+`--batch_size` and sequence 128 (`keras_flop.measure_latency_table`; its time is printed) or
+`--latency_table` is loaded. Then for each requested speedup S: `keras_flop.factorize` with
+`cost="latency", target_speedup=S` and the app's defaults (model frozen, `--epochs` pruning
+epochs, schedules sized to the run, `|ŝ - t|` constraint), the inference mask calibrated to
+the latency target, `keras_flop.compact`, and the compact model timed against the dense one
+in turn (`apps.measure.time_in_turn`, median of rounds, min–max of the ratio over rounds) over
+dev examples padded to 128 tokens at batch `--batch_size` and at batch 1. Printed per row: the
+request, the table's prediction for the compact model, the measured speedups, the error of the
+measured speedup against the request at the table's batch size (the promise: within 10 %),
+parameters, dev accuracy without fine-tuning, and the pruning wall time.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+
+import keras_flop  # noqa: E402
+from apps import common, glue_common  # noqa: E402
+from apps.measure import ratio_spread, time_in_turn  # noqa: E402
+from keras_flop import glue  # noqa: E402
+from support import add_data_argument, machine_header  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_argument(parser)
+    parser.add_argument("--speedups", default="1.5,2,3")
+    parser.add_argument("--structure", default="heads+ffn+layers",
+                        help="heads+ffn or heads+ffn+layers (rank gates have no latency cost).")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="Batch size of the latency table and of the main timing.")
+    parser.add_argument("--max_train_examples", type=int, default=1067)
+    parser.add_argument("--epochs", type=int, default=3, help="Pruning epochs (app default 3).")
+    parser.add_argument("--timed_examples", type=int, default=400,
+                        help="Dev examples timed at --batch_size (half of them at batch 1).")
+    parser.add_argument("--dense_model", default=None,
+                        help="A fine-tuned SST-2 .keras model to load, or where to save one.")
+    parser.add_argument("--latency_table", default=None,
+                        help="A latency table JSON to load, or where to save the measured one.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
+    return parser.parse_args()
+
+
+def dense_model(args, data, checkpoint):
+    if args.dense_model and os.path.exists(args.dense_model):
+        return keras.saving.load_model(args.dense_model, compile=False)
+    keras.utils.set_random_seed(args.seed)
+    dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
+    glue_common.fine_tune(dense, data, 5e-5, 2, 32, args.seed)
+    if args.dense_model:
+        common.save_model(dense, args.dense_model)
+    return dense
+
+
+def latency_table(args, dense):
+    if args.latency_table and os.path.exists(args.latency_table):
+        table = keras_flop.LatencyTable.load(args.latency_table)
+        print(f"latency table loaded from {args.latency_table}", flush=True)
+    else:
+        table = keras_flop.measure_latency_table(dense.bert_config, batch_size=args.batch_size,
+                                                 seq_length=128, verbose=True)
+        print(f"latency table measured in {table.info['measurement_seconds']:.0f} s", flush=True)
+        if args.latency_table:
+            table.save(args.latency_table)
+    return table
+
+
+def measured_speedups(dense, compact, data, args):
+    """Dense over compact seconds (and the min–max over rounds) at `--batch_size` and 1."""
+    tokenized = glue.tokenize_examples(data.evals["dev"][:args.timed_examples], "sst2",
+                                       data.preprocessor, pad_to_max_length=True)
+    speedups = {}
+    for batch, count in ((args.batch_size, args.timed_examples), (1, args.timed_examples // 2)):
+        batches = [x for x, _ in glue.make_dataset(tokenized, "sst2", None, batch)]
+        rounds = time_in_turn({"dense": dense, "compact": compact},
+                              batches[:-(-count // batch)])
+        ratio, low, high = ratio_spread(rounds, "compact", "dense")
+        speedups[batch] = (1 / ratio, 1 / high, 1 / low)
+    return speedups
+
+
+def main():
+    args = parse_args()
+    checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
+    data = glue_common.load_task_data(os.path.join(args.data, "glue"), "sst2",
+                                      os.path.join(checkpoint, "vocab.txt"), 128,
+                                      args.max_train_examples, seed=args.seed)
+    dense = dense_model(args, data, checkpoint)
+    dense_accuracy = glue_common.evaluate(dense, data, 32)["dev"]["eval_accuracy"]
+    print(f"dense: dev accuracy {dense_accuracy:.4f}", flush=True)
+    table = latency_table(args, dense)
+    steps = args.epochs * -(-len(data.train) // 32)
+    rows = []
+    for requested in (float(s) for s in args.speedups.split(",")):
+        keras.utils.set_random_seed(args.seed)
+        pruning_model = keras_flop.factorize(
+            dense, structure=args.structure, gate_config={"eval_mask": "topk"},
+            cost="latency", latency_table=table, target_speedup=requested, pruning_steps=steps)
+        pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
+        start = time.perf_counter()
+        pruning_model.fit(data.training_stream(32, args.seed, steps, 0), epochs=1,
+                          steps_per_epoch=steps, verbose=2)
+        expected = 1.0 / (1.0 - float(pruning_model.expected_sparsity()))
+        keras_flop.calibrate_mask(pruning_model, 1.0 - 1.0 / requested)
+        seconds = time.perf_counter() - start
+        predicted = keras_flop.predicted_speedup(pruning_model, table)
+        compact = keras_flop.compact(pruning_model)
+        accuracy = glue_common.evaluate(compact, data, 32)["dev"]["eval_accuracy"]
+        measured = measured_speedups(dense, compact, data, args)
+        rows.append({"requested": requested, "expected": expected, "predicted": predicted,
+                     "measured": measured[args.batch_size], "measured_b1": measured[1],
+                     "params": compact.count_params(), "dense_params": dense.count_params(),
+                     "accuracy": accuracy, "dense_accuracy": dense_accuracy,
+                     "seconds": seconds, "steps": steps})
+        print(json.dumps(rows[-1]), flush=True)
+        print_table(args, table, rows)
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+            common.write_json(os.path.join(args.output_dir, "results.json"),
+                              {"table": table.to_dict(), "rows": rows})
+
+
+def print_table(args, table, rows):
+    print(f"\n{machine_header()}")
+    print(f"MiniLM-L6-H384 on SST-2, structure {args.structure}, model frozen, "
+          f"{rows[0]['steps']} pruning steps, no fine-tuning after. Latency table at batch "
+          f"{table.batch_size}, sequence {table.seq_length} (dense {table.dense_seconds() * 1e3:.1f}"
+          f" ms per batch as the table predicts it, "
+          f"{table.info.get('measured_dense_seconds', float('nan')) * 1e3:.1f} ms measured). "
+          f"Measured: dense over compact time on {args.timed_examples} dev examples padded to "
+          f"128 (batch {args.batch_size}) and {args.timed_examples // 2} at batch 1, median of "
+          f"rounds run in turn (min–max over rounds).\n")
+    print(f"| requested | expected at the end of training | predicted (compact) | "
+          f"measured b{args.batch_size} | measured / requested − 1 | measured b1 | parameters | "
+          f"dev acc. (dense {rows[0]['dense_accuracy']:.4f}) | pruning s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        b, b1 = r["measured"], r["measured_b1"]
+        print(f"| {r['requested']:.2f}x | {r['expected']:.2f}x | {r['predicted']:.2f}x | "
+              f"{b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | {b[0] / r['requested'] - 1:+.1%} | "
+              f"{b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
+              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
+              f"{r['accuracy']:.4f} | {r['seconds']:.0f} |", flush=True)
+    within = sum(abs(r["measured"][0] / r["requested"] - 1) <= 0.10 for r in rows)
+    print(f"\n{within} of {len(rows)} measured within 10 % of the requested speedup at batch "
+          f"{args.batch_size}.")
+
+
+if __name__ == "__main__":
+    main()
