@@ -183,7 +183,7 @@ class PruningModel(keras.Model):
     ...  if key in history.history]
     ['expected_sparsity', 'lambda_1', 'task_loss']
 
-    A family of three members, each snapshotted once its target has held for 5 steps:
+    A family of three members, each snapshotted once its target has held for 15 steps:
     >>> family = keras_flop.factorize(dense, targets=(0.3, 0.5, 0.7), pruning_steps=300)
     >>> (family.target_sparsity_warmup, family.family_ramp_steps, family.family_hold_steps)
     (60, 30, 15)
