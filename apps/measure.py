@@ -153,6 +153,28 @@ def training_curves_section(pipeline, title):
                     "From `prune/trace.csv`, every pruning step's logs.", ""]
 
 
+def family_frontier_section(pipeline, title, rounds, results, metric_keys):
+    """The family report's lines for `family_frontier.png`: the dev metric of every member
+    and of the dense model against its measured speedup."""
+    from apps import plots
+
+    if not metric_keys:
+        return []
+    metric = metric_keys[0]
+    points = [{"speedup": 1.0 / ratio_spread(rounds, name, "dense")[0],
+               "metric": results[name][metric],
+               "label": "dense" if name == "dense" else f"member {name}",
+               "method": "dense" if name == "dense" else "family"} for name in rounds]
+    lines = ["## Frontier", ""]
+    png = plots.metric_against_speedup(points, os.path.join(pipeline.write_dir,
+                                                            "family_frontier.png"),
+                                       metric[len("eval_"):], f"One pruning run: {title}")
+    if png is None:
+        return lines + [f"{plots.PLOTS_MISSING}.", ""]
+    return lines + [f"![Dev {metric[len('eval_'):]} against measured speedup, every member "
+                    "and the dense model](family_frontier.png)", ""]
+
+
 def write_report(pipeline):
     """Measures both models in this process on the dev set and writes `report.md`."""
     args, data = pipeline.args, pipeline.data
@@ -264,6 +286,103 @@ def write_report(pipeline):
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
     path = os.path.join(pipeline.write_dir, "report.md")  # the chief: the run directory
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
+    print("\n".join(lines))
+    return path
+
+
+def write_family_report(pipeline):
+    """`report.md` of a family run: the dense model and one row per member (target, realized
+    sparsity or predicted speedup, parameters, dev metrics, measured latency against dense),
+    and the members that are missing."""
+    args, data = pipeline.args, pipeline.data
+    from keras_flop import glue
+
+    split = next(iter(data.evals))
+    batches = dev_batches(glue.make_dataset(
+        glue.tokenize_examples(data.evals[split], data.task, data.preprocessor,
+                               pad_to_max_length=True, boundaries=data.boundaries),
+        data.task, None, args.eval_batch_size))
+    members = pipeline.family_members(snapshotted=False)
+    present = [m for m in members if m["snapshot_step"] is not None]
+    steps = {"dense": "finetune", **{m["member"]: os.path.join("finetune_compact",
+                                                               str(m["member"]))
+                                     for m in present}}
+    loaded = {name: pipeline.load(step) for name, step in steps.items()}
+    rounds = time_in_turn(loaded, batches)
+    results = {name: common.read_json(pipeline.path(step, "eval_results.json"))
+               for name, step in steps.items()}
+    metric_keys = [k for k in results["dense"] if k.startswith("eval_")
+                   and k not in ("eval_time", "eval_examples")]
+    latency = pipeline.latency_cost()
+    title = "the built-in toy sentiment task (SST-2 format)" if getattr(args, "toy", False) \
+        else data.task.name
+    what = "predicted speedup" if latency else "realized sparsity"
+    lines = [
+        f"# Pruning report: {title}, a family of {len(members)}",
+        "",
+        f"One pruning run (Lagrangian gate training, {args.structure}), its target ramped "
+        f"through {pipeline.target_text()} ({'latency sparsity' if latency else 'sparsity'}); "
+        f"each member's gates were snapshotted once its constraint held within "
+        f"{args.family_tolerance}, then compacted with its own calibrated mask, fine-tuned "
+        f"({args.final_epochs} epoch(s)) and exported as `export/<member>/`. Pipeline "
+        f"`{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. Dev split "
+        f"`{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, padded to "
+        f"{args.max_seq_length}, {os.cpu_count()} CPU cores, TF {tf.__version__}.",
+        "",
+        "| model | target | " + what + " | snapshot step | parameters | " +
+        " | ".join(f"dev {k[len('eval_'):]}" for k in metric_keys) +
+        " | latency / dense (measured) | measured speedup |",
+        "|---" * (7 + len(metric_keys)) + "|",
+    ]
+    for name in steps:
+        ratio, low, high = ratio_spread(rounds, name, "dense")
+        metrics = " | ".join(f"{results[name][k]:.4f}" for k in metric_keys)
+        parameters = loaded[name].count_params()
+        if name == "dense":
+            lines.append(f"| dense (fine-tuned) | | | | {parameters:,} | {metrics} | 1.000 | "
+                         "1.00x |")
+            continue
+        member = next(m for m in present if m["member"] == name)
+        info = common.read_json(pipeline.path(os.path.join("compact", str(name)), "info.json"))
+        target = f"{member['speedup']:.4g}x" if latency else f"{member['target']:.4g}"
+        reached = f"{info['predicted_speedup']:.2f}x" if latency else \
+            f"{info['dense_sparsity']:.3f}"
+        lines.append(f"| member {name} (`export/{name}`) | {target} | {reached} | "
+                     f"{member['snapshot_step']} | {parameters:,} | {metrics} | "
+                     f"{ratio:.3f} (rounds {low:.3f}–{high:.3f}) | {1.0 / ratio:.2f}x |")
+    lines += [
+        "",
+        "Latencies: the whole dev set, medians of 3 rounds that run every model in turn; "
+        "the ratio is measured within each round. Each member's kept heads, FFN units and "
+        "ranks are in `compact/<member>/info.txt`.",
+        "",
+    ]
+    lines += family_frontier_section(pipeline, title, rounds, results, metric_keys)
+    lines += training_curves_section(pipeline, title)
+    warnings = [w for w in report_warnings(args, data, split, results["dense"], {
+        "dense_sparsity": args.target_sparsity}) if "at chance level" in w]  # the dense model's
+    missing = [m for m in members if m["snapshot_step"] is None]
+    if missing:
+        warnings.append(
+            f"{len(missing)} of {len(members)} members are missing (target "
+            f"{', '.join(pipeline.member_target_text(m) for m in missing)}): the run ended "
+            "before their constraint held. Continue with --start_from prune and a larger "
+            "--num_train_epochs.")
+    for member in present:
+        info = common.read_json(pipeline.path(os.path.join("compact", str(member["member"])),
+                                              "info.json"))
+        reached = info["latency_sparsity" if latency else "dense_sparsity"]
+        if abs(reached - member["target"]) > 0.02:
+            side = "short of" if reached < member["target"] else "past"
+            warnings.append(f"Member {member['member']}'s compact model is at "
+                            f"{reached:.3f}, {abs(reached - member['target']):.3f} {side} its "
+                            f"target {member['target']:.4g}.")
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
+    path = os.path.join(pipeline.write_dir, "report.md")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     os.replace(path + ".tmp", path)

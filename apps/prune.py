@@ -12,13 +12,16 @@ after it, also with changed settings that only that step and later ones use (the
 the step when others changed). Steps: finetune (skipped for a fine-tuned checkpoint),
 factorize, prune, compact, finetune_compact, export, report. `--method fisher` replaces
 factorize and prune by one retraining-free step, fisher (`keras_flop.prune_post_training`), and
-skips the final fine-tuning unless `--final_epochs` asks for it.
+skips the final fine-tuning unless `--final_epochs` asks for it. `--targets 0.3,0.5,0.7` (or
+`--target_speedups 1.5,2,3`) prunes a family in one run: each member gets its own compact
+model (`compact/<i>/`), fine-tuned model, SavedModel version (`export/<i>/`) and report row.
 """
 
 import dataclasses
 import os
 import shutil
 import time
+import warnings
 
 from apps import common, glue_common
 
@@ -31,6 +34,9 @@ SHORTFALL_TOLERANCE = 0.02
 EXIT_SHORT = 3
 # The shortest run the sized schedules were measured to bring to their target.
 MIN_SIZED_STEPS = 100
+# A family's pruning run is this many times the single-target default length (the issue's
+# budget: three members for at most 1.5 times the wall time of one single-target run).
+FAMILY_LENGTH = 1.5
 # Where a finished prune step waits while a longer run continues it.
 CONTINUED = "prune_continued"
 TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLogger)
@@ -49,13 +55,15 @@ FIRST_STEP_USING = {
                      "distillation_weight", "distillation_temperature",
                      "hidden_distillation_weight", "target_sparsity",
                      "sparsity_denominator", "regularization_scale", "eval_mask",
-                     "constraint", "factorize_rank", "target_speedup", "latency_table"),
+                     "constraint", "factorize_rank", "target_speedup", "latency_table",
+                     "targets", "target_speedups"),
                     "factorize"),  # the pruning model's (and the latency table it holds)
     # The run's length: a larger --num_train_epochs with --start_from prune continues pruning
     # from the gates the finished prune step has.
     **dict.fromkeys(("learning_rate", "schedule", "learning_rate_warmup",
                      "alpha_learning_rate", "lambda_learning_rate", "num_train_epochs",
-                     "target_sparsity_warmup"), "prune"),
+                     "target_sparsity_warmup", "family_hold_steps", "family_tolerance"),
+                    "prune"),
     "compact_threshold": "compact",
     **dict.fromkeys(("final_learning_rate", "final_epochs"), "finetune_compact"),
     "export_formats": "export",
@@ -152,9 +160,25 @@ def build_parser():
                             "keras_flop.LatencyTable.save, e.g. factorize/latency_table.json "
                             "of a run on the serving machine). Default: measured by the "
                             "factorize step and saved there."),
+    train.add_argument("--targets", default=None,
+                       help="A family from one run: increasing sparsities, e.g. 0.3,0.5,0.7. "
+                            "The target ramps through them; each member's gates (and weights) "
+                            "are snapshotted once its target has held, and each becomes its own "
+                            "compact model, SavedModel version (export/1, export/2, ... in "
+                            "target order) and report row. Unless --num_train_epochs is "
+                            f"given, the pruning run is {FAMILY_LENGTH}x a single target's.")
+    train.add_argument("--target_speedups", default=None,
+                       help="A family of speedups, e.g. 1.5,2,3 (as --targets, under the latency "
+                            "table of --target_speedup).")
+    train.add_argument("--family_hold_steps", type=int, default=None,
+                       help="A family: steps the constraint must hold at a member's target "
+                            "before its snapshot; default a twentieth of the pruning steps.")
+    train.add_argument("--family_tolerance", type=float, default=0.01,
+                       help="A family: |expected - target| at which a member's constraint "
+                            "counts as met.")
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
-                            "pruning steps.")
+                            "pruning steps (a fifth for a family: its first ramp).")
     train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
                        default="dense",
                        help="What the sparsity is a fraction of: the dense kernels' parameters, "
@@ -270,7 +294,9 @@ def resolve_args(args):
     args.learning_rate_warmup = _default(args.learning_rate_warmup, 200 if noam else None)
     args.alpha_learning_rate = _default(args.alpha_learning_rate, 5.0 if noam else None)
     args.lambda_learning_rate = _default(args.lambda_learning_rate, 10.0 if noam else None)
-    args.num_train_epochs = _default(args.num_train_epochs, 8 if toy else 3)
+    resolve_family(args)
+    args.num_train_epochs = _default(args.num_train_epochs, int(
+        (8 if toy else 3) * (1 if args.family is None else FAMILY_LENGTH)))
     fisher = args.method == "fisher"
     args.final_epochs = _default(args.final_epochs, 0 if fisher else 1)
     if fisher and args.pipeline != "seed":
@@ -286,8 +312,9 @@ def resolve_args(args):
                                 f"--start_from {args.start_from} is not one of them.")
     if toy:
         args.final_learning_rate = max(args.final_learning_rate, 1e-4)
-    if args.latency_table and args.target_speedup is None:
-        raise common.UsageError("--latency_table is read with --target_speedup only.")
+    if args.latency_table and args.target_speedup is None and not args.target_speedups:
+        raise common.UsageError("--latency_table is read with --target_speedup or "
+                                "--target_speedups only.")
     if args.target_speedup is not None:
         if args.target_sparsity is not None:
             raise common.UsageError("Pass either --target_speedup or --target_sparsity (a "
@@ -302,6 +329,15 @@ def resolve_args(args):
                 "--structure heads+ffn or heads+ffn+layers (rank gates have no measured "
                 "time).")
         args.target_sparsity = 1.0 - 1.0 / args.target_speedup
+    if args.family is not None:
+        if fisher or args.init_mask == "fisher":
+            raise common.UsageError("A family (--targets, --target_speedups) is pruned by the "
+                                    "Lagrangian: use --method lagrangian and --init_mask none.")
+        if args.target_speedups and args.structure in ("rank", "all"):
+            raise common.UsageError(
+                "--target_speedups prices heads, FFN units and blocks from a latency table of "
+                "dense blocks: use --structure heads+ffn or heads+ffn+layers.")
+        args.target_sparsity = args.family[-1]  # where the run ends
     args.target_sparsity = _default(args.target_sparsity, 0.5)
     if not 0.0 <= args.target_sparsity < 1.0:
         raise common.UsageError(f"--target_sparsity must be in [0, 1); got "
@@ -335,6 +371,57 @@ def resolve_args(args):
     return args
 
 
+def _number_list(flag, text):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise common.UsageError(f"--{flag} must be comma-separated numbers, e.g. "
+                                f"{'0.3,0.5,0.7' if flag == 'targets' else '1.5,2,3'}; got "
+                                f"{text!r}.") from None
+
+
+def resolve_family(args):
+    """Checks --targets/--target_speedups and sets `args.family`, the members' sparsities
+    (of the latency cost for speedups), or None for a single target."""
+    args.family = None
+    given = [flag for flag in ("targets", "target_speedups") if getattr(args, flag)]
+    if not given:
+        if args.family_hold_steps is not None:
+            raise common.UsageError("--family_hold_steps is read with --targets or "
+                                    "--target_speedups only.")
+        return
+    if len(given) == 2:
+        raise common.UsageError("Pass either --targets (sparsities) or --target_speedups.")
+    flag = given[0]
+    for single in ("target_sparsity", "target_speedup"):
+        if getattr(args, single) is not None:
+            raise common.UsageError(f"Pass either --{flag} (a family) or --{single} (one "
+                                    "target).")
+    values = _number_list(flag, getattr(args, flag))
+    if len(values) < 2:
+        one = "--target_sparsity" if flag == "targets" else "--target_speedup"
+        raise common.UsageError(f"--{flag} must list at least two values (one target: {one}); "
+                                f"got {getattr(args, flag)!r}.")
+    if len(set(values)) < len(values):
+        raise common.UsageError(f"--{flag} lists a value twice: {getattr(args, flag)!r}.")
+    if values != sorted(values):
+        raise common.UsageError(f"--{flag} must be in increasing order (the target ramps "
+                                f"from one to the next): {','.join(map(str, sorted(values)))}.")
+    if flag == "targets" and not (0.0 <= values[0] and values[-1] < 1.0):
+        raise common.UsageError(f"--targets must be in [0, 1); got {getattr(args, flag)!r}.")
+    if flag == "target_speedups" and values[0] < 1.0:
+        raise common.UsageError(f"--target_speedups must be >= 1; got "
+                                f"{getattr(args, flag)!r}.")
+    if args.family_hold_steps is not None and args.family_hold_steps < 1:
+        raise common.UsageError(f"--family_hold_steps must be >= 1; got "
+                                f"{args.family_hold_steps}.")
+    if not 0.0 < args.family_tolerance < 1.0:
+        raise common.UsageError(f"--family_tolerance must be in (0, 1); got "
+                                f"{args.family_tolerance}.")
+    setattr(args, flag, values)
+    args.family = values if flag == "targets" else [1.0 - 1.0 / v for v in values]
+
+
 def sparsity_shortfall(reached, target, tolerance=SHORTFALL_TOLERANCE, what="sparsity"):
     """What to do when a run ended with its sparsity short of the target, or None."""
     if target - reached <= tolerance:
@@ -343,6 +430,21 @@ def sparsity_shortfall(reached, target, tolerance=SHORTFALL_TOLERANCE, what="spa
             f"{target}: continue pruning with --start_from prune and a larger "
             "--num_train_epochs (it goes on from the gates it has), or pass --allow_short to "
             "accept it.")
+
+
+def family_shortfall(pipeline, what):
+    """What to do when a family run misses members or a member fell short, or None."""
+    members = pipeline.family_members(snapshotted=False)
+    missing = [pipeline.member_target_text(m) for m in members if m["snapshot_step"] is None]
+    short = [f"member {m['member']}: {sparsity_shortfall(m['realized'], m['target'], what=what)}"
+             for m in pipeline.sparsity() if sparsity_shortfall(m["realized"], m["target"])]
+    if missing:
+        short.insert(0, f"{len(missing)} of {len(members)} family members missing (target "
+                        f"{', '.join(missing)}): their constraint was never met; continue "
+                        "pruning with --start_from prune and a larger --num_train_epochs (the "
+                        "schedule goes on where it stopped), or pass --allow_short to accept "
+                        "the members there are.")
+    return "; ".join(short) or None
 
 
 def first_step_using(flag, steps):
@@ -463,6 +565,8 @@ class Pipeline:
         """The file whose presence says that `step` finished."""
         if step == "report":
             return os.path.join(self.run_dir, "report.md")
+        if self.args.family is not None and step in ("compact", "finetune_compact"):
+            return self.path(step, "DONE")  # every member's model written
         return self.path(step, {"export": "DONE", "factorize": "pruning_model.keras",
                                 "prune": "pruning_model.keras",
                                 "fisher": "pruning_model.keras"}.get(step, "model.keras"))
@@ -556,9 +660,14 @@ class Pipeline:
                                 hidden_distillation_weight=args.hidden_distillation_weight)
         os.makedirs(self.out("factorize"), exist_ok=True)
         target = {"target_sparsity": args.target_sparsity}
-        if args.target_speedup is not None:
-            target = {"cost": "latency", "latency_table": self.measured_latency_table(),
-                      "target_speedup": args.target_speedup}
+        if args.family is not None:
+            target = {"targets": args.targets} if args.targets else {
+                "target_speedups": args.target_speedups}
+        if self.latency_cost():
+            target = {**target, "cost": "latency", "latency_table": self.measured_latency_table()}
+            if args.family is None:
+                target = {k: v for k, v in target.items() if k != "target_sparsity"}
+                target["target_speedup"] = args.target_speedup
         pruning_model = self.keras_flop.factorize(
             dense, gate_config={"eval_mask": args.eval_mask}, structure=args.structure,
             rank="break_even" if args.factorize_rank == "break_even" else None,
@@ -579,7 +688,7 @@ class Pipeline:
                   f"{masks.kept_heads}, FFN units {masks.kept_units}")
         start = float(pruning_model.expected_sparsity())
         print(f"   factorize: expected {self.cost_name()} at the start {start:.3f} (target "
-              f"{args.target_sparsity:.4g})")
+              f"{self.target_text()})")
         if start < 0:
             print("   (negative: at full rank the factors P (a×k) and Q (k×b) of an a×b kernel "
                   "hold more weights than the kernel; the gates must close ranks before the "
@@ -611,10 +720,19 @@ class Pipeline:
         table.save(self.out("factorize", "latency_table.json"))
         return table
 
+    def latency_cost(self):
+        """Whether the run prunes to speedups (the latency cost)."""
+        return self.args.target_speedup is not None or bool(self.args.target_speedups)
+
     def cost_name(self):
         """What the run's sparsity is a fraction of, for the messages."""
-        return "sparsity" if self.args.target_speedup is None else \
-            "latency sparsity (1 - latency/dense)"
+        return "latency sparsity (1 - latency/dense)" if self.latency_cost() else "sparsity"
+
+    def target_text(self):
+        """The run's target or family of targets, for the messages."""
+        if self.args.family is None:
+            return f"{self.args.target_sparsity:.4g}"
+        return "family " + ", ".join(f"{t:.4g}" for t in self.args.family)
 
     def pruning_steps(self):
         per_epoch = -(-len(self.data.train) // self.args.train_batch_size)
@@ -623,7 +741,8 @@ class Pipeline:
     def target_warmup(self):
         if self.args.target_sparsity_warmup is not None:
             return self.args.target_sparsity_warmup
-        return self.pruning_steps() // 3
+        # A family's first ramp is shorter: the later members need the rest of the run.
+        return self.pruning_steps() // (3 if self.args.family is None else 5)
 
     def prune(self):
         from keras_flop import callbacks, optimizers
@@ -644,6 +763,9 @@ class Pipeline:
             # The run's length is the prune step's setting: size the target warmup to it.
             pruning_model.pruning_steps = steps
             pruning_model.target_sparsity_warmup = self.target_warmup()
+            if args.family is not None:  # sized to the run, like the warmup
+                pruning_model.hold_steps = args.family_hold_steps
+                pruning_model.target_tolerance = args.family_tolerance
             first_step = 0
         reseed(pruning_model, args.seed)
         model_optimizer = None if args.learning_rate == 0 else optimizers.model_optimizer(
@@ -706,12 +828,15 @@ class Pipeline:
         start = time.perf_counter()
         logs = {}
         if done < steps:
-            history = pruning_model.fit(stream, epochs=args.num_train_epochs,
-                                        initial_epoch=done // per_epoch,
-                                        steps_per_epoch=per_epoch,
-                                        callbacks=[board, evaluation, saver, stop, trace],
-                                        verbose=glue_common.fit_verbosity(),
-                                        shuffle=False)  # the stream is shuffled per epoch
+            with warnings.catch_warnings():  # missing family members: said below, once
+                warnings.filterwarnings("ignore", "The run ended before the constraint")
+                history = pruning_model.fit(stream, epochs=args.num_train_epochs,
+                                            initial_epoch=done // per_epoch,
+                                            steps_per_epoch=per_epoch,
+                                            callbacks=[board, evaluation, saver, stop,
+                                                       trace],
+                                            verbose=glue_common.fit_verbosity(),
+                                            shuffle=False)  # shuffled per epoch already
             logs = {k: float(v[-1]) for k, v in history.history.items()}
         if stop.failed_step is not None:
             raise common.UsageError(
@@ -720,6 +845,9 @@ class Pipeline:
         logs.update({"expected_sparsity": float(pruning_model.expected_sparsity()),
                      "lambda_1": float(pruning_model.lambda_1.numpy()),
                      "lambda_2": float(pruning_model.lambda_2.numpy())})
+        if args.family is not None:
+            self.end_family_pruning(pruning_model, logs, start, steps)
+            return
         speedup = "" if args.target_speedup is None else \
             f", expected speedup {1.0 / (1.0 - logs['expected_sparsity']):.2f}x"
         print(f"   prune: expected {self.cost_name()} {logs['expected_sparsity']:.4f} (target "
@@ -745,6 +873,43 @@ class Pipeline:
         logs["global_step"] = steps
         self.evaluate_to(pruning_model, "prune", logs)
         common.save_model(pruning_model, self.out("prune", "pruning_model.keras"))
+
+    def end_family_pruning(self, pruning_model, logs, start, steps):
+        """The family's prune step ends: which members were snapshotted at which step,
+        which are missing; `prune/family.json` lists them for the later steps."""
+        members = []
+        for i, member in enumerate(pruning_model.family_status(), start=1):
+            member = {"member": i, **member}
+            if self.args.target_speedups:
+                member["speedup"] = self.args.target_speedups[i - 1]
+            members.append(member)
+            at = "not reached: missing" if member["snapshot_step"] is None else \
+                f"snapshot after step {member['snapshot_step']}"
+            print(f"   member {i}: target {self.member_target_text(member)}: {at}")
+        missing = [m for m in members if m["snapshot_step"] is None]
+        if missing:
+            print(f"   note: {len(missing)} of {len(members)} members missing (target "
+                  f"{', '.join(self.member_target_text(m) for m in missing)}): the constraint "
+                  f"did not hold within {self.args.family_tolerance} for "
+                  f"{pruning_model.family_hold_steps} steps before the run ended; continue "
+                  "with --start_from prune and a larger --num_train_epochs")
+        logs["train_time"] = time.perf_counter() - start
+        logs["global_step"] = steps
+        logs["family_members_snapshotted"] = len(members) - len(missing)
+        self.evaluate_to(pruning_model, "prune", logs)
+        common.write_json(self.out("prune", "family.json"), members)
+        common.save_model(pruning_model, self.out("prune", "pruning_model.keras"))
+
+    def member_target_text(self, member):
+        if "speedup" in member:
+            return f"{member['speedup']:.4g}x"
+        return f"{member['target']:.4g}"
+
+    def family_members(self, snapshotted=True):
+        """The family's members as the prune step left them (`prune/family.json`), those
+        with a snapshot only unless `snapshotted` is False."""
+        members = common.read_json(self.path("prune", "family.json"))
+        return [m for m in members if m["snapshot_step"] is not None or not snapshotted]
 
     def fisher(self):
         """Retraining-free pruning of the fine-tuned model: Fisher scores, mask search and
@@ -784,87 +949,146 @@ class Pipeline:
                 "dense_origin_params"]) if "kept_params" in fisher else None
         else:
             expected = read("prune", "eval_results.json").get("expected_sparsity")
-        key = "dense_sparsity" if self.args.target_speedup is None else "latency_sparsity"
+        key = "latency_sparsity" if self.latency_cost() else "dense_sparsity"
+        if self.args.family is not None:  # per member
+            return [{"member": m["member"], "target": m["target"], "realized": read(
+                os.path.join("compact", str(m["member"])), "info.json").get(key)}
+                for m in self.family_members()]
         return {"target": self.args.target_sparsity, "expected": expected,
                 "realized": read("compact", "info.json").get(key)}
 
     def compact(self):
-        import numpy as np
-
         kf, args = self.keras_flop, self.args
         source = "fisher" if args.method == "fisher" else "prune"
         pruning_model = self.load(source, "pruning_model.keras")
+        if args.family is None:
+            self.compact_one(pruning_model, "compact", args.target_speedup)
+            return
+        for member in self.family_members():
+            directory = os.path.join("compact", str(member["member"]))
+            if os.path.exists(self.path(directory, "model.keras")):  # before an interruption
+                print(f"   member {member['member']}: done already")
+                continue
+            print(f"   member {member['member']} (target {self.member_target_text(member)}, "
+                  f"snapshot after step {member['snapshot_step']})")
+            pruning_model.load_family_member(member["member"] - 1)
+            expected = float(pruning_model.expected_sparsity())
+            # As the single-target prune step does: the inference mask keeps the target.
+            threshold = args.compact_threshold
+            before = kf.realized_sparsity(pruning_model, threshold, cost=None)
+            shifts = kf.calibrate_mask(pruning_model, member["target"], threshold=threshold)
+            if any(shifts):
+                print(f"   inference mask calibrated: {self.cost_name()} {before:.3f} -> "
+                      f"{kf.realized_sparsity(pruning_model, threshold, cost=None):.3f} "
+                      f"(log α shifted by {shifts[0]:+.3f}, {shifts[1]:+.3f})")
+            self.compact_one(pruning_model, directory, member.get("speedup"),
+                             {"target": member["target"], "member": member["member"],
+                              "snapshot_step": member["snapshot_step"],
+                              "expected_sparsity": expected})
+        open(self.out("compact", "DONE"), "w").close()
+
+    def compact_one(self, pruning_model, directory, target_speedup, family=None):
+        """Compacts `pruning_model` into `<directory>/`: the model, its parameter report (with
+        the predicted speedup under a latency target) and its dev results."""
+        import numpy as np
+
+        kf, args = self.keras_flop, self.args
         compact_model = kf.compact(pruning_model, threshold=args.compact_threshold)
         batch = next(iter(self.data.eval_dataset(next(iter(self.data.evals)), 8)))[0]
         gap = float(np.max(np.abs(np.asarray(compact_model(batch)) -
                                   np.asarray(pruning_model(batch, training=False)))))
         report = kf.parameter_report(pruning_model, threshold=args.compact_threshold)
-        if args.target_speedup is not None:
+        if family is not None:
+            report.update({f"family_{k}": v for k, v in family.items()})
+        if target_speedup is not None:
             # The compact model's latency as the table predicts it, beside the parameters.
             table = pruning_model.cost_model.table
             dense_seconds = table.dense_seconds(pruning_model.network.layer_shapes)
             speedup = kf.predicted_speedup(pruning_model, table, args.compact_threshold)
-            report.update({"target_speedup": args.target_speedup,
+            report.update({"target_speedup": target_speedup,
                            "predicted_speedup": speedup,
                            "latency_sparsity": 1.0 - 1.0 / speedup,
                            "predicted_dense_latency_s": dense_seconds,
                            "predicted_latency_s": dense_seconds / speedup,
                            "latency_table_batch_size": table.batch_size,
                            "latency_table_seq_length": table.seq_length})
-        os.makedirs(self.out("compact"), exist_ok=True)
-        kf.write_parameter_report(report, self.out("compact"))
-        expected = self.sparsity()["expected"]
-        if args.target_speedup is None:
+        os.makedirs(self.out(directory), exist_ok=True)
+        kf.write_parameter_report(report, self.out(directory))
+        expected = self.sparsity()["expected"] if family is None else family[
+            "expected_sparsity"]
+        target = args.target_sparsity if family is None else round(family["target"], 4)
+        if target_speedup is None:
             print(f"   compact: {report['pruned_total_params']:,} of "
                   f"{report['total_params']:,} parameters ({report['actual_compact_rate']:.3f}); "
-                  f"encoder dense sparsity: target {args.target_sparsity}, expected "
+                  f"encoder dense sparsity: target {target}, expected "
                   f"{expected:.3f}, realized {report['dense_sparsity']:.3f}; max |compact - "
                   f"gated| = {gap:.2e}")
         else:
             print(f"   compact: {report['pruned_total_params']:,} of "
                   f"{report['total_params']:,} parameters ({report['actual_compact_rate']:.3f}); "
-                  f"speedup predicted by the latency table: target {args.target_speedup:.4g}x, "
+                  f"speedup predicted by the latency table: target {target_speedup:.4g}x, "
                   f"expected {1.0 / (1.0 - expected):.2f}x, compact model "
                   f"{report['predicted_speedup']:.2f}x; max |compact - gated| = {gap:.2e}")
         for key, label in (("kept_heads", "heads"), ("kept_ffn_units", "FFN units")):
             if key in report:
                 print(f"   kept {label} per layer: {list(report[key].values())}")
-        self.evaluate_to(compact_model, "compact", {"parity_max_abs_diff": gap})
-        common.save_model(compact_model, self.out("compact", "model.keras"))
+        self.evaluate_to(compact_model, directory, {"parity_max_abs_diff": gap})
+        common.save_model(compact_model, self.out(directory, "model.keras"))
 
     def finetune_compact(self):
+        if self.args.family is None:
+            self.finetune_one("compact", "finetune_compact")
+            return
+        for member in self.family_members():
+            target = os.path.join("finetune_compact", str(member["member"]))
+            if os.path.exists(self.path(target, "model.keras")):  # before an interruption
+                print(f"   member {member['member']}: done already")
+                continue
+            print(f"   member {member['member']} (target {self.member_target_text(member)})")
+            self.finetune_one(os.path.join("compact", str(member["member"])), target)
+        open(self.out("finetune_compact", "DONE"), "w").close()
+
+    def finetune_one(self, source, directory):
         args = self.args
-        model = self.load("compact")
+        model = self.load(source)
         extra = {}
         if args.final_epochs > 0:
-            extra = self.fine_tune(model, "finetune_compact", args.final_learning_rate,
+            extra = self.fine_tune(model, directory, args.final_learning_rate,
                                    args.final_epochs)
-        os.makedirs(self.out("finetune_compact"), exist_ok=True)
-        self.evaluate_to(model, "finetune_compact", extra)
-        glue_common.write_test_results(self.out("finetune_compact"), model, self.data,
+        os.makedirs(self.out(directory), exist_ok=True)
+        self.evaluate_to(model, directory, extra)
+        glue_common.write_test_results(self.out(directory), model, self.data,
                                        args.eval_batch_size)
-        common.save_model(model, self.out("finetune_compact", "model.keras"))
+        common.save_model(model, self.out(directory, "model.keras"))
 
     def export(self):
-        model = self.load("finetune_compact")
         shutil.rmtree(self.out("export"), ignore_errors=True)
+        if self.args.family is None:
+            self.export_one(self.load("finetune_compact"), None, self.out("export"))
+        else:  # one version per member, numbered in target order (a missing one: no folder)
+            for member in self.family_members():
+                model = self.load(os.path.join("finetune_compact", str(member["member"])))
+                self.export_one(model, member["member"],
+                                self.out("export", f"{member['member']}_formats"))
+        open(self.out("export", "DONE"), "w").close()
+
+    def export_one(self, model, version, others_dir):
         task = self.data.task
         formats = [f.strip() for f in self.args.export_formats.split(",") if f.strip()]
         if "saved_model" in formats:
             path = self.keras_flop.export_saved_model(
-                model, self.out("export"), preprocessor=self.data.preprocessor,
-                label_names=list(task.labels) or None)
+                model, self.out("export"), version=version,
+                preprocessor=self.data.preprocessor, label_names=list(task.labels) or None)
             print(f"   export: {path}")
         others = [f for f in formats if f != "saved_model"]
         if others:  # beside the version folders, which are all TF Serving reads
-            for fmt, path in self.keras_flop.export_formats(model, self.out("export"),
+            for fmt, path in self.keras_flop.export_formats(model, others_dir,
                                                             others).items():
                 print(f"   export: {path} (logits checked in the {fmt} runtime)")
-        open(self.out("export", "DONE"), "w").close()
 
     def report(self):
-        from apps.measure import write_report
-        write_report(self)
+        from apps.measure import write_family_report, write_report
+        (write_report if self.args.family is None else write_family_report)(self)
 
     def run(self):
         steps = FISHER_STEPS if self.args.method == "fisher" else STEPS
@@ -929,9 +1153,12 @@ class Pipeline:
     def drop_intermediate(self, steps):
         """Deletes what no step needs once the run has finished (--keep_intermediate false),
         leaving a note in each step directory touched."""
+        compact = ["model.keras"] if self.args.family is None else [
+            os.path.join(str(m["member"]), "model.keras") for m in self.family_members()] + [
+            "DONE"]
         for step, names in (("factorize", ["pruning_model.keras"]),
                             ("prune", ["pruning_model.keras", "checkpoints"]),
-                            ("fisher", ["pruning_model.keras"]), ("compact", ["model.keras"])):
+                            ("fisher", ["pruning_model.keras"]), ("compact", compact)):
             present = [n for n in names if step in steps and os.path.exists(self.path(step, n))]
             for name in present:
                 path = self.path(step, name)
@@ -969,10 +1196,13 @@ def run(args):
     if args.toy:
         print("To run on real data: python -m apps.prune --task sst2 --data_dir GLUE_DIR "
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")
-    what = "sparsity" if args.target_speedup is None else \
-        "latency sparsity (1 - latency/dense, predicted)"
-    short = sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity,
-                               what=what)
+    what = "latency sparsity (1 - latency/dense, predicted)" if pipeline.latency_cost() \
+        else "sparsity"
+    if args.family is None:
+        short = sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity,
+                                   what=what)
+    else:
+        short = family_shortfall(pipeline, what)
     if short and not args.allow_short:
         import sys
         print(f"error: {short}", file=sys.stderr)

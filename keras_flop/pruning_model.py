@@ -1,8 +1,10 @@
 """`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
 
 import re
+import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -20,6 +22,38 @@ _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
 # frozen teacher without running it every step.
 TEACHER_LOGITS = "teacher_logits"
 CONSTRAINTS = ("equality", "absolute")
+# How close `ŝ` must be to a family member's target for the constraint to count as met.
+FAMILY_TOLERANCE = 0.01
+
+
+def _family_targets(targets, target_speedups, cost, target_sparsity, target_speedup):
+    """A family's target sparsities, checked, or None for a single target."""
+    if targets is None and target_speedups is None:
+        return None
+    if targets is not None and target_speedups is not None:
+        raise ValueError("Pass either `targets` (sparsities) or `target_speedups`, not both.")
+    if target_sparsity is not None or target_speedup is not None:
+        raise ValueError("A family's `targets`/`target_speedups` replace `target_sparsity` "
+                         "and `target_speedup`: pass one of them only.")
+    name, values = ("targets", targets) if target_speedups is None else \
+        ("target_speedups", target_speedups)
+    values = tuple(float(v) for v in values)
+    if len(values) < 2:
+        raise ValueError(f"`{name}` must list at least two values (one target: "
+                         f"`target_sparsity` or `target_speedup`); got {values}.")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"`{name}` must be increasing, without duplicates (the target "
+                         f"ramps from one to the next); got {values}.")
+    if target_speedups is not None:
+        if cost != "latency":
+            raise ValueError("`target_speedups` are latency targets: pass cost='latency' and "
+                             "a `latency_table` (keras_flop.measure_latency_table).")
+        if values[0] < 1.0:
+            raise ValueError(f"`target_speedups` must be >= 1; got {values}.")
+        return tuple(1.0 - 1.0 / v for v in values)
+    if not (0.0 <= values[0] and values[-1] < 1.0):
+        raise ValueError(f"`targets` must be in [0, 1); got {values}.")
+    return values
 
 
 def _hidden_state_names(model):
@@ -68,9 +102,25 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     (`keras_flop.optimizers.sized_gate_optimizer`): short runs reach their target too. Without
     it the original recipe's Noam schedules are used, sized for tens of thousands of steps.
 
+    A family from one run: `targets=(t1, t2, ...)` (increasing sparsities of the cost model)
+    or, with `cost="latency"`, `target_speedups=(S1, S2, ...)`. The target ramps to `t1` over
+    `target_sparsity_warmup` steps and stays there until the constraint is met,
+    `|ŝ - t1| <= target_tolerance`, for `hold_steps` steps in a row; the network's trainable
+    weights (gates and model weights) are then copied into the model's snapshot of that member
+    (`load_family_member`), and the target ramps on to `t2` over `ramp_steps` steps, and so on.
+    The schedule (member, steps held, ramp start, the step of each snapshot) and the snapshots
+    are variables of the model, so a `tf.train.Checkpoint` or `.keras` file keeps them and a
+    resumed run goes on where it stopped; they hold one copy of the network's trainable weights
+    per member. `fit` warns when it ends with members whose target was never met
+    (`missing_family_members`). Sized from `pruning_steps` `P`: first ramp `P // 5`, later
+    ramps `P // 10`, hold `max(1, P // 20)`: the schedule itself takes `0.55 P` for three
+    members, the rest of the run is the time `ŝ` takes to catch up with each ramp, so that a
+    family of three fits in 1.5 times the steps of a single-target run.
+
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
     `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
-    metrics; `model_lr` when the model weights train, `l2_regularization_loss` when
+    metrics; `family_snapshots` (members snapshotted so far) with `targets`; `model_lr` when
+    the model weights train, `l2_regularization_loss` when
     `regularization_scale > 0`, `distillation_loss` with a teacher.
 
     With a `teacher` (the fine-tuned dense model) the task loss gains
@@ -111,6 +161,14 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             with as many encoder layers when > 0).
         constraint: `"absolute"` or `"equality"` (above).
         pruning_steps: the number of training steps the run will take, or None.
+        targets: a family's increasing target sparsities (at least two), instead of
+            `target_sparsity`.
+        target_speedups: a family's increasing speedups `>= 1` with `cost="latency"`.
+        hold_steps: steps the constraint must hold at a member's target before its snapshot;
+            default `max(1, pruning_steps // 20)` (needs `pruning_steps` or this).
+        ramp_steps: steps of the ramp from one member's target to the next; default
+            `pruning_steps // 10`, or 0 (a step) without `pruning_steps`.
+        target_tolerance: `|ŝ - t|` at which the constraint counts as met (default 0.01).
 
     Example:
     >>> import keras_flop, numpy as np
@@ -125,6 +183,15 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     >>> [key for key in ("expected_sparsity", "lambda_1", "task_loss")
     ...  if key in history.history]
     ['expected_sparsity', 'lambda_1', 'task_loss']
+
+    A family of three members, each snapshotted once its target has held for 15 steps:
+    >>> family = keras_flop.factorize(dense, targets=(0.3, 0.5, 0.7), pruning_steps=300)
+    >>> (family.target_sparsity_warmup, family.family_ramp_steps, family.family_hold_steps)
+    (60, 30, 15)
+    >>> family.compile(optimizer=None)
+    >>> family.family_status()
+    [{'target': 0.3, 'snapshot_step': None}, {'target': 0.5, 'snapshot_step': None},
+     {'target': 0.7, 'snapshot_step': None}]
     """
 
     # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read
@@ -135,7 +202,9 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
                  distillation_weight=0.0, distillation_temperature=1.0,
                  hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
-                 cost="params", latency_table=None, target_speedup=None, **kwargs):
+                 cost="params", latency_table=None, target_speedup=None, targets=None,
+                 target_speedups=None, hold_steps=None, ramp_steps=None,
+                 target_tolerance=FAMILY_TOLERANCE, **kwargs):
         super().__init__(**kwargs)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
@@ -151,6 +220,21 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                 raise ValueError("Pass either `target_speedup` or `target_sparsity`, not both "
                                  "(a speedup S is the latency sparsity 1 - 1/S).")
             target_sparsity = 1.0 - 1.0 / target_speedup
+        targets = _family_targets(targets, target_speedups, cost, target_sparsity,
+                                  target_speedup)
+        if targets is not None:
+            target_sparsity = targets[-1]
+            if pruning_steps is None and hold_steps is None:
+                raise ValueError("`targets` needs `pruning_steps` (the run's length sizes the "
+                                 "ramps and holds) or `hold_steps`.")
+            for arg, value, least in (("hold_steps", hold_steps, 1),
+                                      ("ramp_steps", ramp_steps, 0)):
+                if value is not None and (isinstance(value, bool) or int(value) < least):
+                    raise ValueError(f"`{arg}` must be an integer >= {least} or None; got "
+                                     f"{value}.")
+            if not 0.0 < target_tolerance < 1.0:
+                raise ValueError(f"`target_tolerance` must be in (0, 1); got "
+                                 f"{target_tolerance}.")
         if target_sparsity is None:
             target_sparsity = 0.5
         if not 0.0 <= target_sparsity < 1.0:
@@ -159,8 +243,9 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                                           int(pruning_steps) < 1):
             raise ValueError(f"`pruning_steps` must be an integer >= 1 or None; got "
                              f"{pruning_steps}.")
-        if target_sparsity_warmup is None:
-            target_sparsity_warmup = 0 if pruning_steps is None else int(pruning_steps) // 3
+        if target_sparsity_warmup is None:  # a family has more to do after its first ramp
+            target_sparsity_warmup = 0 if pruning_steps is None else \
+                int(pruning_steps) // (3 if targets is None else 5)
         if isinstance(target_sparsity_warmup, bool) or int(target_sparsity_warmup) < 0:
             raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
                              f"{target_sparsity_warmup}.")
@@ -217,6 +302,12 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
         self.cost = cost
         self.target_speedup = None if target_speedup is None else float(target_speedup)
+        self.targets = targets
+        self.target_speedups = None if target_speedups is None else \
+            tuple(float(s) for s in target_speedups)
+        self.hold_steps = None if hold_steps is None else int(hold_steps)
+        self.ramp_steps = None if ramp_steps is None else int(ramp_steps)
+        self.target_tolerance = float(target_tolerance)
         # A plain object, kept out of Keras' tracking (which would wrap the table's lists).
         self.__dict__["cost_model"] = cost_model
         # Views of the student and the teacher that also return the hidden states, kept out
@@ -235,6 +326,22 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         self.loss_scale = scalar("loss_scale",
                                  initializer=keras.initializers.Constant(_INITIAL_LOSS_SCALE))
         self.finite_steps = scalar("finite_steps", dtype="int64")
+        self._family_snapshots = []
+        if targets is not None:
+            self.family_member = scalar("family_member", dtype="int64")
+            self.family_held = scalar("family_held", dtype="int64")
+            self.family_ramp_start = scalar("family_ramp_start", dtype="int64")
+            members = len(targets)
+            self.family_snapshot_steps = self.add_weight(
+                name="family_snapshot_steps", shape=(members,), dtype="int64",
+                initializer=keras.initializers.Constant(-1), trainable=False, autocast=False)
+            # One copy of each trainable network weight per member, created here (not when
+            # the model is compiled) so that checkpoints and .keras files restore them.
+            self._family_snapshots = [
+                self.add_weight(name=f"family_snapshot_{i}", shape=(members,) + tuple(v.shape),
+                                dtype=v.dtype, initializer="zeros", trainable=False,
+                                autocast=False)
+                for i, v in enumerate(self.network.trainable_variables)]
         self.built = True
 
     # -- variable groups -------------------------------------------------------------------
@@ -348,8 +455,120 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         if not self.lambda_optimizer.built:
             self.lambda_optimizer.build(self.lambda_variables)
 
+    # -- a family's schedule ---------------------------------------------------------------
+    @property
+    def family_hold_steps(self):
+        """Steps the constraint must hold at a member's target before its snapshot."""
+        if self.hold_steps is not None or self.targets is None:
+            return self.hold_steps
+        return max(1, self.pruning_steps // 20)
+
+    @property
+    def family_ramp_steps(self):
+        """Steps of the ramp from one member's target to the next."""
+        if self.ramp_steps is not None or self.targets is None:
+            return self.ramp_steps
+        return 0 if self.pruning_steps is None else self.pruning_steps // 10
+
+    def _family_target(self, step):
+        """`(t, member's target, ramp finished)` at `step` under the family's variables."""
+        members = len(self.targets)
+        member = ops.minimum(self.family_member, members - 1)
+        goal = ops.take(ops.convert_to_tensor(self.targets, "float32"), member)
+        start = ops.take(ops.convert_to_tensor((0.0,) + self.targets[:-1], "float32"), member)
+        ramps = (self.target_sparsity_warmup,) + (self.family_ramp_steps,) * (members - 1)
+        ramp = ops.take(ops.convert_to_tensor(ramps, "float32"), member)
+        elapsed = ops.cast(step - self.family_ramp_start, "float32")
+        fraction = ops.where(ramp > 0, ops.clip(elapsed / ops.maximum(ramp, 1.0), 0.0, 1.0),
+                             1.0)
+        # Every member snapshotted: the target stays at the last one.
+        fraction = ops.where(self.family_member >= members, 1.0, fraction)
+        return start + (goal - start) * fraction, goal, fraction >= 1.0
+
+    def _advance_family(self, sparsity):
+        """Counts the steps the constraint has held at the current member's target; once
+        they reach `family_hold_steps`, snapshots the network's trainable weights (as they
+        were when `sparsity` was computed) and moves the target on to the next member."""
+        members = len(self.targets)
+        _, goal, ramped = self._family_target(self.pruning_step)
+        met = ops.logical_and(
+            ops.logical_and(self.family_member < members, ramped),
+            ops.abs(sparsity - goal) <= self.target_tolerance)
+        held = ops.where(met, self.family_held + 1, 0)
+        due = held >= self.family_hold_steps
+        self.family_held.assign(ops.where(due, 0, held))
+
+        def snapshot():
+            member = ops.minimum(self.family_member, members - 1)
+            for copy, variable in zip(self._family_snapshots, self.network.trainable_variables):
+                start = [member] + [0] * len(variable.shape)
+                copy.assign(ops.slice_update(copy, start, ops.expand_dims(variable, 0)))
+            self.family_snapshot_steps.assign(ops.slice_update(
+                self.family_snapshot_steps, [member], ops.reshape(self.pruning_step, (1,))))
+            self.family_member.assign(self.family_member + 1)
+            self.family_ramp_start.assign(self.pruning_step + 1)
+            return ops.convert_to_tensor(True)
+
+        ops.cond(due, snapshot, lambda: ops.convert_to_tensor(False))
+
+    def family_status(self):
+        """One dict per member, in target order: its `target` (a sparsity of the cost
+        model), `speedup` with `target_speedups`, and `snapshot_step`, the number of
+        training steps after which its snapshot was taken (None: not reached yet)."""
+        if self.targets is None:
+            raise ValueError("This model has a single target: pass `targets=` (or "
+                             "`target_speedups=`) to prune a family.")
+        steps = np.asarray(self.family_snapshot_steps)
+        status = []
+        for i, target in enumerate(self.targets):
+            member = {"target": target}
+            if self.target_speedups is not None:
+                member["speedup"] = self.target_speedups[i]
+            member["snapshot_step"] = int(steps[i]) if steps[i] >= 0 else None
+            status.append(member)
+        return status
+
+    def missing_family_members(self):
+        """Indices (0-based, target order) of the members whose target was never met."""
+        return [i for i, m in enumerate(self.family_status()) if m["snapshot_step"] is None]
+
+    def load_family_member(self, index):
+        """Sets the network's trainable weights (gates and model weights) to member
+        `index`'s snapshot (0-based, target order), e.g. before `keras_flop.calibrate_mask`
+        to its target and `keras_flop.compact`. Training afterwards goes on from there; the
+        other snapshots are kept."""
+        status = self.family_status()
+        if not 0 <= index < len(status):
+            raise ValueError(f"`index` must be in [0, {len(status)}); got {index}.")
+        if status[index]["snapshot_step"] is None:
+            raise ValueError(f"Member {index} (target {status[index]['target']:.4g}) has no "
+                             "snapshot: its constraint was never met. Train longer (fit "
+                             "again: the schedule goes on where it stopped).")
+        for copy, variable in zip(self._family_snapshots, self.network.trainable_variables):
+            variable.assign(np.asarray(copy)[index])
+
+    def fit(self, *args, **kwargs):
+        history = super().fit(*args, **kwargs)
+        if self.targets is not None:
+            missing = self.missing_family_members()
+            if missing:
+                what = ", ".join(self._member_name(i) for i in missing)
+                warnings.warn(f"The run ended before the constraint was met for {len(missing)} "
+                              f"of {len(self.targets)} family members ({what}): they have no "
+                              "snapshot. Train longer (fit again: the schedule goes on where "
+                              "it stopped) or raise `target_tolerance`.", stacklevel=2)
+        return history
+
+    def _member_name(self, index):
+        if self.target_speedups is not None:
+            return f"speedup {self.target_speedups[index]:.4g}x"
+        return f"target {self.targets[index]:.4g}"
+
     def target_sparsity_at(self, step):
-        """`t(step) = T · min(1, step / W)` (or `T` without warmup)."""
+        """`t(step) = T · min(1, step / W)` (or `T` without warmup); for a family, the target
+        of its schedule's current member."""
+        if self.targets is not None:
+            return self._family_target(step)[0]
         if self.target_sparsity_warmup <= 0:
             return ops.convert_to_tensor(self.target_sparsity, "float32")
         fraction = ops.cast(step, "float32") / float(self.target_sparsity_warmup)
@@ -439,6 +658,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
             lagrangian = self.lagrangian(sparsity, target)
+            if self.targets is not None:  # before the update: ŝ is of the snapshot's weights
+                self._advance_family(sparsity)
             loss = task_loss + (l2_loss + lagrangian) / replicas
             if distill is not None:
                 loss = loss + self.distillation_weight * distill / replicas
@@ -493,6 +714,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             logs["hidden_distillation_loss"] = hidden
         if mixed:
             logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
+        if self.targets is not None:
+            logs["family_snapshots"] = ops.convert_to_tensor(self.family_member)
         return logs
 
     def _apply_with_loss_scale(self, grads, apply_all):
@@ -521,7 +744,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         return {
             "name": self.name,
             "network": keras.saving.serialize_keras_object(self.network),
-            "target_sparsity": self.target_sparsity if self.target_speedup is None else None,
+            "target_sparsity": (self.target_sparsity if self.target_speedup is None and
+                                self.targets is None else None),
             "target_speedup": self.target_speedup,
             "cost": self.cost,
             "latency_table": (self.cost_model.table.to_dict() if self.cost == "latency"
@@ -536,6 +760,11 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "hidden_distillation_weight": self.hidden_distillation_weight,
             "constraint": self.constraint,
             "pruning_steps": self.pruning_steps,
+            "targets": None if self.target_speedups is not None else self.targets,
+            "target_speedups": self.target_speedups,
+            "hold_steps": self.hold_steps,
+            "ramp_steps": self.ramp_steps,
+            "target_tolerance": self.target_tolerance,
         }
 
     @classmethod

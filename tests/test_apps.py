@@ -464,3 +464,69 @@ def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path
                             "--target_speedup", "2"] + flags)
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_prune_app_family_gives_one_model_export_and_report_row_per_member(tmp_path, capsys):
+    from apps import prune as prune_app
+
+    output = tmp_path / "family"
+    args = ["--output_dir", str(output), "--targets", "0.2,0.4", "--structure", "heads+ffn",
+            "--max_train_examples", "256", "--max_eval_examples", "64", "--train_batch_size",
+            "16", "--finetune_epochs", "1", "--num_train_epochs", "6", "--final_epochs", "1",
+            "--family_hold_steps", "3", "--family_tolerance", "0.03"]
+    prune_app.main(args)
+    printed = capsys.readouterr().out
+    members = json.loads((output / "prune" / "family.json").read_text())
+    assert [m["target"] for m in members] == [0.2, 0.4]
+    assert all(m["snapshot_step"] is not None for m in members), printed
+    assert members[0]["snapshot_step"] < members[1]["snapshot_step"] <= 96
+    report = (output / "report.md").read_text()
+    assert "a family of 2" in report and "## Warnings" not in report.split("## Warnings")[0]
+    for member in (1, 2):
+        for name in ("compact/{}/model.keras", "compact/{}/info.json",
+                     "finetune_compact/{}/model.keras", "finetune_compact/{}/eval_results.json",
+                     "export/{}/saved_model.pb"):
+            assert (output / name.format(member)).exists(), name.format(member)
+        info = json.loads((output / "compact" / str(member) / "info.json").read_text())
+        target = members[member - 1]["target"]
+        assert info["dense_sparsity"] == pytest.approx(target, abs=0.02)
+        row = re.search(rf"\| member {member} \(`export/{member}`\) \| {target} \| "
+                        r"([\d.]+) \| (\d+) \| ([\d,]+) \|", report)
+        assert row, report
+        assert float(row.group(1)) == pytest.approx(info["dense_sparsity"], abs=5e-4)
+        assert int(row.group(2)) == members[member - 1]["snapshot_step"]
+        parameters = int(row.group(3).replace(",", ""))
+        assert parameters == info["pruned_total_params"]
+    assert sorted(p.name for p in (output / "export").iterdir() if p.is_dir()) == ["1", "2"]
+    assert "| dense (fine-tuned) |" in report
+    assert "![Dev accuracy against measured speedup" in report
+    assert (output / "family_frontier.png").read_bytes().startswith(b"\x89PNG")
+    assert (output / "training_curves.png").exists() and "target_sparsity" in (
+        output / "prune" / "trace.csv").read_text().splitlines()[0]
+    # The same command finds every step done.
+    prune_app.main(args)
+    assert capsys.readouterr().out.count("done already") == 7
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--targets", "0.5,0.3"], "--targets must be in increasing order"),
+    (["--targets", "0.3,0.3,0.5"], "--targets lists a value twice"),
+    (["--targets", "0.3,1.2"], "--targets must be in [0, 1)"),
+    (["--targets", "0.3"], "at least two values (one target: --target_sparsity)"),
+    (["--targets", "0.3,half"], "--targets must be comma-separated numbers"),
+    (["--targets", "0.3,0.5", "--target_sparsity", "0.5"],
+     "either --targets (a family) or --target_sparsity"),
+    (["--targets", "0.3,0.5", "--target_speedups", "2,3"], "either --targets (sparsities)"),
+    (["--target_speedups", "0.5,2"], "--target_speedups must be >= 1"),
+    (["--target_speedups", "1.5,2", "--structure", "rank"], "use --structure heads+ffn"),
+    (["--targets", "0.3,0.5", "--method", "fisher"], "pruned by the Lagrangian"),
+    (["--family_hold_steps", "3"], "read with --targets or --target_speedups only"),
+])
+def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
+    from apps import prune as prune_app
+
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(["--output_dir", str(tmp_path / "bad")] + flags)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
