@@ -194,12 +194,16 @@ def read_json(path, missing=None):
         return json.load(f)
 
 
-def write_json(path, value):
-    """Writes JSON under a temporary name, then renames: no half-written file."""
+def write_text(path, text):
+    """Writes `text` under a temporary name, then renames: no half-written file."""
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
+        f.write(text)
     os.replace(path + ".tmp", path)
+
+
+def write_json(path, value):
+    """Writes JSON as `write_text` does."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def save_model(model, path):

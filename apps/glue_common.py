@@ -223,11 +223,8 @@ def write_eval_results(directory, results, extra):
     for split, metrics in results.items():
         prefix = "" if split in ("dev", "dev_matched") else f"{split}_"
         flat.update({f"{prefix}{k}" if prefix else k: v for k, v in metrics.items()})
-    path = os.path.join(directory, "eval_results.txt")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for key in sorted(flat):
-            f.write(f"{key} = {flat[key]}\n")
-    os.replace(path + ".tmp", path)
+    common.write_text(os.path.join(directory, "eval_results.txt"),
+                      "".join(f"{key} = {flat[key]}\n" for key in sorted(flat)))
     common.write_json(os.path.join(directory, "eval_results.json"), flat)
     return flat
 

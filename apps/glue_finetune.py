@@ -151,9 +151,7 @@ def write_sweep_tables(output_dir, rows):
                      f"{row.get('eval_accuracy', float('nan')):.4f} | {row['eval_loss']:.4f} | "
                      f"{row['global_step']} | {row['train_time']:.0f} | {mark} |")
     path = os.path.join(output_dir, "results.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    common.write_text(path, "\n".join(lines) + "\n")
     return path
 
 

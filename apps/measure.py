@@ -213,15 +213,13 @@ def write_report(pipeline):
         }
     dense, compact = rows["dense (fine-tuned)"], rows["compact (final)"]
     info = common.read_json(pipeline.path("compact", "info.json"))
-    metric_keys = [k for k in dense["results"] if k.startswith("eval_")
-                   and k not in ("eval_time", "eval_examples")]
+    metric_keys = dev_metric_keys(dense["results"])
     # Which method produced the compact model.
     method = getattr(args, "method", "lagrangian")
     how = (f"retraining-free: Fisher mask search and least-squares mask tuning, then "
            f"{args.final_epochs} epoch(s) of fine-tuning" if method == "fisher" else
            f"Lagrangian gate training, initial mask `{getattr(args, 'init_mask', 'none')}`")
-    title = "the built-in toy sentiment task (SST-2 format)" if getattr(args, "toy", False) \
-        else data.task.name
+    title = report_title(args, data)
     lines = [
         f"# Pruning report: {title}",
         "",
@@ -282,15 +280,30 @@ def write_report(pipeline):
             "",
         ]
     lines += training_curves_section(pipeline, title)
-    warnings = report_warnings(args, data, split, dense["results"], info)
+    return finish_report(pipeline, lines,
+                         report_warnings(args, data, split, dense["results"], info))
+
+
+def finish_report(pipeline, lines, warnings):
+    """Adds the warnings to `lines`, writes them as `report.md` to the worker's directory (the
+    chief's is the run directory), prints them and returns the path."""
     if warnings:
         lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
-    path = os.path.join(pipeline.write_dir, "report.md")  # the chief: the run directory
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(path + ".tmp", path)
+    path = os.path.join(pipeline.write_dir, "report.md")
+    common.write_text(path, "\n".join(lines))
     print("\n".join(lines))
     return path
+
+
+def dev_metric_keys(results):
+    """The dev metrics (`eval_*`) of an eval_results.json, without its time and size."""
+    return [k for k in results if k.startswith("eval_") and k not in ("eval_time",
+                                                                      "eval_examples")]
+
+
+def report_title(args, data):
+    return "the built-in toy sentiment task (SST-2 format)" if getattr(args, "toy", False) \
+        else data.task.name
 
 
 def write_family_report(pipeline):
@@ -314,11 +327,11 @@ def write_family_report(pipeline):
     rounds = time_in_turn(loaded, batches)
     results = {name: common.read_json(pipeline.path(step, "eval_results.json"))
                for name, step in steps.items()}
-    metric_keys = [k for k in results["dense"] if k.startswith("eval_")
-                   and k not in ("eval_time", "eval_examples")]
+    infos = {m["member"]: common.read_json(pipeline.path(os.path.join(
+        "compact", str(m["member"])), "info.json")) for m in present}
+    metric_keys = dev_metric_keys(results["dense"])
     latency = pipeline.latency_cost()
-    title = "the built-in toy sentiment task (SST-2 format)" if getattr(args, "toy", False) \
-        else data.task.name
+    title = report_title(args, data)
     what = "predicted speedup" if latency else "realized sparsity"
     lines = [
         f"# Pruning report: {title}, a family of {len(members)}",
@@ -346,7 +359,7 @@ def write_family_report(pipeline):
                          "1.00x |")
             continue
         member = next(m for m in present if m["member"] == name)
-        info = common.read_json(pipeline.path(os.path.join("compact", str(name)), "info.json"))
+        info = infos[name]
         target = f"{member['speedup']:.4g}x" if latency else f"{member['target']:.4g}"
         reached = f"{info['predicted_speedup']:.2f}x" if latency else \
             f"{info['dense_sparsity']:.3f}"
@@ -372,19 +385,10 @@ def write_family_report(pipeline):
             "before their constraint held. Continue with --start_from prune and a larger "
             "--num_train_epochs.")
     for member in present:
-        info = common.read_json(pipeline.path(os.path.join("compact", str(member["member"])),
-                                              "info.json"))
-        reached = info["latency_sparsity" if latency else "dense_sparsity"]
+        reached = infos[member["member"]]["latency_sparsity" if latency else "dense_sparsity"]
         if abs(reached - member["target"]) > 0.02:
             side = "short of" if reached < member["target"] else "past"
             warnings.append(f"Member {member['member']}'s compact model is at "
                             f"{reached:.3f}, {abs(reached - member['target']):.3f} {side} its "
                             f"target {member['target']:.4g}.")
-    if warnings:
-        lines += ["## Warnings", ""] + [f"- {warning}" for warning in warnings] + [""]
-    path = os.path.join(pipeline.write_dir, "report.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(path + ".tmp", path)
-    print("\n".join(lines))
-    return path
+    return finish_report(pipeline, lines, warnings)
