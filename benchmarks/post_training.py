@@ -23,13 +23,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import common, glue_common  # noqa: E402
+from apps import glue_common  # noqa: E402
 from apps.measure import compare_latency  # noqa: E402
 from keras_flop import glue  # noqa: E402
-from support import add_data_argument, add_seeds_argument, machine_header, mean_std  # noqa: E402,E501
+from support import (add_data_argument, add_seeds_argument, fine_tuned_dense,  # noqa: E402
+                     machine_header, mean_std)
 
 
 def parse_args():
@@ -72,7 +72,7 @@ def main():
         data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab, 128,
                                           args.max_train_examples, seed=args.data_seed)
         for seed in args.seeds:
-            dense, dense_score, split = fine_tuned_dense(args, data, checkpoint, seed)
+            dense, dense_score, split = evaluated_dense(args, data, checkpoint, seed)
             sample = data.train_dataset(32, seed)
             for target in (float(t) for t in args.targets.split(",")):
                 start, cpu = time.perf_counter(), time.process_time()
@@ -93,22 +93,12 @@ def main():
                 print_table(args, rows)
 
 
-def fine_tuned_dense(args, data, checkpoint, seed):
+def evaluated_dense(args, data, checkpoint, seed):
     """(model, dev score, eval split name) of the dense model fine-tuned with `seed`: loaded
     from `--dense_dir` if there, else fine-tuned (and saved there)."""
     task = data.task.name
     path = os.path.join(args.dense_dir, f"{task}_seed{seed}.keras") if args.dense_dir else None
-    if path and os.path.exists(path):
-        dense = keras.saving.load_model(path)
-        how = f"loaded {path}"
-    else:
-        keras.utils.set_random_seed(seed)
-        dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
-        _, seconds = glue_common.fine_tune(dense, data, 5e-5, args.finetune_epochs, 32, seed)
-        how = f"fine-tuned in {seconds:.0f} s"
-        if path:
-            os.makedirs(args.dense_dir, exist_ok=True)
-            common.save_model(dense, path)
+    dense, how = fine_tuned_dense(path, data, checkpoint, seed, args.finetune_epochs)
     scores = glue_common.evaluate(dense, data, 32)
     split = next(iter(scores))
     print(f"{task} seed {seed}: dense {how}, dev {data.task.main_metric} "

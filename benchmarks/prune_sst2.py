@@ -34,7 +34,8 @@ import tensorflow as tf  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import ratio_spread, time_in_turn  # noqa: E402
-from support import add_data_argument, add_seeds_argument, machine_header, mean_std  # noqa: E402,E501
+from support import (add_data_argument, add_seeds_argument, fine_tuned_dense,  # noqa: E402
+                     machine_header, mean_std)
 from keras_flop import glue, optimizers  # noqa: E402
 
 
@@ -158,20 +159,6 @@ def plot_frontier(args, dense_accuracies, rows):
         print(f"plot: {path}")
 
 
-def fine_tuned_dense(args, data, checkpoint, seed):
-    """The dense model fine-tuned with `seed`: loaded from `--dense_model` if it exists, else
-    fine-tuned (and saved there)."""
-    path = args.dense_model.format(seed=seed) if args.dense_model else None
-    if path and os.path.exists(path):
-        return keras.saving.load_model(path)
-    keras.utils.set_random_seed(seed)
-    dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
-    glue_common.fine_tune(dense, data, 5e-5, args.finetune_epochs, 32, seed)
-    if path:
-        dense.save(path)
-    return dense
-
-
 def main():
     args = parse_args()
     checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
@@ -185,7 +172,8 @@ def main():
     dense_accuracies, rows = {}, []
     for seed in args.seeds:
         start = time.perf_counter()
-        dense = fine_tuned_dense(args, data, checkpoint, seed)
+        dense, _ = fine_tuned_dense(args.dense_model.format(seed=seed) if args.dense_model
+                                    else None, data, checkpoint, seed, args.finetune_epochs)
         dense_accuracies[seed] = accuracy(dense, data)
         print(f"seed {seed}: dense fine-tuned, dev accuracy {dense_accuracies[seed]:.4f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)

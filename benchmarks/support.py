@@ -83,3 +83,23 @@ def mean_std(values, digits=4):
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
+    """`(model, how)`: the dense model of `data`'s task loaded from `path` if it exists, else
+    the TF1 `checkpoint` fine-tuned with `seed` (`apps.glue_common.fine_tune`, AdamW 5e-5,
+    batch 32, `epochs`) and saved to `path` if one is given; `how` says which, for the log."""
+    import keras
+
+    import keras_flop
+    from apps import common, glue_common
+
+    if path and os.path.exists(path):
+        return keras.saving.load_model(path, compile=False), f"loaded {path}"
+    keras.utils.set_random_seed(seed)
+    dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
+    _, seconds = glue_common.fine_tune(dense, data, 5e-5, epochs, 32, seed)
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        common.save_model(dense, path)
+    return dense, f"fine-tuned in {seconds:.0f} s"

@@ -33,7 +33,7 @@ import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import ratio_spread, time_in_turn  # noqa: E402
 from keras_flop import glue  # noqa: E402
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
 
 
 def parse_args():
@@ -55,17 +55,6 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
     return parser.parse_args()
-
-
-def dense_model(args, data, checkpoint):
-    if args.dense_model and os.path.exists(args.dense_model):
-        return keras.saving.load_model(args.dense_model, compile=False)
-    keras.utils.set_random_seed(args.seed)
-    dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=2)
-    glue_common.fine_tune(dense, data, 5e-5, 2, 32, args.seed)
-    if args.dense_model:
-        common.save_model(dense, args.dense_model)
-    return dense
 
 
 def latency_table(args, dense):
@@ -101,7 +90,7 @@ def main():
     data = glue_common.load_task_data(os.path.join(args.data, "glue"), "sst2",
                                       os.path.join(checkpoint, "vocab.txt"), 128,
                                       args.max_train_examples, seed=args.seed)
-    dense = dense_model(args, data, checkpoint)
+    dense, _ = fine_tuned_dense(args.dense_model, data, checkpoint, args.seed)
     dense_accuracy = glue_common.evaluate(dense, data, 32)["dev"]["eval_accuracy"]
     print(f"dense: dev accuracy {dense_accuracy:.4f}", flush=True)
     table = latency_table(args, dense)
