@@ -764,8 +764,8 @@ class Pipeline:
             pruning_model.pruning_steps = steps
             pruning_model.target_sparsity_warmup = self.target_warmup()
             if args.family is not None:  # sized to the run, like the warmup
-                pruning_model.hold_steps = args.family_hold_steps
-                pruning_model.target_tolerance = args.family_tolerance
+                pruning_model.family.hold_steps = args.family_hold_steps
+                pruning_model.family.tolerance = args.family_tolerance
             first_step = 0
         reseed(pruning_model, args.seed)
         model_optimizer = None if args.learning_rate == 0 else optimizers.model_optimizer(
@@ -878,10 +878,8 @@ class Pipeline:
         """The family's prune step ends: which members were snapshotted at which step,
         which are missing; `prune/family.json` lists them for the later steps."""
         members = []
-        for i, member in enumerate(pruning_model.family_status(), start=1):
+        for i, member in enumerate(pruning_model.family.status(), start=1):
             member = {"member": i, **member}
-            if self.args.target_speedups:
-                member["speedup"] = self.args.target_speedups[i - 1]
             members.append(member)
             at = "not reached: missing" if member["snapshot_step"] is None else \
                 f"snapshot after step {member['snapshot_step']}"
@@ -971,7 +969,7 @@ class Pipeline:
                 continue
             print(f"   member {member['member']} (target {self.member_target_text(member)}, "
                   f"snapshot after step {member['snapshot_step']})")
-            pruning_model.load_family_member(member["member"] - 1)
+            pruning_model.family.load(member["member"] - 1)
             expected = float(pruning_model.expected_sparsity())
             # As the single-target prune step does: the inference mask keeps the target.
             threshold = args.compact_threshold

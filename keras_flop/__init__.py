@@ -9,7 +9,7 @@ Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `
 `HardConcreteMask`), `optimizers`, `cost` (what each gate controls) and `latency`.
 """
 
-from keras_flop import callbacks, cost, glue, latency, layers, optimizers
+from keras_flop import callbacks, cost, family, glue, latency, layers, optimizers
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
@@ -35,6 +35,7 @@ __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "LatencyTable",
     "PruningModel", "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost",
     "expected_latency", "expected_sparsity", "export_formats", "export_saved_model", "factorize",
+    "family",
     "factorize_model", "from_keras_hub", "glue", "kept_parameters", "latency", "layers",
     "load_hf_checkpoint", "load_tf1_checkpoint", "measure_latency_table", "optimizers",
     "parameter_report", "post_training_masks", "predicted_speedup",

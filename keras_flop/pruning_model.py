@@ -11,6 +11,7 @@ from keras import ops
 from keras_flop import optimizers as flop_optimizers
 from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
 from keras_flop.distribute import DistributedBuildMixin
+from keras_flop.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
 from keras_flop.latency import LatencyCost
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.structure import all_gates
@@ -22,40 +23,6 @@ _HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
 # frozen teacher without running it every step.
 TEACHER_LOGITS = "teacher_logits"
 CONSTRAINTS = ("equality", "absolute")
-# How close `ŝ` must be to a family member's target for the constraint to count as met.
-FAMILY_TOLERANCE = 0.01
-
-
-def _family_targets(targets, target_speedups, cost, target_sparsity, target_speedup):
-    """A family's target sparsities, checked, or None for a single target."""
-    if targets is None and target_speedups is None:
-        return None
-    if targets is not None and target_speedups is not None:
-        raise ValueError("Pass either `targets` (sparsities) or `target_speedups`, not both.")
-    if target_sparsity is not None or target_speedup is not None:
-        raise ValueError("A family's `targets`/`target_speedups` replace `target_sparsity` "
-                         "and `target_speedup`: pass one of them only.")
-    name, values = ("targets", targets) if target_speedups is None else \
-        ("target_speedups", target_speedups)
-    values = tuple(float(v) for v in values)
-    if len(values) < 2:
-        raise ValueError(f"`{name}` must list at least two values (one target: "
-                         f"`target_sparsity` or `target_speedup`); got {values}.")
-    if any(b <= a for a, b in zip(values, values[1:])):
-        raise ValueError(f"`{name}` must be increasing, without duplicates (the target "
-                         f"ramps from one to the next); got {values}.")
-    if target_speedups is not None:
-        if cost != "latency":
-            raise ValueError("`target_speedups` are latency targets: pass cost='latency' and "
-                             "a `latency_table` (keras_flop.measure_latency_table).")
-        if values[0] < 1.0:
-            raise ValueError(f"`target_speedups` must be >= 1; got {values}.")
-        return tuple(1.0 - 1.0 / v for v in values)
-    if not (0.0 <= values[0] and values[-1] < 1.0):
-        raise ValueError(f"`targets` must be in [0, 1); got {values}.")
-    return values
-
-
 def _hidden_state_names(model):
     """Names of the layers whose outputs are the encoder's hidden states, in order."""
     return [layer.name for layer in model.layers if _HIDDEN_STATE.match(layer.name)]
@@ -104,22 +71,21 @@ class PruningModel(DistributedBuildMixin, keras.Model):
 
     A family from one run: `targets=(t1, t2, ...)` (increasing sparsities of the cost model)
     or, with `cost="latency"`, `target_speedups=(S1, S2, ...)`. The target ramps to `t1` over
-    `target_sparsity_warmup` steps and stays there until the constraint is met,
-    `|ŝ - t1| <= target_tolerance`, for `hold_steps` steps in a row; the network's trainable
-    weights (gates and model weights) are then copied into the model's snapshot of that member
-    (`load_family_member`), and the target ramps on to `t2` over `ramp_steps` steps, and so on.
-    The schedule (member, steps held, ramp start, the step of each snapshot) and the snapshots
-    are variables of the model, so a `tf.train.Checkpoint` or `.keras` file keeps them and a
-    resumed run goes on where it stopped; they hold one copy of the network's trainable weights
-    per member. `fit` warns when it ends with members whose target was never met
-    (`missing_family_members`). Sized from `pruning_steps` `P`: first ramp `P // 5`, later
-    ramps `P // 10`, hold `max(1, P // 20)`: the schedule itself takes `0.55 P` for three
-    members, the rest of the run is the time `ŝ` takes to catch up with each ramp, so that a
-    family of three fits in 1.5 times the steps of a single-target run.
+    `target_sparsity_warmup` steps and stays there until `|ŝ - t1| <= target_tolerance` has
+    held for `hold_steps` steps in a row; the network's trainable weights (gates and model
+    weights) are then snapshotted and the target ramps on to `t2` over `ramp_steps` steps, and
+    so on. The schedule and the snapshots live in `self.family`, a
+    `keras_flop.family.TargetFamily` layer (`status()`, `missing()`, `load(index)`): a
+    `tf.train.Checkpoint` or `.keras` file keeps them and a resumed run goes on where it
+    stopped. They hold one copy of the network's trainable weights per member. `fit` warns when
+    it ends with members whose target was never met. Sized from `pruning_steps` `P`: first ramp
+    `P // 5`, later ramps `P // 10`, hold `max(1, P // 20)`: the schedule itself takes `0.55 P`
+    for three members, the rest of the run is the time `ŝ` takes to catch up with each ramp,
+    so that a family of three fits in 1.5 times the steps of a single-target run.
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
     `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
-    metrics; `family_snapshots` (members snapshotted so far) with `targets`; `model_lr` when
+    metrics; `family_snapshots` (members snapshotted so far) for a family; `model_lr` when
     the model weights train, `l2_regularization_loss` when
     `regularization_scale > 0`, `distillation_loss` with a teacher.
 
@@ -185,11 +151,12 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     ['expected_sparsity', 'lambda_1', 'task_loss']
 
     A family of three members, each snapshotted once its target has held for 15 steps:
-    >>> family = keras_flop.factorize(dense, targets=(0.3, 0.5, 0.7), pruning_steps=300)
-    >>> (family.target_sparsity_warmup, family.family_ramp_steps, family.family_hold_steps)
+    >>> pruning_model = keras_flop.factorize(dense, targets=(0.3, 0.5, 0.7), pruning_steps=300)
+    >>> (pruning_model.target_sparsity_warmup, pruning_model.family_ramp_steps,
+    ...  pruning_model.family_hold_steps)
     (60, 30, 15)
-    >>> family.compile(optimizer=None)
-    >>> family.family_status()
+    >>> pruning_model.compile(optimizer=None)
+    >>> pruning_model.family.status()
     [{'target': 0.3, 'snapshot_step': None}, {'target': 0.5, 'snapshot_step': None},
      {'target': 0.7, 'snapshot_step': None}]
     """
@@ -204,7 +171,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                  hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
                  cost="params", latency_table=None, target_speedup=None, targets=None,
                  target_speedups=None, hold_steps=None, ramp_steps=None,
-                 target_tolerance=FAMILY_TOLERANCE, **kwargs):
+                 target_tolerance=DEFAULT_TOLERANCE, **kwargs):
         super().__init__(**kwargs)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
@@ -220,21 +187,16 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                 raise ValueError("Pass either `target_speedup` or `target_sparsity`, not both "
                                  "(a speedup S is the latency sparsity 1 - 1/S).")
             target_sparsity = 1.0 - 1.0 / target_speedup
-        targets = _family_targets(targets, target_speedups, cost, target_sparsity,
-                                  target_speedup)
+        if (targets is not None or target_speedups is not None) and \
+                (target_sparsity is not None or target_speedup is not None):
+            raise ValueError("A family's `targets`/`target_speedups` replace `target_sparsity` "
+                             "and `target_speedup`: pass one of them only.")
+        targets = family_targets(targets, target_speedups, cost)
         if targets is not None:
             target_sparsity = targets[-1]
             if pruning_steps is None and hold_steps is None:
                 raise ValueError("`targets` needs `pruning_steps` (the run's length sizes the "
                                  "ramps and holds) or `hold_steps`.")
-            for arg, value, least in (("hold_steps", hold_steps, 1),
-                                      ("ramp_steps", ramp_steps, 0)):
-                if value is not None and (isinstance(value, bool) or int(value) < least):
-                    raise ValueError(f"`{arg}` must be an integer >= {least} or None; got "
-                                     f"{value}.")
-            if not 0.0 < target_tolerance < 1.0:
-                raise ValueError(f"`target_tolerance` must be in (0, 1); got "
-                                 f"{target_tolerance}.")
         if target_sparsity is None:
             target_sparsity = 0.5
         if not 0.0 <= target_sparsity < 1.0:
@@ -302,12 +264,6 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
         self.cost = cost
         self.target_speedup = None if target_speedup is None else float(target_speedup)
-        self.targets = targets
-        self.target_speedups = None if target_speedups is None else \
-            tuple(float(s) for s in target_speedups)
-        self.hold_steps = None if hold_steps is None else int(hold_steps)
-        self.ramp_steps = None if ramp_steps is None else int(ramp_steps)
-        self.target_tolerance = float(target_tolerance)
         # A plain object, kept out of Keras' tracking (which would wrap the table's lists).
         self.__dict__["cost_model"] = cost_model
         # Views of the student and the teacher that also return the hidden states, kept out
@@ -326,22 +282,10 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         self.loss_scale = scalar("loss_scale",
                                  initializer=keras.initializers.Constant(_INITIAL_LOSS_SCALE))
         self.finite_steps = scalar("finite_steps", dtype="int64")
-        self._family_snapshots = []
-        if targets is not None:
-            self.family_member = scalar("family_member", dtype="int64")
-            self.family_held = scalar("family_held", dtype="int64")
-            self.family_ramp_start = scalar("family_ramp_start", dtype="int64")
-            members = len(targets)
-            self.family_snapshot_steps = self.add_weight(
-                name="family_snapshot_steps", shape=(members,), dtype="int64",
-                initializer=keras.initializers.Constant(-1), trainable=False, autocast=False)
-            # One copy of each trainable network weight per member, created here (not when
-            # the model is compiled) so that checkpoints and .keras files restore them.
-            self._family_snapshots = [
-                self.add_weight(name=f"family_snapshot_{i}", shape=(members,) + tuple(v.shape),
-                                dtype=v.dtype, initializer="zeros", trainable=False,
-                                autocast=False)
-                for i, v in enumerate(self.network.trainable_variables)]
+        self.family = None if targets is None else TargetFamily(
+            targets, network.trainable_variables, speedups=target_speedups,
+            hold_steps=hold_steps, ramp_steps=ramp_steps, tolerance=target_tolerance,
+            name="family")
         self.built = True
 
     # -- variable groups -------------------------------------------------------------------
@@ -455,120 +399,41 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         if not self.lambda_optimizer.built:
             self.lambda_optimizer.build(self.lambda_variables)
 
-    # -- a family's schedule ---------------------------------------------------------------
+    # -- a family's schedule (keras_flop.family.TargetFamily) ------------------------------
+    @property
+    def targets(self):
+        """A family's target sparsities, or None for a single target."""
+        return None if self.family is None else self.family.targets
+
     @property
     def family_hold_steps(self):
         """Steps the constraint must hold at a member's target before its snapshot."""
-        if self.hold_steps is not None or self.targets is None:
-            return self.hold_steps
-        return max(1, self.pruning_steps // 20)
+        return None if self.family is None else \
+            self.family.sized_hold_steps(self.pruning_steps)
 
     @property
     def family_ramp_steps(self):
         """Steps of the ramp from one member's target to the next."""
-        if self.ramp_steps is not None or self.targets is None:
-            return self.ramp_steps
-        return 0 if self.pruning_steps is None else self.pruning_steps // 10
-
-    def _family_target(self, step):
-        """`(t, member's target, ramp finished)` at `step` under the family's variables."""
-        members = len(self.targets)
-        member = ops.minimum(self.family_member, members - 1)
-        goal = ops.take(ops.convert_to_tensor(self.targets, "float32"), member)
-        start = ops.take(ops.convert_to_tensor((0.0,) + self.targets[:-1], "float32"), member)
-        ramps = (self.target_sparsity_warmup,) + (self.family_ramp_steps,) * (members - 1)
-        ramp = ops.take(ops.convert_to_tensor(ramps, "float32"), member)
-        elapsed = ops.cast(step - self.family_ramp_start, "float32")
-        fraction = ops.where(ramp > 0, ops.clip(elapsed / ops.maximum(ramp, 1.0), 0.0, 1.0),
-                             1.0)
-        # Every member snapshotted: the target stays at the last one.
-        fraction = ops.where(self.family_member >= members, 1.0, fraction)
-        return start + (goal - start) * fraction, goal, fraction >= 1.0
-
-    def _advance_family(self, sparsity):
-        """Counts the steps the constraint has held at the current member's target; once
-        they reach `family_hold_steps`, snapshots the network's trainable weights (as they
-        were when `sparsity` was computed) and moves the target on to the next member."""
-        members = len(self.targets)
-        _, goal, ramped = self._family_target(self.pruning_step)
-        met = ops.logical_and(
-            ops.logical_and(self.family_member < members, ramped),
-            ops.abs(sparsity - goal) <= self.target_tolerance)
-        held = ops.where(met, self.family_held + 1, 0)
-        due = held >= self.family_hold_steps
-        self.family_held.assign(ops.where(due, 0, held))
-
-        def snapshot():
-            member = ops.minimum(self.family_member, members - 1)
-            for copy, variable in zip(self._family_snapshots, self.network.trainable_variables):
-                start = [member] + [0] * len(variable.shape)
-                copy.assign(ops.slice_update(copy, start, ops.expand_dims(variable, 0)))
-            self.family_snapshot_steps.assign(ops.slice_update(
-                self.family_snapshot_steps, [member], ops.reshape(self.pruning_step, (1,))))
-            self.family_member.assign(self.family_member + 1)
-            self.family_ramp_start.assign(self.pruning_step + 1)
-            return ops.convert_to_tensor(True)
-
-        ops.cond(due, snapshot, lambda: ops.convert_to_tensor(False))
-
-    def family_status(self):
-        """One dict per member, in target order: its `target` (a sparsity of the cost
-        model), `speedup` with `target_speedups`, and `snapshot_step`, the number of
-        training steps after which its snapshot was taken (None: not reached yet)."""
-        if self.targets is None:
-            raise ValueError("This model has a single target: pass `targets=` (or "
-                             "`target_speedups=`) to prune a family.")
-        steps = np.asarray(self.family_snapshot_steps)
-        status = []
-        for i, target in enumerate(self.targets):
-            member = {"target": target}
-            if self.target_speedups is not None:
-                member["speedup"] = self.target_speedups[i]
-            member["snapshot_step"] = int(steps[i]) if steps[i] >= 0 else None
-            status.append(member)
-        return status
-
-    def missing_family_members(self):
-        """Indices (0-based, target order) of the members whose target was never met."""
-        return [i for i, m in enumerate(self.family_status()) if m["snapshot_step"] is None]
-
-    def load_family_member(self, index):
-        """Sets the network's trainable weights (gates and model weights) to member
-        `index`'s snapshot (0-based, target order), e.g. before `keras_flop.calibrate_mask`
-        to its target and `keras_flop.compact`. Training afterwards goes on from there; the
-        other snapshots are kept."""
-        status = self.family_status()
-        if not 0 <= index < len(status):
-            raise ValueError(f"`index` must be in [0, {len(status)}); got {index}.")
-        if status[index]["snapshot_step"] is None:
-            raise ValueError(f"Member {index} (target {status[index]['target']:.4g}) has no "
-                             "snapshot: its constraint was never met. Train longer (fit "
-                             "again: the schedule goes on where it stopped).")
-        for copy, variable in zip(self._family_snapshots, self.network.trainable_variables):
-            variable.assign(np.asarray(copy)[index])
+        return None if self.family is None else \
+            self.family.sized_ramp_steps(self.pruning_steps)
 
     def fit(self, *args, **kwargs):
         history = super().fit(*args, **kwargs)
-        if self.targets is not None:
-            missing = self.missing_family_members()
-            if missing:
-                what = ", ".join(self._member_name(i) for i in missing)
-                warnings.warn(f"The run ended before the constraint was met for {len(missing)} "
-                              f"of {len(self.targets)} family members ({what}): they have no "
-                              "snapshot. Train longer (fit again: the schedule goes on where "
-                              "it stopped) or raise `target_tolerance`.", stacklevel=2)
+        missing = [] if self.family is None else self.family.missing()
+        if missing:
+            what = ", ".join(self.family.member_name(i) for i in missing)
+            warnings.warn(f"The run ended before the constraint was met for {len(missing)} of "
+                          f"{len(self.targets)} family members ({what}): they have no "
+                          "snapshot. Train longer (fit again: the schedule goes on where it "
+                          "stopped) or raise `target_tolerance`.", stacklevel=2)
         return history
-
-    def _member_name(self, index):
-        if self.target_speedups is not None:
-            return f"speedup {self.target_speedups[index]:.4g}x"
-        return f"target {self.targets[index]:.4g}"
 
     def target_sparsity_at(self, step):
         """`t(step) = T · min(1, step / W)` (or `T` without warmup); for a family, the target
         of its schedule's current member."""
-        if self.targets is not None:
-            return self._family_target(step)[0]
+        if self.family is not None:
+            return self.family.target(step, self.target_sparsity_warmup,
+                                      self.family_ramp_steps)[0]
         if self.target_sparsity_warmup <= 0:
             return ops.convert_to_tensor(self.target_sparsity, "float32")
         fraction = ops.cast(step, "float32") / float(self.target_sparsity_warmup)
@@ -658,8 +523,9 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
             lagrangian = self.lagrangian(sparsity, target)
-            if self.targets is not None:  # before the update: ŝ is of the snapshot's weights
-                self._advance_family(sparsity)
+            if self.family is not None:  # before the update: ŝ is of the snapshot's weights
+                self.family.advance(sparsity, self.pruning_step, self.target_sparsity_warmup,
+                                    self.family_ramp_steps, self.family_hold_steps)
             loss = task_loss + (l2_loss + lagrangian) / replicas
             if distill is not None:
                 loss = loss + self.distillation_weight * distill / replicas
@@ -714,8 +580,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             logs["hidden_distillation_loss"] = hidden
         if mixed:
             logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
-        if self.targets is not None:
-            logs["family_snapshots"] = ops.convert_to_tensor(self.family_member)
+        if self.family is not None:
+            logs["family_snapshots"] = ops.convert_to_tensor(self.family.member)
         return logs
 
     def _apply_with_loss_scale(self, grads, apply_all):
@@ -760,12 +626,16 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "hidden_distillation_weight": self.hidden_distillation_weight,
             "constraint": self.constraint,
             "pruning_steps": self.pruning_steps,
-            "targets": None if self.target_speedups is not None else self.targets,
-            "target_speedups": self.target_speedups,
-            "hold_steps": self.hold_steps,
-            "ramp_steps": self.ramp_steps,
-            "target_tolerance": self.target_tolerance,
+            **self._family_config(),
         }
+
+    def _family_config(self):
+        family = self.family
+        if family is None:
+            return {}
+        return {"targets": None if family.speedups is not None else family.targets,
+                "target_speedups": family.speedups, "hold_steps": family.hold_steps,
+                "ramp_steps": family.ramp_steps, "target_tolerance": family.tolerance}
 
     @classmethod
     def from_config(cls, config):

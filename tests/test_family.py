@@ -51,12 +51,12 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def test_targets_advance_only_after_the_hold_and_snapshot_the_weights_of_that_step():
-    family = _family()
-    family.compile(optimizer=keras.optimizers.AdamW(1e-3))  # model weights train too
+    model = _family()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))  # model weights train too
     recorder = _Recorder()
     x, y = _data(8 * 100)
-    family.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[recorder])
-    status = family.family_status()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[recorder])
+    status = model.family.status()
     assert [m["target"] for m in status] == [0.2, 0.4]
     assert all(m["snapshot_step"] is not None for m in status), status
 
@@ -77,7 +77,7 @@ def test_targets_advance_only_after_the_hold_and_snapshot_the_weights_of_that_st
     # The target ramps to 0.2 over the warmup (100 // 5 steps) and stays there until the
     # first snapshot; then it ramps to 0.4 over ramp_steps, from the next step on.
     targets = np.array([row[1] for row in recorder.rows])
-    assert family.target_sparsity_warmup == 20 and first >= 20 + 2
+    assert model.target_sparsity_warmup == 20 and first >= 20 + 2
     np.testing.assert_allclose(targets[:21], 0.2 * np.minimum(np.arange(21) / 20, 1),
                                atol=1e-6)
     np.testing.assert_allclose(targets[20:first + 1], 0.2, atol=1e-6)
@@ -88,27 +88,27 @@ def test_targets_advance_only_after_the_hold_and_snapshot_the_weights_of_that_st
 
     # Each snapshot holds the weights whose ŝ was checked: those before its step's update.
     for index, step in enumerate(expected_steps):
-        family.load_family_member(index)
-        for snapshot, before in zip(family.network.trainable_variables,
+        model.family.load(index)
+        for snapshot, before in zip(model.network.trainable_variables,
                                     recorder.weights[step]):
             np.testing.assert_array_equal(np.asarray(snapshot), before)
-        assert float(family.expected_sparsity()) == pytest.approx(
+        assert float(model.expected_sparsity()) == pytest.approx(
             recorder.rows[step][0], abs=1e-5)
     # The weights train on: the snapshot differs from the end of the run.
     assert any(not np.array_equal(np.asarray(v), w) for v, w in
-               zip(family.network.trainable_variables, recorder.weights[-1]))
+               zip(model.network.trainable_variables, recorder.weights[-1]))
 
 
 def test_a_run_that_ends_before_a_target_says_which_members_are_missing():
-    family = _family(targets=(0.3, 0.5, 0.7))
-    family.compile(optimizer=None)
+    model = _family(targets=(0.3, 0.5, 0.7))
+    model.compile(optimizer=None)
     x, y = _data(8 * 5)
     with pytest.warns(UserWarning, match=r"3 family members \(target 0.3, target 0.5, "
                                          r"target 0.7\): they have no snapshot"):
-        family.fit(x, y, batch_size=8, verbose=0)
-    assert family.missing_family_members() == [0, 1, 2]
+        model.fit(x, y, batch_size=8, verbose=0)
+    assert model.family.missing() == [0, 1, 2]
     with pytest.raises(ValueError, match="Member 0 .* has no snapshot"):
-        family.load_family_member(0)
+        model.family.load(0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -134,15 +134,15 @@ def test_family_under_xla_and_mixed_precision(policy):
     """A tolerance that every step meets: each step snapshots the next member."""
     keras.mixed_precision.set_global_policy(policy)
     try:
-        family = _family(targets=(0.1, 0.2, 0.3), target_tolerance=0.99, hold_steps=1,
+        model = _family(targets=(0.1, 0.2, 0.3), target_tolerance=0.99, hold_steps=1,
                          ramp_steps=0, target_sparsity_warmup=0)
-        family.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=True)
-        start = [np.array(v) for v in family.network.trainable_variables]
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=True)
+        start = [np.array(v) for v in model.network.trainable_variables]
         x, y = _data(8 * 4)
-        family.fit(x, y, batch_size=8, verbose=0)
-        assert [m["snapshot_step"] for m in family.family_status()] == [0, 1, 2]
-        family.load_family_member(0)
-        for variable, value in zip(family.network.trainable_variables, start):
+        model.fit(x, y, batch_size=8, verbose=0)
+        assert [m["snapshot_step"] for m in model.family.status()] == [0, 1, 2]
+        model.family.load(0)
+        for variable, value in zip(model.network.trainable_variables, start):
             assert variable.dtype == "float32"
             np.testing.assert_array_equal(np.asarray(variable), value)
     finally:
@@ -154,7 +154,7 @@ def test_resume_from_a_step_checkpoint_keeps_the_snapshots_and_continues(tmp_pat
     whole = _family()
     whole.compile(optimizer=None)
     whole.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    first, second = [m["snapshot_step"] for m in whole.family_status()]
+    first, second = [m["snapshot_step"] for m in whole.family.status()]
 
     # Killed a few steps after the first snapshot, right after a checkpoint.
     stop = first + 3
@@ -164,40 +164,40 @@ def test_resume_from_a_step_checkpoint_keeps_the_snapshots_and_continues(tmp_pat
     with pytest.warns(UserWarning, match="1 of 2 family members"):  # stopped before it
         killed.fit({k: v[:8 * stop] for k, v in x.items()}, y[:8 * stop], batch_size=8,
                    verbose=0, shuffle=False, callbacks=[saver])
-    assert [m["snapshot_step"] for m in killed.family_status()] == [first, None]
+    assert [m["snapshot_step"] for m in killed.family.status()] == [first, None]
 
     resumed = _family()
     resumed.compile(optimizer=None)
     assert StepCheckpoint(tmp_path / "checkpoints", resumed).restore()
     assert int(resumed.pruning_step.numpy()) == stop
-    assert [m["snapshot_step"] for m in resumed.family_status()] == [first, None]
+    assert [m["snapshot_step"] for m in resumed.family.status()] == [first, None]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every member reached: no warning
         resumed.fit({k: v[8 * stop:] for k, v in x.items()}, y[8 * stop:], batch_size=8,
                     verbose=0, shuffle=False)
-    assert [m["snapshot_step"] for m in resumed.family_status()] == [first, second]
+    assert [m["snapshot_step"] for m in resumed.family.status()] == [first, second]
     for index in (0, 1):
-        whole.load_family_member(index)
-        resumed.load_family_member(index)
+        whole.family.load(index)
+        resumed.family.load(index)
         for a, b in zip(whole.network.trainable_variables,
                         resumed.network.trainable_variables):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
 def test_family_survives_a_keras_round_trip(tmp_path):
-    family = _family(target_tolerance=0.99, hold_steps=1, ramp_steps=0,
+    model = _family(target_tolerance=0.99, hold_steps=1, ramp_steps=0,
                      target_sparsity_warmup=0)
-    family.compile(optimizer=None)
+    model.compile(optimizer=None)
     x, y = _data(8)
     with pytest.warns(UserWarning, match=r"1 of 2 family members \(target 0.4\)"):
-        family.fit(x, y, batch_size=8, verbose=0)
+        model.fit(x, y, batch_size=8, verbose=0)
     path = str(tmp_path / "family.keras")
-    family.save(path)
+    model.save(path)
     loaded = keras.saving.load_model(path, compile=False)
     assert loaded.targets == (0.2, 0.4) and loaded.family_hold_steps == 1
-    assert loaded.family_status() == family.family_status()
-    assert loaded.missing_family_members() == [1]
-    loaded.load_family_member(0)
-    family.load_family_member(0)
-    for a, b in zip(family.network.weights, loaded.network.weights):
+    assert loaded.family.status() == model.family.status()
+    assert loaded.family.missing() == [1]
+    loaded.family.load(0)
+    model.family.load(0)
+    for a, b in zip(model.network.weights, loaded.network.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
