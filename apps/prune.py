@@ -464,8 +464,12 @@ def prepare_run(args, write=True):
     args.changed_settings = []
     if os.path.exists(settings_path) and not args.overwrite and started:
         previous = common.read_json(settings_path)
+        # A setting the saved run does not name came with a later version of this app: at
+        # its default it is what the run did.
+        defaults = {k: build_parser().get_default(k) for k in set(settings) - set(previous)}
         changed = sorted(k for k in set(previous) | set(settings)
-                         if k not in _RUN_CONTROL and previous.get(k) != settings.get(k))
+                         if k not in _RUN_CONTROL and previous.get(k, defaults.get(k)) !=
+                         settings.get(k))
         if changed:
             steps = FISHER_STEPS if args.method == "fisher" else STEPS
             first = min((first_step_using(flag, steps) for flag in changed), key=steps.index)

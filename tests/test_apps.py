@@ -131,6 +131,15 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     assert (output / "finetune_compact" / "model.keras").exists()
     prune_app.main(changed)
     assert capsys.readouterr().out.count("done already") == 7
+    # A run saved before a setting existed continues while the setting is at its default.
+    saved = json.loads((output / "hparams.json").read_text())
+    del saved["family_tolerance"]
+    (output / "hparams.json").write_text(json.dumps(saved))
+    prune_app.main(changed)
+    assert capsys.readouterr().out.count("done already") == 7
+    with pytest.raises(SystemExit) as exit_info:
+        prune_app.main(changed + ["--family_tolerance", "0.05"])
+    assert "other settings (family_tolerance)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         prune_app.main(changed + ["--start_from", "compact"])
     assert "--start_from prune" in capsys.readouterr().err
