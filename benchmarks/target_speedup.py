@@ -2,6 +2,7 @@
 
     python benchmarks/target_speedup.py --data /path/to/shared/data [--speedups 1.5,2,3]
         [--dense_model /tmp/dense_sst2.keras] [--latency_table /tmp/latency_b8_s128.json]
+        [--family] [--output_dir /tmp/speedup]
 
 The real MiniLM encoder is fine-tuned on SST-2 (2 epochs, lr 5e-5, `--max_train_examples`
 examples) or `--dense_model` is loaded. A latency table is measured on this device at
@@ -15,6 +16,12 @@ dev examples padded to 128 tokens at batch `--batch_size` and at batch 1. Printe
 request, the table's prediction for the compact model, the measured speedups, the error of the
 measured speedup against the request at the table's batch size (the promise: within 10 %),
 parameters, dev accuracy without fine-tuning, and the pruning wall time.
+
+With `--family`, one more run prunes every requested speedup at once (`target_speedups=`, for
+`apps.prune.FAMILY_LENGTH` times a single run's steps); each snapshotted member is calibrated,
+compacted and measured the same way, the family's wall time is set against the mean single
+run's, and `--output_dir`/frontier.png plots dev accuracy against the measured speedup for
+both. Rows already in `--output_dir`/results.json are kept, not redone.
 """
 
 import argparse
@@ -32,6 +39,8 @@ import keras  # noqa: E402
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
 from apps.measure import ratio_spread, time_in_turn  # noqa: E402
+from apps.plots import metric_against_speedup  # noqa: E402
+from apps.prune import FAMILY_LENGTH  # noqa: E402
 from keras_flop import glue  # noqa: E402
 from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
 
@@ -53,7 +62,11 @@ def parse_args():
     parser.add_argument("--latency_table", default=None,
                         help="A latency table JSON to load, or where to save the measured one.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
+    parser.add_argument("--family", action="store_true",
+                        help="Also prune every --speedups value in one family run and compare.")
+    parser.add_argument("--output_dir", default=None,
+                        help="Writes results.json (and frontier.png with --family) there; rows "
+                             "it already holds are not redone.")
     return parser.parse_args()
 
 
@@ -84,6 +97,35 @@ def measured_speedups(dense, compact, data, args):
     return speedups
 
 
+def compact_row(pruning_model, requested, dense, data, args, table, **extra):
+    """Calibrates the inference mask to `requested`, compacts, and measures the compact model:
+    the row of one requested speedup."""
+    expected = 1.0 / (1.0 - float(pruning_model.expected_sparsity()))
+    keras_flop.calibrate_mask(pruning_model, 1.0 - 1.0 / requested)
+    predicted = keras_flop.predicted_speedup(pruning_model, table)
+    compact = keras_flop.compact(pruning_model)
+    measured = measured_speedups(dense, compact, data, args)
+    return {"requested": requested, "expected": expected, "predicted": predicted,
+            "measured": measured[args.batch_size], "measured_b1": measured[1],
+            "params": compact.count_params(), "dense_params": dense.count_params(),
+            "accuracy": glue_common.evaluate(compact, data, 32)["dev"]["eval_accuracy"],
+            **extra}
+
+
+def prune(dense, data, args, table, steps, **targets):
+    """A frozen-model pruning run of `steps` steps under the latency cost; its wall and CPU
+    seconds (the CPU time of this process: what other jobs on the machine do not inflate)."""
+    keras.utils.set_random_seed(args.seed)
+    pruning_model = keras_flop.factorize(
+        dense, structure=args.structure, gate_config={"eval_mask": "topk"},
+        cost="latency", latency_table=table, pruning_steps=steps, **targets)
+    pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
+    start, cpu = time.perf_counter(), time.process_time()
+    pruning_model.fit(data.training_stream(32, args.seed, steps, 0), epochs=1,
+                      steps_per_epoch=steps, shuffle=False, verbose=2)  # the stream shuffles
+    return pruning_model, time.perf_counter() - start, time.process_time() - cpu
+
+
 def main():
     args = parse_args()
     checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
@@ -95,49 +137,114 @@ def main():
     print(f"dense: dev accuracy {dense_accuracy:.4f}", flush=True)
     table = latency_table(args, dense)
     steps = args.epochs * -(-len(data.train) // 32)
-    rows = []
+    saved = load_results(args)
+    rows, family = saved.get("rows", []), saved.get("family")
     for requested in (float(s) for s in args.speedups.split(",")):
-        keras.utils.set_random_seed(args.seed)
-        pruning_model = keras_flop.factorize(
-            dense, structure=args.structure, gate_config={"eval_mask": "topk"},
-            cost="latency", latency_table=table, target_speedup=requested, pruning_steps=steps)
-        pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
-        start = time.perf_counter()
-        pruning_model.fit(data.training_stream(32, args.seed, steps, 0), epochs=1,
-                          steps_per_epoch=steps, verbose=2)
-        expected = 1.0 / (1.0 - float(pruning_model.expected_sparsity()))
-        keras_flop.calibrate_mask(pruning_model, 1.0 - 1.0 / requested)
-        seconds = time.perf_counter() - start
-        predicted = keras_flop.predicted_speedup(pruning_model, table)
-        compact = keras_flop.compact(pruning_model)
-        accuracy = glue_common.evaluate(compact, data, 32)["dev"]["eval_accuracy"]
-        measured = measured_speedups(dense, compact, data, args)
-        rows.append({"requested": requested, "expected": expected, "predicted": predicted,
-                     "measured": measured[args.batch_size], "measured_b1": measured[1],
-                     "params": compact.count_params(), "dense_params": dense.count_params(),
-                     "accuracy": accuracy, "dense_accuracy": dense_accuracy,
-                     "seconds": seconds, "steps": steps})
+        if any(r["requested"] == requested for r in rows):
+            print(f"{requested}x: kept from {args.output_dir}/results.json", flush=True)
+            continue
+        pruning_model, seconds, cpu = prune(dense, data, args, table, steps,
+                                            target_speedup=requested)
+        rows.append(compact_row(pruning_model, requested, dense, data, args, table,
+                                dense_accuracy=dense_accuracy, seconds=seconds,
+                                cpu_seconds=cpu, steps=steps))
         print(json.dumps(rows[-1]), flush=True)
-        print_table(args, table, rows)
-        if args.output_dir:
-            os.makedirs(args.output_dir, exist_ok=True)
-            common.write_json(os.path.join(args.output_dir, "results.json"),
-                              {"table": table.to_dict(), "rows": rows})
+        save_results(args, table, rows, family)
+    rows.sort(key=lambda r: r["requested"])
+    print_table(args, table, rows)
+    if args.family and family is None:
+        family = prune_family(dense, data, args, table, steps, dense_accuracy)
+        save_results(args, table, rows, family)
+    if family is not None:
+        print_family(args, rows, family)
+        plot_frontier(args, dense_accuracy, rows, family)
+
+
+def prune_family(dense, data, args, table, steps, dense_accuracy):
+    """One run for every requested speedup (`FAMILY_LENGTH` times a single run's steps), each
+    snapshotted member compacted and measured like a single run's model."""
+    speedups = tuple(float(s) for s in args.speedups.split(","))
+    family_steps = int(round(steps * FAMILY_LENGTH))
+    pruning_model, seconds, cpu = prune(dense, data, args, table, family_steps,
+                                        target_speedups=speedups)
+    members = []
+    for i, member in enumerate(pruning_model.family.status()):
+        if member["snapshot_step"] is None:
+            members.append({"requested": member["speedup"], "snapshot_step": None})
+            continue
+        pruning_model.family.load(i)
+        members.append(compact_row(pruning_model, member["speedup"], dense, data, args, table,
+                                   snapshot_step=member["snapshot_step"]))
+        print(json.dumps(members[-1]), flush=True)
+    return {"seconds": seconds, "cpu_seconds": cpu, "steps": family_steps, "members": members}
+
+
+def print_family(args, rows, family):
+    single, single_cpu = (sum(r[k] for r in rows) / len(rows) for k in ("seconds", "cpu_seconds"))
+    print(f"\nFamily: one run of {family['steps']} steps for speedups {args.speedups} "
+          f"({FAMILY_LENGTH}x a single run's {rows[0]['steps']}): {family['seconds']:.0f} s "
+          f"({family['cpu_seconds']:.0f} CPU s), {family['seconds'] / single:.2f}x the mean "
+          f"single-target run's {single:.0f} s ({family['cpu_seconds'] / single_cpu:.2f}x its "
+          f"{single_cpu:.0f} CPU s).\n")
+    print(f"| requested | snapshot step | predicted (compact) | measured b{args.batch_size} | "
+          f"measured / requested − 1 | measured b1 | parameters | dev acc. |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m in family["members"]:
+        if m["snapshot_step"] is None:
+            print(f"| {m['requested']:.2f}x | never | – | – | – | – | – | – |")
+            continue
+        b, b1 = m["measured"], m["measured_b1"]
+        print(f"| {m['requested']:.2f}x | {m['snapshot_step']} | {m['predicted']:.2f}x | "
+              f"{b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | {b[0] / m['requested'] - 1:+.1%} | "
+              f"{b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
+              f"{m['params']:,} ({m['params'] / m['dense_params']:.2f}) | {m['accuracy']:.4f} |",
+              flush=True)
+
+
+def plot_frontier(args, dense_accuracy, rows, family):
+    """`--output_dir`/frontier.png: dev accuracy against the measured speedup at the table's
+    batch size, for the single-target runs, the family's members and the dense model."""
+    if not args.output_dir:
+        return
+    points = [{"speedup": 1.0, "metric": dense_accuracy, "label": "dense", "method": "dense"}]
+    points += [{"speedup": r["measured"][0], "metric": r["accuracy"],
+                "label": f"{r['requested']:g}x", "method": "one run per target"} for r in rows]
+    points += [{"speedup": m["measured"][0], "metric": m["accuracy"],
+                "label": f"{m['requested']:g}x", "method": "family (one run)"}
+               for m in family["members"] if m["snapshot_step"] is not None]
+    path = metric_against_speedup(
+        points, os.path.join(args.output_dir, "frontier.png"), "accuracy",
+        title=f"SST-2, MiniLM-L6, {args.structure}, no fine-tuning after pruning")
+    if path:
+        print(f"frontier plot: {path}")
+
+
+def load_results(args):
+    """What an earlier run with the same `--output_dir` measured (rows are not redone)."""
+    path = args.output_dir and os.path.join(args.output_dir, "results.json")
+    return common.read_json(path) if path and os.path.exists(path) else {}
+
+
+def save_results(args, table, rows, family):
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        common.write_json(os.path.join(args.output_dir, "results.json"),
+                          {"table": table.to_dict(), "rows": rows, "family": family})
 
 
 def print_table(args, table, rows):
     print(f"\n{machine_header()}")
     print(f"MiniLM-L6-H384 on SST-2, structure {args.structure}, model frozen, "
           f"{rows[0]['steps']} pruning steps, no fine-tuning after. Latency table at batch "
-          f"{table.batch_size}, sequence {table.seq_length} (dense {table.dense_seconds() * 1e3:.1f}"
-          f" ms per batch as the table predicts it, "
+          f"{table.batch_size}, sequence {table.seq_length} (dense "
+          f"{table.dense_seconds() * 1e3:.1f} ms per batch as the table predicts it, "
           f"{table.info.get('measured_dense_seconds', float('nan')) * 1e3:.1f} ms measured). "
           f"Measured: dense over compact time on {args.timed_examples} dev examples padded to "
           f"128 (batch {args.batch_size}) and {args.timed_examples // 2} at batch 1, median of "
           f"rounds run in turn (min–max over rounds).\n")
     print(f"| requested | expected at the end of training | predicted (compact) | "
           f"measured b{args.batch_size} | measured / requested − 1 | measured b1 | parameters | "
-          f"dev acc. (dense {rows[0]['dense_accuracy']:.4f}) | pruning s |")
+          f"dev acc. (dense {rows[0]['dense_accuracy']:.4f}) | pruning s (CPU s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, b1 = r["measured"], r["measured_b1"]
@@ -145,7 +252,7 @@ def print_table(args, table, rows):
               f"{b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | {b[0] / r['requested'] - 1:+.1%} | "
               f"{b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
               f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
-              f"{r['accuracy']:.4f} | {r['seconds']:.0f} |", flush=True)
+              f"{r['accuracy']:.4f} | {r['seconds']:.0f} ({r['cpu_seconds']:.0f}) |", flush=True)
     within = sum(abs(r["measured"][0] / r["requested"] - 1) <= 0.10 for r in rows)
     print(f"\n{within} of {len(rows)} measured within 10 % of the requested speedup at batch "
           f"{args.batch_size}.")
