@@ -99,6 +99,8 @@ def main_wrapper(run):
             logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
         try:
             import_tensorflow(verbose)
+            from keras_flop.device import describe_devices
+
             print(f"device: {describe_devices()}")
             return run(args)
         except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
@@ -151,18 +153,6 @@ def import_tensorflow(verbose=False):
     with contextlib.nullcontext() if verbose else _stderr_to_devnull():
         import tensorflow as tf
     return tf
-
-
-def describe_devices():
-    """The devices a run computes on, in one phrase: `CPU (2 cores)` or `2 GPUs (…)`."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU ({os.cpu_count()} cores)"
-    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-             for gpu in gpus]
-    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)})"
 
 
 def prepare_output_dir(path, overwrite=False, create=True):

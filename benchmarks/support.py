@@ -2,7 +2,6 @@
 of every printed table)."""
 
 import os
-import platform
 
 
 def add_data_argument(parser):
@@ -14,22 +13,12 @@ def add_data_argument(parser):
                         help="The shared data folder (GLUE tasks, MiniLM checkpoint).")
 
 
-def cpu_model():
-    """`lscpu`'s model name (from /proc/cpuinfo), else `platform.processor()`."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def machine_header():
     """One line: CPU model, cores, TensorFlow and Keras versions, thread settings."""
     import keras
     import tensorflow as tf
+
+    from keras_flop.device import cpu_model
 
     intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
     inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"

@@ -36,6 +36,7 @@ from keras import ops
 
 from keras_flop.config import BertConfig
 from keras_flop.cost import ExpectedCounts, RealizedCounts, require_account
+from keras_flop.device import describe_devices
 from keras_flop.layers.factorized_dense import FactorizedDense
 
 FORMAT = "keras_flop.latency_table"
@@ -286,22 +287,6 @@ def predicted_speedup(model, table, threshold=0.0):
 
 
 # -- measurement ---------------------------------------------------------------------------
-def _device():
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return f"{len(gpus)} GPU(s)"
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"CPU ({os.cpu_count()} cores){': ' + name if name else ''}"
-
-
 class _Timed:
     """One model's inference pass as a traced graph, timed per call over enough calls to
     last `min_seconds`."""
@@ -417,7 +402,7 @@ def measure_latency_table(config, batch_size=8, seq_length=128, ffn_points=16, r
     import keras
     import tensorflow as tf
 
-    info = {"device": _device(), "tensorflow": tf.__version__,
+    info = {"device": describe_devices(), "tensorflow": tf.__version__,
             "dtype_policy": keras.config.dtype_policy().name, "rounds": rounds,
             "measured_dense_seconds": fixed_seconds + dense,
             "measurement_seconds": time.perf_counter() - began,
