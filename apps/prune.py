@@ -749,7 +749,7 @@ class Pipeline:
         return self.pruning_steps() // (3 if self.args.family is None else 5)
 
     def prune(self):
-        from keras_flop import callbacks, optimizers
+        from keras_flop import callbacks, distillation, optimizers
         from keras_flop.seeding import reseed
 
         args = self.args
@@ -823,7 +823,7 @@ class Pipeline:
                 args.distillation_weight > 0:
             # Logit distillation from a frozen teacher: its outputs are fixed, computed once.
             began = time.perf_counter()
-            features["teacher_logits"] = self.data.tokenized("train").predict(
+            features[distillation.TEACHER_LOGITS] = self.data.tokenized("train").predict(
                 pruning_model.teacher, args.eval_batch_size)
             print(f"   teacher outputs on {len(self.data.train):,} training examples computed "
                   f"once ({time.perf_counter() - began:.0f} s)")

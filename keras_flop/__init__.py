@@ -9,7 +9,8 @@ Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `
 `HardConcreteMask`), `optimizers`, `cost` (what each gate controls) and `latency`.
 """
 
-from keras_flop import callbacks, cost, family, glue, latency, layers, optimizers
+from keras_flop import (callbacks, cost, device, distillation, family, glue, latency, layers,
+                        optimizers)
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
@@ -32,13 +33,12 @@ from keras_flop.tokenizer import BertTokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer", "LatencyTable",
-    "PruningModel", "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost",
-    "expected_latency", "expected_sparsity", "export_formats", "export_saved_model", "factorize",
-    "family",
-    "factorize_model", "from_keras_hub", "glue", "kept_parameters", "latency", "layers",
-    "load_hf_checkpoint", "load_tf1_checkpoint", "measure_latency_table", "optimizers",
-    "parameter_report", "post_training_masks", "predicted_speedup",
-    "preprocessor_from_keras_hub", "prune_post_training", "realized_sparsity",
-    "write_parameter_report",
+    "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer",
+    "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost", "device",
+    "distillation", "expected_latency", "expected_sparsity", "export_formats",
+    "export_saved_model", "factorize", "factorize_model", "family", "from_keras_hub", "glue",
+    "kept_parameters", "latency", "LatencyTable", "layers", "load_hf_checkpoint",
+    "load_tf1_checkpoint", "measure_latency_table", "optimizers", "parameter_report",
+    "post_training_masks", "predicted_speedup", "preprocessor_from_keras_hub",
+    "prune_post_training", "PruningModel", "realized_sparsity", "write_parameter_report",
 ]

@@ -1,6 +1,5 @@
 """`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
 
-import re
 import warnings
 
 import keras
@@ -10,6 +9,8 @@ from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
 from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
+from keras_flop.distillation import (TEACHER_LOGITS, feature_view, hidden_state_loss,
+                                     hidden_state_names, logit_loss)
 from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
 from keras_flop.latency import LatencyCost
@@ -18,21 +19,7 @@ from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
-_HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
-# Feature key of precomputed teacher logits (`teacher_logits`): logit distillation from a
-# frozen teacher without running it every step.
-TEACHER_LOGITS = "teacher_logits"
 CONSTRAINTS = ("equality", "absolute")
-def _hidden_state_names(model):
-    """Names of the layers whose outputs are the encoder's hidden states, in order."""
-    return [layer.name for layer in model.layers if _HIDDEN_STATE.match(layer.name)]
-
-
-def _feature_view(model):
-    """`model` returning `[outputs, *hidden_states]`, sharing its layers."""
-    outputs = [model.outputs[0]] + [model.get_layer(name).output
-                                    for name in _hidden_state_names(model)]
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_hidden_states")
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
@@ -247,10 +234,10 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                                  f"{teacher.outputs[0].shape[-1]} outputs, the pruned model "
                                  f"{network.outputs[0].shape[-1]}: they must match.")
             if hidden_distillation_weight > 0 and \
-                    len(_hidden_state_names(teacher)) != len(_hidden_state_names(network)):
+                    len(hidden_state_names(teacher)) != len(hidden_state_names(network)):
                 raise ValueError(f"Hidden-state distillation matches layer i to layer i: the "
-                                 f"teacher has {len(_hidden_state_names(teacher))} encoder "
-                                 f"layers, the pruned model {len(_hidden_state_names(network))}.")
+                                 f"teacher has {len(hidden_state_names(teacher))} encoder "
+                                 f"layers, the pruned model {len(hidden_state_names(network))}.")
         self.network = network
         self.target_sparsity = float(target_sparsity)
         self.target_sparsity_warmup = int(target_sparsity_warmup)
@@ -270,7 +257,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         # of Keras' tracking: they only share the layers the two models already track.
         self.__dict__["_feature_views"] = None
         if self.hidden_distillation_weight > 0:
-            self.__dict__["_feature_views"] = (_feature_view(network), _feature_view(teacher))
+            self.__dict__["_feature_views"] = (feature_view(network), feature_view(teacher))
 
         def scalar(name, dtype="float32", initializer="zeros", trainable=False):
             return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
@@ -458,23 +445,9 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         return self.regularization_scale * ops.sum(ops.stack(squares)) / 2.0
 
     def distillation_loss(self, teacher_outputs, student_outputs):
-        """`T² · KL(teacher ‖ student)` at temperature `T` (MSE for a regressor), float32."""
-        teacher = ops.stop_gradient(ops.cast(teacher_outputs, "float32"))
-        student = ops.cast(student_outputs, "float32")
-        if student.shape[-1] == 1:
-            return ops.mean(ops.square(student - teacher))
-        t = self.distillation_temperature
-        target = ops.softmax(teacher / t, axis=-1)
-        log_ratio = ops.log_softmax(teacher / t, axis=-1) - ops.log_softmax(student / t, axis=-1)
-        return t * t * ops.mean(ops.sum(target * log_ratio, axis=-1))
-
-    @staticmethod
-    def hidden_state_loss(teacher_states, student_states):
-        """Mean over matched layers of the mean squared hidden-state difference, float32."""
-        return ops.mean(ops.stack([
-            ops.mean(ops.square(ops.cast(s, "float32") -
-                                ops.stop_gradient(ops.cast(t, "float32"))))
-            for t, s in zip(teacher_states, student_states)]))
+        """`T² · KL(teacher ‖ student)` at the model's temperature (MSE for a regressor),
+        float32 (`keras_flop.distillation.logit_loss`)."""
+        return logit_loss(teacher_outputs, student_outputs, self.distillation_temperature)
 
     def _forward(self, x, teacher_logits=None):
         """Student (training) and teacher outputs: `(logits, states, teacher_logits,
@@ -518,7 +491,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             if self.teacher is not None and self.distillation_weight > 0:
                 distill = self.distillation_loss(teacher_pred, y_pred)
             if states is not None:
-                hidden = self.hidden_state_loss(teacher_states, states)
+                hidden = hidden_state_loss(teacher_states, states)
             l2_loss = self.l2_regularization_loss()
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
