@@ -466,7 +466,9 @@ def prepare_run(args, write=True):
         previous = common.read_json(settings_path)
         # A setting the saved run does not name came with a later version of this app: at
         # its default it is what the run did.
-        defaults = {k: build_parser().get_default(k) for k in set(settings) - set(previous)}
+        new = set(settings) - set(previous)
+        parser = build_parser() if new else None
+        defaults = {k: parser.get_default(k) for k in new}
         changed = sorted(k for k in set(previous) | set(settings)
                          if k not in _RUN_CONTROL and previous.get(k, defaults.get(k)) !=
                          settings.get(k))

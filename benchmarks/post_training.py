@@ -23,7 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
 import keras_flop  # noqa: E402
 from apps import glue_common  # noqa: E402
 from apps.measure import compare_latency  # noqa: E402

@@ -139,7 +139,8 @@ def main():
     steps = args.epochs * -(-len(data.train) // 32)
     saved = load_results(args)
     rows, family = saved.get("rows", []), saved.get("family")
-    for requested in (float(s) for s in args.speedups.split(",")):
+    speedups = [float(s) for s in args.speedups.split(",")]
+    for requested in speedups:
         if any(r["requested"] == requested for r in rows):
             print(f"{requested}x: kept from {args.output_dir}/results.json", flush=True)
             continue
@@ -153,20 +154,19 @@ def main():
     rows.sort(key=lambda r: r["requested"])
     print_table(args, table, rows)
     if args.family and family is None:
-        family = prune_family(dense, data, args, table, steps, dense_accuracy)
+        family = prune_family(dense, data, args, table, steps, speedups)
         save_results(args, table, rows, family)
     if family is not None:
         print_family(args, rows, family)
         plot_frontier(args, dense_accuracy, rows, family)
 
 
-def prune_family(dense, data, args, table, steps, dense_accuracy):
+def prune_family(dense, data, args, table, steps, speedups):
     """One run for every requested speedup (`FAMILY_LENGTH` times a single run's steps), each
     snapshotted member compacted and measured like a single run's model."""
-    speedups = tuple(float(s) for s in args.speedups.split(","))
     family_steps = int(round(steps * FAMILY_LENGTH))
     pruning_model, seconds, cpu = prune(dense, data, args, table, family_steps,
-                                        target_speedups=speedups)
+                                        target_speedups=tuple(speedups))
     members = []
     for i, member in enumerate(pruning_model.family.status()):
         if member["snapshot_step"] is None:
@@ -193,12 +193,19 @@ def print_family(args, rows, family):
         if m["snapshot_step"] is None:
             print(f"| {m['requested']:.2f}x | never | – | – | – | – | – | – |")
             continue
-        b, b1 = m["measured"], m["measured_b1"]
-        print(f"| {m['requested']:.2f}x | {m['snapshot_step']} | {m['predicted']:.2f}x | "
-              f"{b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | {b[0] / m['requested'] - 1:+.1%} | "
-              f"{b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
-              f"{m['params']:,} ({m['params'] / m['dense_params']:.2f}) | {m['accuracy']:.4f} |",
+        print(f"| {m['requested']:.2f}x | {m['snapshot_step']} | {measured_cells(m)} |",
               flush=True)
+
+
+def measured_cells(row):
+    """The cells a single run's and a family member's rows share: predicted, measured at the
+    table's batch size (min–max), its error against the request, at batch 1, parameters and
+    dev accuracy."""
+    b, b1 = row["measured"], row["measured_b1"]
+    return (f"{row['predicted']:.2f}x | {b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | "
+            f"{b[0] / row['requested'] - 1:+.1%} | {b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
+            f"{row['params']:,} ({row['params'] / row['dense_params']:.2f}) | "
+            f"{row['accuracy']:.4f}")
 
 
 def plot_frontier(args, dense_accuracy, rows, family):
@@ -247,12 +254,8 @@ def print_table(args, table, rows):
           f"dev acc. (dense {rows[0]['dense_accuracy']:.4f}) | pruning s (CPU s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        b, b1 = r["measured"], r["measured_b1"]
-        print(f"| {r['requested']:.2f}x | {r['expected']:.2f}x | {r['predicted']:.2f}x | "
-              f"{b[0]:.2f}x ({b[1]:.2f}–{b[2]:.2f}) | {b[0] / r['requested'] - 1:+.1%} | "
-              f"{b1[0]:.2f}x ({b1[1]:.2f}–{b1[2]:.2f}) | "
-              f"{r['params']:,} ({r['params'] / r['dense_params']:.2f}) | "
-              f"{r['accuracy']:.4f} | {r['seconds']:.0f} ({r['cpu_seconds']:.0f}) |", flush=True)
+        print(f"| {r['requested']:.2f}x | {r['expected']:.2f}x | {measured_cells(r)} | "
+              f"{r['seconds']:.0f} ({r['cpu_seconds']:.0f}) |", flush=True)
     within = sum(abs(r["measured"][0] / r["requested"] - 1) <= 0.10 for r in rows)
     print(f"\n{within} of {len(rows)} measured within 10 % of the requested speedup at batch "
           f"{args.batch_size}.")
