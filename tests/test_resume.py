@@ -32,6 +32,15 @@ def _run(output):
                           capture_output=True, text=True, timeout=900).stdout
 
 
+def _latest_checkpoint_step(checkpoints):
+    state = checkpoints / "checkpoint"
+    try:
+        first_line = state.read_text().splitlines()[0]
+    except (FileNotFoundError, IndexError):
+        return 0
+    return int(first_line.rsplit("ckpt-", 1)[1].rstrip('"'))
+
+
 def test_killed_pruning_run_resumes_to_the_uninterrupted_result(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen(_command(killed), cwd=ROOT, env=_env(),
@@ -40,7 +49,8 @@ def test_killed_pruning_run_resumes_to_the_uninterrupted_result(tmp_path):
     deadline = time.time() + 600
     try:
         while time.time() < deadline and process.poll() is None:
-            if list(checkpoints.glob("ckpt-16.index")):
+            # The state file names a checkpoint only once all its files are written.
+            if _latest_checkpoint_step(checkpoints) >= 16:
                 break
             time.sleep(0.05)
         assert process.poll() is None, "the run ended before it could be killed"
