@@ -5,10 +5,10 @@ structure and target.
         [--tasks sst2,rte,mrpc,cola,stsb] [--targets 0.3,0.5,0.7] [--max_train_examples 1067]
 
 For each task the real MiniLM encoder is fine-tuned once (2 epochs, lr 5e-5, on up to
-`--max_train_examples` training examples; or `--dense_model` is loaded), then pruned with the
-defaults of `python -m apps.prune` for each structure and target: model frozen, 3 epochs (3 ·
-⌈n / 32⌉ steps: 102 with the default 1,067 examples, the shortest run the schedules are sized
-for), the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of
+`--max_train_examples` training examples, and saved as `--dense_dir/<task>_seed<seed>.keras`
+for the next run; or `--dense_model` is loaded), then pruned with the defaults of
+`python -m apps.prune` for each structure and target: model frozen, 3 epochs (3 · ⌈n / 32⌉
+steps: 102 with the default 1,067 examples, the shortest run the schedules are sized for), the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of
 it, rank gates starting at the break-even rank, `topk` inference mask calibrated as the app
 does. Printed per cell: pruning steps, the first step from which `ŝ` stays within 0.01 of the
 target to the end (`reached`; the target warmup ends at a third of the steps), the final
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import keras_flop  # noqa: E402
 from apps import glue_common  # noqa: E402
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
 
 STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
 
@@ -50,7 +50,12 @@ def parse_args():
     parser.add_argument("--dense_model", default=None,
                         help="A fine-tuned dense .keras model to prune instead of fine-tuning "
                              "one (with a single --tasks).")
-    parser.add_argument("--output_dir", default=None, help="Writes results.json there.")
+    parser.add_argument("--dense_dir", default=None,
+                        help="Reuse <dir>/<task>_seed<seed>.keras as the fine-tuned model, "
+                             "or save it there (the naming of benchmarks/post_training.py).")
+    parser.add_argument("--output_dir", default=None,
+                        help="Writes results.json there after every cell; the cells already "
+                             "in it are kept and not run again.")
     return parser.parse_args()
 
 
@@ -105,26 +110,41 @@ def main():
     targets = [float(t) for t in args.targets.split(",")]
     if args.dense_model and "," in args.tasks:
         raise SystemExit("--dense_model is the model of one task: pass a single --tasks.")
+    results = os.path.join(args.output_dir, "results.json") if args.output_dir else None
     rows = []
+    if results and os.path.exists(results):
+        with open(results, encoding="utf-8") as f:
+            rows = json.load(f)
+        print(f"{len(rows)} cells read from {results}; they are not run again.")
     for task in args.tasks.split(","):
+        cells = [(structure, target) for structure in args.structures.split(",")
+                 for target in targets
+                 if not any(r["task"] == task and r["structure"] == structure and
+                            r["target"] == target for r in rows)]
+        if not cells:
+            continue
         data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
                                           args.max_seq_length, args.max_train_examples,
                                           seed=args.seed)
-        keras.utils.set_random_seed(args.seed)
         if args.dense_model:
             dense = keras.saving.load_model(args.dense_model, compile=False)
         else:
-            dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
-            glue_common.fine_tune(dense, data, 5e-5, 2, 32, args.seed)
+            path = (os.path.join(args.dense_dir, f"{task}_seed{args.seed}.keras")
+                    if args.dense_dir else None)
+            dense, how = fine_tuned_dense(path, data, checkpoint, args.seed)
+            print(f"{task}: dense {how}", flush=True)
         dense_score = glue_common.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
         steps = args.epochs * -(-len(data.train) // 32)
-        for structure in args.structures.split(","):
-            for target in targets:
-                row = {"task": task, "structure": structure, "target": target,
-                       "dense_score": dense_score,
-                       **prune_once(dense, data, structure, target, steps, args.seed)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        for structure, target in cells:
+            row = {"task": task, "structure": structure, "target": target,
+                   "dense_score": dense_score,
+                   **prune_once(dense, data, structure, target, steps, args.seed)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if results:
+                os.makedirs(args.output_dir, exist_ok=True)
+                with open(results, "w", encoding="utf-8") as f:
+                    json.dump(rows, f, indent=2)
     print(f"\nMiniLM-L6-H384, model frozen, {args.epochs} pruning epochs of batch 32 on up to "
           f"{args.max_train_examples} training examples per task, app defaults otherwise.")
     print(machine_header())
@@ -144,10 +164,8 @@ def main():
               f"{r['seconds']:.0f} |")
     misses = [r for r in rows if abs(r["realized"] - r["target"]) > 0.02]
     print(f"\n{len(rows) - len(misses)} of {len(rows)} cells realized within 0.02 of the target.")
-    if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+    if results:
+        print(f"Results: {results}")
 
 
 if __name__ == "__main__":
