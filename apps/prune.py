@@ -494,6 +494,21 @@ def prepare_run(args, write=True):
     return args.output_dir
 
 
+def epoch_segments(done, steps, per_epoch):
+    """`(begin, end)` step ranges of the `fit` calls that train steps `done..steps - 1`. A run
+    resumed mid-epoch first finishes that epoch, so that the progress bar's epochs are the
+    data's and every later epoch has `per_epoch` steps (one `fit` from `done // per_epoch`
+    would run out of batches in its last epoch)."""
+    segments = []
+    if done % per_epoch and done < steps:
+        boundary = min(steps, (done // per_epoch + 1) * per_epoch)
+        segments.append((done, boundary))
+        done = boundary
+    if done < steps:
+        segments.append((done, steps))
+    return segments
+
+
 class Pipeline:
     """The steps of a run. `path` names what the steps read in the run directory, `out` where
     this worker writes it: the run directory itself, or the scratch directory of a worker
@@ -829,21 +844,22 @@ class Pipeline:
                 pruning_model.teacher, args.eval_batch_size)
             print(f"   teacher outputs on {len(self.data.train):,} training examples computed "
                   f"once ({time.perf_counter() - began:.0f} s)")
-        stream = self.data.training_stream(args.train_batch_size, args.seed, steps, done,
-                                           **features)
         start = time.perf_counter()
         logs = {}
-        if done < steps:
-            with warnings.catch_warnings():  # missing family members: said below, once
-                warnings.filterwarnings("ignore", "The run ended before the constraint")
-                history = pruning_model.fit(stream, epochs=args.num_train_epochs,
-                                            initial_epoch=done // per_epoch,
-                                            steps_per_epoch=per_epoch,
-                                            callbacks=[board, evaluation, saver, stop,
-                                                       trace],
-                                            verbose=glue_common.fit_verbosity(),
-                                            shuffle=False)  # shuffled per epoch already
-            logs = {k: float(v[-1]) for k, v in history.history.items()}
+        with warnings.catch_warnings():  # missing family members: said below, once
+            warnings.filterwarnings("ignore", "The run ended before the constraint")
+            for begin, end in epoch_segments(done, steps, per_epoch):
+                if stop.failed_step is not None:
+                    break
+                stream = self.data.training_stream(args.train_batch_size, args.seed, steps,
+                                                   begin, **features)
+                history = pruning_model.fit(
+                    stream, epochs=-(-end // per_epoch), initial_epoch=begin // per_epoch,
+                    steps_per_epoch=min(per_epoch, end - begin),
+                    callbacks=[board, evaluation, saver, stop, trace],
+                    verbose=glue_common.fit_verbosity(),
+                    shuffle=False)  # shuffled per epoch already
+                logs = {k: float(v[-1]) for k, v in history.history.items()}
         if stop.failed_step is not None:
             raise common.UsageError(
                 f"Non-finite loss at pruning step {stop.failed_step}; the last good checkpoint "

@@ -539,3 +539,13 @@ def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1, error
+
+
+def test_a_run_resumed_mid_epoch_finishes_that_epoch_first():
+    from apps.prune import epoch_segments
+
+    assert epoch_segments(0, 48, 16) == [(0, 48)]
+    assert epoch_segments(24, 48, 16) == [(24, 32), (32, 48)]
+    assert epoch_segments(40, 48, 16) == [(40, 48)]
+    assert epoch_segments(32, 48, 16) == [(32, 48)]
+    assert epoch_segments(48, 48, 16) == []
