@@ -8,13 +8,16 @@ For each task the real MiniLM encoder is fine-tuned once (2 epochs, lr 5e-5, on 
 `--max_train_examples` training examples, and saved as `--dense_dir/<task>_seed<seed>.keras`
 for the next run; or `--dense_model` is loaded), then pruned with the defaults of
 `python -m apps.prune` for each structure and target: model frozen, 3 epochs (3 · ⌈n / 32⌉
-steps: 102 with the default 1,067 examples, the shortest run the schedules are sized for), the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of
-it, rank gates starting at the break-even rank, `topk` inference mask calibrated as the app
+steps: 102 with the default 1,067 examples, the shortest run the schedules are sized for),
+the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of it,
+rank gates starting at the break-even rank, `topk` inference mask calibrated as the app
 does. Printed per cell: pruning steps, the first step from which `ŝ` stays within 0.01 of the
 target to the end (`reached`; the target warmup ends at a third of the steps), the final
 expected sparsity, the compact model's realized sparsity (and, where the inference mask had to
-be calibrated, what it was before), and the wall time of pruning. The promise: realized within
-0.02 of the target.
+be calibrated, what it was before), the dev score of the pruned model (no fine-tuning after
+pruning) and the wall time of pruning. The promise: realized within 0.02 of the target.
+`--init_masks none,fisher` runs each cell twice at the same step budget: gates all open, and
+gates started from the Fisher mask at the target.
 """
 
 import argparse
@@ -43,6 +46,10 @@ def parse_args():
     parser.add_argument("--tasks", default="sst2,rte,mrpc,cola,stsb")
     parser.add_argument("--structures", default=",".join(STRUCTURES))
     parser.add_argument("--targets", default="0.3,0.5,0.7")
+    parser.add_argument("--init_masks", default="none",
+                        help="Comma-separated starting gates, run side by side: none (all "
+                             "open, the app's default) and/or fisher (the Fisher mask at the "
+                             "target, as `apps.prune --init_mask fisher`; not for rank).")
     parser.add_argument("--max_train_examples", type=int, default=1067)
     parser.add_argument("--epochs", type=int, default=3, help="Pruning epochs (app default 3).")
     parser.add_argument("--max_seq_length", type=int, default=128)
@@ -79,12 +86,21 @@ def reached_step(rows, target, tolerance=0.01):
     return int(outside[-1] + 1) if len(outside) else 0
 
 
-def prune_once(dense, data, structure, target, steps, seed):
+def prune_once(dense, data, structure, target, steps, seed, init_mask="none"):
     keras.utils.set_random_seed(seed)
     rank = "break_even" if structure in ("rank", "all") else None
     pruning_model = keras_flop.factorize(dense, structure=structure, rank=rank,
                                          gate_config={"eval_mask": "topk"},
                                          target_sparsity=target, pruning_steps=steps)
+    fisher_seconds = None
+    if init_mask == "fisher":
+        from keras_flop.post_training import init_gates_from_masks, post_training_masks
+
+        began = time.perf_counter()
+        masks = post_training_masks(dense, data.train_dataset(32, seed), target=1.0 - target,
+                                    tune=False)
+        init_gates_from_masks(pruning_model, masks)
+        fisher_seconds = time.perf_counter() - began
     pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
     trace = SparsityTrace()
     start = time.perf_counter()
@@ -100,7 +116,10 @@ def prune_once(dense, data, structure, target, steps, seed):
             "target_warmup": pruning_model.target_sparsity_warmup, "expected": expected,
             "realized": keras_flop.realized_sparsity(pruning_model), "mask_shift": shift,
             "realized_uncalibrated": before if any(shift) else None,
-            "seconds": seconds}
+            "seconds": seconds, "init_mask": init_mask, "fisher_seconds": fisher_seconds,
+            # The gated model with its inference mask computes the compact model's outputs.
+            "score": glue_common.evaluate(pruning_model, data, 32)[
+                next(iter(data.evals))]["eval_score"]}
 
 
 def main():
@@ -117,10 +136,11 @@ def main():
             rows = json.load(f)
         print(f"{len(rows)} cells read from {results}; they are not run again.")
     for task in args.tasks.split(","):
-        cells = [(structure, target) for structure in args.structures.split(",")
-                 for target in targets
+        cells = [(structure, target, init) for structure in args.structures.split(",")
+                 for target in targets for init in args.init_masks.split(",")
                  if not any(r["task"] == task and r["structure"] == structure and
-                            r["target"] == target for r in rows)]
+                            r["target"] == target and r.get("init_mask", "none") == init
+                            for r in rows)]
         if not cells:
             continue
         data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
@@ -135,10 +155,10 @@ def main():
             print(f"{task}: dense {how}", flush=True)
         dense_score = glue_common.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
         steps = args.epochs * -(-len(data.train) // 32)
-        for structure, target in cells:
+        for structure, target, init in cells:
             row = {"task": task, "structure": structure, "target": target,
                    "dense_score": dense_score,
-                   **prune_once(dense, data, structure, target, steps, args.seed)}
+                   **prune_once(dense, data, structure, target, steps, args.seed, init)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if results:
@@ -151,17 +171,22 @@ def main():
     print("reached: first step from which ŝ stays within 0.01 of the target (the target "
           "warmup ends at the step in brackets); realized: encoder dense sparsity of the "
           "compact model.\n")
-    print("| task | structure | target | steps | reached (warmup) | expected | realized | "
-          "realized − target | uncalibrated | prune s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| task | structure | start | target | steps | reached (warmup) | expected | "
+          "realized | realized − target | uncalibrated | dev (dense) | prune s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         reached = "never" if r["reached_step"] is None else r["reached_step"]
         uncalibrated = ("–" if r["realized_uncalibrated"] is None else
                         f"{r['realized_uncalibrated']:.3f}")
-        print(f"| {r['task']} | {r['structure']} | {r['target']} | {r['steps']} | {reached} "
-              f"({r['target_warmup']}) | {r['expected']:.3f} | {r['realized']:.3f} | "
-              f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | "
-              f"{r['seconds']:.0f} |")
+        score = "–" if r.get("score") is None else \
+            f"{r['score']:.4f} ({r['dense_score']:.4f})"
+        seconds = f"{r['seconds']:.0f}"
+        if r.get("fisher_seconds") is not None:
+            seconds += f" + {r['fisher_seconds']:.0f} Fisher"
+        print(f"| {r['task']} | {r['structure']} | {r.get('init_mask', 'none')} | "
+              f"{r['target']} | {r['steps']} | {reached} ({r['target_warmup']}) | "
+              f"{r['expected']:.3f} | {r['realized']:.3f} | "
+              f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | {score} | {seconds} |")
     misses = [r for r in rows if abs(r["realized"] - r["target"]) > 0.02]
     print(f"\n{len(rows) - len(misses)} of {len(rows)} cells realized within 0.02 of the target.")
     if results:
