@@ -1,26 +1,19 @@
 """Distillation from the fine-tuned dense model: the losses a `PruningModel` adds to its task
 loss, on the teacher's logits and on its encoder layers' hidden states."""
 
-import re
-
 import keras
 from keras import ops
+
+from keras_flop.models.bert import hidden_state_layers
 
 # Feature key of precomputed teacher logits: logit distillation from a frozen teacher
 # without running it every step.
 TEACHER_LOGITS = "teacher_logits"
-_HIDDEN_STATE = re.compile(r"^layer_\d+_output_layer_norm$")
-
-
-def hidden_state_names(model):
-    """Names of the layers whose outputs are the encoder's hidden states, in order."""
-    return [layer.name for layer in model.layers if _HIDDEN_STATE.match(layer.name)]
 
 
 def feature_view(model):
     """`model` returning `[outputs, *hidden_states]`, sharing its layers."""
-    outputs = [model.outputs[0]] + [model.get_layer(name).output
-                                    for name in hidden_state_names(model)]
+    outputs = [model.outputs[0]] + [layer.output for layer in hidden_state_layers(model)]
     return keras.Model(model.inputs, outputs, name=f"{model.name}_with_hidden_states")
 
 

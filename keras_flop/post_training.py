@@ -38,7 +38,7 @@ from keras import ops
 from keras_flop.compaction import compact
 from keras_flop.factorization import factorize_model
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.models.bert import bert_network
+from keras_flop.models.bert import HIDDEN_STATE_SUFFIX, bert_network
 from keras_flop.cost import unit_kernel_params
 from keras_flop.structure import encoder_layer_parts
 
@@ -129,7 +129,7 @@ class _Encoder:
         return self.layer(index, "attention_layer_norm")(x)
 
     def output_norm(self, index, x):
-        return self.layer(index, "output_layer_norm")(x)
+        return self.layer(index, HIDDEN_STATE_SUFFIX)(x)
 
     def logits(self, inputs, head_masks=None, unit_masks=None):
         padding_mask = ops.cast(inputs["padding_mask"], "bool")

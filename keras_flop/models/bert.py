@@ -42,6 +42,9 @@ _ATTENTION_SUFFIXES = ENCODER_DENSE_SUFFIXES[:4]
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
+# The LayerNorm that ends every encoder layer: its output is the layer's hidden state.
+HIDDEN_STATE_SUFFIX = "output_layer_norm"
+
 # Structural gates an encoder layer can carry, and the names of their `HardConcreteMask`s:
 # "heads" scales each head's context before the output projection, "ffn" each intermediate
 # unit, "layers" the whole attention block and the whole FFN block.
@@ -53,6 +56,14 @@ MASK_SUFFIXES = {"head": "head_mask", "intermediate": "intermediate_mask",
 def encoder_dense_names(num_layers):
     """Names of the encoder's dense layers, e.g. `layer_0_attention_query`."""
     return [f"layer_{i}_{suffix}" for i in range(num_layers) for suffix in ENCODER_DENSE_SUFFIXES]
+
+
+def hidden_state_layers(model):
+    """The layers whose outputs are the encoder's hidden states, one per encoder layer of the
+    model's config, in order (a removed block keeps its layer's LayerNorm)."""
+    network = bert_network(model)
+    return [network.get_layer(f"layer_{i}_{HIDDEN_STATE_SUFFIX}")
+            for i in range(network.bert_config.num_hidden_layers)]
 
 
 def encoder_dense_specs(config, layer_shapes):
@@ -351,7 +362,7 @@ def _encoder_layer(config, index, x, padding_mask, make_dense, make_mask, gates,
     ffn = keras.layers.Dropout(config.hidden_dropout_prob, name=prefix + "output_dropout",
                                dtype=policy)(ffn)
     x = keras.layers.Add(name=prefix + "output_residual", dtype=policy)([x, ffn])
-    return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "output_layer_norm",
+    return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + HIDDEN_STATE_SUFFIX,
                                            dtype=policy)(x)
 
 
