@@ -5,11 +5,13 @@
 
 For each task present in `--data_dir` (absent ones are skipped with a message) and each
 learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
-`test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras`;
-per sweep `OUTPUT_DIR/results.md` and `results.json`: every run, best per task.
+`test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras` with
+its `vocab.txt` (`python -m apps.prune --dense_model .../model.keras` prunes it); per sweep
+`OUTPUT_DIR/results.md` and `results.json`: every run, best per task.
 """
 
 import os
+import shutil
 import time
 
 from apps import common, glue_common
@@ -134,6 +136,7 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
         "train_examples": len(data.train), "seed": args.seed})
     glue_common.write_test_results(run_dir, model, data, args.eval_batch_size)
     common.save_model(model, os.path.join(run_dir, "model.keras"))
+    shutil.copyfile(vocab, os.path.join(run_dir, "vocab.txt"))  # the model's inputs' meaning
     return flat
 
 

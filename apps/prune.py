@@ -93,6 +93,12 @@ def build_parser():
                            "keras_flop.from_keras_hub), instead of --init_checkpoint; the dense "
                            "fine-tuning is skipped. Vocabulary: its saved preprocessor's, else "
                            "--vocab_file.")
+    data.add_argument("--dense_model", default=None,
+                      help="A fine-tuned keras-flop classifier's .keras file (apps.glue_finetune's "
+                           "model.keras, or a run's finetune/model.keras), instead of "
+                           "--init_checkpoint: one teacher for many pruning runs; the dense "
+                           "fine-tuning is skipped. Vocabulary: vocab.txt beside it, else "
+                           "--vocab_file.")
     data.add_argument("--pipeline", choices=("seed", "paper"), default="seed",
                       help="seed: fine-tune dense, then train only gates and λ (model lr 0); "
                            "paper: factorize the pre-trained model, train all jointly.")
@@ -267,10 +273,14 @@ def _default(value, fallback):
 def resolve_args(args):
     """Fills the defaults that depend on the task, pipeline and toy preset; checks ranges."""
     toy = args.task is None
-    if toy and (args.data_dir or args.init_checkpoint or args.keras_hub_model):
-        raise common.UsageError("--data_dir/--init_checkpoint/--keras_hub_model need --task.")
-    if args.init_checkpoint and args.keras_hub_model:
-        raise common.UsageError("Pass either --init_checkpoint or --keras_hub_model.")
+    sources = [flag for flag in ("init_checkpoint", "keras_hub_model", "dense_model")
+               if getattr(args, flag)]
+    if toy and (args.data_dir or sources):
+        raise common.UsageError("--data_dir/--init_checkpoint/--keras_hub_model/--dense_model "
+                                "need --task.")
+    if len(sources) > 1:
+        raise common.UsageError("Pass one of --init_checkpoint, --keras_hub_model and "
+                                f"--dense_model; got {', '.join('--' + f for f in sources)}.")
     formats = [f.strip() for f in args.export_formats.split(",") if f.strip()]
     if not formats or set(formats) - set(EXPORT_FORMATS):
         raise common.UsageError(f"--export_formats must be drawn from "
@@ -530,6 +540,9 @@ class Pipeline:
         elif args.keras_hub_model:
             data_dir = args.data_dir
             config, vocab = self.keras_hub_files(keras_flop)
+        elif args.dense_model:
+            data_dir = args.data_dir
+            config, vocab = self.dense_model_files(keras_flop)
         else:
             from apps.glue_finetune import checkpoint_files
             data_dir = args.data_dir
@@ -570,6 +583,32 @@ class Pipeline:
             kf.preprocessor_from_keras_hub(self.hub_model.preprocessor, vocab,
                                            self.args.max_seq_length)
         return config, vocab
+
+    def dense_model_files(self, kf):
+        """(config, vocab file) of --dense_model: the config it carries, vocab.txt beside it
+        or --vocab_file."""
+        import keras
+
+        from keras_flop.models.bert import bert_network
+        path = self.args.dense_model
+        if not os.path.exists(path):
+            raise common.UsageError(f"--dense_model {path} does not exist.")
+        self.given_dense = keras.saving.load_model(path, compile=False)
+        try:
+            network = bert_network(self.given_dense)
+        except ValueError as error:
+            raise common.UsageError(f"--dense_model {path}: {error}") from None
+        if network.gates or any(isinstance(layer, kf.layers.FactorizedDense)
+                                for layer in network.encoder_dense_layers()):
+            raise common.UsageError(f"--dense_model {path} has gates or factorized layers: "
+                                    "pass the dense fine-tuned model (e.g. "
+                                    "finetune/model.keras), not a pruning model.")
+        vocab = self.args.vocab_file or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                     "vocab.txt")
+        if not os.path.exists(vocab):
+            raise common.UsageError(f"No vocabulary for --dense_model: {vocab} does not exist; "
+                                    "pass --vocab_file.")
+        return network.bert_config, vocab
 
     @staticmethod
     def _default_strategy():
@@ -654,6 +693,16 @@ class Pipeline:
             model = kf.BertClassifier(self.config, hub.num_labels)  # with dropout overrides
             model.set_weights(hub.get_weights())
             finetuned = True
+        elif args.dense_model:
+            given = getattr(self.given_dense, "network", self.given_dense)
+            if given.num_labels != self.data.task.num_labels:
+                raise common.UsageError(
+                    f"--dense_model {args.dense_model} has {given.num_labels} outputs; task "
+                    f"{args.task} needs {self.data.task.num_labels}.")
+            model = kf.BertClassifier(self.config, given.num_labels,
+                                      layer_shapes=given.layer_shapes)  # dropout overrides
+            model.set_weights(given.get_weights())
+            finetuned = True
         else:
             from keras_flop.checkpoint import has_classifier_head
             finetuned = has_classifier_head(args.init_checkpoint)
@@ -668,6 +717,8 @@ class Pipeline:
                   "pipeline, or --finetune_epochs 0)")
         os.makedirs(self.out("finetune"), exist_ok=True)
         self.evaluate_to(model, "finetune", extra)
+        # With its vocabulary, the model is a --dense_model for other pruning runs.
+        shutil.copyfile(self.vocab, self.out("finetune", "vocab.txt"))
         common.save_model(model, self.out("finetune", "model.keras"))
 
     def factorize(self):

@@ -333,6 +333,50 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
         assert (output / "export" / name).exists() == (fmt in formats)
 
 
+def test_prune_app_from_a_given_dense_model_and_its_errors(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from apps import prune as prune_app
+    from apps import toy_task
+
+    data_dir, vocab = toy_task.write_toy_glue(tmp_path / "glue", train=64, dev=32, test=8)
+    config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
+    dense = keras_flop.build_bert_classifier(config, num_labels=2)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    dense.save(teacher / "model.keras")
+    common = ["--task", "sst2", "--data_dir", str(data_dir), "--max_seq_length", "16"]
+
+    def fails(flags, message):
+        with pytest.raises(SystemExit) as exit_info:
+            prune_app.main(common + flags + ["--output_dir", str(tmp_path / "bad")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+    fails(["--dense_model", str(teacher / "model.keras")], "pass --vocab_file")
+    fails(["--dense_model", str(tmp_path / "none.keras")], "does not exist")
+    fails(["--dense_model", "m.keras", "--init_checkpoint", "ckpt"],
+          "Pass one of --init_checkpoint, --keras_hub_model and --dense_model")
+    keras_flop.factorize(dense, structure="heads+ffn").network.save(tmp_path / "gated.keras")
+    fails(["--dense_model", str(tmp_path / "gated.keras"), "--vocab_file", vocab],
+          "has gates or factorized layers")
+    shutil.copyfile(vocab, teacher / "vocab.txt")
+    output = tmp_path / "run"
+    prune_app.main(common + ["--dense_model", str(teacher / "model.keras"), "--output_dir",
+                             str(output), "--structure", "heads+ffn", "--train_batch_size",
+                             "16", "--num_train_epochs", "1", "--allow_short",
+                             "--final_epochs", "0"])
+    assert "used as it is" in capsys.readouterr().out
+    copy = keras.saving.load_model(output / "finetune" / "model.keras")
+    batch = {"token_ids": np.arange(2, 10, dtype="int32")[None],
+             "segment_ids": np.zeros((1, 8), "int32"), "padding_mask": np.ones((1, 8), bool)}
+    np.testing.assert_allclose(copy(batch), dense(batch), atol=1e-6)
+    # The run's own dense model is, with its vocabulary, a --dense_model for the next run.
+    assert (output / "finetune" / "vocab.txt").read_text() == open(vocab).read()
+    assert (output / "report.md").exists()
+
+
 def test_prune_app_export_format_flags_are_checked(tmp_path, capsys):
     from apps import prune as prune_app
 

@@ -225,3 +225,19 @@ def test_a_failed_start_does_not_block_the_corrected_command(good, tmp_path, cap
     assert args.task == "sst2"
     with pytest.raises(ValueError, match=r"holds a run with other settings \(seed\)"):
         prune.prepare_run(args)
+
+
+def test_a_fine_tuned_model_is_the_dense_model_of_a_pruning_run(good, tmp_path, capsys):
+    module, argv = _argv("finetune", Path(good), [], tmp_path / "sweep")
+    module.main(argv)
+    run = tmp_path / "sweep" / "sst2" / "lr_0.0001"
+    assert (run / "vocab.txt").read_text() == (good / "ckpt" / "vocab.txt").read_text()
+    output = tmp_path / "pruned"
+    prune.main(["--task", "sst2", "--data_dir", str(good / "glue"), "--dense_model",
+                str(run / "model.keras"), "--output_dir", str(output), "--max_seq_length", "8",
+                "--structure", "heads+ffn", "--num_train_epochs", "1", "--allow_short",
+                "--final_epochs", "0"])
+    assert "used as it is" in capsys.readouterr().out
+    finetuned = json.loads((run / "eval_results.json").read_text())
+    reused = json.loads((output / "finetune" / "eval_results.json").read_text())
+    assert abs(finetuned["eval_accuracy"] - reused["eval_accuracy"]) < 1e-6
