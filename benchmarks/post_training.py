@@ -9,7 +9,8 @@ of the train split, `--finetune_epochs`), or reuses `--dense_dir/<task>_seed<see
 target (fraction of the encoder's head and FFN kernel parameters kept):
 `keras_flop.prune_post_training` on `--num_samples` training examples, no retraining; prints
 the dev score, parameters, the pruning wall time and the CPU latency of compact vs dense at
-batch 8 and batch 1, padded to 128 tokens, run in turn (`apps.measure.compare_latency`).
+batch 8 and batch 1, padded to 128 tokens, run in turn (`support.measured_speedups`: the
+median round's ratio).
 With several `--seeds` (fine-tuning and the pruning sample's order; the training subset stays
 `--data_seed`'s), each figure is the mean ± standard deviation over seeds.
 """
@@ -25,10 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras_flop  # noqa: E402
 from apps import glue_common  # noqa: E402
-from apps.measure import compare_latency  # noqa: E402
-from keras_flop import glue  # noqa: E402
 from support import (add_data_argument, add_seeds_argument, fine_tuned_dense,  # noqa: E402
-                     machine_header, mean_std)
+                     machine_header, mean_std, measured_speedups)
 
 
 def parse_args():
@@ -46,20 +45,6 @@ def parse_args():
                              "or save it.")
     add_seeds_argument(parser)
     return parser.parse_args()
-
-
-def latency_ratios(dense, compact, data, count):
-    """Compact / dense seconds over `count` dev examples at batch 8 and `count // 2` at batch
-    1, every batch padded to 128 tokens."""
-    tokenized = glue.tokenize_examples(data.evals[next(iter(data.evals))][:count], data.task,
-                                       data.preprocessor, pad_to_max_length=True)
-    ratios = {}
-    for batch, limit in ((8, count), (1, count // 2)):
-        batches = [x for x, _ in glue.make_dataset(tokenized, data.task, None, batch)]
-        timing = compare_latency({"dense": dense, "compact": compact},
-                                 batches[:-(-limit // batch)])
-        ratios[batch] = timing["compact"] / timing["dense"]
-    return ratios
 
 
 def main():
@@ -80,14 +65,15 @@ def main():
                     return_masks=True)
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
                 score = glue_common.evaluate(compact, data, 32)[split]["eval_score"]
-                ratios = latency_ratios(dense, compact, data, args.latency_examples)
+                speedups = measured_speedups(dense, compact, data, args.latency_examples)
                 rows.append(dict(task=task, seed=seed, metric=data.task.main_metric,
                                  target=target, dense=dense_score, score=score, seconds=seconds,
                                  cpu=cpu, phases=masks.seconds,
                                  kept=masks.kept_params / masks.total_params,
                                  params=compact.count_params(),
                                  dense_params=dense.count_params(), heads=masks.kept_heads,
-                                 units=masks.kept_units, b8=ratios[8], b1=ratios[1]))
+                                 units=masks.kept_units, b8=speedups[8][0],
+                                 b1=speedups[1][0]))
                 print(rows[-1], flush=True)
                 print_table(args, rows)
 
@@ -125,8 +111,8 @@ def print_table(args, rows):
               f"{params:,.0f} ({params / group[0]['dense_params']:.2f}) | "
               f"{mean_std(r['dense'] for r in group)} | {mean_std(r['score'] for r in group)} | "
               f"{mean_std((100 * (r['score'] - r['dense']) for r in group), 2)} | "
-              f"{mean_std((1 / r['b8'] for r in group), 2)}x | "
-              f"{mean_std((1 / r['b1'] for r in group), 2)}x | "
+              f"{mean_std((r['b8'] for r in group), 2)}x | "
+              f"{mean_std((r['b1'] for r in group), 2)}x | "
               f"{mean_std((r['seconds'] for r in group), 0)} "
               f"({mean_std((r['cpu'] for r in group), 0)}) | {heads} |",
               flush=True)

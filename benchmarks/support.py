@@ -92,3 +92,25 @@ def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         common.save_model(dense, path)
     return dense, f"fine-tuned in {seconds:.0f} s"
+
+
+def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1)):
+    """`{batch: (speedup, low, high)}`: dense over compact time, run in turn
+    (`apps.measure.time_in_turn`, median round and min–max over rounds), on the first dev
+    examples of `data` padded to its `max_seq_length`: `count` of them at the first batch size,
+    half as many at the others."""
+    from apps.measure import ratio_spread, time_in_turn
+    from keras_flop import glue
+
+    split = next(iter(data.evals))
+    tokenized = glue.tokenize_examples(data.evals[split][:count], data.task, data.preprocessor,
+                                       pad_to_max_length=True)
+    speedups = {}
+    for index, batch in enumerate(batch_sizes):
+        limit = count if index == 0 else count // 2
+        batches = [x for x, _ in glue.make_dataset(tokenized, data.task, None, batch)]
+        rounds = time_in_turn({"dense": dense, "compact": compact},
+                              batches[:-(-limit // batch)])
+        ratio, low, high = ratio_spread(rounds, "compact", "dense")
+        speedups[batch] = (1.0 / ratio, 1.0 / high, 1.0 / low)
+    return speedups

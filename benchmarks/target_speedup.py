@@ -38,11 +38,10 @@ import keras  # noqa: E402
 
 import keras_flop  # noqa: E402
 from apps import common, glue_common  # noqa: E402
-from apps.measure import ratio_spread, time_in_turn  # noqa: E402
 from apps.plots import metric_against_speedup  # noqa: E402
 from apps.prune import FAMILY_LENGTH  # noqa: E402
-from keras_flop import glue  # noqa: E402
-from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
+from support import (add_data_argument, fine_tuned_dense, machine_header,  # noqa: E402
+                     measured_speedups)
 
 
 def parse_args():
@@ -83,20 +82,6 @@ def latency_table(args, dense):
     return table
 
 
-def measured_speedups(dense, compact, data, args):
-    """Dense over compact seconds (and the min–max over rounds) at `--batch_size` and 1."""
-    tokenized = glue.tokenize_examples(data.evals["dev"][:args.timed_examples], "sst2",
-                                       data.preprocessor, pad_to_max_length=True)
-    speedups = {}
-    for batch, count in ((args.batch_size, args.timed_examples), (1, args.timed_examples // 2)):
-        batches = [x for x, _ in glue.make_dataset(tokenized, "sst2", None, batch)]
-        rounds = time_in_turn({"dense": dense, "compact": compact},
-                              batches[:-(-count // batch)])
-        ratio, low, high = ratio_spread(rounds, "compact", "dense")
-        speedups[batch] = (1 / ratio, 1 / high, 1 / low)
-    return speedups
-
-
 def compact_row(pruning_model, requested, dense, data, args, table, **extra):
     """Calibrates the inference mask to `requested`, compacts, and measures the compact model:
     the row of one requested speedup."""
@@ -104,7 +89,8 @@ def compact_row(pruning_model, requested, dense, data, args, table, **extra):
     keras_flop.calibrate_mask(pruning_model, 1.0 - 1.0 / requested)
     predicted = keras_flop.predicted_speedup(pruning_model, table)
     compact = keras_flop.compact(pruning_model)
-    measured = measured_speedups(dense, compact, data, args)
+    measured = measured_speedups(dense, compact, data, args.timed_examples,
+                                 (args.batch_size, 1))
     return {"requested": requested, "expected": expected, "predicted": predicted,
             "measured": measured[args.batch_size], "measured_b1": measured[1],
             "params": compact.count_params(), "dense_params": dense.count_params(),

@@ -79,6 +79,15 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     assert "| latency, whole dev set, length-bucketed batches (s) |" in report
     info = json.loads((output / "compact" / "info.json").read_text())
     assert info["pruned_total_params"] < info["total_params"]
+    # The report's figures, for programs: the ratio in report.md is compact over dense time.
+    figures = json.loads((output / "report.json").read_text())
+    ratio = float(re.search(r"padded to 32 \(s\) \| [\d.]+ \| [\d.]+ \| ([\d.]+)",
+                            report).group(1))
+    assert figures["speedup_fixed"][0] == pytest.approx(1.0 / ratio, rel=2e-3)
+    assert figures["speedup_fixed"][1] <= figures["speedup_fixed"][0] <= \
+        figures["speedup_fixed"][2]
+    assert figures["compact"]["parameters"] == info["pruned_total_params"]
+    assert figures["method"] == "lagrangian" and figures["structure"] == "rank"
     compact_results = json.loads((output / "compact" / "eval_results.json").read_text())
     assert compact_results["parity_max_abs_diff"] <= 1e-4
     # The toy run is titled as such; sizes are of the weights alone.

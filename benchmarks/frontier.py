@@ -1,0 +1,255 @@
+"""The accuracy–speed frontier: compact models of one fine-tuned teacher, by method and target.
+
+    python benchmarks/frontier.py --data /path/to/shared/data --task sst2 \\
+        --rows "lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6;lagrangian+fisher:0.5" \\
+        --output_dir /tmp/frontier [--teacher RUN/model.keras] [--csv docs/frontier.csv] \\
+        [--prune_flags "--max_train_examples 4000 --num_train_epochs 3"]
+
+Every row is one command a user can run: `python -m apps.prune --dense_model TEACHER ...`, so
+that one command reruns one row (each row's command is printed, its output kept in
+`<output_dir>/<task>/<row>.log`). Without `--teacher`, the teacher is fine-tuned first by `apps.glue_finetune`
+over `--learning_rates` (the best dev metric wins; its command is printed too). Row kinds:
+
+- `lagrangian:S,...`: `--target_speedup S` (heads+ffn+layers under the latency table);
+- `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);
+- `lagrangian+fisher:T,...`: `--init_mask fisher --target_sparsity T` (the Lagrangian started
+  from the Fisher mask).
+
+Each row's report (`report.json`) gives the dev metric and the speedup at batch 8 padded to
+128 tokens (the command's `--eval_batch_size 8 --max_seq_length 128`); the speedup at batch 1
+is measured here, dense and compact run in turn. Printed: one table per task; written:
+`--csv` (columns `task, method, structure, target, speedup_b8, speedup_b1, metric,
+dense_metric, compact_metric, delta_points, prune_minutes`) and `<output_dir>/<task>.png`
+(dev metric against measured speedup). A finished row is read back, not run again: apps.prune
+finds its steps done.
+"""
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from support import add_data_argument, machine_header, measured_speedups  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = {  # row kind: (flags of apps.prune, the target's flag)
+    "lagrangian": (["--structure", "heads+ffn+layers"], "--target_speedup"),
+    "fisher": (["--method", "fisher"], "--target_sparsity"),
+    "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
+                          "--target_sparsity"),
+}
+COLUMNS = ("task", "method", "structure", "target", "speedup_b8", "speedup_b1", "metric",
+           "dense_metric", "compact_metric", "delta_points", "prune_minutes")
+
+
+def parse_rows(text):
+    """`"kind:t1,t2;kind:t3"` -> `[(kind, target), ...]`, with errors that name the kinds."""
+    rows = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        kind, _, targets = part.partition(":")
+        if kind not in KINDS or not targets:
+            raise argparse.ArgumentTypeError(
+                f"each row group is KIND:T1,T2 with KIND one of {', '.join(KINDS)}; "
+                f"got {part!r}")
+        try:
+            rows += [(kind, float(t)) for t in targets.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"targets must be numbers; got {part!r}") from None
+    if not rows:
+        raise argparse.ArgumentTypeError("no rows given")
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_argument(parser)
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--rows", type=parse_rows,
+                        default=parse_rows("lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6"))
+    parser.add_argument("--teacher", default=None,
+                        help="The fine-tuned dense model (.keras with vocab.txt beside it); "
+                             "default: fine-tuned here by apps.glue_finetune.")
+    parser.add_argument("--learning_rates", default="5e-5,3e-5",
+                        help="The teacher's learning-rate sweep (without --teacher).")
+    parser.add_argument("--teacher_flags", default="--num_train_epochs 2",
+                        help="More apps.glue_finetune flags for the teacher, e.g. "
+                             "'--max_train_examples 4000'.")
+    parser.add_argument("--prune_flags", default="",
+                        help="More apps.prune flags for every row, e.g. "
+                             "'--max_train_examples 4000 --num_train_epochs 3'.")
+    parser.add_argument("--latency_table", default=None,
+                        help="The latency table of the lagrangian rows; default: the first "
+                             "lagrangian row measures it, the others reuse it.")
+    parser.add_argument("--timed_examples", type=int, default=400,
+                        help="Dev examples timed at batch 1 (twice as many as are run).")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--csv", default=None,
+                        help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
+                             "rows of other tasks already in the file are kept.")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def run(command, log):
+    """Runs `command` (a list) from the project root with its output shown and kept in
+    `log`; an error naming the log if it fails."""
+    print("$ " + shlex.join(command), flush=True)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "a", encoding="utf-8") as kept:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            sys.stdout.write(line)
+            kept.write(line)
+    if process.wait():
+        raise SystemExit(f"failed (exit {process.returncode}); its output is in {log}")
+
+
+def teacher_model(args):
+    """The teacher's `.keras` path: `--teacher`, or the best run of a fine-tuning sweep."""
+    if args.teacher:
+        return args.teacher
+    directory = os.path.join(args.output_dir, "teacher")
+    results = os.path.join(directory, "results.json")
+    if not os.path.exists(results):
+        run([sys.executable, "-m", "apps.glue_finetune", "--task", args.task, "--data_dir",
+             os.path.join(args.data, "glue"), "--init_checkpoint",
+             os.path.join(args.data, "minilm-l6-h384-uncased-tf1"), "--output_dir", directory,
+             "--learning_rates", args.learning_rates, "--seed", str(args.seed),
+             "--overwrite", *shlex.split(args.teacher_flags)],
+            os.path.join(args.output_dir, "teacher.log"))
+    with open(results, encoding="utf-8") as f:
+        runs = [r for r in json.load(f) if r["task"] == args.task]
+    best = max(runs, key=lambda r: r["eval_score"])
+    scores = ", ".join(f"{r['learning_rate']:g}: {r['eval_score']:.4f}" for r in runs)
+    print(f"teacher: learning rate {best['learning_rate']:g} (dev by learning rate {scores})")
+    return os.path.join(directory, args.task, f"lr_{best['learning_rate']:g}", "model.keras")
+
+
+def row_command(args, teacher, kind, target, directory, table):
+    flags, target_flag = KINDS[kind]
+    if kind == "lagrangian" and table:
+        flags = flags + ["--latency_table", table]
+    return [sys.executable, "-m", "apps.prune", "--task", args.task, "--data_dir",
+            os.path.join(args.data, "glue"), "--dense_model", teacher, "--output_dir", directory,
+            *flags, target_flag, f"{target:g}", "--eval_batch_size", "8", "--max_seq_length",
+            "128", "--seed", str(args.seed), "--allow_short", *shlex.split(args.prune_flags)]
+
+
+def row_figures(args, kind, target, directory, data):
+    """A frontier row from a finished apps.prune run in `directory`."""
+    import keras
+
+    import keras_flop  # noqa: F401 -- registers the saved models' layers
+
+    with open(os.path.join(directory, "report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    metric = f"eval_{data.task.main_metric}"
+    dense = report["dense"]["results"][metric]
+    compact = report["compact"]["results"][metric]
+    step = "fisher" if kind == "fisher" else "prune"
+    with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    seconds = results.get("pruning_time", results.get("train_time"))
+    models = [keras.saving.load_model(os.path.join(directory, step_dir, "model.keras"),
+                                      compile=False)
+              for step_dir in ("finetune", "finetune_compact")]
+    batch1 = measured_speedups(*models, data, args.timed_examples, (1,))[1]
+    return {"task": args.task, "method": kind, "structure": report["structure"],
+            "target": target, "speedup_b8": report["speedup_fixed"][0],
+            "speedup_b8_range": report["speedup_fixed"][1:], "speedup_b1": batch1[0],
+            "speedup_b1_range": list(batch1[1:]), "metric": data.task.main_metric,
+            "dense_metric": dense, "compact_metric": compact,
+            "delta_points": 100.0 * (compact - dense),
+            "prune_minutes": None if seconds is None else seconds / 60.0,
+            "parameters": report["compact"]["parameters"],
+            "dense_parameters": report["dense"]["parameters"]}
+
+
+def write_csv(path, rows, task):
+    """Writes `rows` to `path`, keeping the rows of other tasks already there."""
+    kept = []
+    if os.path.exists(path):
+        with open(path, newline="", encoding="utf-8") as f:
+            kept = [r for r in csv.DictReader(f) if r["task"] != task]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+        for r in rows:
+            writer.writerow({k: (f"{r[k]:g}" if k == "target" else
+                                 f"{r[k]:.4f}" if isinstance(r[k], float) else
+                                 "" if r[k] is None else r[k]) for k in COLUMNS})
+
+
+def plot(args, rows):
+    from apps.plots import metric_against_speedup
+
+    points = [{"speedup": 1.0, "metric": rows[0]["dense_metric"], "label": "dense",
+               "method": "dense"}]
+    points += [{"speedup": r["speedup_b8"], "metric": r["compact_metric"],
+                "label": f"{r['target']:g}", "method": r["method"]} for r in rows]
+    return metric_against_speedup(points, os.path.join(args.output_dir, f"{args.task}.png"),
+                                  rows[0]["metric"],
+                                  title=f"{args.task}: MiniLM-L6, batch 8, length 128")
+
+
+def print_table(args, rows, commands):
+    print(f"\n{machine_header()}")
+    print(f"{args.task}: compact models of one teacher (dev {rows[0]['metric']} "
+          f"{rows[0]['dense_metric']:.4f}); speedups are dense over compact time on dev "
+          f"examples padded to 128 tokens, median round (min–max).\n")
+    print("| method | target | parameters | speedup b8 | speedup b1 | dev | Δ (points) | "
+          "pruning min |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        b8, b1 = r["speedup_b8_range"], r["speedup_b1_range"]
+        minutes = "–" if r["prune_minutes"] is None else f"{r['prune_minutes']:.1f}"
+        print(f"| {r['method']} | {r['target']:g} | {r['parameters']:,} "
+              f"({r['parameters'] / r['dense_parameters']:.2f}) | {r['speedup_b8']:.2f}x "
+              f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
+              f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
+    print("\nCommands (one per row):")
+    for command in commands:
+        print("    " + shlex.join(["python"] + command[1:]))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from apps import glue_common
+
+    teacher = teacher_model(args)
+    vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
+    data = glue_common.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
+                                      need_train=False)
+    rows, commands, table = [], [], args.latency_table
+    for index, (kind, target) in enumerate(args.rows, 1):
+        directory = os.path.join(args.output_dir, args.task, f"{kind}_{target:g}")
+        command = row_command(args, teacher, kind, target, directory, table)
+        print(f"\n== row {index} of {len(args.rows)}: {kind} {target:g}", flush=True)
+        # The run directory is apps.prune's alone: the log goes beside it.
+        run(command, f"{directory}.log")
+        if kind == "lagrangian" and table is None:  # measured once, for every later row
+            table = os.path.join(directory, "factorize", "latency_table.json")
+        rows.append(row_figures(args, kind, target, directory, data))
+        commands.append(command)
+        with open(os.path.join(args.output_dir, f"{args.task}.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+    csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")
+    write_csv(csv_path, rows, args.task)
+    print_table(args, rows, commands)
+    figure = plot(args, rows)
+    print(f"\nRows: {csv_path}" + (f"; plot: {figure}" if figure else ""))
+
+
+if __name__ == "__main__":
+    main()
