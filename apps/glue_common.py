@@ -157,25 +157,71 @@ def task_loss(task):
 
 
 def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=(),
-              jit_compile=False, warmup_proportion=0.1):
+              jit_compile=False, warmup_proportion=0.1, checkpoint_dir=None,
+              checkpoint_every_n_steps=None, restore_from=None):
     """Plain fine-tuning (AdamW, warmup + linear decay); returns (history, seconds).
 
-    A NaN or Inf loss stops training with an error naming the step."""
-    from keras_flop.callbacks import StopOnNonFiniteLoss
+    A NaN or Inf loss stops training with an error naming the step. With `checkpoint_dir`,
+    the model, the optimizer and the step are saved there every `checkpoint_every_n_steps`
+    steps (default a tenth of the run), and a call on the same model and data continues from
+    the latest checkpoint in `restore_from` (default `checkpoint_dir`) with the batches the
+    interrupted run had not seen: the weights come out as an uninterrupted run's. When that
+    checkpoint is the run's last step, nothing trains and the history's loss is NaN."""
+    import keras
+
+    from keras_flop.callbacks import StepCheckpoint, StopOnNonFiniteLoss
     from keras_flop.optimizers import model_optimizer
 
     stop = StopOnNonFiniteLoss()
-    dataset = data.train_dataset(batch_size, seed)
-    steps = max(1, epochs * int(np.ceil(len(data.train) / batch_size)))
+    per_epoch = int(np.ceil(len(data.train) / batch_size))
+    steps = max(1, epochs * per_epoch)
     model.compile(model_optimizer(learning_rate, steps, warmup_proportion),
                   task_loss(data.task), jit_compile=jit_compile)
+    callbacks = list(callbacks) + [stop]
     start = time.perf_counter()
-    history = model.fit(dataset, epochs=epochs, callbacks=list(callbacks) + [stop],
-                        verbose=fit_verbosity(), shuffle=False)  # the dataset shuffles
+    if checkpoint_dir is None:
+        history = model.fit(data.train_dataset(batch_size, seed), epochs=epochs,
+                            callbacks=callbacks, verbose=fit_verbosity(),
+                            shuffle=False)  # the dataset shuffles
+    else:
+        saver = StepCheckpoint(checkpoint_dir, model,
+                               every_n_steps=checkpoint_every_n_steps or max(1, steps // 10),
+                               restore_from=restore_from)
+        done = 0
+        if saver.restore():
+            done = int(model.optimizer.iterations.numpy())
+            print(f"   resuming fine-tuning from step {done} of {steps}")
+        saver.step = stop.step = done
+        history = keras.callbacks.History()
+        history.history = {"loss": [float("nan")]}
+        for begin, end in epoch_segments(done, steps, per_epoch):
+            if stop.failed_step is not None:
+                break
+            # The same batches as `train_dataset`'s epochs, from any step on.
+            history = model.fit(data.training_stream(batch_size, seed, steps, begin),
+                                epochs=-(-end // per_epoch), initial_epoch=begin // per_epoch,
+                                steps_per_epoch=min(per_epoch, end - begin),
+                                callbacks=callbacks + [saver], verbose=fit_verbosity(),
+                                shuffle=False)
     if stop.failed_step is not None:
         raise common.UsageError(f"Non-finite loss at fine-tuning step {stop.failed_step}: "
                                 "lower the learning rate.")
     return history, time.perf_counter() - start
+
+
+def epoch_segments(done, steps, per_epoch):
+    """`(begin, end)` step ranges of the `fit` calls that train steps `done..steps - 1`. A run
+    resumed mid-epoch first finishes that epoch, so that the progress bar's epochs are the
+    data's and every later epoch has `per_epoch` steps (one `fit` from `done // per_epoch`
+    would run out of batches in its last epoch)."""
+    segments = []
+    if done % per_epoch and done < steps:
+        boundary = min(steps, (done // per_epoch + 1) * per_epoch)
+        segments.append((done, boundary))
+        done = boundary
+    if done < steps:
+        segments.append((done, steps))
+    return segments
 
 
 def fit_verbosity():

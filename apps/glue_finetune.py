@@ -7,9 +7,12 @@ For each task present in `--data_dir` (absent ones are skipped with a message) a
 learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
 `test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras` with
 its `vocab.txt` (`python -m apps.prune --dense_model .../model.keras` prunes it); per sweep
-`OUTPUT_DIR/results.md` and `results.json`: every run, best per task.
+`OUTPUT_DIR/results.md` and `results.json`: every run, best per task. Rerunning the same
+command continues the sweep: finished runs are kept, and an interrupted one goes on from its
+last step checkpoint (every tenth of the run).
 """
 
+import json
 import os
 import shutil
 import time
@@ -123,9 +126,12 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
     board = PruningTensorBoard(os.path.join(run_dir, "logs"),
                                hparams={"task": data.task.name, "learning_rate": learning_rate,
                                         "epochs": epochs, "seed": args.seed})
+    # Step checkpoints: the same command continues an interrupted run where it stopped.
+    checkpoints = os.path.join(run_dir, "checkpoints")
     history, train_time = glue_common.fine_tune(
         model, data, learning_rate, epochs, args.train_batch_size, args.seed, [board],
-        jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion)
+        jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion,
+        checkpoint_dir=checkpoints)
     results = glue_common.evaluate(model, data, args.eval_batch_size)
     board.write({k: v for k, v in next(iter(results.values())).items()
                  if k.startswith("eval_") and k not in ("eval_time", "eval_examples")}, "eval")
@@ -135,8 +141,9 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
         "train_time": train_time, "learning_rate": learning_rate,
         "train_examples": len(data.train), "seed": args.seed})
     glue_common.write_test_results(run_dir, model, data, args.eval_batch_size)
-    common.save_model(model, os.path.join(run_dir, "model.keras"))
     shutil.copyfile(vocab, os.path.join(run_dir, "vocab.txt"))  # the model's inputs' meaning
+    common.save_model(model, os.path.join(run_dir, "model.keras"))  # the run is done
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return flat
 
 
@@ -169,11 +176,10 @@ def run(args):
     rates = parse_learning_rates(args.learning_rates)
     tasks = select_tasks(args.task, args.data_dir)
     config, vocab = checkpoint_files(args)
-    output_dir = common.prepare_output_dir(args.output_dir, args.overwrite)
+    output_dir = prepare_sweep_dir(args)
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
-    common.write_json(os.path.join(output_dir, "hparams.json"), vars(args))
     with common.make_strategy(args.strategy, args.tpu).scope():
         rows = sweep(args, tasks, rates, config, vocab, output_dir)
     if not rows:
@@ -182,6 +188,20 @@ def run(args):
     print(open(table).read())
     print(f"Results: {table}")
     return rows
+
+
+def prepare_sweep_dir(args):
+    """A new output directory, or the one an earlier run of the same command left: that run
+    is continued (finished runs kept, an interrupted one resumed from its checkpoints)."""
+    settings_path = os.path.join(args.output_dir, "hparams.json")
+    settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k != "overwrite"},
+                                     default=str))
+    if not args.overwrite and common.read_json(settings_path, {}) == settings:
+        print(f"Continuing the sweep in {args.output_dir}: finished runs are kept.")
+        return args.output_dir
+    output_dir = common.prepare_output_dir(args.output_dir, args.overwrite)
+    common.write_json(settings_path, settings)
+    return output_dir
 
 
 def sweep(args, tasks, rates, config, vocab, output_dir):
@@ -201,7 +221,11 @@ def sweep(args, tasks, rates, config, vocab, output_dir):
             run_dir = os.path.join(output_dir, task.name, f"lr_{rate:g}")
             print(f"== {task.name}, learning rate {rate:g}: {len(data.train)} training examples")
             started = time.perf_counter()
-            flat = run_one(args, config, vocab, data, rate, run_dir)
+            if os.path.exists(os.path.join(run_dir, "model.keras")):
+                print("   done already")
+                flat = common.read_json(os.path.join(run_dir, "eval_results.json"))
+            else:
+                flat = run_one(args, config, vocab, data, rate, run_dir)
             print(f"   {task.name} lr {rate:g}: score {flat['eval_score']:.4f} "
                   f"({time.perf_counter() - started:.0f} s) -> {run_dir}")
             rows.append({"task": task.name, **flat})

@@ -240,8 +240,9 @@ def build_parser():
     train.add_argument("--log_every_n_steps", type=int, default=10,
                        help="TensorBoard training scalars every this many steps.")
     train.add_argument("--checkpoint_every_n_steps", type=int, default=None,
-                       help="Resume checkpoint of the pruning step every this many steps; "
-                            "default a tenth of the pruning steps (at least 1).")
+                       help="Resume checkpoint of every training step (finetune, prune, "
+                            "finetune_compact) every this many steps; default a tenth of "
+                            "that step's steps (at least 1).")
     train.add_argument("--jit_compile", action="store_true",
                        help="XLA for the training steps (measured slower on a 2-core CPU).")
     train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
@@ -504,21 +505,6 @@ def prepare_run(args, write=True):
     return args.output_dir
 
 
-def epoch_segments(done, steps, per_epoch):
-    """`(begin, end)` step ranges of the `fit` calls that train steps `done..steps - 1`. A run
-    resumed mid-epoch first finishes that epoch, so that the progress bar's epochs are the
-    data's and every later epoch has `per_epoch` steps (one `fit` from `done // per_epoch`
-    would run out of batches in its last epoch)."""
-    segments = []
-    if done % per_epoch and done < steps:
-        boundary = min(steps, (done // per_epoch + 1) * per_epoch)
-        segments.append((done, boundary))
-        done = boundary
-    if done < steps:
-        segments.append((done, steps))
-    return segments
-
-
 class Pipeline:
     """The steps of a run. `path` names what the steps read in the run directory, `out` where
     this worker writes it: the run directory itself, or the scratch directory of a worker
@@ -664,10 +650,20 @@ class Pipeline:
         in `<step>/logs`; returns the results to record."""
         args = self.args
         board = self.tensorboard(step)
+        # Step checkpoints: an interrupted step continues where it stopped on the next run.
         history, seconds = glue_common.fine_tune(
             model, self.data, learning_rate, epochs, args.train_batch_size, args.seed,
-            callbacks=[board], jit_compile=args.jit_compile)
+            callbacks=[board], jit_compile=args.jit_compile,
+            checkpoint_dir=self.out(step, "checkpoints"),
+            checkpoint_every_n_steps=args.checkpoint_every_n_steps,
+            restore_from=self.path(step, "checkpoints"))
         return {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+
+    def save_fine_tuned(self, model, step):
+        """Writes the step's model; its step checkpoints (model and optimizer, three times
+        the model's size) are then of no more use."""
+        common.save_model(model, self.out(step, "model.keras"))
+        shutil.rmtree(self.out(step, "checkpoints"), ignore_errors=True)
 
     def evaluate_to(self, model, step, extra=None):
         results = glue_common.evaluate(model, self.data, self.args.eval_batch_size)
@@ -719,7 +715,7 @@ class Pipeline:
         self.evaluate_to(model, "finetune", extra)
         # With its vocabulary, the model is a --dense_model for other pruning runs.
         shutil.copyfile(self.vocab, self.out("finetune", "vocab.txt"))
-        common.save_model(model, self.out("finetune", "model.keras"))
+        self.save_fine_tuned(model, "finetune")
 
     def factorize(self):
         args = self.args
@@ -899,7 +895,7 @@ class Pipeline:
         logs = {}
         with warnings.catch_warnings():  # missing family members: said below, once
             warnings.filterwarnings("ignore", "The run ended before the constraint")
-            for begin, end in epoch_segments(done, steps, per_epoch):
+            for begin, end in glue_common.epoch_segments(done, steps, per_epoch):
                 if stop.failed_step is not None:
                     break
                 stream = self.data.training_stream(args.train_batch_size, args.seed, steps,
@@ -1130,7 +1126,7 @@ class Pipeline:
         self.evaluate_to(model, directory, extra)
         glue_common.write_test_results(self.out(directory), model, self.data,
                                        args.eval_batch_size)
-        common.save_model(model, self.out(directory, "model.keras"))
+        self.save_fine_tuned(model, directory)
 
     def export(self):
         shutil.rmtree(self.out("export"), ignore_errors=True)

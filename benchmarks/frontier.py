@@ -7,8 +7,9 @@
 
 Every row is one command a user can run: `python -m apps.prune --dense_model TEACHER ...`, so
 that one command reruns one row (each row's command is printed, its output kept in
-`<output_dir>/<task>/<row>.log`). Without `--teacher`, the teacher is fine-tuned first by `apps.glue_finetune`
-over `--learning_rates` (the best dev metric wins; its command is printed too). Row kinds:
+`<output_dir>/<task>/<row>.log`). Without `--teacher`, the teacher is fine-tuned first by
+`apps.glue_finetune` over `--learning_rates` (the best dev metric wins; its command is printed
+too). Row kinds:
 
 - `lagrangian:S,...`: `--target_speedup S` (heads+ffn+layers under the latency table);
 - `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);

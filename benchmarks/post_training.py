@@ -5,8 +5,8 @@
 
 Per task: fine-tunes the dense model once (`apps.glue_common.fine_tune`, AdamW 5e-5 with warmup
 and linear decay, batch 32, length-bucketed batches of up to 128 tokens, `--max_train_examples`
-of the train split, `--finetune_epochs`), or reuses `--dense_dir/<task>_seed<seed>.keras`. Then for each
-target (fraction of the encoder's head and FFN kernel parameters kept):
+of the train split, `--finetune_epochs`), or reuses `--dense_dir/<task>_seed<seed>.keras`.
+Then for each target (fraction of the encoder's head and FFN kernel parameters kept):
 `keras_flop.prune_post_training` on `--num_samples` training examples, no retraining; prints
 the dev score, parameters, the pruning wall time and the CPU latency of compact vs dense at
 batch 8 and batch 1, padded to 128 tokens, run in turn (`support.measured_speedups`: the

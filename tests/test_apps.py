@@ -596,10 +596,54 @@ def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
 
 
 def test_a_run_resumed_mid_epoch_finishes_that_epoch_first():
-    from apps.prune import epoch_segments
+    from apps.glue_common import epoch_segments
 
     assert epoch_segments(0, 48, 16) == [(0, 48)]
     assert epoch_segments(24, 48, 16) == [(24, 32), (32, 48)]
     assert epoch_segments(40, 48, 16) == [(40, 48)]
     assert epoch_segments(32, 48, 16) == [(32, 48)]
     assert epoch_segments(48, 48, 16) == []
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.step = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path):
+    import numpy as np
+    from apps import glue_common, toy_task
+
+    data_dir, vocab = toy_task.write_toy_glue(tmp_path / "glue", train=80, dev=16, test=4)
+    data = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16)
+    config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
+
+    def fresh():
+        keras.utils.set_random_seed(7)
+        return keras_flop.build_bert_classifier(config, num_labels=2)
+
+    # 80 examples in batches of 16: 5 steps an epoch, 10 in all; killed in epoch 2.
+    straight = fresh()
+    glue_common.fine_tune(straight, data, 1e-3, 2, 16, seed=1)
+    interrupted = fresh()
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        glue_common.fine_tune(interrupted, data, 1e-3, 2, 16, seed=1,
+                              callbacks=[_Interrupt(8)], checkpoint_dir=checkpoints,
+                              checkpoint_every_n_steps=3)
+    resumed, counter = fresh(), _Interrupt(None)
+    history, _ = glue_common.fine_tune(resumed, data, 1e-3, 2, 16, seed=1, callbacks=[counter],
+                                       checkpoint_dir=checkpoints, checkpoint_every_n_steps=3)
+    # It went on from the step-6 checkpoint (a restart from step 0 would end the same way).
+    assert counter.step == 4
+    assert int(resumed.optimizer.iterations.numpy()) == 10
+    assert np.isfinite(history.history["loss"][-1])
+    for a, b in zip(straight.weights, resumed.weights):
+        if "seed_generator" not in a.path:
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, err_msg=a.path)

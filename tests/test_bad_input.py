@@ -232,6 +232,9 @@ def test_a_fine_tuned_model_is_the_dense_model_of_a_pruning_run(good, tmp_path, 
     module.main(argv)
     run = tmp_path / "sweep" / "sst2" / "lr_0.0001"
     assert (run / "vocab.txt").read_text() == (good / "ckpt" / "vocab.txt").read_text()
+    assert not (run / "checkpoints").exists()  # removed once model.keras is written
+    module.main(argv)  # the same command again: the finished run is kept
+    assert "done already" in capsys.readouterr().out
     output = tmp_path / "pruned"
     prune.main(["--task", "sst2", "--data_dir", str(good / "glue"), "--dense_model",
                 str(run / "model.keras"), "--output_dir", str(output), "--max_seq_length", "8",
