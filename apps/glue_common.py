@@ -178,35 +178,44 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     model.compile(model_optimizer(learning_rate, steps, warmup_proportion),
                   task_loss(data.task), jit_compile=jit_compile)
     callbacks = list(callbacks) + [stop]
-    start = time.perf_counter()
-    if checkpoint_dir is None:
-        history = model.fit(data.train_dataset(batch_size, seed), epochs=epochs,
-                            callbacks=callbacks, verbose=fit_verbosity(),
-                            shuffle=False)  # the dataset shuffles
-    else:
+    done = 0
+    if checkpoint_dir is not None:
         saver = StepCheckpoint(checkpoint_dir, model,
                                every_n_steps=checkpoint_every_n_steps or max(1, steps // 10),
                                restore_from=restore_from)
-        done = 0
         if saver.restore():
             done = int(model.optimizer.iterations.numpy())
             print(f"   resuming fine-tuning from step {done} of {steps}")
         saver.step = stop.step = done
+        callbacks.append(saver)
+    start = time.perf_counter()
+    history = fit_from_step(model, data, batch_size, seed, done, epochs * per_epoch, callbacks,
+                            stop)
+    if history is None:  # the checkpoint was the run's last step
         history = keras.callbacks.History()
         history.history = {"loss": [float("nan")]}
-        for begin, end in epoch_segments(done, steps, per_epoch):
-            if stop.failed_step is not None:
-                break
-            # The same batches as `train_dataset`'s epochs, from any step on.
-            history = model.fit(data.training_stream(batch_size, seed, steps, begin),
-                                epochs=-(-end // per_epoch), initial_epoch=begin // per_epoch,
-                                steps_per_epoch=min(per_epoch, end - begin),
-                                callbacks=callbacks + [saver], verbose=fit_verbosity(),
-                                shuffle=False)
     if stop.failed_step is not None:
         raise common.UsageError(f"Non-finite loss at fine-tuning step {stop.failed_step}: "
                                 "lower the learning rate.")
     return history, time.perf_counter() - start
+
+
+def fit_from_step(model, data, batch_size, seed, done, steps, callbacks, stop, **features):
+    """Trains steps `done..steps - 1` of a run of `steps` on the batches an uninterrupted run
+    sees there, in the `fit` calls of `epoch_segments`; stops once `stop` (the
+    `StopOnNonFiniteLoss` among `callbacks`) has fired. `features` travel with the inputs
+    (`TaskData.training_stream`). Returns the last `fit`'s history, None if nothing was left
+    to train."""
+    per_epoch = -(-len(data.train) // batch_size)
+    history = None
+    for begin, end in epoch_segments(done, steps, per_epoch):
+        if stop.failed_step is not None:
+            break
+        history = model.fit(data.training_stream(batch_size, seed, steps, begin, **features),
+                            epochs=-(-end // per_epoch), initial_epoch=begin // per_epoch,
+                            steps_per_epoch=min(per_epoch, end - begin), callbacks=callbacks,
+                            verbose=fit_verbosity(), shuffle=False)  # the stream shuffles
+    return history
 
 
 def epoch_segments(done, steps, per_epoch):

@@ -528,7 +528,7 @@ class Pipeline:
             config, vocab = self.keras_hub_files(keras_flop)
         elif args.dense_model:
             data_dir = args.data_dir
-            config, vocab = self.dense_model_files(keras_flop)
+            config, vocab = self.dense_model_files()
         else:
             from apps.glue_finetune import checkpoint_files
             data_dir = args.data_dir
@@ -570,7 +570,7 @@ class Pipeline:
                                            self.args.max_seq_length)
         return config, vocab
 
-    def dense_model_files(self, kf):
+    def dense_model_files(self):
         """(config, vocab file) of --dense_model: the config it carries, vocab.txt beside it
         or --vocab_file."""
         import keras
@@ -579,13 +579,11 @@ class Pipeline:
         path = self.args.dense_model
         if not os.path.exists(path):
             raise common.UsageError(f"--dense_model {path} does not exist.")
-        self.given_dense = keras.saving.load_model(path, compile=False)
         try:
-            network = bert_network(self.given_dense)
+            network = bert_network(keras.saving.load_model(path, compile=False))
         except ValueError as error:
             raise common.UsageError(f"--dense_model {path}: {error}") from None
-        if network.gates or any(isinstance(layer, kf.layers.FactorizedDense)
-                                for layer in network.encoder_dense_layers()):
+        if not network.is_dense():
             raise common.UsageError(f"--dense_model {path} has gates or factorized layers: "
                                     "pass the dense fine-tuned model (e.g. "
                                     "finetune/model.keras), not a pruning model.")
@@ -594,6 +592,7 @@ class Pipeline:
         if not os.path.exists(vocab):
             raise common.UsageError(f"No vocabulary for --dense_model: {vocab} does not exist; "
                                     "pass --vocab_file.")
+        self.given_dense = network
         return network.bert_config, vocab
 
     @staticmethod
@@ -690,7 +689,7 @@ class Pipeline:
             model.set_weights(hub.get_weights())
             finetuned = True
         elif args.dense_model:
-            given = getattr(self.given_dense, "network", self.given_dense)
+            given = self.given_dense
             if given.num_labels != self.data.task.num_labels:
                 raise common.UsageError(
                     f"--dense_model {args.dense_model} has {given.num_labels} outputs; task "
@@ -881,7 +880,6 @@ class Pipeline:
                 os.path.exists(self.path(CONTINUED, TRACE)):  # the curve goes on, whole
             shutil.copyfile(self.path(CONTINUED, TRACE), trace_path)
         trace = callbacks.StepCSVLogger(trace_path, initial_step=done)
-        per_epoch = -(-len(self.data.train) // args.train_batch_size)
         features = {}
         if pruning_model.teacher is not None and args.hidden_distillation_weight == 0 and \
                 args.distillation_weight > 0:
@@ -892,21 +890,12 @@ class Pipeline:
             print(f"   teacher outputs on {len(self.data.train):,} training examples computed "
                   f"once ({time.perf_counter() - began:.0f} s)")
         start = time.perf_counter()
-        logs = {}
         with warnings.catch_warnings():  # missing family members: said below, once
             warnings.filterwarnings("ignore", "The run ended before the constraint")
-            for begin, end in glue_common.epoch_segments(done, steps, per_epoch):
-                if stop.failed_step is not None:
-                    break
-                stream = self.data.training_stream(args.train_batch_size, args.seed, steps,
-                                                   begin, **features)
-                history = pruning_model.fit(
-                    stream, epochs=-(-end // per_epoch), initial_epoch=begin // per_epoch,
-                    steps_per_epoch=min(per_epoch, end - begin),
-                    callbacks=[board, evaluation, saver, stop, trace],
-                    verbose=glue_common.fit_verbosity(),
-                    shuffle=False)  # shuffled per epoch already
-                logs = {k: float(v[-1]) for k, v in history.history.items()}
+            history = glue_common.fit_from_step(
+                pruning_model, self.data, args.train_batch_size, args.seed, done, steps,
+                [board, evaluation, saver, stop, trace], stop, **features)
+        logs = {} if history is None else {k: float(v[-1]) for k, v in history.history.items()}
         if stop.failed_step is not None:
             raise common.UsageError(
                 f"Non-finite loss at pruning step {stop.failed_step}; the last good checkpoint "

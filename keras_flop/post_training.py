@@ -37,7 +37,6 @@ from keras import ops
 
 from keras_flop.compaction import compact
 from keras_flop.factorization import factorize_model
-from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import HIDDEN_STATE_SUFFIX, bert_network
 from keras_flop.cost import unit_kernel_params
 from keras_flop.structure import encoder_layer_parts
@@ -145,8 +144,7 @@ class _Encoder:
 
 def _check_dense(model):
     network = bert_network(model)
-    if network.gates or any(isinstance(layer, FactorizedDense)
-                            for layer in network.encoder_dense_layers()):
+    if not network.is_dense():
         raise ValueError(
             f"Model {network.name!r} has gates or factorized layers: post-training pruning "
             "takes the fine-tuned dense BertClassifier (the model before keras_flop.factorize).")

@@ -279,6 +279,12 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         """The encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
         return [self.get_layer(name) for name in self._dense_names]
 
+    def is_dense(self):
+        """Whether this is a plain dense model: no gates, every encoder dense layer a `Dense`
+        (not factorized), as fine-tuning leaves it and `factorize` takes it."""
+        return not self.gates and all(isinstance(layer, keras.layers.Dense)
+                                      for layer in self.encoder_dense_layers())
+
     def get_config(self):
         # Not the functional config (a nested layer graph): the constructor's arguments.
         return {
