@@ -13,6 +13,9 @@ import numpy as np
 
 from apps import common
 
+# The teacher's outputs on the training set, kept beside a distilled fine-tuning's checkpoints.
+TEACHER_OUTPUTS = "teacher_outputs.npy"
+
 if TYPE_CHECKING:
     import keras_flop
 
@@ -158,8 +161,14 @@ def task_loss(task):
 
 def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=(),
               jit_compile=False, warmup_proportion=0.1, checkpoint_dir=None,
-              checkpoint_every_n_steps=None, restore_from=None):
-    """Plain fine-tuning (AdamW, warmup + linear decay); returns (history, seconds).
+              checkpoint_every_n_steps=None, restore_from=None, teacher=None,
+              distillation_weight=0.0, hidden_distillation_weight=0.0,
+              distillation_temperature=2.0):
+    """Fine-tuning (AdamW, warmup + linear decay); returns (history, seconds).
+
+    With a `teacher` and a distillation weight > 0, the task loss gains distillation from it
+    (`keras_flop.Distiller`); for logit distillation alone the teacher's outputs on the
+    training set are computed once (and kept beside the checkpoints for a resumed run).
 
     A NaN or Inf loss stops training with an error naming the step. With `checkpoint_dir`,
     the model, the optimizer and the step are saved there every `checkpoint_every_n_steps`
@@ -175,22 +184,36 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     stop = StopOnNonFiniteLoss()
     per_epoch = int(np.ceil(len(data.train) / batch_size))
     steps = max(1, epochs * per_epoch)
-    model.compile(model_optimizer(learning_rate, steps, warmup_proportion),
-                  task_loss(data.task), jit_compile=jit_compile)
+    trainer, features = model, {}
+    if teacher is not None and (distillation_weight > 0 or hidden_distillation_weight > 0):
+        from keras_flop.distillation import TEACHER_LOGITS, Distiller
+
+        fed = hidden_distillation_weight == 0  # the teacher's logits are all it needs
+        trainer = Distiller(model, None if fed else teacher, distillation_weight,
+                            distillation_temperature, hidden_distillation_weight)
+        if fed:
+            features[TEACHER_LOGITS] = teacher_outputs(
+                teacher, data, None if checkpoint_dir is None else
+                os.path.join(restore_from or checkpoint_dir, TEACHER_OUTPUTS))
+    trainer.compile(model_optimizer(learning_rate, steps, warmup_proportion),
+                    task_loss(data.task), jit_compile=jit_compile)
     callbacks = list(callbacks) + [stop]
     done = 0
     if checkpoint_dir is not None:
-        saver = StepCheckpoint(checkpoint_dir, model,
+        saver = StepCheckpoint(checkpoint_dir, trainer,
                                every_n_steps=checkpoint_every_n_steps or max(1, steps // 10),
                                restore_from=restore_from)
         if saver.restore():
-            done = int(model.optimizer.iterations.numpy())
+            done = int(trainer.optimizer.iterations.numpy())
             print(f"   resuming fine-tuning from step {done} of {steps}")
         saver.step = stop.step = done
         callbacks.append(saver)
+        if features and not os.path.exists(os.path.join(checkpoint_dir, TEACHER_OUTPUTS)):
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            np.save(os.path.join(checkpoint_dir, TEACHER_OUTPUTS), features[TEACHER_LOGITS])
     start = time.perf_counter()
-    history = fit_from_step(model, data, batch_size, seed, done, epochs * per_epoch, callbacks,
-                            stop)
+    history = fit_from_step(trainer, data, batch_size, seed, done, epochs * per_epoch,
+                            callbacks, stop, **features)
     if history is None:  # the checkpoint was the run's last step
         history = keras.callbacks.History()
         history.history = {"loss": [float("nan")]}
@@ -198,6 +221,20 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
         raise common.UsageError(f"Non-finite loss at fine-tuning step {stop.failed_step}: "
                                 "lower the learning rate.")
     return history, time.perf_counter() - start
+
+
+def teacher_outputs(teacher, data, path=None, batch_size=64):
+    """The teacher's outputs on the training set, `[examples, num_labels]`: read from `path`
+    (`.npy`) when an earlier call of the same run kept them there, else computed."""
+    if path is not None and os.path.exists(path):
+        outputs = np.load(path)
+        if len(outputs) == len(data.train):
+            return outputs
+    began = time.perf_counter()
+    outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
+    print(f"   teacher outputs on {len(data.train):,} training examples computed once "
+          f"({time.perf_counter() - began:.0f} s)")
+    return outputs
 
 
 def fit_from_step(model, data, batch_size, seed, done, steps, callbacks, stop, **features):

@@ -65,7 +65,8 @@ FIRST_STEP_USING = {
                      "target_sparsity_warmup", "family_hold_steps", "family_tolerance"),
                     "prune"),
     "compact_threshold": "compact",
-    **dict.fromkeys(("final_learning_rate", "final_epochs"), "finetune_compact"),
+    **dict.fromkeys(("final_learning_rate", "final_epochs", "final_distillation_weight",
+                     "final_hidden_distillation_weight"), "finetune_compact"),
     "export_formats": "export",
 }
 # keras_flop.structure.STRUCTURES, spelled out so that --help and flag errors need no TensorFlow
@@ -234,6 +235,14 @@ def build_parser():
     train.add_argument("--final_epochs", type=int, default=None,
                        help="Fine-tuning epochs of the compact model, 0 skips it; default 1 "
                             "(lagrangian) or 0 (fisher).")
+    train.add_argument("--final_distillation_weight", type=float, default=0.0,
+                       help="Fine-tuning of the compact model: weight of KL(dense ‖ compact) "
+                            "at --distillation_temperature added to the task loss, the "
+                            "fine-tuned dense model the teacher (0: none).")
+    train.add_argument("--final_hidden_distillation_weight", type=float, default=0.0,
+                       help="Fine-tuning of the compact model: weight of the hidden-state MSE "
+                            "to the dense model, encoder layer i to layer i (0: none; a "
+                            "compact model keeps every layer).")
     train.add_argument("--eval_every_n_steps", type=int, default=None,
                        help="Dev evaluation while pruning, every this many steps; default a "
                             "tenth of the pruning steps (at least 1).")
@@ -355,7 +364,8 @@ def resolve_args(args):
                                 f"{args.target_sparsity}.")
     for flag in ("learning_rate", "finetune_learning_rate", "final_learning_rate",
                  "alpha_learning_rate", "lambda_learning_rate", "regularization_scale",
-                 "distillation_weight", "hidden_distillation_weight"):
+                 "distillation_weight", "hidden_distillation_weight",
+                 "final_distillation_weight", "final_hidden_distillation_weight"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     if args.final_epochs < 0:
@@ -644,9 +654,10 @@ class Pipeline:
                                           hparams=vars(self.args), initial_step=initial_step)
         return self.counter
 
-    def fine_tune(self, model, step, learning_rate, epochs):
-        """Plain fine-tuning for the finetune and finetune_compact steps, TensorBoard scalars
-        in `<step>/logs`; returns the results to record."""
+    def fine_tune(self, model, step, learning_rate, epochs, **distillation):
+        """Fine-tuning for the finetune and finetune_compact steps (`distillation`: the
+        teacher and weights of `glue_common.fine_tune`), TensorBoard scalars in
+        `<step>/logs`; returns the results to record."""
         args = self.args
         board = self.tensorboard(step)
         # Step checkpoints: an interrupted step continues where it stopped on the next run.
@@ -655,8 +666,10 @@ class Pipeline:
             callbacks=[board], jit_compile=args.jit_compile,
             checkpoint_dir=self.out(step, "checkpoints"),
             checkpoint_every_n_steps=args.checkpoint_every_n_steps,
-            restore_from=self.path(step, "checkpoints"))
-        return {"loss": float(history.history["loss"][-1]), "train_time": seconds}
+            restore_from=self.path(step, "checkpoints"), **distillation)
+        return {"loss": float(history.history["loss"][-1]), "train_time": seconds,
+                **{key: float(values[-1]) for key, values in history.history.items()
+                   if key.endswith("distillation_loss")}}
 
     def save_fine_tuned(self, model, step):
         """Writes the step's model; its step checkpoints (model and optimizer, three times
@@ -1109,8 +1122,15 @@ class Pipeline:
         model = self.load(source)
         extra = {}
         if args.final_epochs > 0:
+            distillation = {}
+            if args.final_distillation_weight > 0 or args.final_hidden_distillation_weight > 0:
+                distillation = dict(
+                    teacher=self.load("finetune"),
+                    distillation_weight=args.final_distillation_weight,
+                    hidden_distillation_weight=args.final_hidden_distillation_weight,
+                    distillation_temperature=args.distillation_temperature)
             extra = self.fine_tune(model, directory, args.final_learning_rate,
-                                   args.final_epochs)
+                                   args.final_epochs, **distillation)
         os.makedirs(self.out(directory), exist_ok=True)
         self.evaluate_to(model, directory, extra)
         glue_common.write_test_results(self.out(directory), model, self.data,

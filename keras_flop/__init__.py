@@ -3,7 +3,8 @@
 Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
 `BertPreprocessor`,
 `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`, `preprocessor_from_keras_hub`,
-`factorize`, `factorize_model`, `PruningModel`, `expected_sparsity`, `kept_parameters`,
+`factorize`, `factorize_model`, `PruningModel`, `Distiller` (fine-tuning with distillation),
+`expected_sparsity`, `kept_parameters`,
 `LatencyTable`, `measure_latency_table`, `expected_latency`, `predicted_speedup`, `compact`, `prune_post_training` (retraining-free pruning), `parameter_report`,
 `export_saved_model`, `export_formats`, and the modules `layers` (`FactorizedDense`,
 `HardConcreteMask`), `optimizers`, `cost` (what each gate controls) and `latency`.
@@ -14,6 +15,7 @@ from keras_flop import (callbacks, cost, device, distillation, family, glue, lat
 from keras_flop.checkpoint import load_tf1_checkpoint
 from keras_flop.compaction import compact
 from keras_flop.config import BertConfig
+from keras_flop.distillation import Distiller
 from keras_flop.export import export_saved_model
 from keras_flop.export_formats import export_formats
 from keras_flop.factorization import factorize, factorize_model
@@ -35,7 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer",
     "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost", "device",
-    "distillation", "expected_latency", "expected_sparsity", "export_formats",
+    "distillation", "Distiller", "expected_latency", "expected_sparsity", "export_formats",
     "export_saved_model", "factorize", "factorize_model", "family", "from_keras_hub", "glue",
     "kept_parameters", "latency", "LatencyTable", "layers", "load_hf_checkpoint",
     "load_tf1_checkpoint", "measure_latency_table", "optimizers", "parameter_report",

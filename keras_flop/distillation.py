@@ -1,9 +1,11 @@
 """Distillation from the fine-tuned dense model: the losses a `PruningModel` adds to its task
-loss, on the teacher's logits and on its encoder layers' hidden states."""
+loss, on the teacher's logits and on its encoder layers' hidden states, and `Distiller`, which
+fine-tunes a (compact) student with them."""
 
 import keras
 from keras import ops
 
+from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.models.bert import hidden_state_layers
 
 # Feature key of precomputed teacher logits: logit distillation from a frozen teacher
@@ -41,3 +43,147 @@ def hidden_state_loss(teacher_states, student_states):
     return ops.mean(ops.stack([
         ops.mean(ops.square(ops.cast(s, "float32") - ops.stop_gradient(ops.cast(t, "float32"))))
         for t, s in zip(teacher_states, student_states)]))
+
+
+def _without_teacher_logits(inputs):
+    if isinstance(inputs, dict) and TEACHER_LOGITS in inputs:
+        return {k: v for k, v in inputs.items() if k != TEACHER_LOGITS}
+    return inputs
+
+
+@keras.saving.register_keras_serializable(package="keras_flop")
+class Distiller(DistributedBuildMixin, keras.Model):
+    """Trains `student` on its task loss plus distillation from `teacher`, with plain `fit`.
+
+    The loss is the compiled task loss plus `distillation_weight · T² · KL(softmax(teacher /
+    T) ‖ softmax(student / T))` (mean squared error for a regressor) plus
+    `hidden_distillation_weight ·` the mean squared difference of the encoder layers' hidden
+    states, layer `i` to layer `i`. A compact model keeps every encoder layer (a removed block
+    passes its input on), so the map holds after pruning as before it. Only the student is
+    trained; the teacher is run with `training=False` and is not part of the checkpoint.
+
+    For logit distillation alone the teacher's outputs are fixed: batches whose features
+    carry them as `"teacher_logits"` (`[batch, num_labels]`, e.g. from `teacher.predict` once)
+    skip the teacher's forward pass, and `teacher` may then be None. Evaluation and
+    prediction run the student alone; save `distiller.student`, the model trained.
+
+    Example: recover a compact model's accuracy from the dense model it was pruned from.
+
+    >>> import numpy as np
+    >>> import keras_flop as kf
+    >>> config = kf.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+    ...                        num_attention_heads=2, intermediate_size=32)
+    >>> teacher = kf.build_bert_classifier(config, num_labels=2)
+    >>> student = kf.build_bert_classifier(config, num_labels=2,
+    ...                                    layer_shapes=[(1, 16), (2, 0)])
+    >>> distiller = kf.Distiller(student, teacher, distillation_weight=1.0)
+    >>> distiller.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> x = {"token_ids": np.ones((4, 8), "int32"), "segment_ids": np.zeros((4, 8), "int32"),
+    ...      "padding_mask": np.ones((4, 8), bool)}
+    >>> history = distiller.fit(x, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['distillation_loss', 'loss', 'task_loss']
+    """
+
+    def __init__(self, student, teacher=None, distillation_weight=1.0, temperature=2.0,
+                 hidden_distillation_weight=0.0, **kwargs):
+        kwargs.setdefault("name", f"{student.name}_distiller")
+        super().__init__(**kwargs)
+        for name, value in (("distillation_weight", distillation_weight),
+                            ("hidden_distillation_weight", hidden_distillation_weight)):
+            if not value >= 0:
+                raise ValueError(f"`{name}` must be >= 0 (0 turns that loss off); got {value}.")
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
+        if hidden_distillation_weight > 0 and teacher is None:
+            raise ValueError("`hidden_distillation_weight` > 0 needs a `teacher` model: its "
+                             "hidden states cannot be fed with the batch.")
+        if teacher is not None:
+            if teacher.outputs[0].shape[-1] != student.outputs[0].shape[-1]:
+                raise ValueError(f"The teacher {teacher.name!r} has "
+                                 f"{teacher.outputs[0].shape[-1]} outputs, the student "
+                                 f"{student.outputs[0].shape[-1]}: distill between models of "
+                                 "one task.")
+            if hidden_distillation_weight > 0 and \
+                    len(hidden_state_layers(teacher)) != len(hidden_state_layers(student)):
+                raise ValueError(
+                    f"Hidden-state distillation matches layer i to layer i: the teacher has "
+                    f"{len(hidden_state_layers(teacher))} encoder layers, the student "
+                    f"{len(hidden_state_layers(student))}.")
+        self.student = student
+        # Kept out of Keras' tracking: not trained, not saved with the checkpoints, and the
+        # hidden-state views only share layers the two models already have.
+        self.__dict__["teacher"] = teacher
+        self.__dict__["_views"] = ((feature_view(student), feature_view(teacher))
+                                   if hidden_distillation_weight > 0 else None)
+        self.distillation_weight = float(distillation_weight)
+        self.temperature = float(temperature)
+        self.hidden_distillation_weight = float(hidden_distillation_weight)
+        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
+        self.distillation_tracker = (keras.metrics.Mean(name="distillation_loss")
+                                     if self.distillation_weight > 0 else None)
+        self.hidden_tracker = (keras.metrics.Mean(name="hidden_distillation_loss")
+                               if self.hidden_distillation_weight > 0 else None)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        inputs = _without_teacher_logits(inputs)
+        if training and self._views is not None:  # the hidden states too, for the loss
+            return tuple(self._views[0](inputs, training=True))
+        return self.student(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        states = None
+        if isinstance(y_pred, (tuple, list)):
+            y_pred, *states = y_pred
+        task = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                    training=training)
+        if not training:  # evaluation: the student's task loss
+            return task
+        task = ops.cast(task, "float32")
+        self.task_loss_tracker.update_state(task)
+        fed = x.get(TEACHER_LOGITS) if isinstance(x, dict) else None
+        features = _without_teacher_logits(x)
+        teacher_states = None
+        if states is not None:
+            teacher_outputs = self._views[1](features, training=False)
+            teacher_logits, teacher_states = teacher_outputs[0], teacher_outputs[1:]
+        elif fed is not None:
+            teacher_logits = fed
+        elif self.teacher is not None:
+            teacher_logits = self.teacher(features, training=False)
+        elif self.distillation_weight > 0:
+            raise ValueError(f"Logit distillation without a `teacher` needs the teacher's "
+                             f"outputs in the batch, as the feature {TEACHER_LOGITS!r}.")
+        loss = task
+        if self.distillation_tracker is not None:
+            distill = logit_loss(teacher_logits, y_pred, self.temperature)
+            self.distillation_tracker.update_state(distill)
+            loss = loss + self.distillation_weight * distill
+        if teacher_states is not None:
+            hidden = hidden_state_loss(teacher_states, states)
+            self.hidden_tracker.update_state(hidden)
+            loss = loss + self.hidden_distillation_weight * hidden
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, (tuple, list)):
+            y_pred = y_pred[0]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def get_config(self):
+        return {"name": self.name,
+                "student": keras.saving.serialize_keras_object(self.student),
+                "teacher": (None if self.teacher is None else
+                            keras.saving.serialize_keras_object(self.teacher)),
+                "distillation_weight": self.distillation_weight,
+                "temperature": self.temperature,
+                "hidden_distillation_weight": self.hidden_distillation_weight}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("student", "teacher"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -292,9 +292,13 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
                     "--target_sparsity", "0.6", "--max_train_examples", "128",
                     "--train_batch_size", "16", "--finetune_epochs", "1",
                     # 16 steps: fewer than the schedules are sized for (about 100)
-                    "--num_train_epochs", "2", "--final_epochs", "1", "--allow_short"])
+                    "--num_train_epochs", "2", "--final_epochs", "1", "--allow_short",
+                    "--final_distillation_weight", "1",
+                    "--final_hidden_distillation_weight", "0.1"])
     printed = capsys.readouterr().out
     assert "kept heads per layer" in printed and "kept FFN units per layer" in printed
+    final = json.loads((output / "finetune_compact" / "eval_results.json").read_text())
+    assert final["distillation_loss"] > 0 and final["hidden_distillation_loss"] > 0
     info = json.loads((output / "compact" / "info.json").read_text())
     assert set(info["kept_heads"]) == {"layer_0", "layer_1"}
     assert json.loads((output / "compact" / "eval_results.json").read_text())[
@@ -616,7 +620,9 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("distilled", [False, True])
+def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, capsys,
+                                                                       distilled):
     import numpy as np
     from apps import glue_common, toy_task
 
@@ -624,25 +630,32 @@ def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path):
     data = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16)
     config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
 
-    def fresh():
-        keras.utils.set_random_seed(7)
+    def fresh(seed=7):
+        keras.utils.set_random_seed(seed)
         return keras_flop.build_bert_classifier(config, num_labels=2)
 
+    # Logit distillation from a teacher: its outputs are computed once and kept with the
+    # checkpoints, so the resumed run reads them.
+    distillation = dict(teacher=fresh(3), distillation_weight=1.0) if distilled else {}
     # 80 examples in batches of 16: 5 steps an epoch, 10 in all; killed in epoch 2.
     straight = fresh()
-    glue_common.fine_tune(straight, data, 1e-3, 2, 16, seed=1)
+    history, _ = glue_common.fine_tune(straight, data, 1e-3, 2, 16, seed=1, **distillation)
+    assert ("distillation_loss" in history.history) == distilled
     interrupted = fresh()
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
         glue_common.fine_tune(interrupted, data, 1e-3, 2, 16, seed=1,
                               callbacks=[_Interrupt(8)], checkpoint_dir=checkpoints,
-                              checkpoint_every_n_steps=3)
+                              checkpoint_every_n_steps=3, **distillation)
+    assert (checkpoints / glue_common.TEACHER_OUTPUTS).exists() == distilled
+    capsys.readouterr()
     resumed, counter = fresh(), _Interrupt(None)
     history, _ = glue_common.fine_tune(resumed, data, 1e-3, 2, 16, seed=1, callbacks=[counter],
-                                       checkpoint_dir=checkpoints, checkpoint_every_n_steps=3)
+                                       checkpoint_dir=checkpoints, checkpoint_every_n_steps=3,
+                                       **distillation)
+    assert "teacher outputs" not in capsys.readouterr().out
     # It went on from the step-6 checkpoint (a restart from step 0 would end the same way).
     assert counter.step == 4
-    assert int(resumed.optimizer.iterations.numpy()) == 10
     assert np.isfinite(history.history["loss"][-1])
     for a, b in zip(straight.weights, resumed.weights):
         if "seed_generator" not in a.path:
