@@ -23,7 +23,6 @@ lost against the teacher and the fine-tuning minutes. Every finished fine-tuning
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
