@@ -243,7 +243,11 @@ def fit_from_step(model, data, batch_size, seed, done, steps, callbacks, stop, *
     `StopOnNonFiniteLoss` among `callbacks`) has fired. `features` travel with the inputs
     (`TaskData.training_stream`). Returns the last `fit`'s history, None if nothing was left
     to train."""
+    from keras_flop.callbacks import ProgressLog
+
     per_epoch = -(-len(data.train) // batch_size)
+    if fit_verbosity() == 2:  # no progress bar: a line every twentieth of the run
+        callbacks = list(callbacks) + [ProgressLog(steps, initial_step=done)]
     history = None
     for begin, end in epoch_segments(done, steps, per_epoch):
         if stop.failed_step is not None:

@@ -1,6 +1,6 @@
 """Callbacks for pruning runs: TensorBoard scalars and run settings, every step's logs in a CSV
-file, periodic evaluation with the task's metrics, checkpoints every N steps, and a clear stop
-on a non-finite loss.
+file, periodic evaluation with the task's metrics, checkpoints every N steps, a clear stop
+on a non-finite loss, and progress lines for logs (where no progress bar is drawn).
 
 They are ordinary `keras.callbacks.Callback`s and compose with any others in `fit`.
 """
@@ -9,6 +9,8 @@ import csv
 import logging
 import math
 import os
+import sys
+import time
 
 import keras
 import numpy as np
@@ -292,3 +294,40 @@ class StopOnNonFiniteLoss(_StepCounter):
             logger.error("Non-finite loss (%s) at step %d: training stopped.", loss, self.step)
             self.model.stop_training = True
 
+
+
+class ProgressLog(_StepCounter):
+    """A progress line every `every_n_steps` steps (default a twentieth of the run) for a log
+    file or CI, where Keras writes one line per epoch: the step of `total_steps`, the
+    epoch's mean loss so far, the time spent and the time left at this process's pace.
+
+    >>> progress = ProgressLog(total_steps=100, initial_step=40, every_n_steps=30)
+    >>> progress.line(70, {"loss": 0.25}, seconds=120.0)
+    'step 70 of 100 (70%): loss 0.2500, 2.0 min, about 2.0 min left'
+    """
+
+    def __init__(self, total_steps, initial_step=0, every_n_steps=None, stream=None):
+        super().__init__(initial_step)
+        self.total_steps = int(total_steps)
+        self.first_step = int(initial_step)
+        self.every_n_steps = every_n_steps or max(1, self.total_steps // 20)
+        self.stream = stream
+        self._began = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._began is None:
+            self._began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        if self.step % self.every_n_steps == 0 or self.step == self.total_steps:
+            line = self.line(self.step, logs or {}, time.perf_counter() - self._began)
+            print(line, file=self.stream or sys.stdout, flush=True)
+
+    def line(self, step, logs, seconds):
+        done = step - self.first_step
+        left = seconds / done * (self.total_steps - step) if done > 0 else float("nan")
+        loss = logs.get("loss")
+        loss = "" if loss is None else f"loss {float(loss):.4f}, "
+        return (f"step {step} of {self.total_steps} ({100 * step // self.total_steps}%): "
+                f"{loss}{seconds / 60:.1f} min, about {left / 60:.1f} min left")

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.callbacks import (PRUNING_SCALARS, PeriodicEvaluation, PruningTensorBoard,
-                                  StepCheckpoint, StepCSVLogger, StopOnNonFiniteLoss,
-                                  read_step_csv)
+from keras_flop.callbacks import (PRUNING_SCALARS, PeriodicEvaluation, ProgressLog,
+                                  PruningTensorBoard, StepCheckpoint, StepCSVLogger,
+                                  StopOnNonFiniteLoss, read_step_csv)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -129,3 +129,20 @@ def test_step_csv_logger_writes_every_step_and_resumes_after_its_checkpoint(tmp_
     # Starting from step 0 starts a new file.
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[StepCSVLogger(path)], verbose=0)
     assert read_step_csv(path)["step"] == [1, 2, 3, 4]
+
+
+def test_progress_log_prints_a_line_every_n_steps_with_the_time_left():
+    import io
+
+    stream = io.StringIO()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((20, 3), "float32"), np.zeros((20, 1), "float32")
+    progress = ProgressLog(12, initial_step=2, every_n_steps=5, stream=stream)
+    model.fit(x, y, batch_size=2, epochs=1, callbacks=[progress], verbose=0)
+    lines = stream.getvalue().splitlines()
+    # Steps 3..12 of a resumed run: lines at steps 5 and 10, and at the last step.
+    assert [line.split(" (")[0] for line in lines] == ["step 5 of 12", "step 10 of 12",
+                                                       "step 12 of 12"]
+    assert all("loss " in line and "min left" in line for line in lines)
+    assert lines[-1].endswith("about 0.0 min left")
