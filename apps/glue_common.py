@@ -261,14 +261,19 @@ def fit_from_step(model, data, batch_size, seed, done, steps, callbacks, stop, *
 
 def epoch_segments(done, steps, per_epoch):
     """`(begin, end)` step ranges of the `fit` calls that train steps `done..steps - 1`. A run
-    resumed mid-epoch first finishes that epoch, so that the progress bar's epochs are the
-    data's and every later epoch has `per_epoch` steps (one `fit` from `done // per_epoch`
-    would run out of batches in its last epoch)."""
+    resumed mid-epoch first finishes that epoch, whole epochs follow in one call, and a run
+    whose length is not whole epochs (`--pruning_steps`) ends with the part of an epoch left:
+    the progress bar's epochs are the data's, and no `fit` asks for more batches than the
+    stream has (one `fit` of `steps_per_epoch` batches an epoch would run out in its last)."""
     segments = []
     if done % per_epoch and done < steps:
         boundary = min(steps, (done // per_epoch + 1) * per_epoch)
         segments.append((done, boundary))
         done = boundary
+    whole = done + (steps - done) // per_epoch * per_epoch
+    if whole > done:
+        segments.append((done, whole))
+        done = whole
     if done < steps:
         segments.append((done, steps))
     return segments

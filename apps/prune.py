@@ -62,6 +62,7 @@ FIRST_STEP_USING = {
     # from the gates the finished prune step has.
     **dict.fromkeys(("learning_rate", "schedule", "learning_rate_warmup",
                      "alpha_learning_rate", "lambda_learning_rate", "num_train_epochs",
+                     "pruning_steps",
                      "target_sparsity_warmup", "family_hold_steps", "family_tolerance"),
                     "prune"),
     "compact_threshold": "compact",
@@ -214,6 +215,10 @@ def build_parser():
                        help="L2 penalty on the model weights while pruning (0: none).")
     train.add_argument("--num_train_epochs", type=int, default=None,
                        help="Pruning epochs; default 3 (8 for the toy task).")
+    train.add_argument("--pruning_steps", type=int, default=None,
+                       help="The prune step's length in steps, instead of --num_train_epochs: "
+                            "on a large training set a few hundred steps reach the target, "
+                            "and the compact model's fine-tuning still sees all of it.")
     train.add_argument("--eval_mask", choices=("topk", "deterministic"), default="topk",
                        help="Gate values for evaluation and compaction. topk: each gate "
                             "keeps its round(Σ p) units of largest log α (p = P(z ≠ 0); "
@@ -315,6 +320,9 @@ def resolve_args(args):
     args.alpha_learning_rate = _default(args.alpha_learning_rate, 5.0 if noam else None)
     args.lambda_learning_rate = _default(args.lambda_learning_rate, 10.0 if noam else None)
     resolve_family(args)
+    if args.pruning_steps is not None and args.num_train_epochs is not None:
+        raise common.UsageError("Pass either --pruning_steps or --num_train_epochs: both set "
+                                "the prune step's length.")
     args.num_train_epochs = _default(args.num_train_epochs, int(
         (8 if toy else 3) * (1 if args.family is None else FAMILY_LENGTH)))
     fisher = args.method == "fisher"
@@ -370,7 +378,8 @@ def resolve_args(args):
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
-    for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "num_fisher_samples",
+    for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "pruning_steps",
+                 "num_fisher_samples",
                  "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps",
                  "log_every_n_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
@@ -815,6 +824,8 @@ class Pipeline:
         return "family " + ", ".join(f"{t:.4g}" for t in self.args.family)
 
     def pruning_steps(self):
+        if self.args.pruning_steps is not None:
+            return self.args.pruning_steps
         per_epoch = -(-len(self.data.train) // self.args.train_batch_size)
         return per_epoch * self.args.num_train_epochs
 
@@ -832,7 +843,7 @@ class Pipeline:
         steps = self.pruning_steps()
         if args.schedule == "run" and steps < MIN_SIZED_STEPS:
             print(f"   note: {steps} pruning steps; the schedules are sized for "
-                  f"{MIN_SIZED_STEPS} or more (raise --num_train_epochs)")
+                  f"{MIN_SIZED_STEPS} or more (raise --num_train_epochs or --pruning_steps)")
         if os.path.isdir(self.path(CONTINUED)):  # run() moved the finished prune step there
             # A longer run of the same pruning: on from the gates, λ and step it ended with.
             pruning_model = self.load(CONTINUED, "pruning_model.keras")
@@ -1221,7 +1232,8 @@ class Pipeline:
         continuation was interrupted."""
         if os.path.isdir(self.path(CONTINUED)):
             return True
-        if self.args.changed_settings != ["num_train_epochs"] or not self.done("prune"):
+        if self.args.changed_settings not in (["num_train_epochs"], ["pruning_steps"]) or \
+                not self.done("prune"):
             return False
         previous = self.load("prune", "pruning_model.keras")
         return int(previous.pruning_step.numpy()) < self.pruning_steps()

@@ -291,12 +291,14 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
                     "--learning_rate", "1e-4",
                     "--target_sparsity", "0.6", "--max_train_examples", "128",
                     "--train_batch_size", "16", "--finetune_epochs", "1",
-                    # 16 steps: fewer than the schedules are sized for (about 100)
-                    "--num_train_epochs", "2", "--final_epochs", "1", "--allow_short",
+                    # 12 steps, an epoch and a half: fewer than the schedules are sized for
+                    "--pruning_steps", "12", "--final_epochs", "1", "--allow_short",
                     "--final_distillation_weight", "1",
                     "--final_hidden_distillation_weight", "0.1"])
     printed = capsys.readouterr().out
     assert "kept heads per layer" in printed and "kept FFN units per layer" in printed
+    pruned = keras.saving.load_model(output / "prune" / "pruning_model.keras", compile=False)
+    assert int(pruned.pruning_step.numpy()) == 12
     final = json.loads((output / "finetune_compact" / "eval_results.json").read_text())
     assert final["distillation_loss"] > 0 and final["hidden_distillation_loss"] > 0
     info = json.loads((output / "compact" / "info.json").read_text())
@@ -607,6 +609,11 @@ def test_a_run_resumed_mid_epoch_finishes_that_epoch_first():
     assert epoch_segments(40, 48, 16) == [(40, 48)]
     assert epoch_segments(32, 48, 16) == [(32, 48)]
     assert epoch_segments(48, 48, 16) == []
+    # A length that is not whole epochs ends with the part of an epoch it has.
+    assert epoch_segments(0, 12, 8) == [(0, 8), (8, 12)]
+    assert epoch_segments(0, 5, 8) == [(0, 5)]
+    assert epoch_segments(3, 21, 8) == [(3, 8), (8, 16), (16, 21)]
+    assert epoch_segments(17, 21, 8) == [(17, 21)]
 
 
 class _Interrupt(keras.callbacks.Callback):
