@@ -75,13 +75,6 @@ def time_in_turn(models, batches, repeats=3):
     return times
 
 
-def compare_latency(models, batches, repeats=3):
-    """`{name: seconds}`: the median over `time_in_turn`'s rounds. Ratios of these figures
-    are what to report; `ratio_spread` gives their spread."""
-    return {name: statistics.median(values)
-            for name, values in time_in_turn(models, batches, repeats).items()}
-
-
 def ratio_spread(rounds, numerator, denominator):
     """`(median, min, max)` over rounds of `rounds[numerator][i] / rounds[denominator][i]`:
     a ratio measured within each round, so that 1.80x can be told from 1.70x."""
@@ -199,8 +192,12 @@ def write_report(pipeline):
     rounds = {padding: time_in_turn(loaded, padded) for padding, padded in batches.items()}
     latency = {padding: {name: statistics.median(values) for name, values in times.items()}
                for padding, times in rounds.items()}
+    # One speedup everywhere (table, device line, report.json, the benchmarks): within each
+    # round dense over compact time, then the median round and the rounds' min–max.
     spread = {padding: ratio_spread(times, "compact (final)", "dense (fine-tuned)")
               for padding, times in rounds.items()}
+    speedups = {padding: list(ratio_spread(times, "dense (fine-tuned)", "compact (final)"))
+                for padding, times in rounds.items()}
     rows = {}
     for name, (step, file) in models.items():
         rows[name] = {
@@ -247,9 +244,9 @@ def write_report(pipeline):
             (f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
             ("latency, whole dev set, length-bucketed batches (s)", "bucketed_latency_s",
              "bucketed")):
-        _, low, high = spread[padding]
+        median, low, high = spread[padding]
         lines.append(f"| {label} | {dense[key]:.3f} | {compact[key]:.3f} | "
-                     f"{compact[key] / dense[key]:.3f} (rounds {low:.3f}–{high:.3f}) |")
+                     f"{median:.3f} (rounds {low:.3f}–{high:.3f}) |")
     for key in metric_keys:
         a, b = dense["results"][key], compact["results"][key]
         lines.append(f"| dev {key[len('eval_'):]} | {a:.4f} | {b:.4f} | {b - a:+.4f} (diff) |")
@@ -261,17 +258,18 @@ def write_report(pipeline):
         f"(actual_compact_rate {info['actual_compact_rate']:.3f}). Kept ranks per layer are in "
         "`compact/info.txt`. Peak memory is the process' resident set (it includes "
         "TensorFlow itself), reset before each model's measurement. Latencies are medians "
-        "of 3 rounds that run the two models in turn.",
+        "of 3 rounds that run the two models in turn; their ratio is the median round's "
+        "(and the rounds' min–max).",
         "",
     ]
     if "predicted_speedup" in info:
-        median, low, high = spread["fixed"]
+        measured, low, high = speedups["fixed"]
         lines += [
             "| speedup on this device | predicted by the latency table | measured |",
             "|---|---|---|",
             f"| batch {args.eval_batch_size}, padded to {args.max_seq_length} (target "
             f"{info['target_speedup']:.4g}x) | {info['predicted_speedup']:.2f}x | "
-            f"{1.0 / median:.2f}x (rounds {1.0 / high:.2f}–{1.0 / low:.2f}) |",
+            f"{measured:.2f}x (rounds {low:.2f}–{high:.2f}) |",
             "",
             f"The table (`factorize/latency_table.json`) was measured at batch "
             f"{info['latency_table_batch_size']}, length {info['latency_table_seq_length']}: it "
@@ -281,11 +279,6 @@ def write_report(pipeline):
         ]
     lines += training_curves_section(pipeline, title)
     # The same figures for programs (benchmarks/frontier.py reads them).
-    def speedup(padding):  # as the table prints it: the ratio of the medians, the rounds'
-        _, low, high = spread[padding]
-        ratio = latency[padding]["compact (final)"] / latency[padding]["dense (fine-tuned)"]
-        return [1.0 / ratio, 1.0 / high, 1.0 / low]
-
     common.write_json(os.path.join(pipeline.write_dir, "report.json"), {
         "method": method, "init_mask": getattr(args, "init_mask", "none"),
         # Fisher pruning removes heads and FFN units whatever --structure says.
@@ -294,7 +287,7 @@ def write_report(pipeline):
         "target_speedup": info.get("target_speedup"), "dev_split": split,
         "eval_batch_size": args.eval_batch_size, "max_seq_length": args.max_seq_length,
         # Dense over compact time, and its min–max over the rounds.
-        "speedup_fixed": speedup("fixed"), "speedup_bucketed": speedup("bucketed"),
+        "speedup_fixed": speedups["fixed"], "speedup_bucketed": speedups["bucketed"],
         "dense": dense, "compact": compact, "compact_info": info})
     return finish_report(pipeline, lines,
                          report_warnings(args, data, split, dense["results"], info))
