@@ -45,6 +45,22 @@ def hidden_state_loss(teacher_states, student_states):
         for t, s in zip(teacher_states, student_states)]))
 
 
+def check_teacher(teacher, student, hidden_distillation_weight, role="student"):
+    """Raises a `ValueError` unless `teacher` can teach `student` (called `role` in the
+    message): as many outputs, and for hidden-state distillation, which matches layer i to
+    layer i, as many encoder layers."""
+    outputs = teacher.outputs[0].shape[-1], student.outputs[0].shape[-1]
+    if outputs[0] != outputs[1]:
+        raise ValueError(f"The teacher {teacher.name!r} has {outputs[0]} outputs, the {role} "
+                         f"{outputs[1]}: distill between models of one task.")
+    if hidden_distillation_weight > 0:
+        layers = len(hidden_state_layers(teacher)), len(hidden_state_layers(student))
+        if layers[0] != layers[1]:
+            raise ValueError(f"Hidden-state distillation matches layer i to layer i: the "
+                             f"teacher has {layers[0]} encoder layers, the {role} "
+                             f"{layers[1]}.")
+
+
 def _without_teacher_logits(inputs):
     if isinstance(inputs, dict) and TEACHER_LOGITS in inputs:
         return {k: v for k, v in inputs.items() if k != TEACHER_LOGITS}
@@ -99,17 +115,7 @@ class Distiller(DistributedBuildMixin, keras.Model):
             raise ValueError("`hidden_distillation_weight` > 0 needs a `teacher` model: its "
                              "hidden states cannot be fed with the batch.")
         if teacher is not None:
-            if teacher.outputs[0].shape[-1] != student.outputs[0].shape[-1]:
-                raise ValueError(f"The teacher {teacher.name!r} has "
-                                 f"{teacher.outputs[0].shape[-1]} outputs, the student "
-                                 f"{student.outputs[0].shape[-1]}: distill between models of "
-                                 "one task.")
-            if hidden_distillation_weight > 0 and \
-                    len(hidden_state_layers(teacher)) != len(hidden_state_layers(student)):
-                raise ValueError(
-                    f"Hidden-state distillation matches layer i to layer i: the teacher has "
-                    f"{len(hidden_state_layers(teacher))} encoder layers, the student "
-                    f"{len(hidden_state_layers(student))}.")
+            check_teacher(teacher, student, hidden_distillation_weight)
         self.student = student
         # Kept out of Keras' tracking: not trained, not saved with the checkpoints, and the
         # hidden-state views only share layers the two models already have.

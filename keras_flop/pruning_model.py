@@ -9,12 +9,12 @@ from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
 from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
-from keras_flop.distillation import TEACHER_LOGITS, feature_view, hidden_state_loss, logit_loss
+from keras_flop.distillation import (TEACHER_LOGITS, check_teacher, feature_view,
+                                     hidden_state_loss, logit_loss)
 from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
 from keras_flop.latency import LatencyCost
 from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.models.bert import bert_network
 from keras_flop.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
@@ -229,17 +229,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             raise ValueError("`distillation_temperature` must be > 0; got "
                              f"{distillation_temperature}.")
         if teacher is not None:
-            if teacher.outputs[0].shape[-1] != network.outputs[0].shape[-1]:
-                raise ValueError(f"The teacher {teacher.name!r} has "
-                                 f"{teacher.outputs[0].shape[-1]} outputs, the pruned model "
-                                 f"{network.outputs[0].shape[-1]}: they must match.")
-            if hidden_distillation_weight > 0:
-                teacher_layers = bert_network(teacher).bert_config.num_hidden_layers
-                student_layers = bert_network(network).bert_config.num_hidden_layers
-                if teacher_layers != student_layers:
-                    raise ValueError(f"Hidden-state distillation matches layer i to layer i: "
-                                     f"the teacher has {teacher_layers} encoder layers, the "
-                                     f"pruned model {student_layers}.")
+            check_teacher(teacher, network, hidden_distillation_weight, role="pruned model")
         self.network = network
         self.target_sparsity = float(target_sparsity)
         self.target_sparsity_warmup = int(target_sparsity_warmup)
