@@ -82,6 +82,20 @@ def ratio_spread(rounds, numerator, denominator):
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
+def final_fine_tuning_text(args):
+    """One sentence on how the compact model was fine-tuned (or that it was not)."""
+    epochs = getattr(args, "final_epochs", 0)
+    if not epochs:
+        return "The compact model was not fine-tuned."
+    logit = getattr(args, "final_distillation_weight", 0.0)
+    hidden = getattr(args, "final_hidden_distillation_weight", 0.0)
+    teacher = ("" if not (logit or hidden) else
+               f", distilled from the dense model (logit weight {logit:g} at T="
+               f"{args.distillation_temperature:g}, hidden-state weight {hidden:g})")
+    return (f"The compact model was fine-tuned {epochs} epoch(s) at learning rate "
+            f"{args.final_learning_rate:g}{teacher}.")
+
+
 def weights_mb(model):
     """Size of the model's weights in MB as stored (no optimizer state, no file overhead)."""
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
@@ -225,6 +239,7 @@ def write_report(pipeline):
          f"Method `{method}` ({how}; target speedup {info['target_speedup']:.4g}x under the "
          "latency table), ") +
         f"pipeline `{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. "
+        f"{final_fine_tuning_text(args)} "
         f"Dev split `{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, "
         f"sequence length {args.max_seq_length}, {os.cpu_count()} CPU cores, "
         f"TF {tf.__version__}.",

@@ -301,6 +301,8 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     assert int(pruned.pruning_step.numpy()) == 12
     final = json.loads((output / "finetune_compact" / "eval_results.json").read_text())
     assert final["distillation_loss"] > 0 and final["hidden_distillation_loss"] > 0
+    assert "distilled from the dense model (logit weight 1 at T=2, hidden-state weight 0.1)" \
+        in (output / "report.md").read_text()
     info = json.loads((output / "compact" / "info.json").read_text())
     assert set(info["kept_heads"]) == {"layer_0", "layer_1"}
     assert json.loads((output / "compact" / "eval_results.json").read_text())[
