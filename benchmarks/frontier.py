@@ -174,12 +174,20 @@ def row_figures(args, kind, target, directory, data):
             "dense_parameters": report["dense"]["parameters"]}
 
 
-def write_csv(path, rows, task):
-    """Writes `rows` to `path`, keeping the rows of other tasks already there."""
+
+def row_key(row):
+    """What names a row across invocations: its task, method and target (its directory)."""
+    return row["task"], row["method"], f"{float(row['target']):g}"
+
+
+def write_csv(path, rows):
+    """Writes `rows` to `path`, keeping the rows already there that they do not replace
+    (other tasks, and this task's other methods and targets)."""
     kept = []
     if os.path.exists(path):
         with open(path, newline="", encoding="utf-8") as f:
-            kept = [r for r in csv.DictReader(f) if r["task"] != task]
+            replaced = {row_key(r) for r in rows}
+            kept = [r for r in csv.DictReader(f) if row_key(r) not in replaced]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS)
@@ -203,7 +211,7 @@ def plot(args, rows):
                                   title=f"{args.task}: MiniLM-L6, batch 8, length 128")
 
 
-def print_table(args, rows, commands):
+def print_table(args, rows):
     print(f"\n{machine_header()}")
     print(f"{args.task}: compact models of one teacher (dev {rows[0]['metric']} "
           f"{rows[0]['dense_metric']:.4f}); speedups are dense over compact time on dev "
@@ -219,8 +227,8 @@ def print_table(args, rows, commands):
               f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
               f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
     print("\nCommands (one per row):")
-    for command in commands:
-        print("    " + shlex.join(["python"] + command[1:]))
+    for r in rows:
+        print("    " + r.get("command", "(not recorded with this row)"))
 
 
 def main(argv=None):
@@ -231,7 +239,14 @@ def main(argv=None):
     vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
     data = glue_common.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
                                       need_train=False)
-    rows, commands, table = [], [], args.latency_table
+    summary = os.path.join(args.output_dir, f"{args.task}.json")
+    # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
+    rows = []
+    if os.path.exists(summary):
+        with open(summary, encoding="utf-8") as f:
+            rows = [r for r in json.load(f) if row_key(r) not in
+                    {row_key({"task": args.task, "method": k, "target": t}) for k, t in args.rows}]
+    table = args.latency_table
     for index, (kind, target) in enumerate(args.rows, 1):
         directory = os.path.join(args.output_dir, args.task, f"{kind}_{target:g}")
         command = row_command(args, teacher, kind, target, directory, table)
@@ -240,14 +255,13 @@ def main(argv=None):
         run(command, f"{directory}.log")
         if kind == "lagrangian" and table is None:  # measured once, for every later row
             table = os.path.join(directory, "factorize", "latency_table.json")
-        rows.append(row_figures(args, kind, target, directory, data))
-        commands.append(command)
-        with open(os.path.join(args.output_dir, f"{args.task}.json"), "w",
-                  encoding="utf-8") as f:
+        rows.append(dict(row_figures(args, kind, target, directory, data),
+                         command=shlex.join(["python"] + command[1:])))
+        with open(summary, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")
-    write_csv(csv_path, rows, args.task)
-    print_table(args, rows, commands)
+    write_csv(csv_path, rows)
+    print_table(args, rows)
     figure = plot(args, rows)
     print(f"\nRows: {csv_path}" + (f"; plot: {figure}" if figure else ""))
 
