@@ -350,12 +350,11 @@ def resolve_args(args):
         if not args.target_speedup >= 1.0:
             raise common.UsageError(f"--target_speedup must be >= 1; got "
                                     f"{args.target_speedup}.")
-        if fisher or args.init_mask == "fisher" or args.structure in ("rank", "all"):
+        if fisher or args.structure in ("rank", "all"):
             raise common.UsageError(
                 "--target_speedup prices heads, FFN units and blocks from a latency table of "
-                "dense blocks: use it with --method lagrangian, --init_mask none and "
-                "--structure heads+ffn or heads+ffn+layers (rank gates have no measured "
-                "time).")
+                "dense blocks: use it with --method lagrangian and --structure heads+ffn or "
+                "heads+ffn+layers (rank gates have no measured time).")
         args.target_sparsity = 1.0 - 1.0 / args.target_speedup
     if args.family is not None:
         if fisher or args.init_mask == "fisher":
@@ -768,10 +767,13 @@ class Pipeline:
         if args.init_mask == "fisher":
             from keras_flop.post_training import init_gates_from_masks, post_training_masks
 
+            # Under a speedup target the search budgets the latency table's time (1 / S).
+            latency = {} if not self.latency_cost() else {
+                "cost": "latency", "latency_table": pruning_model.cost_model.table}
             masks = post_training_masks(
                 dense, self.data.train_dataset(args.train_batch_size, args.seed),
                 target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
-                tune=False, verbose=glue_common.fit_verbosity())
+                tune=False, verbose=glue_common.fit_verbosity(), **latency)
             init_gates_from_masks(pruning_model, masks)
             print(f"   gates start from the Fisher mask: kept heads per layer "
                   f"{masks.kept_heads}, FFN units {masks.kept_units}")

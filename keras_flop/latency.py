@@ -179,7 +179,9 @@ class LatencyTable:
         return cls(**{field: data[field] for field in fields}, info=data.get("info"))
 
     def save(self, path):
-        """Writes the table as JSON (through a temporary file); returns `path`."""
+        """Writes the table as JSON (through a temporary file); returns `path` (a string
+        or a path object)."""
+        path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         with open(path + ".tmp", "w", encoding="utf-8") as f:

@@ -260,6 +260,72 @@ def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
             split(units_flat, unit_order, num_units, unit_fisher))
 
 
+def _layer_counts(order, count, layer_of, num_layers):
+    """Kept units per layer when the first `count` units of `order` (flat indices) are
+    kept."""
+    return np.bincount(layer_of[order[:count]], minlength=num_layers)
+
+
+def search_masks_by_latency(head_fisher, unit_fisher, table, budget):
+    """Binary masks `(heads, units)` keeping the most Fisher score with the encoder blocks'
+    time as `table` (a `keras_flop.LatencyTable`) predicts it, `Σ_layers T_att(kept heads) +
+    T_ffn(kept units)`, at most `budget` seconds.
+
+    As `search_masks`, both kinds are taken in decreasing Fisher order across all layers; for
+    every total of kept heads the most FFN units that fit are found by bisection. A block
+    left with no unit costs nothing, so the search sees what removing a whole block saves.
+
+    >>> from keras_flop import LatencyTable
+    >>> table = LatencyTable({"hidden_size": 8, "num_attention_heads": 2,
+    ...                       "intermediate_size": 4, "num_hidden_layers": 2}, 1, 4,
+    ...                      [0, 1, 2], [0.0, 3.0, 4.0], [0, 4], [0.0, 4.0], 0.0)
+    >>> heads = [np.array([5.0, 1.0]), np.array([0.2, 0.1])]
+    >>> units = [np.array([2.0, 2.0, 2.0, 2.0]), np.array([0.5, 0.5, 0.5, 0.5])]
+    >>> keep_heads, keep_units = search_masks_by_latency(heads, units, table, budget=7.0)
+    >>> [k.tolist() for k in keep_heads], [int(k.sum()) for k in keep_units]
+    ([[True, False], [False, False]], [4, 0])
+    """
+    heads_flat, units_flat = np.concatenate(head_fisher), np.concatenate(unit_fisher)
+    head_layer = np.repeat(np.arange(len(head_fisher)), [len(a) for a in head_fisher])
+    unit_layer = np.repeat(np.arange(len(unit_fisher)), [len(a) for a in unit_fisher])
+    head_order, unit_order = np.argsort(-heads_flat, kind="stable"), \
+        np.argsort(-units_flat, kind="stable")
+    head_prefix = np.concatenate([[0.0], np.cumsum(heads_flat[head_order])])
+    unit_prefix = np.concatenate([[0.0], np.cumsum(units_flat[unit_order])])
+    layers = len(head_fisher)
+
+    def seconds(kind, order, count, layer_of):
+        return sum(table.block_time(kind, c)
+                   for c in _layer_counts(order, count, layer_of, layers))
+
+    best = None
+    for num_heads in range(len(heads_flat) + 1):
+        left = budget - seconds("attention", head_order, num_heads, head_layer)
+        if left < 0:
+            continue  # a measured curve need not rise everywhere: fewer heads may still fit
+        low, high = 0, len(units_flat)  # the most units whose FFN time fits in `left`
+        while low < high:
+            middle = (low + high + 1) // 2
+            if seconds("ffn", unit_order, middle, unit_layer) <= left:
+                low = middle
+            else:
+                high = middle - 1
+        score = head_prefix[num_heads] + unit_prefix[low]
+        if best is None or score > best[0]:
+            best = (score, num_heads, low)
+    if best is None:
+        raise ValueError(f"A budget of {budget:.4g} s for the encoder blocks cannot hold "
+                         "anything: ask for a smaller speedup.")
+    _, num_heads, num_units = best
+
+    def split(order, count, like):
+        keep = np.zeros(sum(len(a) for a in like), bool)
+        keep[order[:count]] = True
+        return np.split(keep, np.cumsum([len(a) for a in like])[:-1])
+
+    return split(head_order, num_heads, head_fisher), split(unit_order, num_units, unit_fisher)
+
+
 def rearrange_mask(keep, grads):
     """`keep` (bool `[units]`) with the same count, rearranged greedily under the block-diagonal
     Fisher: the pruned set `P` minimizes `Σ_n (Σ_{i∈P} g_ni)²` (`grads`: `[examples, units]`).
@@ -400,32 +466,36 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     return head_scales, unit_scales
 
 
-def _check_target(target, cost):
-    if cost == "latency":
-        raise ValueError("Post-training pruning reads no latency table (its search budgets "
-                         "parameters): use cost='params', or prune to a speedup with the "
-                         "Lagrangian "
-                         "(keras_flop.factorize(..., cost='latency', target_speedup=S)).")
+def _check_target(target, cost, latency_table, config):
     if cost not in COSTS:
-        raise ValueError(f"`cost` must be 'params'; got {cost!r}.")
+        raise ValueError(f"`cost` must be one of {COSTS}; got {cost!r}.")
+    if cost == "latency":
+        if latency_table is None:
+            raise ValueError("cost='latency' budgets the time a latency table predicts: "
+                             "pass `latency_table` (keras_flop.measure_latency_table).")
+        latency_table.check(config)
+    elif latency_table is not None:
+        raise ValueError("`latency_table` is read with cost='latency' only.")
+    what = ("time of the model (1 / speedup)" if cost == "latency" else
+            "encoder's head and FFN parameters")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or \
             not 0.0 < target <= 1.0:
-        raise ValueError("`target` is the fraction of the encoder's head and FFN parameters to "
-                         f"keep, in (0, 1]; got {target!r}.")
+        raise ValueError(f"`target` is the fraction of the {what} to keep, in (0, 1]; got "
+                         f"{target!r}.")
 
 
 def post_training_masks(model, dataset, target=0.5, cost="params", num_samples=2048,
-                        rearrange=True, tune=True, verbose=0):
+                        rearrange=True, tune=True, verbose=0, latency_table=None):
     """The post-training masks of a fine-tuned dense model (steps 1-4 of the module
     docstring), as a `PostTrainingMasks`; `prune_post_training` compacts them.
 
     Arguments as for `prune_post_training`.
     """
-    _check_target(target, cost)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer; got {num_samples!r}.")
     network = _check_dense(model)
     config, shapes = network.bert_config, network.layer_shapes
+    _check_target(target, cost, latency_table, config)
     seconds = {}
     began = time.perf_counter()
     batches = _sample_batches(dataset, num_samples)
@@ -437,8 +507,13 @@ def post_training_masks(model, dataset, target=0.5, cost="params", num_samples=2
     began = time.perf_counter()
     head_cost, unit_cost = unit_costs(config)
     total = sum(h * head_cost + u * unit_cost for h, u in shapes)
-    head_keep, unit_keep = search_masks(head_fisher, unit_fisher, head_cost, unit_cost,
-                                        target * total)
+    if cost == "latency":  # the fixed part (embeddings, classifier...) stays
+        budget = target * latency_table.dense_seconds(shapes) - latency_table.fixed_seconds
+        head_keep, unit_keep = search_masks_by_latency(head_fisher, unit_fisher,
+                                                       latency_table, budget)
+    else:
+        head_keep, unit_keep = search_masks(head_fisher, unit_fisher, head_cost, unit_cost,
+                                            target * total)
     seconds["search"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -483,7 +558,8 @@ def masked_model(model, masks):
 
 
 def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2048,
-                        rearrange=True, tune=True, verbose=0, return_masks=False):
+                        rearrange=True, tune=True, verbose=0, return_masks=False,
+                        latency_table=None):
     """Prunes heads and FFN units of a fine-tuned dense BERT without retraining.
 
     Kwon et al. 2022 (module docstring): Fisher scores from per-example mask gradients on
@@ -495,14 +571,17 @@ def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2
         model: the fine-tuned dense `BertClassifier` (no gates).
         dataset: `(features, labels)` batches of the task's training data, e.g.
             `keras_flop.glue.make_dataset(...)`; the first `num_samples` examples are used.
-        target: fraction of the encoder's head and FFN kernel parameters to keep, in (0, 1]
-            (`1 - target_sparsity` of the Lagrangian path, dense denominator).
-        cost: `"params"`. (`"latency"` is a ValueError: the search budgets parameters; the
-            Lagrangian prunes to a speedup, `keras_flop.factorize(..., cost="latency")`.)
+        target: what to keep, in (0, 1]: with `cost="params"` the fraction of the encoder's
+            head and FFN kernel parameters (`1 - target_sparsity` of the Lagrangian path,
+            dense denominator); with `cost="latency"` the fraction of the model's time as
+            `latency_table` predicts it, `1 / S` for a speedup `S`.
+        cost: `"params"`, or `"latency"` (the search budgets the table's block times, and a
+            block whose units are all pruned costs nothing).
         num_samples: examples for the Fisher scores and the tuning (the paper's 2,048).
         rearrange, tune: run steps 3 and 4 (both on by default, as in the paper).
         verbose: show progress bars.
         return_masks: also return the `PostTrainingMasks`.
+        latency_table: the `keras_flop.LatencyTable` of `cost="latency"`.
 
     Returns:
         The compact `BertClassifier` (as `keras_flop.compact` makes it), or
@@ -524,7 +603,7 @@ def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2
     True
     """
     masks = post_training_masks(model, dataset, target, cost, num_samples, rearrange, tune,
-                                verbose)
+                                verbose, latency_table)
     compact_model = compact(masked_model(model, masks))
     return (compact_model, masks) if return_masks else compact_model
 

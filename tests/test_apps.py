@@ -441,6 +441,28 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
              for kind in ("head", "intermediate")]
     kept = sum(int((m.mask() > 0.5).numpy().sum()) for m in masks)
     assert 0 < kept < sum(m.size for m in masks)
+    # Under a speedup target the Fisher start fits the latency table's time (a hand-made
+    # table: a block costs an overhead plus a time per unit).
+    config = pipeline.config
+    heads, units = config.num_attention_heads, config.intermediate_size
+    table = keras_flop.LatencyTable(
+        {f: getattr(config, f) for f in keras_flop.latency.MODEL_FIELDS}, batch_size=8,
+        seq_length=32, attention_heads=list(range(heads + 1)),
+        attention_seconds=[0.0] + [2.0 + h for h in range(1, heads + 1)],
+        ffn_units=[0, 1, units], ffn_seconds=[0.0, 1.5, 1.5 + 0.25 * (units - 1)],
+        fixed_seconds=1.0)
+    table.save(tmp_path / "table.json")
+    args = prune_app.resolve_args(prune_app.build_parser().parse_args(
+        ["--output_dir", str(tmp_path / "init_speedup"), "--init_mask", "fisher",
+         "--structure", "heads+ffn+layers", "--target_speedup", "1.5", "--latency_table",
+         str(tmp_path / "table.json")] + common[:-2]))
+    pipeline = prune_app.Pipeline(args, prune_app.prepare_run(args))
+    pipeline.finetune()
+    pipeline.factorize()
+    gated = pipeline.load("factorize", "pruning_model.keras").network
+    shapes = [tuple(int((gated.get_layer(f"layer_{i}_{kind}_mask").mask() > 0.5).numpy().sum())
+                    for kind in ("head", "intermediate")) for i in range(2)]
+    assert table.dense_seconds(shapes) <= table.dense_seconds() / 1.5
     with pytest.raises(SystemExit) as exit_info:
         prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher",
                         "--structure", "rank"])

@@ -165,6 +165,56 @@ def test_least_squares_tuning_equals_lstsq_and_reduces_the_error(kind):
     assert after < before
 
 
+def _table(config, fixed=1.0):
+    """A hand-made latency table: blocks cost an overhead plus a time per unit."""
+    heads, units = config.num_attention_heads, config.intermediate_size
+    return keras_flop.LatencyTable(
+        {f: getattr(config, f) for f in ("hidden_size", "num_attention_heads",
+                                         "intermediate_size", "num_hidden_layers")},
+        batch_size=2, seq_length=8, attention_heads=list(range(heads + 1)),
+        attention_seconds=[0.0] + [2.0 + h for h in range(1, heads + 1)],
+        ffn_units=[0, 1, units], ffn_seconds=[0.0, 1.5, 1.5 + 0.25 * (units - 1)],
+        fixed_seconds=fixed)
+
+
+def test_latency_search_fits_the_budget_and_adds_nothing_that_would_fit():
+    rng = np.random.default_rng(1)
+    config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=3,
+                                   num_attention_heads=4, intermediate_size=8)
+    table = _table(config)
+    heads = [rng.random(4) for _ in range(3)]
+    units = [rng.random(8) for _ in range(3)]
+
+    def seconds(keep_heads, keep_units):
+        return sum(table.attention_time(h.sum()) + table.ffn_time(u.sum())
+                   for h, u in zip(keep_heads, keep_units))
+
+    for budget in (4.0, 9.5, 17.0):
+        keep_heads, keep_units = pt.search_masks_by_latency(heads, units, table, budget)
+        assert seconds(keep_heads, keep_units) <= budget
+        # The next FFN unit in Fisher order no longer fits.
+        flat = np.concatenate(keep_units)
+        left = np.flatnonzero(~flat)
+        if len(left):
+            nxt = left[np.argmax(np.concatenate(units)[left])]
+            grown = flat.copy()
+            grown[nxt] = True
+            assert seconds(keep_heads, np.split(grown, 3)) > budget
+    with pytest.raises(ValueError, match="cannot hold anything"):
+        pt.search_masks_by_latency(heads, units, table, -1.0)
+
+
+def test_post_training_pruning_to_a_speedup_meets_the_predicted_time():
+    dense = _dense(seed=3)
+    table = _table(dense.bert_config)
+    compact_model = keras_flop.prune_post_training(dense, _batches(n=16), target=0.5,
+                                                   cost="latency", latency_table=table,
+                                                   num_samples=12)
+    assert table.dense_seconds(compact_model.layer_shapes) <= 0.5 * table.dense_seconds()
+    with pytest.raises(ValueError, match="with cost='latency' only"):
+        keras_flop.prune_post_training(dense, _batches(), latency_table=table)
+
+
 @pytest.mark.parametrize("target", [0.7, 0.4])
 def test_pruned_model_meets_the_budget_and_compacts_exactly(target):
     dense = _dense(seed=3)
