@@ -1,7 +1,7 @@
 """The accuracy–speed frontier: compact models of one fine-tuned teacher, by method and target.
 
     python benchmarks/frontier.py --data /path/to/shared/data --task sst2 \\
-        --rows "lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6;lagrangian+fisher:0.5" \\
+        --rows "lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6;lagrangian+fisher:2,3" \\
         --output_dir /tmp/frontier [--teacher RUN/model.keras] [--csv docs/frontier.csv] \\
         [--prune_flags "--max_train_examples 4000 --num_train_epochs 3"]
 
@@ -13,8 +13,8 @@ too). Row kinds:
 
 - `lagrangian:S,...`: `--target_speedup S` (heads+ffn+layers under the latency table);
 - `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);
-- `lagrangian+fisher:T,...`: `--init_mask fisher --target_sparsity T` (the Lagrangian started
-  from the Fisher mask).
+- `lagrangian+fisher:S,...`: `--init_mask fisher --target_speedup S` (the Lagrangian started
+  from the Fisher mask searched under the latency table).
 
 Each row's report (`report.json`) gives the dev metric and the speedup at batch 8 padded to
 128 tokens (the command's `--eval_batch_size 8 --max_seq_length 128`); the speedup at batch 1
@@ -44,7 +44,7 @@ KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers"], "--target_speedup"),
     "fisher": (["--method", "fisher"], "--target_sparsity"),
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
-                          "--target_sparsity"),
+                          "--target_speedup"),
 }
 COLUMNS = ("task", "method", "structure", "target", "speedup_b8", "speedup_b1", "metric",
            "dense_metric", "compact_metric", "delta_points", "prune_minutes")
@@ -86,8 +86,8 @@ def parse_args(argv=None):
                         help="More apps.prune flags for every row, e.g. "
                              "'--max_train_examples 4000 --num_train_epochs 3'.")
     parser.add_argument("--latency_table", default=None,
-                        help="The latency table of the lagrangian rows; default: the first "
-                             "lagrangian row measures it, the others reuse it.")
+                        help="The latency table of the rows at a speedup; default: the first "
+                             "such row measures it, the others reuse it.")
     parser.add_argument("--timed_examples", type=int, default=400,
                         help="Dev examples timed at batch 1 (twice as many as are run).")
     parser.add_argument("--output_dir", required=True)
@@ -95,7 +95,11 @@ def parse_args(argv=None):
                         help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
                              "rows of other tasks already in the file are kept.")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.teacher and not os.path.exists(args.teacher):
+        parser.error(f"--teacher {args.teacher} does not exist: pass a fine-tuned model's "
+                     ".keras file (vocab.txt beside it), or leave it out to fine-tune one.")
+    return args
 
 
 def run(command, log):
@@ -136,7 +140,7 @@ def teacher_model(args):
 
 def row_command(args, teacher, kind, target, directory, table):
     flags, target_flag = KINDS[kind]
-    if kind == "lagrangian" and table:
+    if target_flag == "--target_speedup" and table:
         flags = flags + ["--latency_table", table]
     return [sys.executable, "-m", "apps.prune", "--task", args.task, "--data_dir",
             os.path.join(args.data, "glue"), "--dense_model", teacher, "--output_dir", directory,
@@ -253,7 +257,7 @@ def main(argv=None):
         print(f"\n== row {index} of {len(args.rows)}: {kind} {target:g}", flush=True)
         # The run directory is apps.prune's alone: the log goes beside it.
         run(command, f"{directory}.log")
-        if kind == "lagrangian" and table is None:  # measured once, for every later row
+        if KINDS[kind][1] == "--target_speedup" and table is None:  # measured once
             table = os.path.join(directory, "factorize", "latency_table.json")
         rows.append(dict(row_figures(args, kind, target, directory, data),
                          command=shlex.join(["python"] + command[1:])))
