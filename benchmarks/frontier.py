@@ -110,9 +110,11 @@ def run(command, log):
     with open(log, "a", encoding="utf-8") as kept:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in process.stdout:
+        for line in process.stdout:  # shown and kept as it comes
             sys.stdout.write(line)
+            sys.stdout.flush()
             kept.write(line)
+            kept.flush()
     if process.wait():
         raise SystemExit(f"failed (exit {process.returncode}); its output is in {log}")
 
