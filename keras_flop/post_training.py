@@ -225,13 +225,12 @@ def unit_costs(config):
     return unit_kernel_params(config)
 
 
-def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
-    """Binary masks `(heads, units)` (per layer, bool arrays) keeping the most Fisher score
-    with `kept heads · head_cost + kept units · unit_cost <= budget`.
-
-    For every total number of kept heads the rest of the budget goes to FFN units; both are
-    taken in decreasing Fisher order across all layers, and the best total wins.
-    """
+def _prefix_search(head_fisher, unit_fisher, most_units, too_small):
+    """The search both budgets share. Heads and FFN units are each taken in decreasing Fisher
+    order across all layers; for every count of kept heads, `most_units(num_heads, head_order,
+    unit_order)` gives the most units (in their order) that still fit, or None when the heads
+    alone do not; the count with the most total Fisher score wins. Binary masks `(heads,
+    units)` per layer; a `ValueError` saying `too_small` when nothing fits."""
     heads_flat, units_flat = np.concatenate(head_fisher), np.concatenate(unit_fisher)
     head_order, unit_order = np.argsort(-heads_flat, kind="stable"), \
         np.argsort(-units_flat, kind="stable")
@@ -239,31 +238,40 @@ def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
     unit_prefix = np.concatenate([[0.0], np.cumsum(units_flat[unit_order])])
     best = None
     for num_heads in range(len(heads_flat) + 1):
-        left = budget - num_heads * head_cost
-        if left < 0:
-            break
-        num_units = min(len(units_flat), int(left // unit_cost))
+        num_units = most_units(num_heads, head_order, unit_order)
+        if num_units is None:
+            continue
         score = head_prefix[num_heads] + unit_prefix[num_units]
         if best is None or score > best[0]:
             best = (score, num_heads, num_units)
     if best is None:
-        raise ValueError(f"A budget of {budget} parameters cannot hold anything: raise "
-                         "`target`.")
+        raise ValueError(too_small)
     _, num_heads, num_units = best
 
-    def split(flat, order, count, like):
-        keep = np.zeros(len(flat), bool)
+    def split(order, count, like):
+        keep = np.zeros(sum(len(a) for a in like), bool)
         keep[order[:count]] = True
         return np.split(keep, np.cumsum([len(a) for a in like])[:-1])
 
-    return (split(heads_flat, head_order, num_heads, head_fisher),
-            split(units_flat, unit_order, num_units, unit_fisher))
+    return split(head_order, num_heads, head_fisher), split(unit_order, num_units, unit_fisher)
 
 
-def _layer_counts(order, count, layer_of, num_layers):
-    """Kept units per layer when the first `count` units of `order` (flat indices) are
-    kept."""
-    return np.bincount(layer_of[order[:count]], minlength=num_layers)
+def search_masks(head_fisher, unit_fisher, head_cost, unit_cost, budget):
+    """Binary masks `(heads, units)` (per layer, bool arrays) keeping the most Fisher score
+    with `kept heads · head_cost + kept units · unit_cost <= budget`.
+
+    For every total number of kept heads the rest of the budget goes to FFN units; both are
+    taken in decreasing Fisher order across all layers, and the best total wins.
+    """
+    num_units = sum(len(a) for a in unit_fisher)
+
+    def most_units(num_heads, head_order, unit_order):
+        left = budget - num_heads * head_cost
+        return None if left < 0 else min(num_units, int(left // unit_cost))
+
+    return _prefix_search(head_fisher, unit_fisher, most_units,
+                          f"A budget of {budget} parameters cannot hold anything: raise "
+                          "`target`.")
 
 
 def search_masks_by_latency(head_fisher, unit_fisher, table, budget):
@@ -285,45 +293,30 @@ def search_masks_by_latency(head_fisher, unit_fisher, table, budget):
     >>> [k.tolist() for k in keep_heads], [int(k.sum()) for k in keep_units]
     ([[True, False], [False, False]], [4, 0])
     """
-    heads_flat, units_flat = np.concatenate(head_fisher), np.concatenate(unit_fisher)
-    head_layer = np.repeat(np.arange(len(head_fisher)), [len(a) for a in head_fisher])
-    unit_layer = np.repeat(np.arange(len(unit_fisher)), [len(a) for a in unit_fisher])
-    head_order, unit_order = np.argsort(-heads_flat, kind="stable"), \
-        np.argsort(-units_flat, kind="stable")
-    head_prefix = np.concatenate([[0.0], np.cumsum(heads_flat[head_order])])
-    unit_prefix = np.concatenate([[0.0], np.cumsum(units_flat[unit_order])])
     layers = len(head_fisher)
+    head_layer = np.repeat(np.arange(layers), [len(a) for a in head_fisher])
+    unit_layer = np.repeat(np.arange(layers), [len(a) for a in unit_fisher])
 
-    def seconds(kind, order, count, layer_of):
-        return sum(table.block_time(kind, c)
-                   for c in _layer_counts(order, count, layer_of, layers))
+    def seconds(kind, order, count, layer_of):  # the blocks' time, the first `count` kept
+        counts = np.bincount(layer_of[order[:count]], minlength=layers)
+        return sum(table.block_time(kind, c) for c in counts)
 
-    best = None
-    for num_heads in range(len(heads_flat) + 1):
+    def most_units(num_heads, head_order, unit_order):
         left = budget - seconds("attention", head_order, num_heads, head_layer)
-        if left < 0:
-            continue  # a measured curve need not rise everywhere: fewer heads may still fit
-        low, high = 0, len(units_flat)  # the most units whose FFN time fits in `left`
+        if left < 0:  # (a measured curve need not rise everywhere: fewer heads may fit)
+            return None
+        low, high = 0, len(unit_layer)  # bisection: the FFN time rises with the units kept
         while low < high:
             middle = (low + high + 1) // 2
             if seconds("ffn", unit_order, middle, unit_layer) <= left:
                 low = middle
             else:
                 high = middle - 1
-        score = head_prefix[num_heads] + unit_prefix[low]
-        if best is None or score > best[0]:
-            best = (score, num_heads, low)
-    if best is None:
-        raise ValueError(f"A budget of {budget:.4g} s for the encoder blocks cannot hold "
-                         "anything: ask for a smaller speedup.")
-    _, num_heads, num_units = best
+        return low
 
-    def split(order, count, like):
-        keep = np.zeros(sum(len(a) for a in like), bool)
-        keep[order[:count]] = True
-        return np.split(keep, np.cumsum([len(a) for a in like])[:-1])
-
-    return split(head_order, num_heads, head_fisher), split(unit_order, num_units, unit_fisher)
+    return _prefix_search(head_fisher, unit_fisher, most_units,
+                          f"A budget of {budget:.4g} s for the encoder blocks cannot hold "
+                          "anything: ask for a smaller speedup.")
 
 
 def rearrange_mask(keep, grads):
