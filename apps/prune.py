@@ -910,11 +910,8 @@ class Pipeline:
         if pruning_model.teacher is not None and args.hidden_distillation_weight == 0 and \
                 args.distillation_weight > 0:
             # Logit distillation from a frozen teacher: its outputs are fixed, computed once.
-            began = time.perf_counter()
-            features[distillation.TEACHER_LOGITS] = self.data.tokenized("train").predict(
-                pruning_model.teacher, args.eval_batch_size)
-            print(f"   teacher outputs on {len(self.data.train):,} training examples computed "
-                  f"once ({time.perf_counter() - began:.0f} s)")
+            features[distillation.TEACHER_LOGITS] = glue_common.teacher_outputs(
+                pruning_model.teacher, self.data)
         start = time.perf_counter()
         with warnings.catch_warnings():  # missing family members: said below, once
             warnings.filterwarnings("ignore", "The run ended before the constraint")
