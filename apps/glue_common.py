@@ -192,9 +192,8 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
         trainer = Distiller(model, None if fed else teacher, distillation_weight,
                             distillation_temperature, hidden_distillation_weight)
         if fed:
-            features[TEACHER_LOGITS] = teacher_outputs(
-                teacher, data, None if checkpoint_dir is None else
-                os.path.join(restore_from or checkpoint_dir, TEACHER_OUTPUTS))
+            features[TEACHER_LOGITS] = teacher_outputs(teacher, data, checkpoint_dir,
+                                                       restore_from)
     trainer.compile(model_optimizer(learning_rate, steps, warmup_proportion),
                     task_loss(data.task), jit_compile=jit_compile)
     callbacks = list(callbacks) + [stop]
@@ -208,9 +207,6 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
             print(f"   resuming fine-tuning from step {done} of {steps}")
         saver.step = stop.step = done
         callbacks.append(saver)
-        if features and not os.path.exists(os.path.join(checkpoint_dir, TEACHER_OUTPUTS)):
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            np.save(os.path.join(checkpoint_dir, TEACHER_OUTPUTS), features[TEACHER_LOGITS])
     start = time.perf_counter()
     history = fit_from_step(trainer, data, batch_size, seed, done, epochs * per_epoch,
                             callbacks, stop, **features)
@@ -223,17 +219,22 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     return history, time.perf_counter() - start
 
 
-def teacher_outputs(teacher, data, path=None, batch_size=64):
-    """The teacher's outputs on the training set, `[examples, num_labels]`: read from `path`
-    (`.npy`) when an earlier call of the same run kept them there, else computed."""
-    if path is not None and os.path.exists(path):
-        outputs = np.load(path)
-        if len(outputs) == len(data.train):
-            return outputs
-    began = time.perf_counter()
-    outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
-    print(f"   teacher outputs on {len(data.train):,} training examples computed once "
-          f"({time.perf_counter() - began:.0f} s)")
+def teacher_outputs(teacher, data, directory=None, restore_from=None, batch_size=64):
+    """The teacher's outputs on the training set, `[examples, num_labels]`. With a
+    `directory` (a run's checkpoint directory) they are kept there as `TEACHER_OUTPUTS`, and
+    read back from `restore_from` (default `directory`) when an earlier call of the same run
+    kept them, instead of computed again."""
+    kept = None if directory is None else os.path.join(restore_from or directory,
+                                                        TEACHER_OUTPUTS)
+    outputs = np.load(kept) if kept is not None and os.path.exists(kept) else None
+    if outputs is None or len(outputs) != len(data.train):
+        began = time.perf_counter()
+        outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
+        print(f"   teacher outputs on {len(data.train):,} training examples computed once "
+              f"({time.perf_counter() - began:.0f} s)")
+    if directory is not None and not os.path.exists(os.path.join(directory, TEACHER_OUTPUTS)):
+        os.makedirs(directory, exist_ok=True)
+        np.save(os.path.join(directory, TEACHER_OUTPUTS), outputs)
     return outputs
 
 
