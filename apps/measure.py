@@ -207,9 +207,8 @@ def write_report(pipeline):
     latency = {padding: {name: statistics.median(values) for name, values in times.items()}
                for padding, times in rounds.items()}
     # One speedup everywhere (table, device line, report.json, the benchmarks): within each
-    # round dense over compact time, then the median round and the rounds' min–max.
-    spread = {padding: ratio_spread(times, "compact (final)", "dense (fine-tuned)")
-              for padding, times in rounds.items()}
+    # round dense over compact time, then the median round and the rounds' min–max. The
+    # table's compact/dense column is its reciprocal (the rounds are odd in number).
     speedups = {padding: list(ratio_spread(times, "dense (fine-tuned)", "compact (final)"))
                 for padding, times in rounds.items()}
     rows = {}
@@ -259,9 +258,9 @@ def write_report(pipeline):
             (f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
             ("latency, whole dev set, length-bucketed batches (s)", "bucketed_latency_s",
              "bucketed")):
-        median, low, high = spread[padding]
+        speedup, low, high = speedups[padding]
         lines.append(f"| {label} | {dense[key]:.3f} | {compact[key]:.3f} | "
-                     f"{median:.3f} (rounds {low:.3f}–{high:.3f}) |")
+                     f"{1.0 / speedup:.3f} (rounds {1.0 / high:.3f}–{1.0 / low:.3f}) |")
     for key in metric_keys:
         a, b = dense["results"][key], compact["results"][key]
         lines.append(f"| dev {key[len('eval_'):]} | {a:.4f} | {b:.4f} | {b - a:+.4f} (diff) |")
