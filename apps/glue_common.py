@@ -5,6 +5,7 @@ TensorFlow, Keras and keras_flop are imported by the functions that use them, so
 """
 
 import dataclasses
+import hashlib
 import os
 import time
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ import numpy as np
 from apps import common
 
 # The teacher's outputs on the training set, kept beside a distilled fine-tuning's checkpoints.
-TEACHER_OUTPUTS = "teacher_outputs.npy"
+TEACHER_OUTPUTS = "teacher_outputs.npz"
 
 if TYPE_CHECKING:
     import keras_flop
@@ -163,12 +164,13 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
               jit_compile=False, warmup_proportion=0.1, checkpoint_dir=None,
               checkpoint_every_n_steps=None, restore_from=None, teacher=None,
               distillation_weight=0.0, hidden_distillation_weight=0.0,
-              distillation_temperature=2.0):
+              distillation_temperature=2.0, teacher_outputs_file=None):
     """Fine-tuning (AdamW, warmup + linear decay); returns (history, seconds).
 
     With a `teacher` and a distillation weight > 0, the task loss gains distillation from it
     (`keras_flop.Distiller`); for logit distillation alone the teacher's outputs on the
-    training set are computed once (and kept beside the checkpoints for a resumed run).
+    training set are computed once (`teacher_outputs`: kept beside the checkpoints for a
+    resumed run, and in `teacher_outputs_file` for other runs of the same teacher).
 
     A NaN or Inf loss stops training with an error naming the step. With `checkpoint_dir`,
     the model, the optimizer and the step are saved there every `checkpoint_every_n_steps`
@@ -192,8 +194,12 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
         trainer = Distiller(model, None if fed else teacher, distillation_weight,
                             distillation_temperature, hidden_distillation_weight)
         if fed:
-            features[TEACHER_LOGITS] = teacher_outputs(teacher, data, checkpoint_dir,
-                                                       restore_from)
+            here = [] if checkpoint_dir is None else [os.path.join(checkpoint_dir,
+                                                                   TEACHER_OUTPUTS)]
+            there = [] if restore_from is None else [os.path.join(restore_from,
+                                                                  TEACHER_OUTPUTS)]
+            features[TEACHER_LOGITS] = teacher_outputs(
+                teacher, data, keep=[*filter(None, [teacher_outputs_file]), *here], read=there)
     trainer.compile(model_optimizer(learning_rate, steps, warmup_proportion),
                     task_loss(data.task), jit_compile=jit_compile)
     callbacks = list(callbacks) + [stop]
@@ -219,23 +225,52 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     return history, time.perf_counter() - start
 
 
-def teacher_outputs(teacher, data, directory=None, restore_from=None, batch_size=64):
-    """The teacher's outputs on the training set, `[examples, num_labels]`. With a
-    `directory` (a run's checkpoint directory) they are kept there as `TEACHER_OUTPUTS`, and
-    read back from `restore_from` (default `directory`) when an earlier call of the same run
-    kept them, instead of computed again."""
-    kept = None if directory is None else os.path.join(restore_from or directory,
-                                                        TEACHER_OUTPUTS)
-    outputs = np.load(kept) if kept is not None and os.path.exists(kept) else None
-    if outputs is None or len(outputs) != len(data.train):
+def teacher_outputs(teacher, data, keep=(), read=(), batch_size=64):
+    """The teacher's outputs on the training set, `[examples, num_labels]`.
+
+    They are computed once per teacher and training set: a file of `keep` or `read` (`.npz`)
+    that holds outputs of the same teacher weights on the same tokenized examples (its
+    fingerprint) is read instead, and the outputs are written to each file of `keep` that does
+    not hold them yet (a run's checkpoint directory, or one file shared by the runs of one
+    teacher: apps.prune `--teacher_outputs`)."""
+    fingerprint = outputs_fingerprint(teacher, data.tokenized("train"))
+    outputs = None
+    for path in [*keep, *read]:
+        if outputs is None and os.path.exists(path):
+            with np.load(path) as kept:
+                if str(kept["fingerprint"]) == fingerprint:
+                    outputs = kept["outputs"]
+                    print(f"   teacher outputs read from {path}")
+    if outputs is None:
         began = time.perf_counter()
         outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
         print(f"   teacher outputs on {len(data.train):,} training examples computed once "
               f"({time.perf_counter() - began:.0f} s)")
-    if directory is not None and not os.path.exists(os.path.join(directory, TEACHER_OUTPUTS)):
-        os.makedirs(directory, exist_ok=True)
-        np.save(os.path.join(directory, TEACHER_OUTPUTS), outputs)
+    for path in keep:
+        held = False
+        if os.path.exists(path):
+            with np.load(path) as kept:
+                held = str(kept["fingerprint"]) == fingerprint
+        if not held:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path + ".tmp", "wb") as f:  # a crash mid-write leaves no torn file
+                np.savez(f, outputs=outputs, fingerprint=np.array(fingerprint))
+            os.replace(path + ".tmp", path)
     return outputs
+
+
+def outputs_fingerprint(model, examples):
+    """A digest of a model's weights and of tokenized examples: what its outputs on them
+    depend on (the padding of a batch changes them only by round-off)."""
+    from keras import ops
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(ops.convert_to_numpy(weight)).tobytes())
+    for ragged in (examples.token_ids, examples.segment_ids):
+        digest.update(ragged.flat_values.numpy().tobytes())
+        digest.update(ragged.row_lengths().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def fit_from_step(model, data, batch_size, seed, done, steps, callbacks, stop, **features):

@@ -45,7 +45,8 @@ REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
 _RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
                 "eval_every_n_steps", "checkpoint_every_n_steps", "allow_short",
-                "worker_timeout", "changed_settings", "log_every_n_steps"}
+                "worker_timeout", "changed_settings", "log_every_n_steps",
+                "teacher_outputs"}
 # The first step that reads a setting: changing it redoes that step and the ones after it and
 # keeps the finished steps before it. A flag not listed here belongs to the first step
 # (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.
@@ -248,6 +249,12 @@ def build_parser():
                        help="Fine-tuning of the compact model: weight of the hidden-state MSE "
                             "to the dense model, encoder layer i to layer i (0: none; a "
                             "compact model keeps every layer).")
+    train.add_argument("--teacher_outputs", default=None,
+                       help="A .npz file that keeps the dense model's outputs on the training "
+                            "set for logit distillation (prune and finetune_compact steps): "
+                            "read when it holds this model's outputs on these examples, "
+                            "written otherwise. Runs of one teacher that name the same file "
+                            "compute them once. Default: teacher_outputs.npz in --output_dir.")
     train.add_argument("--eval_every_n_steps", type=int, default=None,
                        help="Dev evaluation while pruning, every this many steps; default a "
                             "tenth of the pruning steps (at least 1).")
@@ -679,6 +686,11 @@ class Pipeline:
                 **{key: float(values[-1]) for key, values in history.history.items()
                    if key.endswith("distillation_loss")}}
 
+    def teacher_outputs_file(self):
+        """Where the dense model's outputs on the training set are kept (`--teacher_outputs`)."""
+        return self.args.teacher_outputs or os.path.join(self.write_dir,
+                                                         glue_common.TEACHER_OUTPUTS)
+
     def save_fine_tuned(self, model, step):
         """Writes the step's model; its step checkpoints (model and optimizer, three times
         the model's size) are then of no more use."""
@@ -911,7 +923,7 @@ class Pipeline:
                 args.distillation_weight > 0:
             # Logit distillation from a frozen teacher: its outputs are fixed, computed once.
             features[distillation.TEACHER_LOGITS] = glue_common.teacher_outputs(
-                pruning_model.teacher, self.data)
+                pruning_model.teacher, self.data, keep=[self.teacher_outputs_file()])
         start = time.perf_counter()
         with warnings.catch_warnings():  # missing family members: said below, once
             warnings.filterwarnings("ignore", "The run ended before the constraint")
@@ -1138,7 +1150,8 @@ class Pipeline:
                     teacher=self.load("finetune"),
                     distillation_weight=args.final_distillation_weight,
                     hidden_distillation_weight=args.final_hidden_distillation_weight,
-                    distillation_temperature=args.distillation_temperature)
+                    distillation_temperature=args.distillation_temperature,
+                    teacher_outputs_file=self.teacher_outputs_file())
             extra = self.fine_tune(model, directory, args.final_learning_rate,
                                    args.final_epochs, **distillation)
         os.makedirs(self.out(directory), exist_ok=True)

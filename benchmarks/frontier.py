@@ -147,7 +147,10 @@ def row_command(args, teacher, kind, target, directory, table):
     return [sys.executable, "-m", "apps.prune", "--task", args.task, "--data_dir",
             os.path.join(args.data, "glue"), "--dense_model", teacher, "--output_dir", directory,
             *flags, target_flag, f"{target:g}", "--eval_batch_size", "8", "--max_seq_length",
-            "128", "--seed", str(args.seed), "--allow_short", *shlex.split(args.prune_flags)]
+            "128", "--seed", str(args.seed), "--allow_short",
+            # The rows share one teacher: its outputs for distillation are computed once.
+            "--teacher_outputs", os.path.join(args.output_dir, args.task, "teacher_outputs.npz"),
+            *shlex.split(args.prune_flags)]
 
 
 def row_figures(args, kind, target, directory, data):

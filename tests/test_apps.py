@@ -684,10 +684,42 @@ def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, 
     history, _ = glue_common.fine_tune(resumed, data, 1e-3, 2, 16, seed=1, callbacks=[counter],
                                        checkpoint_dir=checkpoints, checkpoint_every_n_steps=3,
                                        **distillation)
-    assert "teacher outputs" not in capsys.readouterr().out
+    assert "computed once" not in capsys.readouterr().out
     # It went on from the step-6 checkpoint (a restart from step 0 would end the same way).
     assert counter.step == 4
     assert np.isfinite(history.history["loss"][-1])
     for a, b in zip(straight.weights, resumed.weights):
         if "seed_generator" not in a.path:
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, err_msg=a.path)
+
+
+def test_teacher_outputs_are_shared_by_runs_of_one_teacher_only(tmp_path, capsys):
+    """A file of teacher outputs is read by a later run of the same teacher on the same
+    examples, and recomputed (and replaced) for another teacher or other examples."""
+    import numpy as np
+    from apps import glue_common, toy_task
+
+    data_dir, vocab = toy_task.write_toy_glue(tmp_path / "glue", train=40, dev=8, test=4)
+    data = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16)
+    fewer = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16, max_train_examples=30)
+    config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
+
+    def teacher(seed):
+        keras.utils.set_random_seed(seed)
+        return keras_flop.build_bert_classifier(config, num_labels=2)
+
+    shared = str(tmp_path / "outputs.npz")
+    first = glue_common.teacher_outputs(teacher(3), data, keep=[shared])
+    assert "computed once" in capsys.readouterr().out
+    again = glue_common.teacher_outputs(teacher(3), data, keep=[shared])
+    assert "computed once" not in capsys.readouterr().out
+    np.testing.assert_array_equal(first, again)
+    reference = np.asarray(teacher(3).predict(data.tokenized("train").dataset(
+        [np.arange(len(data.train))]).map(lambda x, y: x), verbose=0))
+    np.testing.assert_allclose(first, reference, atol=1e-5)
+    for other_teacher, other_data in ((teacher(4), data), (teacher(3), fewer)):
+        outputs = glue_common.teacher_outputs(other_teacher, other_data, keep=[shared])
+        assert "computed once" in capsys.readouterr().out
+        assert len(outputs) == len(other_data.train)
+        with np.load(shared) as kept:  # the file now holds the latest teacher's outputs
+            np.testing.assert_array_equal(kept["outputs"], outputs)
