@@ -248,7 +248,8 @@ def build_parser():
     train.add_argument("--final_hidden_distillation_weight", type=float, default=0.0,
                        help="Fine-tuning of the compact model: weight of the hidden-state MSE "
                             "to the dense model, encoder layer i to layer i (0: none; a "
-                            "compact model keeps every layer).")
+                            "compact model keeps every layer; those it emptied are left "
+                            "out).")
     train.add_argument("--teacher_outputs", default=None,
                        help="A .npz file that keeps the dense model's outputs on the training "
                             "set for logit distillation (prune and finetune_compact steps): "

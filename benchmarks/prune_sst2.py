@@ -84,9 +84,10 @@ def accuracy(model, data):
 
 
 def latencies(dense, compact, data_128):
-    """Dev-set seconds of dense and compact, run in turn (`time_in_turn`): at batch 8 and 1
-    padded to 128 (comparable with published figures), and at batch 8 in length-bucketed
-    batches (what a service pays). Keys `(model, batch)`, batch `8`, `1` or `"8b"`."""
+    """Compact/dense latency ratios over the dev set, the models run in turn (`time_in_turn`):
+    `(median round's ratio, min, max)` at batch 8 and 1 padded to 128 (comparable with
+    published figures), and at batch 8 in length-bucketed batches (what a service pays); keys
+    `(model, batch)` hold the median seconds. Batch `8`, `1` or `"8b"`."""
     results = {}
     for batch, padding in ((8, True), (1, True), ("8b", False)):
         tokenized = glue.tokenize_examples(data_128.evals["dev"], "sst2", data_128.preprocessor,
@@ -98,7 +99,7 @@ def latencies(dense, compact, data_128):
         rounds = time_in_turn({"dense": dense, "compact": compact}, batches)
         results.update({(name, batch): statistics.median(seconds)
                         for name, seconds in rounds.items()})
-        results["spread", batch] = ratio_spread(rounds, "compact", "dense")[1:]
+        results["ratio", batch] = ratio_spread(rounds, "compact", "dense")
     return results
 
 
@@ -235,10 +236,8 @@ def prune_one(args, data, data_128, dense, structure, target, seed):
         "dense_params": dense.count_params(),
         "gated_accuracy": gated_accuracy,
         "accuracy": compact_accuracy,
-        "batch8": timing["compact", 8] / timing["dense", 8],
-        "batch1": timing["compact", 1] / timing["dense", 1],
-        "batch8b": timing["compact", "8b"] / timing["dense", "8b"],
-        **{f"batch{b}_spread": timing["spread", b] for b in (8, 1, "8b")},
+        **{f"batch{b}": timing["ratio", b][0] for b in (8, 1, "8b")},
+        **{f"batch{b}_spread": timing["ratio", b][1:] for b in (8, 1, "8b")},
         "dense8": timing["dense", 8], "compact8": timing["compact", 8],
         "seconds": time.perf_counter() - start,
         "model": compact,

@@ -31,6 +31,19 @@ COSTS = ("params", "latency")
 DENOMINATORS = ("dense", "factorized")
 
 
+def check_cost(cost, latency_table):
+    """Raises a `ValueError` for a `cost` not in `COSTS`, or a `latency_table` that does not go
+    with it: cost="latency" needs one, cost="params" reads none."""
+    if cost not in COSTS:
+        raise ValueError(f"`cost` must be one of {COSTS}; got {cost!r}.")
+    if cost == "latency" and latency_table is None:
+        raise ValueError("cost='latency' needs a `latency_table`: measure one on the target "
+                         "device with keras_flop.measure_latency_table(config, batch_size, "
+                         "seq_length), or load one with keras_flop.LatencyTable.load(path).")
+    if cost != "latency" and latency_table is not None:
+        raise ValueError("`latency_table` is read with cost='latency' only.")
+
+
 class ExpectedCounts:
     """Kept units as expectations under the gates' keep probabilities (differentiable)."""
 

@@ -2,11 +2,13 @@
 loss, on the teacher's logits and on its encoder layers' hidden states, and `Distiller`, which
 fine-tunes a (compact) student with them."""
 
+import warnings
+
 import keras
 from keras import ops
 
 from keras_flop.distribute import DistributedBuildMixin
-from keras_flop.models.bert import hidden_state_layers
+from keras_flop.models.bert import bert_structure_of, hidden_state_layers
 
 # Feature key of precomputed teacher logits: logit distillation from a frozen teacher
 # without running it every step.
@@ -38,6 +40,16 @@ def logit_loss(teacher_outputs, student_outputs, temperature):
     return t * t * ops.mean(ops.sum(target * log_ratio, axis=-1))
 
 
+def distilled_layers(student):
+    """Indices of the encoder layers whose hidden states the student matches to the teacher's
+    (layer i to layer i): every layer but those a compact model emptied (no heads, no FFN
+    units). An emptied layer's output is its input, the state one layer down, which already
+    matches the teacher's layer there; matching it to the teacher's next layer too would ask
+    one state to be two."""
+    _, _, shapes = bert_structure_of(student)
+    return [index for index, (heads, units) in enumerate(shapes) if heads or units]
+
+
 def hidden_state_loss(teacher_states, student_states):
     """Mean over matched layers of the mean squared hidden-state difference, float32."""
     return ops.mean(ops.stack([
@@ -61,10 +73,46 @@ def check_teacher(teacher, student, hidden_distillation_weight, role="student"):
                              f"{layers[1]}.")
 
 
-def _without_teacher_logits(inputs):
+def check_settings(teacher, distillation_weight, hidden_distillation_weight, temperature,
+                   temperature_name="temperature", logits_may_be_fed=False):
+    """Raises a `ValueError` for weights < 0, a temperature <= 0 (named `temperature_name` in
+    the message), or a weight > 0 without a `teacher` (logit distillation may go without one
+    when `logits_may_be_fed`: the batches then carry its outputs)."""
+    for name, value in (("distillation_weight", distillation_weight),
+                        ("hidden_distillation_weight", hidden_distillation_weight)):
+        if not value >= 0:
+            raise ValueError(f"`{name}` must be >= 0 (0 turns that loss off); got {value}.")
+    if not temperature > 0:
+        raise ValueError(f"`{temperature_name}` must be > 0; got {temperature}.")
+    if hidden_distillation_weight > 0 and teacher is None:
+        raise ValueError("`hidden_distillation_weight` > 0 needs a `teacher` model (the "
+                         "fine-tuned dense model): its hidden states cannot be fed with the "
+                         "batch.")
+    if distillation_weight > 0 and teacher is None and not logits_may_be_fed:
+        raise ValueError("`distillation_weight` > 0 needs a `teacher` model (the fine-tuned "
+                         "dense model).")
+
+
+def split_teacher_logits(inputs):
+    """`(model inputs, teacher logits fed with the batch or None)`."""
     if isinstance(inputs, dict) and TEACHER_LOGITS in inputs:
-        return {k: v for k, v in inputs.items() if k != TEACHER_LOGITS}
-    return inputs
+        return {k: v for k, v in inputs.items() if k != TEACHER_LOGITS}, inputs[TEACHER_LOGITS]
+    return inputs, None
+
+
+def teacher_targets(features, fed_logits, teacher, teacher_view, logits_wanted):
+    """What the student learns from, `(teacher logits, teacher hidden states)`, either None
+    when not wanted: with a `teacher_view` (`feature_view(teacher)`, hidden-state
+    distillation) both from one forward pass; else the `fed_logits`, else, when
+    `logits_wanted`, the teacher's forward pass."""
+    if teacher_view is not None:
+        outputs = teacher_view(features, training=False)
+        return outputs[0], outputs[1:]
+    if fed_logits is not None:
+        return fed_logits, None
+    if logits_wanted and teacher is not None:
+        return teacher(features, training=False), None
+    return None, None
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
@@ -75,7 +123,8 @@ class Distiller(DistributedBuildMixin, keras.Model):
     T) ‖ softmax(student / T))` (mean squared error for a regressor) plus
     `hidden_distillation_weight ·` the mean squared difference of the encoder layers' hidden
     states, layer `i` to layer `i`. A compact model keeps every encoder layer (a removed block
-    passes its input on), so the map holds after pruning as before it. Only the student is
+    passes its input on), so the map holds after pruning as before it; a layer the compact
+    model emptied entirely is left out of it (`distilled_layers`). Only the student is
     trained; the teacher is run with `training=False` and is not part of the checkpoint.
 
     For logit distillation alone the teacher's outputs are fixed: batches whose features
@@ -105,23 +154,21 @@ class Distiller(DistributedBuildMixin, keras.Model):
                  hidden_distillation_weight=0.0, **kwargs):
         kwargs.setdefault("name", f"{student.name}_distiller")
         super().__init__(**kwargs)
-        for name, value in (("distillation_weight", distillation_weight),
-                            ("hidden_distillation_weight", hidden_distillation_weight)):
-            if not value >= 0:
-                raise ValueError(f"`{name}` must be >= 0 (0 turns that loss off); got {value}.")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0; got {temperature}.")
-        if hidden_distillation_weight > 0 and teacher is None:
-            raise ValueError("`hidden_distillation_weight` > 0 needs a `teacher` model: its "
-                             "hidden states cannot be fed with the batch.")
+        check_settings(teacher, distillation_weight, hidden_distillation_weight, temperature,
+                       logits_may_be_fed=True)
         if teacher is not None:
             check_teacher(teacher, student, hidden_distillation_weight)
         self.student = student
         # Kept out of Keras' tracking: not trained, not saved with the checkpoints, and the
         # hidden-state views only share layers the two models already have.
         self.__dict__["teacher"] = teacher
+        distilled = distilled_layers(student) if hidden_distillation_weight > 0 else []
+        if hidden_distillation_weight > 0 and not distilled:
+            warnings.warn("Every encoder layer of the student is emptied: the hidden-state "
+                          "distillation has nothing to match and is left out.", stacklevel=2)
+        self.__dict__["_distilled"] = distilled
         self.__dict__["_views"] = ((feature_view(student), feature_view(teacher))
-                                   if hidden_distillation_weight > 0 else None)
+                                   if distilled else None)
         self.distillation_weight = float(distillation_weight)
         self.temperature = float(temperature)
         self.hidden_distillation_weight = float(hidden_distillation_weight)
@@ -129,11 +176,11 @@ class Distiller(DistributedBuildMixin, keras.Model):
         self.distillation_tracker = (keras.metrics.Mean(name="distillation_loss")
                                      if self.distillation_weight > 0 else None)
         self.hidden_tracker = (keras.metrics.Mean(name="hidden_distillation_loss")
-                               if self.hidden_distillation_weight > 0 else None)
+                               if distilled else None)
         self.built = True
 
     def call(self, inputs, training=False):
-        inputs = _without_teacher_logits(inputs)
+        inputs, _ = split_teacher_logits(inputs)
         if training and self._views is not None:  # the hidden states too, for the loss
             return tuple(self._views[0](inputs, training=True))
         return self.student(inputs, training=training)
@@ -148,17 +195,11 @@ class Distiller(DistributedBuildMixin, keras.Model):
             return task
         task = ops.cast(task, "float32")
         self.task_loss_tracker.update_state(task)
-        fed = x.get(TEACHER_LOGITS) if isinstance(x, dict) else None
-        features = _without_teacher_logits(x)
-        teacher_states = None
-        if states is not None:
-            teacher_outputs = self._views[1](features, training=False)
-            teacher_logits, teacher_states = teacher_outputs[0], teacher_outputs[1:]
-        elif fed is not None:
-            teacher_logits = fed
-        elif self.teacher is not None:
-            teacher_logits = self.teacher(features, training=False)
-        elif self.distillation_weight > 0:
+        features, fed = split_teacher_logits(x)
+        teacher_logits, teacher_states = teacher_targets(
+            features, fed, self.teacher, None if states is None else self._views[1],
+            self.distillation_weight > 0)
+        if teacher_logits is None and self.distillation_weight > 0:
             raise ValueError(f"Logit distillation without a `teacher` needs the teacher's "
                              f"outputs in the batch, as the feature {TEACHER_LOGITS!r}.")
         loss = task
@@ -167,7 +208,8 @@ class Distiller(DistributedBuildMixin, keras.Model):
             self.distillation_tracker.update_state(distill)
             loss = loss + self.distillation_weight * distill
         if teacher_states is not None:
-            hidden = hidden_state_loss(teacher_states, states)
+            hidden = hidden_state_loss([teacher_states[i] for i in self._distilled],
+                                       [states[i] for i in self._distilled])
             self.hidden_tracker.update_state(hidden)
             loss = loss + self.hidden_distillation_weight * hidden
         return loss

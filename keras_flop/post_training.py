@@ -38,10 +38,9 @@ from keras import ops
 from keras_flop.compaction import compact
 from keras_flop.factorization import factorize_model
 from keras_flop.models.bert import HIDDEN_STATE_SUFFIX, bert_network
-from keras_flop.cost import unit_kernel_params
+from keras_flop.cost import check_cost, unit_kernel_params
 from keras_flop.structure import encoder_layer_parts
 
-COSTS = ("params", "latency")
 # Mask tuning leaves a layer's scales at 1 when the least-squares solution is this large: an
 # ill-conditioned system, not a better fit (as the authors' implementation does).
 MAX_SCALE = 10.0
@@ -207,7 +206,8 @@ def per_example_mask_gradients(model, batches, verbose=0):
         return [tf.zeros_like(m) if g is None else g for g, m in zip(grads, heads + units)]
 
     batches = list(batches)
-    progress = keras.utils.Progbar(len(batches), unit_name="batch") if verbose else None
+    progress = keras.utils.Progbar(len(batches), unit_name="batch",
+                                   verbose=verbose) if verbose else None
     collected = []
     for index, (features, labels) in enumerate(batches):
         collected.append([g.numpy() for g in step(features, labels)])
@@ -427,7 +427,8 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     # Eager: a few large ops per batch, where tracing a function per layer and length
     # bucket would cost more than it saves.
     attention_system, ffn_system = tuner.attention_system, tuner.ffn_system
-    progress = keras.utils.Progbar(len(encoder.parts), unit_name="layer") if verbose else None
+    progress = keras.utils.Progbar(len(encoder.parts), unit_name="layer",
+                                   verbose=verbose) if verbose else None
     for index in range(len(encoder.parts)):
         for kind, keep in (("attention", head_keep[index]), ("ffn", unit_keep[index])):
             scales = keep.astype("float32")
@@ -460,15 +461,9 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
 
 
 def _check_target(target, cost, latency_table, config):
-    if cost not in COSTS:
-        raise ValueError(f"`cost` must be one of {COSTS}; got {cost!r}.")
-    if cost == "latency":
-        if latency_table is None:
-            raise ValueError("cost='latency' budgets the time a latency table predicts: "
-                             "pass `latency_table` (keras_flop.measure_latency_table).")
+    check_cost(cost, latency_table)
+    if latency_table is not None:
         latency_table.check(config)
-    elif latency_table is not None:
-        raise ValueError("`latency_table` is read with cost='latency' only.")
     what = ("time of the model (1 / speedup)" if cost == "latency" else
             "encoder's head and FFN parameters")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or \
@@ -572,7 +567,7 @@ def prune_post_training(model, dataset, target=0.5, cost="params", num_samples=2
             block whose units are all pruned costs nothing).
         num_samples: examples for the Fisher scores and the tuning (the paper's 2,048).
         rearrange, tune: run steps 3 and 4 (both on by default, as in the paper).
-        verbose: show progress bars.
+        verbose: 0 silent, 1 progress bars, 2 one line per bar when it ends (for logs).
         return_masks: also return the `PostTrainingMasks`.
         latency_table: the `keras_flop.LatencyTable` of `cost="latency"`.
 

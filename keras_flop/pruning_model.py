@@ -8,9 +8,11 @@ import tensorflow as tf
 from keras import ops
 
 from keras_flop import optimizers as flop_optimizers
-from keras_flop.cost import COSTS, DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount
-from keras_flop.distillation import (TEACHER_LOGITS, check_teacher, feature_view,
-                                     hidden_state_loss, logit_loss)
+from keras_flop.cost import (DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount,
+                             check_cost)
+from keras_flop.distillation import (TEACHER_LOGITS, check_settings, check_teacher,
+                                     feature_view, hidden_state_loss, logit_loss,
+                                     split_teacher_logits, teacher_targets)
 from keras_flop.distribute import DistributedBuildMixin
 from keras_flop.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
 from keras_flop.latency import LatencyCost
@@ -162,8 +164,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         super().__init__(**kwargs)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
-        if cost not in COSTS:
-            raise ValueError(f"`cost` must be one of {COSTS}; got {cost!r}.")
+        check_cost(cost, latency_table)
         if target_speedup is not None:
             if cost != "latency":
                 raise ValueError("`target_speedup` is a latency target: pass cost='latency' "
@@ -206,28 +207,11 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         if not all_gates(network):
             raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
                              "(keras_flop.factorize).")
-        if cost == "latency":
-            if latency_table is None:
-                raise ValueError("cost='latency' needs a `latency_table`: measure one on the "
-                                 "target device with keras_flop.measure_latency_table(config, "
-                                 "batch_size, seq_length), or load one with "
-                                 "keras_flop.LatencyTable.load(path).")
-            cost_model = LatencyCost(latency_table)
-        else:
-            if latency_table is not None:
-                raise ValueError("`latency_table` is read with cost='latency' only.")
-            cost_model = ParamsCost(sparsity_denominator)
+        cost_model = LatencyCost(latency_table) if cost == "latency" else \
+            ParamsCost(sparsity_denominator)
         cost_model.check(StructureAccount(network))
-        for arg, value in (("distillation_weight", distillation_weight),
-                           ("hidden_distillation_weight", hidden_distillation_weight)):
-            if value < 0:
-                raise ValueError(f"`{arg}` must be >= 0; got {value}.")
-            if value > 0 and teacher is None:
-                raise ValueError(f"`{arg}` > 0 needs a `teacher` model (the fine-tuned dense "
-                                 "model).")
-        if not distillation_temperature > 0:
-            raise ValueError("`distillation_temperature` must be > 0; got "
-                             f"{distillation_temperature}.")
+        check_settings(teacher, distillation_weight, hidden_distillation_weight,
+                       distillation_temperature, temperature_name="distillation_temperature")
         if teacher is not None:
             check_teacher(teacher, network, hidden_distillation_weight, role="pruned model")
         self.network = network
@@ -445,25 +429,23 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         """Student (training) and teacher outputs: `(logits, states, teacher_logits,
         teacher_states)`, the teacher parts None without distillation. `teacher_logits` fed
         with the batch replace the teacher's forward pass (logit distillation only)."""
-        if teacher_logits is not None and self._feature_views is None:
-            if self.teacher is None or self.distillation_weight <= 0:
-                raise ValueError(f"The batch carries {TEACHER_LOGITS!r} but the model has no "
-                                 "teacher with distillation_weight > 0.")
-            return self(x, training=True), None, teacher_logits, None
-        if self._feature_views is not None:
-            student, teacher = self._feature_views
-            outputs, teacher_outputs = student(x, training=True), teacher(x, training=False)
-            return outputs[0], outputs[1:], teacher_outputs[0], teacher_outputs[1:]
-        y_pred = self(x, training=True)
-        if self.teacher is not None and self.distillation_weight > 0:
-            return y_pred, None, self.teacher(x, training=False), None
-        return y_pred, None, None, None
+        if teacher_logits is not None and (self.teacher is None or
+                                           self.distillation_weight <= 0):
+            raise ValueError(f"The batch carries {TEACHER_LOGITS!r} but the model has no "
+                             "teacher with distillation_weight > 0.")
+        views = self._feature_views
+        if views is not None:
+            outputs = views[0](x, training=True)
+            y_pred, states = outputs[0], outputs[1:]
+        else:
+            y_pred, states = self(x, training=True), None
+        return (y_pred, states, *teacher_targets(x, teacher_logits, self.teacher,
+                                                 None if views is None else views[1],
+                                                 self.distillation_weight > 0))
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        fed_teacher = x.get(TEACHER_LOGITS) if isinstance(x, dict) else None
-        if fed_teacher is not None:
-            x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
+        x, fed_teacher = split_teacher_logits(x)
         gate_vars, lambda_vars = self.gate_variables, self.lambda_variables
         model_vars = [] if self.model_frozen else self.model_variables
         variables = model_vars + gate_vars + lambda_vars

@@ -289,7 +289,7 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     prune_app.main(["--output_dir", str(output), "--structure", "heads+ffn+layers",
                     "--distillation_weight", "1", "--hidden_distillation_weight", "0.1",
                     "--learning_rate", "1e-4",
-                    "--target_sparsity", "0.6", "--max_train_examples", "128",
+                    "--target_sparsity", "0.4", "--max_train_examples", "128",
                     "--train_batch_size", "16", "--finetune_epochs", "1",
                     # 12 steps, an epoch and a half: fewer than the schedules are sized for
                     "--pruning_steps", "12", "--final_epochs", "1", "--allow_short",
@@ -310,6 +310,24 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     assert (output / "export" / "1" / "saved_model.pb").exists()
     compact_model = keras.saving.load_model(output / "finetune_compact" / "model.keras")
     assert compact_model.count_params() == info["pruned_total_params"]
+
+
+def test_prune_app_runs_of_one_teacher_share_its_outputs(tmp_path, capsys):
+    """Logit distillation while pruning and in the final fine-tuning: the teacher's outputs
+    are computed once for the run, and a second run whose dense model comes out the same
+    (the same seeded fine-tuning) naming the same --teacher_outputs file computes none."""
+    from apps import prune as prune_app
+
+    shared = tmp_path / "teacher_outputs.npz"
+    common = ["--distillation_weight", "1", "--final_distillation_weight", "1",
+              "--teacher_outputs", str(shared), "--max_train_examples", "64",
+              "--train_batch_size", "16", "--finetune_epochs", "1", "--pruning_steps", "4",
+              "--final_epochs", "1", "--allow_short"]
+    prune_app.main(["--output_dir", str(tmp_path / "first"), *common])
+    assert capsys.readouterr().out.count("computed once") == 1 and shared.exists()
+    prune_app.main(["--output_dir", str(tmp_path / "second"), *common])
+    printed = capsys.readouterr().out
+    assert "computed once" not in printed and f"teacher outputs read from {shared}" in printed
 
 
 def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):

@@ -95,6 +95,29 @@ def test_hidden_state_distillation_is_zero_for_a_copy_and_trains_the_student():
     assert "distillation_loss" not in history.history
 
 
+def test_hidden_states_of_an_emptied_layer_are_left_out():
+    """A layer the compact model emptied passes its input on: its state is not matched to
+    the teacher's layer again; the others are, layer i to layer i."""
+    from keras_flop.distillation import distilled_layers, feature_view
+
+    teacher, student = _models(layer_shapes=((0, 0), (2, 16)))
+    assert distilled_layers(student) == [1] and distilled_layers(teacher) == [0, 1]
+    x, y = _data()
+    distiller = Distiller(student, teacher, distillation_weight=0.0, hidden_distillation_weight=1.0)
+    distiller.compile("sgd", CE)
+    s = [np.asarray(a, "float64") for a in feature_view(student).predict(x, verbose=0)]
+    t = [np.asarray(a, "float64") for a in feature_view(teacher).predict(x, verbose=0)]
+    task = -np.mean(_log_softmax(s[0])[np.arange(len(y)), y])
+    hidden = np.mean((s[2] - t[2]) ** 2)  # layer 1 only: [logits, layer 0, layer 1]
+    loss = distiller.compute_loss(x=x, y=y, y_pred=distiller(x, training=True), training=True)
+    np.testing.assert_allclose(float(loss), task + hidden, rtol=1e-5)
+    _, emptied = _models(layer_shapes=((0, 0), (0, 0)))
+    with pytest.warns(UserWarning, match="nothing to match"):
+        distiller = Distiller(emptied, teacher, hidden_distillation_weight=1.0)
+    distiller.compile("sgd", CE)
+    assert "hidden_distillation_loss" not in distiller.fit(x, y, verbose=0).history
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_distiller_trains_under_xla(policy):
     keras.mixed_precision.set_global_policy(policy)

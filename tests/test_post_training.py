@@ -256,7 +256,7 @@ def test_init_gates_from_masks_opens_kept_units_only():
 
 def test_bad_arguments_say_what_to_do():
     dense = _dense()
-    with pytest.raises(ValueError, match="latency table"):
+    with pytest.raises(ValueError, match="needs a `latency_table`"):
         keras_flop.prune_post_training(dense, _batches(), cost="latency")
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         keras_flop.prune_post_training(dense, _batches(), target=0.0)
