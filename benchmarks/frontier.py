@@ -23,6 +23,10 @@ is measured here, dense and compact run in turn. Printed: one table per task; wr
 dense_metric, compact_metric, delta_points, prune_minutes`) and `<output_dir>/<task>.png`
 (dev metric against measured speedup). A finished row is read back, not run again: apps.prune
 finds its steps done.
+
+`--rerun` checks that rows reproduce: each row of `--rows` already in the task's table is
+built again from scratch by its recorded command, into `<row>_rerun` (the only change), and
+the two dev metrics are printed side by side; a row reproduces when they agree to 0.1 point.
 """
 
 import argparse
@@ -95,6 +99,9 @@ def parse_args(argv=None):
                         help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
                              "rows of other tasks already in the file are kept.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rerun", action="store_true",
+                        help="Rebuild the finished rows of --rows from their recorded commands "
+                             "in <row>_rerun directories and compare their dev metrics.")
     args = parser.parse_args(argv)
     if args.teacher and not os.path.exists(args.teacher):
         parser.error(f"--teacher {args.teacher} does not exist: pass a fine-tuned model's "
@@ -240,15 +247,61 @@ def print_table(args, rows):
         print("    " + r.get("command", "(not recorded with this row)"))
 
 
+def rerun(args, summary):
+    """`--rerun`: each row of `args.rows` built again by its recorded command in a fresh
+    directory; prints recorded and rebuilt dev metrics. Returns the comparisons."""
+    recorded = {}
+    if os.path.exists(summary):
+        with open(summary, encoding="utf-8") as f:
+            recorded = {row_key(r): r for r in json.load(f)}
+    results = []
+    for kind, target in args.rows:
+        row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
+        if row is None or "command" not in row:
+            raise SystemExit(f"--rerun: no recorded row {kind}:{target:g} for {args.task} in "
+                             f"{summary}; run it first (without --rerun).")
+        command = shlex.split(row["command"])
+        at = command.index("--output_dir") + 1
+        command[at] = command[at].rstrip("/") + "_rerun"
+        command[0] = sys.executable
+        print(f"\n== rerun of {kind} {target:g}", flush=True)
+        run(command, command[at] + ".log")
+        with open(os.path.join(command[at], "report.json"), encoding="utf-8") as f:
+            report = json.load(f)
+        metric = f"eval_{row['metric']}"
+        again = report["compact"]["results"][metric]
+        results.append({"method": kind, "target": target, "metric": row["metric"],
+                        "recorded": row["compact_metric"], "rerun": again,
+                        "difference_points": 100.0 * (again - row["compact_metric"]),
+                        "command": shlex.join(["python"] + command[1:])})
+        with open(os.path.join(args.output_dir, f"{args.task}_rerun.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    print(f"\n{machine_header()}")
+    print(f"{args.task}: rows rebuilt from their recorded commands; reproduced means the dev "
+          f"metrics agree to 0.1 point.\n")
+    print("| method | target | dev (recorded) | dev (rerun) | difference (points) | reproduced |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['method']} | {r['target']:g} | {r['recorded']:.4f} | {r['rerun']:.4f} | "
+              f"{r['difference_points']:+.2f} | "
+              f"{'yes' if abs(r['difference_points']) <= 0.1 else 'no'} |")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     from apps import glue_common
+
+    summary = os.path.join(args.output_dir, f"{args.task}.json")
+    if args.rerun:
+        rerun(args, summary)
+        return
 
     teacher = teacher_model(args)
     vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
     data = glue_common.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
                                       need_train=False)
-    summary = os.path.join(args.output_dir, f"{args.task}.json")
     # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
     rows = []
     if os.path.exists(summary):
