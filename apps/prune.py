@@ -46,7 +46,7 @@ REMOVED = "removed.txt"
 _RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
                 "eval_every_n_steps", "checkpoint_every_n_steps", "allow_short",
                 "worker_timeout", "changed_settings", "log_every_n_steps",
-                "teacher_outputs"}
+                "teacher_outputs", "output_dir"}
 # The first step that reads a setting: changing it redoes that step and the ones after it and
 # keeps the finished steps before it. A flag not listed here belongs to the first step
 # (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.

@@ -266,8 +266,10 @@ def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_
     assert (output / "report.md").exists() and (output / "export" / "1").exists()
     assert json.loads((output / "compact" / "eval_results.json").read_text())[
         "parity_max_abs_diff"] <= 1e-4
-    # A longer run continues from the gates, λ and step the finished one ended with;
-    # --allow_short accepts what it reaches.
+    # A longer run continues from the gates, λ and step the finished one ended with, in the
+    # directory the run was moved to; --allow_short accepts what it reaches.
+    output = output.rename(tmp_path / "moved")
+    args[1] = str(output)
     assert prune_app.main(args + ["--num_train_epochs", "2", "--start_from", "prune",
                                   "--allow_short"]) == str(output)
     printed = capsys.readouterr().out
