@@ -40,6 +40,8 @@ FAMILY_LENGTH = 1.5
 # Where a finished prune step waits while a longer run continues it.
 CONTINUED = "prune_continued"
 TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLogger)
+# The Fisher mask the gates started from (--init_mask fisher), and the seconds it took.
+INIT_MASK = "init_mask.json"
 # The note --keep_intermediate false leaves where it deleted a step's models.
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
@@ -783,13 +785,20 @@ class Pipeline:
             # Under a speedup target the search budgets the latency table's time (1 / S).
             latency = {} if not self.latency_cost() else {
                 "cost": "latency", "latency_table": pruning_model.cost_model.table}
+            began = time.perf_counter()
             masks = post_training_masks(
                 dense, self.data.train_dataset(args.train_batch_size, args.seed),
                 target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
                 tune=False, verbose=glue_common.fit_verbosity(), **latency)
             init_gates_from_masks(pruning_model, masks)
+            seconds = time.perf_counter() - began
             print(f"   gates start from the Fisher mask: kept heads per layer "
-                  f"{masks.kept_heads}, FFN units {masks.kept_units}")
+                  f"{masks.kept_heads}, FFN units {masks.kept_units} ({seconds:.0f} s)")
+            os.makedirs(self.out("factorize"), exist_ok=True)
+            common.write_json(self.out("factorize", INIT_MASK),
+                              {"kept_heads": [int(h) for h in masks.kept_heads],
+                               "kept_units": [int(u) for u in masks.kept_units],
+                               "seconds": seconds})
         start = float(pruning_model.expected_sparsity())
         print(f"   factorize: expected {self.cost_name()} at the start {start:.3f} (target "
               f"{self.target_text()})")

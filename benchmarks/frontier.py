@@ -21,8 +21,9 @@ Each row's report (`report.json`) gives the dev metric and the speedup at batch 
 is measured here, dense and compact run in turn. Printed: one table per task; written:
 `--csv` (columns `task, method, structure, target, speedup_b8, speedup_b1, metric,
 dense_metric, compact_metric, delta_points, prune_minutes`) and `<output_dir>/<task>.png`
-(dev metric against measured speedup). A finished row is read back, not run again: apps.prune
-finds its steps done.
+(dev metric against measured speedup). The pruning minutes are the prune step's (with the
+Fisher mask's search of a `lagrangian+fisher` row; a `fisher` row's whole retraining-free
+step). A finished row is read back, not run again: apps.prune finds its steps done.
 
 `--rerun` checks that rows reproduce: each row of `--rows` already in the task's table is
 built again from scratch by its recorded command, into `<row>_rerun` (the only change), and
@@ -175,6 +176,10 @@ def row_figures(args, kind, target, directory, data):
     with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
         results = json.load(f)
     seconds = results.get("pruning_time", results.get("train_time"))
+    init_mask = os.path.join(directory, "factorize", "init_mask.json")
+    if seconds is not None and os.path.exists(init_mask):  # the Fisher start is pruning too
+        with open(init_mask, encoding="utf-8") as f:
+            seconds += json.load(f)["seconds"]
     models = [keras.saving.load_model(os.path.join(directory, step_dir, "model.keras"),
                                       compile=False)
               for step_dir in ("finetune", "finetune_compact")]

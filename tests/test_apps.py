@@ -461,6 +461,9 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
              for kind in ("head", "intermediate")]
     kept = sum(int((m.mask() > 0.5).numpy().sum()) for m in masks)
     assert 0 < kept < sum(m.size for m in masks)
+    start = json.loads((tmp_path / "init" / "factorize" / prune_app.INIT_MASK).read_text())
+    assert sum(start["kept_heads"]) + sum(start["kept_units"]) == kept
+    assert start["seconds"] > 0
     # Under a speedup target the Fisher start fits the latency table's time (a hand-made
     # table: a block costs an overhead plus a time per unit).
     config = pipeline.config
