@@ -234,29 +234,32 @@ def teacher_outputs(teacher, data, keep=(), read=(), batch_size=64):
     not hold them yet (a run's checkpoint directory, or one file shared by the runs of one
     teacher: apps.prune `--teacher_outputs`)."""
     fingerprint = outputs_fingerprint(teacher, data.tokenized("train"))
-    outputs = None
-    for path in [*keep, *read]:
-        if outputs is None and os.path.exists(path):
-            with np.load(path) as kept:
-                if str(kept["fingerprint"]) == fingerprint:
-                    outputs = kept["outputs"]
-                    print(f"   teacher outputs read from {path}")
-    if outputs is None:
+    held = [path for path in [*keep, *read] if _holds_outputs(path, fingerprint)]
+    if held:
+        with np.load(held[0]) as kept:
+            outputs = kept["outputs"]
+        print(f"   teacher outputs read from {held[0]}")
+    else:
         began = time.perf_counter()
         outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
         print(f"   teacher outputs on {len(data.train):,} training examples computed once "
               f"({time.perf_counter() - began:.0f} s)")
     for path in keep:
-        held = False
-        if os.path.exists(path):
-            with np.load(path) as kept:
-                held = str(kept["fingerprint"]) == fingerprint
-        if not held:
+        if path not in held:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path + ".tmp", "wb") as f:  # a crash mid-write leaves no torn file
                 np.savez(f, outputs=outputs, fingerprint=np.array(fingerprint))
             os.replace(path + ".tmp", path)
     return outputs
+
+
+def _holds_outputs(path, fingerprint):
+    """Whether the `.npz` at `path` holds outputs with this fingerprint (its outputs are not
+    read: an `.npz` loads each array on access)."""
+    if not os.path.exists(path):
+        return False
+    with np.load(path) as kept:
+        return str(kept["fingerprint"]) == fingerprint
 
 
 def outputs_fingerprint(model, examples):
