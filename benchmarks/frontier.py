@@ -8,8 +8,8 @@
 Every row is one command a user can run: `python -m apps.prune --dense_model TEACHER ...`, so
 that one command reruns one row (each row's command is printed, its output kept in
 `<output_dir>/<task>/<row>.log`). Without `--teacher`, the teacher is fine-tuned first by
-`apps.glue_finetune` over `--learning_rates` (the best dev metric wins; its command is printed
-too). Row kinds:
+`apps.glue_finetune` over `--learning_rates` into `<output_dir>/<task>/teacher` (the best dev
+metric wins; its command is printed too; an interrupted sweep continues). Row kinds:
 
 - `lagrangian:S,...`: `--target_speedup S` (heads+ffn+layers under the latency table);
 - `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);
@@ -131,15 +131,17 @@ def teacher_model(args):
     """The teacher's `.keras` path: `--teacher`, or the best run of a fine-tuning sweep."""
     if args.teacher:
         return args.teacher
-    directory = os.path.join(args.output_dir, "teacher")
+    # One sweep directory per task: tasks run by separate invocations keep their teachers,
+    # and an interrupted sweep continues (apps.glue_finetune resumes the same command).
+    directory = os.path.join(args.output_dir, args.task, "teacher")
     results = os.path.join(directory, "results.json")
     if not os.path.exists(results):
         run([sys.executable, "-m", "apps.glue_finetune", "--task", args.task, "--data_dir",
              os.path.join(args.data, "glue"), "--init_checkpoint",
              os.path.join(args.data, "minilm-l6-h384-uncased-tf1"), "--output_dir", directory,
              "--learning_rates", args.learning_rates, "--seed", str(args.seed),
-             "--overwrite", *shlex.split(args.teacher_flags)],
-            os.path.join(args.output_dir, "teacher.log"))
+             *shlex.split(args.teacher_flags)],
+            os.path.join(args.output_dir, args.task, "teacher.log"))
     with open(results, encoding="utf-8") as f:
         runs = [r for r in json.load(f) if r["task"] == args.task]
     best = max(runs, key=lambda r: r["eval_score"])
