@@ -200,10 +200,12 @@ def build_parser():
                             "accuracy in our measurements), heads+ffn (no whole blocks), rank "
                             "(FLOP's own method: the SVD ranks of every dense layer), all "
                             "(ranks and all of those).")
-    train.add_argument("--init_mask", choices=("none", "fisher"), default="none",
+    train.add_argument("--init_mask", choices=("auto", "none", "fisher"), default="auto",
                        help="lagrangian: start the head and FFN-unit gates from the Fisher "
-                            "mask at --target_sparsity (kept units open, the others closed, "
-                            "all trainable); needs a --structure with heads and FFN units.")
+                            "mask at the target (kept units open, the others closed, all "
+                            "trainable; needs a --structure with heads and FFN units), or "
+                            "with every gate open (none). auto: fisher under "
+                            "--target_speedup, none otherwise.")
     train.add_argument("--num_fisher_samples", type=int, default=2048,
                        help="Training examples for the Fisher scores and mask tuning.")
     train.add_argument("--distillation_weight", type=float, default=0.0,
@@ -340,6 +342,10 @@ def resolve_args(args):
     if fisher and args.pipeline != "seed":
         raise common.UsageError("--method fisher prunes a fine-tuned model: use it with "
                                 "--pipeline seed (the default).")
+    if args.init_mask == "auto":  # the Fisher start kept more accuracy at every speedup tried
+        args.init_mask = ("fisher" if args.target_speedup is not None and not fisher
+                          and args.pipeline == "seed" and args.structure != "rank"
+                          else "none")
     if args.init_mask == "fisher" and (fisher or args.structure in ("rank",)):
         raise common.UsageError("--init_mask fisher starts the Lagrangian's head and FFN-unit "
                                 "gates: use it with --method lagrangian and --structure "

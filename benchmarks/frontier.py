@@ -11,7 +11,8 @@ that one command reruns one row (each row's command is printed, its output kept 
 `apps.glue_finetune` over `--learning_rates` into `<output_dir>/<task>/teacher` (the best dev
 metric wins; its command is printed too; an interrupted sweep continues). Row kinds:
 
-- `lagrangian:S,...`: `--target_speedup S` (heads+ffn+layers under the latency table);
+- `lagrangian:S,...`: `--target_speedup S --init_mask none` (heads+ffn+layers under the
+  latency table, every gate open at the start);
 - `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);
 - `lagrangian+fisher:S,...`: `--init_mask fisher --target_speedup S` (the Lagrangian started
   from the Fisher mask searched under the latency table).
@@ -46,7 +47,8 @@ from support import add_data_argument, machine_header, measured_speedups  # noqa
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
-    "lagrangian": (["--structure", "heads+ffn+layers"], "--target_speedup"),
+    "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
+                   "--target_speedup"),
     "fisher": (["--method", "fisher"], "--target_sparsity"),
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
                           "--target_speedup"),

@@ -559,6 +559,14 @@ def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path
     assert info["latency_sparsity"] == pytest.approx(1.0 - 1.0 / info["predicted_speedup"])
     settings = json.loads((output / "hparams.json").read_text())
     assert settings["target_sparsity"] == pytest.approx(1.0 - 1.0 / 1.5)
+    # Under a speedup target the gates start from the Fisher mask by default; under a
+    # sparsity target (or when told) with every gate open.
+    assert settings["init_mask"] == "fisher" and "gates start from the Fisher mask" in printed
+    for flags, expected in (([], "none"), (["--target_speedup", "2", "--init_mask", "none"],
+                                           "none")):
+        resolved = prune_app.resolve_args(prune_app.build_parser().parse_args(
+            ["--output_dir", str(tmp_path / "resolved")] + flags))
+        assert resolved.init_mask == expected
     report = (output / "report.md").read_text()
     assert "target speedup 1.5x under the latency table" in report
     row = re.search(r"\| batch 8, padded to 32 \(target 1.5x\) \| ([\d.]+)x \| ([\d.]+)x "
