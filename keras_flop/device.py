@@ -17,6 +17,29 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+# Widest first: what the vector units of a CPU can do, by its /proc/cpuinfo flags. Two CPUs
+# sold under one model name ("AMD EPYC") can differ by several times in speed; these tell them
+# apart in benchmark headers.
+_VECTOR_EXTENSIONS = (("amx_tile", "AMX"), ("avx512_bf16", "AVX-512 BF16"),
+                      ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                      ("sve", "SVE"), ("asimd", "NEON"))
+
+
+def cpu_vector_extensions(path="/proc/cpuinfo"):
+    """The widest vector instructions the CPU reports in `path`, e.g. `"AVX-512 BF16"` or
+    `"AVX2"`; None when the file or its flags are missing."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return next((name for flag, name in _VECTOR_EXTENSIONS if flag in flags),
+                                None)
+    except OSError:
+        pass
+    return None
+
+
 def describe_devices():
     """The devices TensorFlow computes on, in one phrase: `CPU (2 cores: AMD EPYC 7B13)` or
     `2 GPUs (NVIDIA A100, NVIDIA A100)`."""
