@@ -580,8 +580,14 @@ class Pipeline:
         self.vocab = vocab
         self.latency_table = None
         if args.latency_table:  # checked before any training
+            from keras_flop.device import describe_devices
+
             self.latency_table = keras_flop.LatencyTable.load(args.latency_table)
             self.latency_table.check(self.config)
+            measured_on, here = self.latency_table.info.get("device"), describe_devices()
+            if measured_on and measured_on != here:
+                print(f"   note: the latency table was measured on {measured_on}; this run "
+                      f"is on {here}: its speedup target is that device's")
         self.data = glue_common.load_task_data(
             data_dir, args.task, vocab, args.max_seq_length, args.max_train_examples,
             args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,

@@ -41,13 +41,15 @@ def cpu_vector_extensions(path="/proc/cpuinfo"):
 
 
 def describe_devices():
-    """The devices TensorFlow computes on, in one phrase: `CPU (2 cores: AMD EPYC 7B13)` or
-    `2 GPUs (NVIDIA A100, NVIDIA A100)`."""
+    """The devices TensorFlow computes on, in one phrase: `CPU (2 cores: AMD EPYC 7B13, AVX2)`
+    or `2 GPUs (NVIDIA A100, NVIDIA A100)`."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"CPU ({os.cpu_count()} cores: {cpu_model()})"
+        extensions = cpu_vector_extensions()
+        return f"CPU ({os.cpu_count()} cores: {cpu_model()}" + (
+            f", {extensions})" if extensions else ")")
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
              for gpu in gpus]
     return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)})"

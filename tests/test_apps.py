@@ -573,6 +573,15 @@ def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path
                     r"\(rounds ([\d.]+)–([\d.]+)\) \|", report)
     assert row, report
     assert float(row.group(1)) == pytest.approx(info["predicted_speedup"], abs=0.005)
+    # A table measured on another device is used, with a note that says so.
+    elsewhere = LatencyTable.from_dict({**table.to_dict(), "info": {"device": "CPU (64 cores: X)"}})
+    elsewhere.save(str(tmp_path / "elsewhere.json"))
+    resolved = prune_app.resolve_args(prune_app.build_parser().parse_args(
+        ["--output_dir", str(tmp_path / "elsewhere"), "--target_speedup", "1.5",
+         "--latency_table", str(tmp_path / "elsewhere.json")]))
+    prune_app.Pipeline(resolved, prune_app.prepare_run(resolved))
+    assert ("the latency table was measured on CPU (64 cores: X); this run is on CPU ("
+            in capsys.readouterr().out)
     # The table is reused from a file, checked against the model before anything trains.
     other = LatencyTable(dict(table.model, intermediate_size=128), 8, 32,
                          table.attention_heads, table.attention_seconds, [0, 128], [0.0, 1.0],

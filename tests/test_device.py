@@ -7,7 +7,9 @@ from keras_flop import device
 
 def test_describe_devices_names_the_cpu_and_its_cores():
     described = device.describe_devices()  # CI has no GPU
-    assert described == f"CPU ({os.cpu_count()} cores: {device.cpu_model()})"
+    extensions = device.cpu_vector_extensions()
+    assert described == (f"CPU ({os.cpu_count()} cores: {device.cpu_model()}"
+                         + (f", {extensions})" if extensions else ")"))
 
 
 def test_cpu_model_falls_back_without_proc_cpuinfo(monkeypatch):
