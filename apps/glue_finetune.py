@@ -157,8 +157,10 @@ def write_sweep_tables(output_dir, rows):
             best[row["task"]] = row
     for row in rows:
         mark = "**best**" if best[row["task"]] is row else ""
+        accuracy = row.get("eval_accuracy")  # none for STS-B, a regression
+        accuracy = "–" if accuracy is None else f"{accuracy:.4f}"
         lines.append(f"| {row['task']} | {row['learning_rate']:g} | {row['eval_score']:.4f} | "
-                     f"{row.get('eval_accuracy', float('nan')):.4f} | {row['eval_loss']:.4f} | "
+                     f"{accuracy} | {row['eval_loss']:.4f} | "
                      f"{row['global_step']} | {row['train_time']:.0f} | {mark} |")
     path = os.path.join(output_dir, "results.md")
     common.write_text(path, "\n".join(lines) + "\n")

@@ -763,3 +763,18 @@ def test_teacher_outputs_are_shared_by_runs_of_one_teacher_only(tmp_path, capsys
         assert len(outputs) == len(other_data.train)
         with np.load(shared) as kept:  # the file now holds the latest teacher's outputs
             np.testing.assert_array_equal(kept["outputs"], outputs)
+
+
+def test_sweep_table_marks_the_best_rate_and_has_no_accuracy_for_a_regression(tmp_path):
+    from apps import glue_finetune
+
+    rows = [{"task": "stsb", "learning_rate": rate, "eval_score": score, "eval_loss": 0.6,
+             "global_step": 540, "train_time": 195.2}
+            for rate, score in ((5e-5, 0.84), (1e-4, 0.87))]
+    rows.append({"task": "sst2", "learning_rate": 1e-4, "eval_score": 0.9, "eval_accuracy": 0.9,
+                 "eval_loss": 0.26, "global_step": 2105, "train_time": 453.0})
+    lines = open(glue_finetune.write_sweep_tables(str(tmp_path), rows)).read().splitlines()
+    assert lines[2:] == ["| stsb | 5e-05 | 0.8400 | – | 0.6000 | 540 | 195 |  |",
+                         "| stsb | 0.0001 | 0.8700 | – | 0.6000 | 540 | 195 | **best** |",
+                         "| sst2 | 0.0001 | 0.9000 | 0.9000 | 0.2600 | 2105 | 453 | **best** |"]
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
