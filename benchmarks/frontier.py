@@ -29,6 +29,7 @@ step). A finished row is read back, not run again: apps.prune finds its steps do
 `--rerun` checks that rows reproduce: each row of `--rows` already in the task's table is
 built again from scratch by its recorded command, into `<row>_rerun` (the only change), and
 the two dev metrics are printed side by side; a row reproduces when they agree to 0.1 point.
+`--retime` times finished rows again, on an idle machine, beside their recorded speedups.
 """
 
 import argparse
@@ -102,6 +103,10 @@ def parse_args(argv=None):
                         help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
                              "rows of other tasks already in the file are kept.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retime", action="store_true",
+                        help="Time the finished rows of --rows again (dense and compact in "
+                             "turn, batch 8 and 1) and print them beside the recorded "
+                             "speedups; nothing is rebuilt or rewritten.")
     parser.add_argument("--rerun", action="store_true",
                         help="Rebuild the finished rows of --rows from their recorded commands "
                              "in <row>_rerun directories and compare their dev metrics.")
@@ -165,12 +170,21 @@ def row_command(args, teacher, kind, target, directory, table):
             *shlex.split(args.prune_flags)]
 
 
-def row_figures(args, kind, target, directory, data):
-    """A frontier row from a finished apps.prune run in `directory`."""
+def timed_speedups(args, directory, data, batch_sizes):
+    """`{batch: (speedup, low, high)}` of the finished run in `directory`: its dense and final
+    compact models timed in turn (`support.measured_speedups`)."""
     import keras
 
     import keras_flop  # noqa: F401 -- registers the saved models' layers
 
+    models = [keras.saving.load_model(os.path.join(directory, step_dir, "model.keras"),
+                                      compile=False)
+              for step_dir in ("finetune", "finetune_compact")]
+    return measured_speedups(*models, data, args.timed_examples, batch_sizes)
+
+
+def row_figures(args, kind, target, directory, data):
+    """A frontier row from a finished apps.prune run in `directory`."""
     with open(os.path.join(directory, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
     metric = f"eval_{data.task.main_metric}"
@@ -184,10 +198,7 @@ def row_figures(args, kind, target, directory, data):
     if seconds is not None and os.path.exists(init_mask):  # the Fisher start is pruning too
         with open(init_mask, encoding="utf-8") as f:
             seconds += json.load(f)["seconds"]
-    models = [keras.saving.load_model(os.path.join(directory, step_dir, "model.keras"),
-                                      compile=False)
-              for step_dir in ("finetune", "finetune_compact")]
-    batch1 = measured_speedups(*models, data, args.timed_examples, (1,))[1]
+    batch1 = timed_speedups(args, directory, data, (1,))[1]
     return {"task": args.task, "method": kind, "structure": report["structure"],
             "target": target, "speedup_b8": report["speedup_fixed"][0],
             "speedup_b8_range": report["speedup_fixed"][1:], "speedup_b1": batch1[0],
@@ -256,6 +267,38 @@ def print_table(args, rows):
         print("    " + r.get("command", "(not recorded with this row)"))
 
 
+def retime(args, summary, data):
+    """`--retime`: the finished rows of `args.rows` timed again at batch 8 and 1, printed
+    beside their recorded speedups (the rows themselves are kept as they are)."""
+    with open(summary, encoding="utf-8") as f:
+        recorded = {row_key(r): r for r in json.load(f)}
+    results = []
+    for kind, target in args.rows:
+        row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
+        if row is None:
+            raise SystemExit(f"--retime: no recorded row {kind}:{target:g} for {args.task} in "
+                             f"{summary}; run it first.")
+        print(f"== timing {kind} {target:g} again", flush=True)
+        timed = timed_speedups(args, os.path.join(args.output_dir, args.task,
+                                                  f"{kind}_{target:g}"), data, (8, 1))
+        results.append({"method": kind, "target": target, "recorded_b8": row["speedup_b8"],
+                        "recorded_b1": row["speedup_b1"], "b8": timed[8], "b1": timed[1]})
+    with open(os.path.join(args.output_dir, f"{args.task}_retime.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    print(f"\n{machine_header()}")
+    print(f"{args.task}: finished rows timed again ({args.timed_examples} dev examples at batch "
+          f"8, half as many at batch 1, padded to 128; median round (min–max)).\n")
+    print("| method | target | b8 recorded | b8 again | b1 recorded | b1 again |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        b8, b1 = r["b8"], r["b1"]
+        print(f"| {r['method']} | {r['target']:g} | {r['recorded_b8']:.2f}x | {b8[0]:.2f}x "
+              f"({b8[1]:.2f}–{b8[2]:.2f}) | {r['recorded_b1']:.2f}x | {b1[0]:.2f}x "
+              f"({b1[1]:.2f}–{b1[2]:.2f}) |")
+    return results
+
+
 def rerun(args, summary):
     """`--rerun`: each row of `args.rows` built again by its recorded command in a fresh
     directory; prints recorded and rebuilt dev metrics. Returns the comparisons."""
@@ -311,6 +354,9 @@ def main(argv=None):
     vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
     data = glue_common.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
                                       need_train=False)
+    if args.retime:
+        retime(args, summary, data)
+        return
     # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
     rows = []
     if os.path.exists(summary):
