@@ -18,14 +18,12 @@ def machine_header():
     import keras
     import tensorflow as tf
 
-    from keras_flop.device import cpu_model, cpu_vector_extensions
+    from keras_flop.device import cpu_description
 
     intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
     inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"
     gpus = len(tf.config.list_physical_devices("GPU"))
-    extensions = cpu_vector_extensions()
-    cpu = f"{cpu_model()} ({extensions})" if extensions else cpu_model()
-    return (f"Machine: {cpu}, {os.cpu_count()} cores, "
+    return (f"Machine: {cpu_description()}, {os.cpu_count()} cores, "
             f"{gpus or 'no'} GPU{'s' if gpus != 1 else ''}; TensorFlow {tf.__version__}, "
             f"Keras {keras.__version__}; TF threads intra-op {intra}, inter-op {inter}; "
             f"op determinism {'on' if _determinism_on() else 'off'}.")

@@ -40,16 +40,20 @@ def cpu_vector_extensions(path="/proc/cpuinfo"):
     return None
 
 
+def cpu_description():
+    """The CPU's model name with its widest vector instructions: `AMD EPYC (AVX-512 BF16)`."""
+    extensions = cpu_vector_extensions()
+    return f"{cpu_model()} ({extensions})" if extensions else cpu_model()
+
+
 def describe_devices():
-    """The devices TensorFlow computes on, in one phrase: `CPU (2 cores: AMD EPYC 7B13, AVX2)`
+    """The devices TensorFlow computes on, in one phrase: `CPU (2 cores: AMD EPYC 7B13 (AVX2))`
     or `2 GPUs (NVIDIA A100, NVIDIA A100)`."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        extensions = cpu_vector_extensions()
-        return f"CPU ({os.cpu_count()} cores: {cpu_model()}" + (
-            f", {extensions})" if extensions else ")")
+        return f"CPU ({os.cpu_count()} cores: {cpu_description()})"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
              for gpu in gpus]
     return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)})"
