@@ -267,17 +267,28 @@ def print_table(args, rows):
         print("    " + r.get("command", "(not recorded with this row)"))
 
 
+def recorded_rows(args, summary, flag):
+    """The recorded rows of `args.rows` in `summary`, in order; all are checked before any is
+    used, and a missing one is an error naming `flag`."""
+    recorded = {}
+    if os.path.exists(summary):
+        with open(summary, encoding="utf-8") as f:
+            recorded = {row_key(r): r for r in json.load(f)}
+    rows = []
+    for kind, target in args.rows:
+        row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
+        if row is None or "command" not in row:
+            raise SystemExit(f"{flag}: no recorded row {kind}:{target:g} for {args.task} in "
+                             f"{summary}; run it first (without {flag}).")
+        rows.append(row)
+    return rows
+
+
 def retime(args, summary, data):
     """`--retime`: the finished rows of `args.rows` timed again at batch 8 and 1, printed
     beside their recorded speedups (the rows themselves are kept as they are)."""
-    with open(summary, encoding="utf-8") as f:
-        recorded = {row_key(r): r for r in json.load(f)}
     results = []
-    for kind, target in args.rows:
-        row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
-        if row is None:
-            raise SystemExit(f"--retime: no recorded row {kind}:{target:g} for {args.task} in "
-                             f"{summary}; run it first.")
+    for (kind, target), row in zip(args.rows, recorded_rows(args, summary, "--retime")):
         print(f"== timing {kind} {target:g} again", flush=True)
         timed = timed_speedups(args, os.path.join(args.output_dir, args.task,
                                                   f"{kind}_{target:g}"), data, (8, 1))
@@ -302,16 +313,8 @@ def retime(args, summary, data):
 def rerun(args, summary):
     """`--rerun`: each row of `args.rows` built again by its recorded command in a fresh
     directory; prints recorded and rebuilt dev metrics. Returns the comparisons."""
-    recorded = {}
-    if os.path.exists(summary):
-        with open(summary, encoding="utf-8") as f:
-            recorded = {row_key(r): r for r in json.load(f)}
     results = []
-    for kind, target in args.rows:
-        row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
-        if row is None or "command" not in row:
-            raise SystemExit(f"--rerun: no recorded row {kind}:{target:g} for {args.task} in "
-                             f"{summary}; run it first (without --rerun).")
+    for (kind, target), row in zip(args.rows, recorded_rows(args, summary, "--rerun")):
         command = shlex.split(row["command"])
         at = command.index("--output_dir") + 1
         command[at] = command[at].rstrip("/") + "_rerun"
