@@ -284,6 +284,14 @@ def recorded_rows(args, summary, flag):
     return rows
 
 
+def save_results(args, kind, results):
+    """Keeps `results` in `<output_dir>/<task>_<kind>.json`, after every row: an interrupted
+    check loses only the row it was on."""
+    with open(os.path.join(args.output_dir, f"{args.task}_{kind}.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+
+
 def retime(args, summary, data):
     """`--retime`: the finished rows of `args.rows` timed again at batch 8 and 1, printed
     beside their recorded speedups (the rows themselves are kept as they are)."""
@@ -294,9 +302,7 @@ def retime(args, summary, data):
                                                   f"{kind}_{target:g}"), data, (8, 1))
         results.append({"method": kind, "target": target, "recorded_b8": row["speedup_b8"],
                         "recorded_b1": row["speedup_b1"], "b8": timed[8], "b1": timed[1]})
-    with open(os.path.join(args.output_dir, f"{args.task}_retime.json"), "w",
-              encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
+        save_results(args, "retime", results)
     print(f"\n{machine_header()}")
     print(f"{args.task}: finished rows timed again ({args.timed_examples} dev examples at batch "
           f"8, half as many at batch 1, padded to 128; median round (min–max)).\n")
@@ -329,9 +335,7 @@ def rerun(args, summary):
                         "recorded": row["compact_metric"], "rerun": again,
                         "difference_points": 100.0 * (again - row["compact_metric"]),
                         "command": shlex.join(["python"] + command[1:])})
-        with open(os.path.join(args.output_dir, f"{args.task}_rerun.json"), "w",
-                  encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        save_results(args, "rerun", results)
     print(f"\n{machine_header()}")
     print(f"{args.task}: rows rebuilt from their recorded commands; reproduced means the dev "
           f"metrics agree to 0.1 point.\n")
