@@ -235,8 +235,10 @@ def test_hugging_face_gelu_is_the_exact_erf(tmp_path):
     logits = np.asarray(model.predict(batch, verbose=0))
     args = (weights, CONFIG, batch["token_ids"], batch["segment_ids"], batch["padding_mask"])
     exact, tanh_form = reference_logits(*args, activation=erf_gelu), reference_logits(*args)
-    assert np.max(np.abs(exact - tanh_form)) > 1e-3  # the two forms are told apart here
-    assert np.max(np.abs(logits - exact)) <= 1e-5
+    # The forms differ by more than 1e-3; float32 rounding over logits of size ~5 stays
+    # ten times below that, whatever order the CPU's kernels sum in.
+    assert np.max(np.abs(exact - tanh_form)) > 1e-3
+    np.testing.assert_allclose(logits, exact, atol=1e-4)
 
 
 @pytest.mark.parametrize("hf_act, ours", [
