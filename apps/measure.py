@@ -285,7 +285,7 @@ def write_report(pipeline):
             f"{info['target_speedup']:.4g}x) | {info['predicted_speedup']:.2f}x | "
             f"{measured:.2f}x (rounds {low:.2f}–{high:.2f}) |",
             "",
-            f"The table (`factorize/latency_table.json`) was measured at batch "
+            f"The table (`{pipeline.pricing_step()}/latency_table.json`) was measured at batch "
             f"{info['latency_table_batch_size']}, length {info['latency_table_seq_length']}: it "
             f"predicts the dense model at {info['predicted_dense_latency_s'] * 1e3:.2f} ms and "
             f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",

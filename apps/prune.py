@@ -42,6 +42,8 @@ CONTINUED = "prune_continued"
 TRACE = "trace.csv"  # every pruning step's logs (keras_flop.callbacks.StepCSVLogger)
 # The Fisher mask the gates started from (--init_mask fisher), and the seconds it took.
 INIT_MASK = "init_mask.json"
+# A --target_speedup run's latency table, in the directory of the step that prices units.
+LATENCY_TABLE = "latency_table.json"
 # The note --keep_intermediate false leaves where it deleted a step's models.
 REMOVED = "removed.txt"
 # Flags that do not change what a run computes: they may differ when a run is continued.
@@ -165,12 +167,14 @@ def build_parser():
                        help="Prune to this speedup S >= 1 on this device instead of a "
                             "sparsity: the expected latency, predicted by a latency table "
                             "(--eval_batch_size, --max_seq_length), is held at 1/S of dense. "
-                            "Needs --structure heads+ffn or heads+ffn+layers.")
+                            "Needs --structure heads+ffn or heads+ffn+layers, or --method "
+                            "fisher (its mask search budgets the table's time).")
     train.add_argument("--latency_table", default=None,
                        help="With --target_speedup: a latency table (JSON written by "
                             "keras_flop.LatencyTable.save, e.g. factorize/latency_table.json "
                             "of a run on the serving machine). Default: measured by the "
-                            "factorize step and saved there."),
+                            "factorize step (the fisher step under --method fisher) and saved "
+                            "there."),
     train.add_argument("--targets", default=None,
                        help="A family from one run: increasing sparsities, e.g. 0.3,0.5,0.7. "
                             "The target ramps through them; each member's gates (and weights) "
@@ -366,11 +370,11 @@ def resolve_args(args):
         if not args.target_speedup >= 1.0:
             raise common.UsageError(f"--target_speedup must be >= 1; got "
                                     f"{args.target_speedup}.")
-        if fisher or args.structure in ("rank", "all"):
+        if not fisher and args.structure in ("rank", "all"):
             raise common.UsageError(
                 "--target_speedup prices heads, FFN units and blocks from a latency table of "
-                "dense blocks: use it with --method lagrangian and --structure heads+ffn or "
-                "heads+ffn+layers (rank gates have no measured time).")
+                "dense blocks: use it with --structure heads+ffn or heads+ffn+layers, or with "
+                "--method fisher (rank gates have no measured time).")
         args.target_sparsity = 1.0 - 1.0 / args.target_speedup
     if args.family is not None:
         if fisher or args.init_mask == "fisher":
@@ -823,7 +827,8 @@ class Pipeline:
 
     def measured_latency_table(self):
         """The run's latency table: --latency_table, or measured on this device at
-        --eval_batch_size and --max_seq_length; saved as factorize/latency_table.json."""
+        --eval_batch_size and --max_seq_length; saved as `<step>/latency_table.json` of the
+        step that prices the units (factorize, or fisher under --method fisher)."""
         args = self.args
         table = self.latency_table
         if table is None:
@@ -842,8 +847,12 @@ class Pipeline:
         print(f"   latency table: dense model {table.dense_seconds() * 1e3:.2f} ms per batch as "
               f"the sum of its blocks" + (f" (measured whole: {measured * 1e3:.2f} ms)"
                                           if measured else ""))
-        table.save(self.out("factorize", "latency_table.json"))
+        table.save(self.out(self.pricing_step(), LATENCY_TABLE))
         return table
+
+    def pricing_step(self):
+        """The step whose directory holds the latency table: the one that prices units."""
+        return "fisher" if self.args.method == "fisher" else "factorize"
 
     def latency_cost(self):
         """Whether the run prunes to speedups (the latency cost)."""
@@ -1032,21 +1041,34 @@ class Pipeline:
 
         args = self.args
         dense = self.load("finetune")
+        # Under --target_speedup the search keeps 1/S of the table's predicted time.
+        latency = {} if not self.latency_cost() else {
+            "cost": "latency", "latency_table": self.measured_latency_table()}
         start = time.perf_counter()
         masks = post_training_masks(
             dense, self.data.train_dataset(args.train_batch_size, args.seed),
             target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
-            verbose=glue_common.fit_verbosity())
+            verbose=glue_common.fit_verbosity(), **latency)
         gated = masked_model(dense, masks)
         seconds = time.perf_counter() - start
         phases = ", ".join(f"{name} {value:.1f} s" for name, value in masks.seconds.items())
-        print(f"   fisher: kept {masks.kept_params:,} of {masks.total_params:,} encoder kernel "
-              f"parameters ({masks.kept_params / masks.total_params:.3f}; target "
-              f"{1.0 - args.target_sparsity:.3f}) in {seconds:.1f} s ({phases}); kept heads "
-              f"per layer {masks.kept_heads}, FFN units {masks.kept_units}")
+        found = {}
+        if latency:
+            found["predicted_speedup"] = self.keras_flop.predicted_speedup(
+                gated, latency["latency_table"], args.compact_threshold)
+            kept = (f"a predicted speedup of {found['predicted_speedup']:.2f}x (target "
+                    f"{args.target_speedup:.4g}x); {masks.kept_params:,} of "
+                    f"{masks.total_params:,} encoder kernel parameters kept")
+        else:
+            kept = (f"kept {masks.kept_params:,} of {masks.total_params:,} encoder kernel "
+                    f"parameters ({masks.kept_params / masks.total_params:.3f}; target "
+                    f"{1.0 - args.target_sparsity:.3f})")
+        print(f"   fisher: {kept} in {seconds:.1f} s ({phases}); kept heads per layer "
+              f"{masks.kept_heads}, FFN units {masks.kept_units}")
         self.evaluate_to(gated, "fisher", {"pruning_time": seconds, "kept_params":
-                                           masks.kept_params, **{f"{k}_time": v for k, v in
-                                                                 masks.seconds.items()}})
+                                           masks.kept_params, **found,
+                                           **{f"{k}_time": v for k, v in
+                                              masks.seconds.items()}})
         os.makedirs(self.out("fisher"), exist_ok=True)
         common.save_model(gated, self.out("fisher", "pruning_model.keras"))
 
@@ -1058,8 +1080,12 @@ class Pipeline:
 
         if self.args.method == "fisher":
             fisher = read("fisher", "eval_results.json")
-            expected = (1.0 - fisher["kept_params"] / read("compact", "info.json")[
-                "dense_origin_params"]) if "kept_params" in fisher else None
+            if self.latency_cost():  # nothing trains after the search: expected is found
+                expected = (1.0 - 1.0 / fisher["predicted_speedup"]
+                            if "predicted_speedup" in fisher else None)
+            else:
+                expected = (1.0 - fisher["kept_params"] / read("compact", "info.json")[
+                    "dense_origin_params"]) if "kept_params" in fisher else None
         else:
             expected = read("prune", "eval_results.json").get("expected_sparsity")
         key = "latency_sparsity" if self.latency_cost() else "dense_sparsity"
@@ -1115,8 +1141,11 @@ class Pipeline:
             report.update({f"family_{k}": v for k, v in family.items()})
         if target_speedup is not None:
             # The compact model's latency as the table predicts it, beside the parameters.
-            table = pruning_model.cost_model.table
-            dense_seconds = table.dense_seconds(pruning_model.network.layer_shapes)
+            table = self.keras_flop.LatencyTable.load(self.path(self.pricing_step(),
+                                                                LATENCY_TABLE))
+            # A PruningModel's network, or the fisher step's gated classifier itself.
+            network = getattr(pruning_model, "network", pruning_model)
+            dense_seconds = table.dense_seconds(network.layer_shapes)
             speedup = kf.predicted_speedup(pruning_model, table, args.compact_threshold)
             report.update({"target_speedup": target_speedup,
                            "predicted_speedup": speedup,

@@ -1,7 +1,7 @@
 """The accuracy–speed frontier: compact models of one fine-tuned teacher, by method and target.
 
     python benchmarks/frontier.py --data /path/to/shared/data --task sst2 \\
-        --rows "lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6;lagrangian+fisher:2,3" \\
+        --rows "lagrangian:1.5,2,3,4;fisher:1.5,2;lagrangian+fisher:2,3" \\
         --output_dir /tmp/frontier [--teacher RUN/model.keras] [--csv docs/frontier.csv] \\
         [--prune_flags "--max_train_examples 4000 --num_train_epochs 3"]
 
@@ -13,7 +13,8 @@ metric wins; its command is printed too; an interrupted sweep continues). Row ki
 
 - `lagrangian:S,...`: `--target_speedup S --init_mask none` (heads+ffn+layers under the
   latency table, every gate open at the start);
-- `fisher:T,...`: `--method fisher --target_sparsity T` (retraining-free);
+- `fisher:S,...`: `--method fisher --target_speedup S` (retraining-free: the Fisher mask
+  searched under the latency table, tuned by least squares, no fine-tuning);
 - `lagrangian+fisher:S,...`: `--init_mask fisher --target_speedup S` (the Lagrangian started
   from the Fisher mask searched under the latency table).
 
@@ -50,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
                    "--target_speedup"),
-    "fisher": (["--method", "fisher"], "--target_sparsity"),
+    "fisher": (["--method", "fisher"], "--target_speedup"),
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
                           "--target_speedup"),
 }
@@ -79,9 +80,12 @@ def parse_rows(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(parser)
-    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--task", default="sst2", help="The GLUE task (default sst2).")
     parser.add_argument("--rows", type=parse_rows,
-                        default=parse_rows("lagrangian:1.5,2,3,4;fisher:0.3,0.5,0.6"))
+                        default=parse_rows("lagrangian:1.5,2,3,4;fisher:1.5,2"),
+                        help="KIND:T1,T2;KIND:T3 with KIND lagrangian, fisher or "
+                             "lagrangian+fisher, T a target speedup (default "
+                             "'lagrangian:1.5,2,3,4;fisher:1.5,2').")
     parser.add_argument("--teacher", default=None,
                         help="The fine-tuned dense model (.keras with vocab.txt beside it); "
                              "default: fine-tuned here by apps.glue_finetune.")
@@ -102,7 +106,10 @@ def parse_args(argv=None):
     parser.add_argument("--csv", default=None,
                         help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
                              "rows of other tasks already in the file are kept.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="The teacher's and every row's seed; rows of another seed need "
+                             "another --output_dir (a row's directory names its method and "
+                             "target only).")
     parser.add_argument("--retime", action="store_true",
                         help="Time the finished rows of --rows again (dense and compact in "
                              "turn, batch 8 and 1) and print them beside the recorded "
@@ -378,7 +385,8 @@ def main(argv=None):
         # The run directory is apps.prune's alone: the log goes beside it.
         run(command, f"{directory}.log")
         if KINDS[kind][1] == "--target_speedup" and table is None:  # measured once
-            table = os.path.join(directory, "factorize", "latency_table.json")
+            step = "fisher" if kind == "fisher" else "factorize"  # the step that prices units
+            table = os.path.join(directory, step, "latency_table.json")
         rows.append(dict(row_figures(args, kind, target, directory, data),
                          command=shlex.join(["python"] + command[1:])))
         with open(summary, "w", encoding="utf-8") as f:

@@ -486,6 +486,21 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     shapes = [tuple(int((gated.get_layer(f"layer_{i}_{kind}_mask").mask() > 0.5).numpy().sum())
                     for kind in ("head", "intermediate")) for i in range(2)]
     assert table.dense_seconds(shapes) <= table.dense_seconds() / 1.5
+    # Retraining-free to a speed: the search keeps 1/S of the table's time, the table goes to
+    # the fisher step, and the report predicts what the search found.
+    output = tmp_path / "fisher_speedup"
+    prune_app.main(["--output_dir", str(output), "--method", "fisher", "--target_speedup",
+                    "1.5", "--latency_table", str(tmp_path / "table.json")] + common[:-2])
+    printed = capsys.readouterr().out
+    found = json.loads((output / "fisher" / "eval_results.json").read_text())
+    info = json.loads((output / "compact" / "info.json").read_text())
+    assert found["predicted_speedup"] >= 1.5
+    assert info["predicted_speedup"] == pytest.approx(found["predicted_speedup"])
+    assert info["latency_sparsity"] == pytest.approx(1.0 - 1.0 / found["predicted_speedup"])
+    assert f"a predicted speedup of {found['predicted_speedup']:.2f}x (target 1.5x)" in printed
+    assert keras_flop.LatencyTable.load(output / "fisher" / "latency_table.json").info == \
+        table.info
+    assert "target speedup 1.5x" in (output / "report.md").read_text()
     with pytest.raises(SystemExit) as exit_info:
         prune_app.main(["--output_dir", str(tmp_path / "bad"), "--init_mask", "fisher",
                         "--structure", "rank"])
