@@ -15,6 +15,8 @@ metric wins; its command is printed too; an interrupted sweep continues). Row ki
   latency table, every gate open at the start);
 - `fisher:S,...`: `--method fisher --target_speedup S` (retraining-free: the Fisher mask
   searched under the latency table, tuned by least squares, no fine-tuning);
+- `fisher+finetune:S,...`: the same compact model, then apps.prune's final fine-tuning
+  (`--final_epochs 1`, or what `--prune_flags` says);
 - `lagrangian+fisher:S,...`: `--init_mask fisher --target_speedup S` (the Lagrangian started
   from the Fisher mask searched under the latency table).
 
@@ -52,6 +54,8 @@ KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
                    "--target_speedup"),
     "fisher": (["--method", "fisher"], "--target_speedup"),
+    # --final_epochs in --prune_flags comes later on the command line and wins.
+    "fisher+finetune": (["--method", "fisher", "--final_epochs", "1"], "--target_speedup"),
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
                           "--target_speedup"),
 }
@@ -83,8 +87,8 @@ def parse_args(argv=None):
     parser.add_argument("--task", default="sst2", help="The GLUE task (default sst2).")
     parser.add_argument("--rows", type=parse_rows,
                         default=parse_rows("lagrangian:1.5,2,3,4;fisher:1.5,2"),
-                        help="KIND:T1,T2;KIND:T3 with KIND lagrangian, fisher or "
-                             "lagrangian+fisher, T a target speedup (default "
+                        help="KIND:T1,T2;KIND:T3 with KIND lagrangian, fisher, "
+                             "fisher+finetune or lagrangian+fisher, T a target speedup (default "
                              "'lagrangian:1.5,2,3,4;fisher:1.5,2').")
     parser.add_argument("--teacher", default=None,
                         help="The fine-tuned dense model (.keras with vocab.txt beside it); "
@@ -197,7 +201,7 @@ def row_figures(args, kind, target, directory, data):
     metric = f"eval_{data.task.main_metric}"
     dense = report["dense"]["results"][metric]
     compact = report["compact"]["results"][metric]
-    step = "fisher" if kind == "fisher" else "prune"
+    step = "fisher" if kind.startswith("fisher") else "prune"
     with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
         results = json.load(f)
     seconds = results.get("pruning_time", results.get("train_time"))
@@ -385,7 +389,8 @@ def main(argv=None):
         # The run directory is apps.prune's alone: the log goes beside it.
         run(command, f"{directory}.log")
         if KINDS[kind][1] == "--target_speedup" and table is None:  # measured once
-            step = "fisher" if kind == "fisher" else "factorize"  # the step that prices units
+            # The step that prices units holds it.
+            step = "fisher" if kind.startswith("fisher") else "factorize"
             table = os.path.join(directory, step, "latency_table.json")
         rows.append(dict(row_figures(args, kind, target, directory, data),
                          command=shlex.join(["python"] + command[1:])))
