@@ -297,10 +297,18 @@ def recorded_rows(args, summary, flag):
 
 def save_results(args, kind, results):
     """Keeps `results` in `<output_dir>/<task>_<kind>.json`, after every row: an interrupted
-    check loses only the row it was on."""
-    with open(os.path.join(args.output_dir, f"{args.task}_{kind}.json"), "w",
-              encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
+    check loses only the row it was on. Rows of earlier checks that `results` does not
+    replace (other methods or targets) stay in the file."""
+    path = os.path.join(args.output_dir, f"{args.task}_{kind}.json")
+
+    def key(r):
+        return r["method"], f"{float(r['target']):g}"
+    kept = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = [r for r in json.load(f) if key(r) not in {key(n) for n in results}]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(kept + results, f, indent=2)
 
 
 def retime(args, summary, data):
