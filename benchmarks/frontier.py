@@ -253,9 +253,12 @@ def plot(args, rows):
                "method": "dense"}]
     points += [{"speedup": r["speedup_b8"], "metric": r["compact_metric"],
                 "label": f"{r['target']:g}", "method": r["method"]} for r in rows]
+    # One colour per method in every task's plot, whichever methods it shows.
+    colors = {method: f"C{i}" for i, method in enumerate(("dense",) + tuple(KINDS))}
     return metric_against_speedup(points, os.path.join(args.output_dir, f"{args.task}.png"),
                                   rows[0]["metric"],
-                                  title=f"{args.task}: MiniLM-L6, batch 8, length 128")
+                                  title=f"{args.task}: MiniLM-L6, batch 8, length 128",
+                                  colors=colors)
 
 
 def print_table(args, rows):

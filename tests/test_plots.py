@@ -1,0 +1,29 @@
+"""apps.plots: the report and benchmark figures."""
+
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+
+
+def test_metric_against_speedup_keeps_the_colours_it_is_given(tmp_path, monkeypatch):
+    from apps import plots
+
+    drawn = {}
+    save = plots._save
+
+    def keep_colours(plt, figure, path):
+        drawn.update({line.get_label(): matplotlib.colors.to_hex(line.get_color())
+                      for line in figure.axes[0].get_lines()})
+        return save(plt, figure, path)
+
+    monkeypatch.setattr(plots, "_save", keep_colours)
+    points = [{"speedup": 1.0, "metric": 0.9, "label": "dense", "method": "dense"},
+              {"speedup": 1.5, "metric": 0.89, "label": "1.5", "method": "fisher"},
+              {"speedup": 2.0, "metric": 0.87, "label": "2", "method": "lagrangian"}]
+    path = plots.metric_against_speedup(points, tmp_path / "plot.png", "accuracy",
+                                        colors={"fisher": "C3"})
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG") and path
+    # fisher drawn second would take the cycle's C1; the map gives it C3, the others cycle.
+    assert drawn["fisher"] == matplotlib.colors.to_hex("C3")
+    assert drawn["dense"] == matplotlib.colors.to_hex("C0")
+    assert drawn["lagrangian"] != drawn["fisher"]
