@@ -1140,10 +1140,12 @@ class Pipeline:
         if family is not None:
             report.update({f"family_{k}": v for k, v in family.items()})
         if target_speedup is not None:
-            # The compact model's latency as the table predicts it, beside the parameters.
-            table = self.keras_flop.LatencyTable.load(self.path(self.pricing_step(),
-                                                                LATENCY_TABLE))
-            # A PruningModel's network, or the fisher step's gated classifier itself.
+            # The compact model's latency as the table predicts it, beside the parameters:
+            # the table the PruningModel priced units with, or the fisher step's file (its
+            # gated classifier carries none).
+            cost_model = getattr(pruning_model, "cost_model", None)
+            table = cost_model.table if cost_model is not None else \
+                self.keras_flop.LatencyTable.load(self.path("fisher", LATENCY_TABLE))
             network = getattr(pruning_model, "network", pruning_model)
             dense_seconds = table.dense_seconds(network.layer_shapes)
             speedup = kf.predicted_speedup(pruning_model, table, args.compact_threshold)

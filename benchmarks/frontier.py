@@ -59,8 +59,15 @@ KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
                           "--target_speedup"),
 }
+
+
 COLUMNS = ("task", "method", "structure", "target", "speedup_b8", "speedup_b1", "metric",
            "dense_metric", "compact_metric", "delta_points", "prune_minutes")
+
+
+def retraining_free_step(kind):
+    """Whether a row kind prunes by apps.prune's fisher step (no factorize, no prune)."""
+    return KINDS[kind][0][:2] == ["--method", "fisher"]
 
 
 def parse_rows(text):
@@ -201,7 +208,7 @@ def row_figures(args, kind, target, directory, data):
     metric = f"eval_{data.task.main_metric}"
     dense = report["dense"]["results"][metric]
     compact = report["compact"]["results"][metric]
-    step = "fisher" if kind.startswith("fisher") else "prune"
+    step = "fisher" if retraining_free_step(kind) else "prune"
     with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
         results = json.load(f)
     seconds = results.get("pruning_time", results.get("train_time"))
@@ -219,7 +226,6 @@ def row_figures(args, kind, target, directory, data):
             "prune_minutes": None if seconds is None else seconds / 60.0,
             "parameters": report["compact"]["parameters"],
             "dense_parameters": report["dense"]["parameters"]}
-
 
 
 def row_key(row):
@@ -401,7 +407,7 @@ def main(argv=None):
         run(command, f"{directory}.log")
         if KINDS[kind][1] == "--target_speedup" and table is None:  # measured once
             # The step that prices units holds it.
-            step = "fisher" if kind.startswith("fisher") else "factorize"
+            step = "fisher" if retraining_free_step(kind) else "factorize"
             table = os.path.join(directory, step, "latency_table.json")
         rows.append(dict(row_figures(args, kind, target, directory, data),
                          command=shlex.join(["python"] + command[1:])))
