@@ -1145,7 +1145,7 @@ class Pipeline:
             # gated classifier carries none).
             cost_model = getattr(pruning_model, "cost_model", None)
             table = cost_model.table if cost_model is not None else \
-                self.keras_flop.LatencyTable.load(self.path("fisher", LATENCY_TABLE))
+                self.keras_flop.LatencyTable.load(self.path(self.pricing_step(), LATENCY_TABLE))
             network = getattr(pruning_model, "network", pruning_model)
             dense_seconds = table.dense_seconds(network.layer_shapes)
             speedup = kf.predicted_speedup(pruning_model, table, args.compact_threshold)

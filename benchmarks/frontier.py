@@ -309,13 +309,11 @@ def save_results(args, kind, results):
     check loses only the row it was on. Rows of earlier checks that `results` does not
     replace (other methods or targets) stay in the file."""
     path = os.path.join(args.output_dir, f"{args.task}_{kind}.json")
-
-    def key(r):
-        return r["method"], f"{float(r['target']):g}"
+    replaced = {row_key({**r, "task": args.task}) for r in results}
     kept = []
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            kept = [r for r in json.load(f) if key(r) not in {key(n) for n in results}]
+            kept = [r for r in json.load(f) if row_key({**r, "task": args.task}) not in replaced]
     with open(path, "w", encoding="utf-8") as f:
         json.dump(kept + results, f, indent=2)
 
