@@ -1,5 +1,5 @@
 """What every app shares: flags and their help, argument checks, one-line errors, a quiet
-TensorFlow, output directories, seeds.
+TensorFlow, output directories, atomic files, seeds.
 
 Nothing here imports TensorFlow at module level: `--help` and flag errors answer at once.
 """
@@ -12,8 +12,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
-import time
 
 # keras_flop.glue.TASKS (name -> GLUE directory), spelled out so that --help and flag errors
 # need no TensorFlow import (a test keeps the two equal).
@@ -87,6 +85,31 @@ def add_common_flags(parser):
                              "killed or unreachable worker is noticed sooner, see the README).")
 
 
+def add_batching_flags(parser):
+    parser.add_argument("--pad_to_max_length", action="store_true",
+                        help="Pad every batch to --max_seq_length (fixed shapes). Default: "
+                             "batches of examples of similar length, each padded to the "
+                             "smallest --bucket_boundaries value that fits it.")
+    parser.add_argument("--bucket_boundaries", default=None,
+                        help="Comma-separated padded lengths; default 8,16,24,32,48,64,96,"
+                             "128,... up to --max_seq_length, which is always the last.")
+
+
+def bucket_boundaries(args):
+    """`--bucket_boundaries` as a list of ints (None: the default), checked."""
+    if not args.bucket_boundaries:
+        return None
+    try:
+        values = [int(part) for part in args.bucket_boundaries.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError("--bucket_boundaries must be comma-separated integers; got "
+                         f"{args.bucket_boundaries!r}.") from None
+    if not values or min(values) < 1 or max(values) > args.max_seq_length:
+        raise UsageError(f"--bucket_boundaries must be integers in [1, --max_seq_length "
+                         f"{args.max_seq_length}]; got {args.bucket_boundaries!r}.")
+    return values
+
+
 def main_wrapper(run):
     """Runs `run(args)` after a quiet TensorFlow import; bad input exits with status 2 and a
     one-line message, Ctrl-C with status 130 and one line saying where it stopped."""
@@ -99,7 +122,7 @@ def main_wrapper(run):
             logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
         try:
             import_tensorflow(verbose)
-            from keras_flop.device import describe_devices
+            from keras_flop.latency.device import describe_devices
 
             print(f"device: {describe_devices()}")
             return run(args)
@@ -214,141 +237,6 @@ def save_model(model, path):
     return path
 
 
-def make_strategy(name, tpu="", worker_timeout=WORKER_TIMEOUT):
-    """The `tf.distribute` strategy an app runs under (`none`: the default strategy).
-
-    `multi_worker` connects to the cluster `TF_CONFIG` names (waiting for every worker to
-    start); each collective then fails after `worker_timeout` seconds instead of waiting for
-    a worker that will not come. A killed worker is noticed sooner: its peers' connections are
-    reset at once, and TensorFlow's coordination service aborts every collective when a
-    worker misses its heartbeats (about 10 s)."""
-    import tensorflow as tf
-
-    if name == "none":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):  # else a one-worker "cluster" runs silently
-            raise UsageError("--strategy multi_worker needs the TF_CONFIG environment variable "
-                             "naming the cluster and this worker (see the README).")
-        try:
-            config = json.loads(os.environ["TF_CONFIG"])
-            config["cluster"]["worker"], config["task"]["index"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"TF_CONFIG must be JSON like {{\"cluster\": {{\"worker\": "
-                             f"[\"host1:port\", \"host2:port\"]}}, \"task\": {{\"type\": "
-                             f"\"worker\", \"index\": 0}}}}; got {os.environ['TF_CONFIG']!r} "
-                             f"({type(e).__name__}: {e}).") from None
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=worker_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.OpError) as e:
-        raise UsageError(f"No TPU found for --strategy tpu --tpu {tpu!r}: {e}") from None
-    return tf.distribute.TPUStrategy(resolver)
-
-
-# Errors of a collective or barrier whose peer died, stopped answering or timed out.
-_LOST_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
-
-
-class Workers:
-    """The workers of a run and what each may write.
-
-    Under a multi-worker strategy every worker runs the same steps (each training, evaluation
-    and variable creation is a collective of all of them) and reads the run directory; only
-    the chief (worker 0) writes there. The others write the same files to a temporary
-    directory (`scratch`, named after the run directory and the worker, so that one left by a
-    killed worker is replaced by the next start), made on entry and removed on exit. `agree`
-    is the barrier between
-    the chief's writes and everyone's reads, and checks that the workers took the same
-    decision. Without a multi-worker strategy there is one worker, the chief, and `agree`
-    returns at once.
-
-    Example:
-    >>> with Workers(strategy, "runs/sst2") as workers:  # doctest: +SKIP
-    ...     workers.agree("the step to resume from", step)
-    """
-
-    def __init__(self, strategy, run_dir=""):
-        self.strategy = strategy
-        self.run_dir = run_dir
-        import tensorflow as tf
-
-        extended = strategy.extended
-        # More replicas in sync than on this machine: some are on other workers.
-        self.count = 1
-        self.multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-            strategy.num_replicas_in_sync > len(extended.worker_devices)
-        self.chief = True
-        self.index = 0
-        if self.multi:
-            self.count = strategy.num_replicas_in_sync // len(extended.worker_devices)
-            self.chief = bool(extended.should_checkpoint)
-            self.index = strategy.cluster_resolver.task_id
-        self.scratch = None
-
-    def __enter__(self):
-        if not self.chief:
-            import hashlib
-            key = hashlib.sha1(os.path.abspath(self.run_dir).encode()).hexdigest()[:12]
-            self.scratch = os.path.join(tempfile.gettempdir(),
-                                        f"keras_flop-{key}-worker{self.index}")
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            os.makedirs(self.scratch)
-            print(f"worker {self.index} of {self.count}: the chief (worker 0) writes "
-                  f"{self.run_dir}; this worker writes to {self.scratch}, removed at exit")
-        return self
-
-    def __exit__(self, *exc):
-        if self.scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
-
-    def write_dir(self, run_dir):
-        """Where this worker writes what belongs in `run_dir`."""
-        return run_dir if self.chief else self.scratch
-
-    def agree(self, what, value=0):
-        """Waits for every worker, then checks that all passed the same integer `value` (a
-        UsageError naming `what` when not). Bounded by --worker_timeout."""
-        if not self.multi:
-            return value
-        import numpy as np
-        import tensorflow as tf
-
-        values = self.strategy.gather(self.strategy.run(
-            lambda: tf.constant([int(value)], tf.int64)), axis=0)
-        values = [int(v) for v in np.asarray(values)[::len(self.strategy.extended.worker_devices)]]
-        if len(set(values)) > 1:
-            raise UsageError(f"The workers disagree on {what} ({', '.join(map(str, values))} "
-                             "by worker): start every worker with the same command, on the "
-                             "same --output_dir (a directory all of them read).")
-        return value
-
-    def lost(self, error, where):
-        """A `WorkerLost` for a TensorFlow error that says a peer is gone, else None."""
-        if not self.multi or type(error).__name__ not in _LOST_ERRORS:
-            return None
-        lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
-        lines = [line for line in lines if line]
-        at = next((i for i, line in enumerate(lines) if "aborted by:" in line), None)
-        if at is None:
-            cause = next((line for line in lines if not line.startswith(
-                ("Graph execution", "Detected at"))), "")
-        else:  # "...aborted by: <cause>", whose last word may go on to the next line
-            cause = lines[at].split("aborted by:", 1)[1].strip()
-            if cause.endswith(":") and at + 1 < len(lines):
-                cause = f"{cause} {lines[at + 1]}"
-        return WorkerLost(f"worker {self.index} of {self.count} lost the other workers {where} "
-                          f"({type(error).__name__}: {cause}); rerun the same command on every "
-                          "worker to continue from the last checkpoint")
-
-
 def set_seed(seed, deterministic=True):
     """Seeds Python, NumPy, TensorFlow and Keras; `deterministic` also makes TensorFlow pick
     deterministic kernels (same machine, same command: same digits)."""
@@ -358,15 +246,6 @@ def set_seed(seed, deterministic=True):
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-class Timer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
 
 
 class _ArgumentParser(argparse.ArgumentParser):

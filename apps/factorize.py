@@ -42,7 +42,7 @@ def build_parser():
 
 def factorization_table(dense, network):
     """Per layer: name, shape, rank kept, relative reconstruction error."""
-    from keras_flop.factorization import encoder_dense_layers
+    from keras_flop.lagrangian.factorization import encoder_dense_layers
 
     rows = []
     for layer in encoder_dense_layers(dense):
@@ -58,7 +58,7 @@ def factorization_table(dense, network):
 @common.main_wrapper
 def run(args):
     import keras_flop
-    from keras_flop.checkpoint import has_classifier_head
+    from keras_flop.checkpoints.tf1 import has_classifier_head
 
     if not args.output_dir:
         raise common.UsageError("--output_dir is required.")

@@ -17,7 +17,8 @@ import os
 import shutil
 import time
 
-from apps import common, glue_common
+from apps import common, results
+from apps.workers import make_strategy
 
 
 def build_parser():
@@ -46,7 +47,7 @@ def build_parser():
                         help="Texts are truncated to this many word pieces.")
     parser.add_argument("--warmup_proportion", type=float, default=0.1,
                         help="Fraction of the steps with a linear learning-rate warmup.")
-    glue_common.add_batching_flags(parser)
+    common.add_batching_flags(parser)
     parser.add_argument("--max_train_examples", type=int, default=None,
                         help="Train on a random subset of this size (quick runs).")
     parser.add_argument("--max_eval_examples", type=int, default=None,
@@ -71,16 +72,9 @@ def parse_learning_rates(text):
 
 def checkpoint_files(args):
     """(config, vocab file) with the flags' defaults beside the checkpoint, checked."""
-    import keras_flop
-    from keras_flop.checkpoint import check_vocabulary, resolve_checkpoint
+    from keras_flop.checkpoints.tf1 import checkpoint_files as files
 
-    _, directory = resolve_checkpoint(args.init_checkpoint)
-    config = keras_flop.BertConfig.from_json_file(
-        args.bert_config_file or os.path.join(directory, "bert_config.json"))
-    vocab = args.vocab_file or os.path.join(directory, "vocab.txt")
-    if not os.path.isfile(vocab):
-        raise common.UsageError(f"Vocabulary file not found: {vocab} (pass --vocab_file).")
-    check_vocabulary(vocab, config)  # shorter than vocab_size is fine (padded table)
+    config, vocab = files(args.init_checkpoint, args.bert_config_file, args.vocab_file)
     if args.max_seq_length > config.max_position_embeddings:
         raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                                 f"max_position_embeddings {config.max_position_embeddings}.")
@@ -117,7 +111,9 @@ def select_tasks(task_arg, data_dir):
 
 def run_one(args, config, vocab, data, learning_rate, run_dir):
     import keras_flop
-    from keras_flop.callbacks import PruningTensorBoard
+    from keras_flop.training.callbacks import PruningTensorBoard
+    from keras_flop.training.evaluation import evaluate
+    from keras_flop.training.fine_tuning import fine_tune
 
     common.set_seed(args.seed, not args.nondeterministic)
     model = keras_flop.load_tf1_checkpoint(args.init_checkpoint, config=config,
@@ -128,19 +124,19 @@ def run_one(args, config, vocab, data, learning_rate, run_dir):
                                         "epochs": epochs, "seed": args.seed})
     # Step checkpoints: the same command continues an interrupted run where it stopped.
     checkpoints = os.path.join(run_dir, "checkpoints")
-    history, train_time = glue_common.fine_tune(
+    history, train_time = fine_tune(
         model, data, learning_rate, epochs, args.train_batch_size, args.seed, [board],
         jit_compile=args.jit_compile, warmup_proportion=args.warmup_proportion,
         checkpoint_dir=checkpoints)
-    results = glue_common.evaluate(model, data, args.eval_batch_size)
-    board.write({k: v for k, v in next(iter(results.values())).items()
+    evaluation = evaluate(model, data, args.eval_batch_size)
+    board.write({k: v for k, v in next(iter(evaluation.values())).items()
                  if k.startswith("eval_") and k not in ("eval_time", "eval_examples")}, "eval")
     steps = epochs * -(-len(data.train) // args.train_batch_size)
-    flat = glue_common.write_eval_results(run_dir, results, {
+    flat = results.write_eval_results(run_dir, evaluation, {
         "global_step": steps, "loss": float(history.history["loss"][-1]),
         "train_time": train_time, "learning_rate": learning_rate,
         "train_examples": len(data.train), "seed": args.seed})
-    glue_common.write_test_results(run_dir, model, data, args.eval_batch_size)
+    results.write_test_results(run_dir, model, data, args.eval_batch_size)
     shutil.copyfile(vocab, os.path.join(run_dir, "vocab.txt"))  # the model's inputs' meaning
     common.save_model(model, os.path.join(run_dir, "model.keras"))  # the run is done
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -182,7 +178,7 @@ def run(args):
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
-    with common.make_strategy(args.strategy, args.tpu).scope():
+    with make_strategy(args.strategy, args.tpu).scope():
         rows = sweep(args, tasks, rates, config, vocab, output_dir)
     if not rows:
         raise common.UsageError(f"No task in {args.data_dir} has both train and dev splits.")
@@ -207,14 +203,16 @@ def prepare_sweep_dir(args):
 
 
 def sweep(args, tasks, rates, config, vocab, output_dir):
+    from keras_flop.training.data import load_task_data
+
     rows = []
     for task in tasks:
         try:
-            data = glue_common.load_task_data(
+            data = load_task_data(
                 args.data_dir, task, vocab, args.max_seq_length, args.max_train_examples,
                 args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
-                boundaries=glue_common.bucket_boundaries(args))
-        except common.UsageError as e:
+                boundaries=common.bucket_boundaries(args))
+        except ValueError as e:
             if args.task.lower() != "all":
                 raise
             print(f"Skipping {task.name}: {e}")

@@ -43,8 +43,8 @@ _PANELS = (
 def training_curves(trace, path, title=None):
     """A 2×2 figure of a pruning run's curves against the step: task loss, expected sparsity
     with its target, λ1 and λ2, from `trace` (the columns of a
-    `keras_flop.callbacks.StepCSVLogger` file, as `read_step_csv` returns them). Writes `path`
-    and returns it; None without matplotlib or without any step."""
+    `keras_flop.training.callbacks.StepCSVLogger` file, as `read_step_csv` returns them).
+    Writes `path` and returns it; None without matplotlib or without any step."""
     plt = _pyplot()
     if plt is None or not trace.get("step"):
         return None

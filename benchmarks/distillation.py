@@ -8,7 +8,7 @@ Each RUN is a finished `apps.prune` run: its fine-tuned dense model (`finetune/m
 with `vocab.txt`) is the teacher, its compact model before the final fine-tuning
 (`compact/model.keras`) the student, and its `report.json` gives the measured speedup. Every
 variant fine-tunes a fresh copy of that student the way `apps.prune`'s finetune_compact step
-does (`apps.glue_common.fine_tune`: AdamW, warmup and linear decay, the run's batch size),
+does (`apps.fine_tuning.fine_tune`: AdamW, warmup and linear decay, the run's batch size),
 with the distillation named:
 
 - `none`: the task loss alone (apps.prune's default);
@@ -89,17 +89,18 @@ def fine_tuned_score(args, run, variant, seed, data, teacher):
     """The student of `run` fine-tuned with `variant`: `(dev metric, minutes)`."""
     import keras
 
-    from apps import glue_common
+    from keras_flop.training import evaluation
+    from keras_flop.training import fine_tuning
 
     keras.utils.set_random_seed(seed)
     student = keras.saving.load_model(os.path.join(run, "compact", "model.keras"),
                                       compile=False)
     distillation = distillation_of(args, variant)
     began = time.perf_counter()
-    glue_common.fine_tune(student, data, args.learning_rate, args.epochs, args.batch_size,
+    fine_tuning.fine_tune(student, data, args.learning_rate, args.epochs, args.batch_size,
                           seed, teacher=teacher if distillation else None, **distillation)
     minutes = (time.perf_counter() - began) / 60.0
-    results = glue_common.evaluate(student, data, 32)
+    results = evaluation.evaluate(student, data, 32)
     return next(iter(results.values()))["eval_score"], minutes
 
 
@@ -108,7 +109,9 @@ def main(argv=None):
     import keras
 
     import keras_flop  # noqa: F401 -- registers the saved models' layers
-    from apps import common, glue_common
+    from apps import common
+    from keras_flop.training import evaluation
+    from keras_flop.training import data as training_data
 
     os.makedirs(args.output_dir, exist_ok=True)
     path = os.path.join(args.output_dir, "results.json")
@@ -116,13 +119,13 @@ def main(argv=None):
     rows = []
     for run in args.runs:
         report = common.read_json(os.path.join(run, "report.json"))
-        data = glue_common.load_task_data(
+        data = training_data.load_task_data(
             os.path.join(args.data, "glue"), args.task, os.path.join(run, "finetune",
                                                                      "vocab.txt"),
             args.max_seq_length, args.max_train_examples)
         teacher = keras.saving.load_model(os.path.join(run, "finetune", "model.keras"),
                                           compile=False)
-        dense = next(iter(glue_common.evaluate(teacher, data, 32).values()))["eval_score"]
+        dense = next(iter(evaluation.evaluate(teacher, data, 32).values()))["eval_score"]
         for variant in args.variants:
             for seed in args.seeds:
                 key = {"run": os.path.abspath(run), "variant": variant, "seed": seed,

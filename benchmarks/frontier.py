@@ -376,7 +376,7 @@ def rerun(args, summary):
 
 def main(argv=None):
     args = parse_args(argv)
-    from apps import glue_common
+    from keras_flop.training import data as training_data
 
     summary = os.path.join(args.output_dir, f"{args.task}.json")
     if args.rerun:
@@ -385,8 +385,8 @@ def main(argv=None):
 
     teacher = teacher_model(args)
     vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
-    data = glue_common.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
-                                      need_train=False)
+    data = training_data.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
+                                        need_train=False)
     if args.retime:
         retime(args, summary, data)
         return

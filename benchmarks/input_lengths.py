@@ -28,8 +28,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import common, glue_common  # noqa: E402
-from keras_flop import optimizers  # noqa: E402
+from apps import common  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import fine_tuning  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
+from keras_flop.training import optimizers  # noqa: E402
 from support import add_data_argument, machine_header  # noqa: E402
 
 
@@ -49,26 +52,26 @@ def parse_args():
 def padded_tokens_per_example(data):
     """Mean tokens per training example a batch of 32 computes on, padding included."""
     tokenized = data.tokenized("train")
-    plan = keras_flop.batching.epoch_plan(tokenized.lengths, 32, 0, 0,
-                                          by_length=not tokenized.pad_to_max_length)
+    plan = keras_flop.glue.batching.epoch_plan(tokenized.lengths, 32, 0, 0,
+                                               by_length=not tokenized.pad_to_max_length)
     return sum(len(b) * w for b, w in zip(plan, map(tokenized.padded_width, plan))) / len(tokenized)
 
 
 def one_way(args, task, checkpoint, padding):
     vocab = os.path.join(checkpoint, "vocab.txt")
-    data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
-                                      args.max_seq_length, args.max_train_examples,
-                                      args.max_eval_examples, seed=args.seed,
-                                      pad_to_max_length=padding)
+    data = training_data.load_task_data(os.path.join(args.data, "glue"), task, vocab,
+                                        args.max_seq_length, args.max_train_examples,
+                                        args.max_eval_examples, seed=args.seed,
+                                        pad_to_max_length=padding)
     row = {"task": task, "batching": "fixed" if padding else "buckets",
            "examples": len(data.train), "padded_length": padded_tokens_per_example(data)}
     keras.utils.set_random_seed(args.seed)
     dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
     cpu = time.process_time()
-    _, seconds = glue_common.fine_tune(dense, data, 5e-5, 1, 32, args.seed)
+    _, seconds = fine_tuning.fine_tune(dense, data, 5e-5, 1, 32, args.seed)
     row["finetune_cpu_s"] = time.process_time() - cpu
     row["finetune_s"] = seconds
-    row["finetune_score"] = glue_common.evaluate(dense, data, 32)[
+    row["finetune_score"] = evaluation.evaluate(dense, data, 32)[
         next(iter(data.evals))]["eval_score"]
     keras.utils.set_random_seed(args.seed)
     steps = -(-len(data.train) // 32)
@@ -76,15 +79,15 @@ def one_way(args, task, checkpoint, padding):
                                          target_sparsity_warmup=steps // 2, teacher=dense,
                                          distillation_weight=1.0, distillation_temperature=2.0)
     pruning_model.compile(optimizer=optimizers.model_optimizer(3e-5, steps),
-                          loss=glue_common.task_loss(data.task), jit_compile=False)
+                          loss=training_data.task_loss(data.task), jit_compile=False)
     start, cpu = time.perf_counter(), time.process_time()
     # Logit distillation only: the teacher's outputs are computed once, not every step.
     teacher_logits = data.tokenized("train").predict(dense, 32)
     pruning_model.fit(data.training_stream(32, args.seed, steps, teacher_logits=teacher_logits),
-                      epochs=1, shuffle=False, verbose=glue_common.fit_verbosity())
+                      epochs=1, shuffle=False, verbose=fine_tuning.fit_verbosity())
     row["prune_s"] = time.perf_counter() - start
     row["prune_cpu_s"] = time.process_time() - cpu
-    row["prune_score"] = glue_common.evaluate(pruning_model, data, 32)[
+    row["prune_score"] = evaluation.evaluate(pruning_model, data, 32)[
         next(iter(data.evals))]["eval_score"]
     print(row, flush=True)
     return row

@@ -3,7 +3,7 @@
     python benchmarks/post_training.py --data /path/to/shared/data [--tasks sst2,mrpc]
         [--targets 0.7,0.5,0.4] [--dense_dir /tmp/dense] [--seeds 0,1,2]
 
-Per task: fine-tunes the dense model once (`apps.glue_common.fine_tune`, AdamW 5e-5 with warmup
+Per task: fine-tunes the dense model once (`apps.fine_tuning.fine_tune`, AdamW 5e-5 with warmup
 and linear decay, batch 32, length-bucketed batches of up to 128 tokens, `--max_train_examples`
 of the train split, `--finetune_epochs`), or reuses `--dense_dir/<task>_seed<seed>.keras`.
 Then for each target (fraction of the encoder's head and FFN kernel parameters kept):
@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras_flop  # noqa: E402
-from apps import glue_common  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
 from support import (add_data_argument, add_seeds_argument, fine_tuned_dense,  # noqa: E402
                      machine_header, mean_std, measured_speedups)
 
@@ -53,8 +54,8 @@ def main():
     vocab = os.path.join(checkpoint, "vocab.txt")
     rows = []
     for task in args.tasks.split(","):
-        data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab, 128,
-                                          args.max_train_examples, seed=args.data_seed)
+        data = training_data.load_task_data(os.path.join(args.data, "glue"), task, vocab, 128,
+                                            args.max_train_examples, seed=args.data_seed)
         for seed in args.seeds:
             dense, dense_score, split = evaluated_dense(args, data, checkpoint, seed)
             sample = data.train_dataset(32, seed)
@@ -64,7 +65,7 @@ def main():
                     dense, sample, target=target, num_samples=args.num_samples, verbose=0,
                     return_masks=True)
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-                score = glue_common.evaluate(compact, data, 32)[split]["eval_score"]
+                score = evaluation.evaluate(compact, data, 32)[split]["eval_score"]
                 speedups = measured_speedups(dense, compact, data, args.latency_examples)
                 rows.append(dict(task=task, seed=seed, metric=data.task.main_metric,
                                  target=target, dense=dense_score, score=score, seconds=seconds,
@@ -84,7 +85,7 @@ def evaluated_dense(args, data, checkpoint, seed):
     task = data.task.name
     path = os.path.join(args.dense_dir, f"{task}_seed{seed}.keras") if args.dense_dir else None
     dense, how = fine_tuned_dense(path, data, checkpoint, seed, args.finetune_epochs)
-    scores = glue_common.evaluate(dense, data, 32)
+    scores = evaluation.evaluate(dense, data, 32)
     split = next(iter(scores))
     print(f"{task} seed {seed}: dense {how}, dev {data.task.main_metric} "
           f"{scores[split]['eval_score']:.4f}", flush=True)

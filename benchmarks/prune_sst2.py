@@ -32,11 +32,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import common, glue_common  # noqa: E402
-from apps.measure import ratio_spread, time_in_turn  # noqa: E402
+from apps import common  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import fine_tuning  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
+from keras_flop.latency.timing import ratio_spread, time_in_turn  # noqa: E402
 from support import (add_data_argument, add_seeds_argument, fine_tuned_dense,  # noqa: E402
                      machine_header, mean_std)
-from keras_flop import glue, optimizers  # noqa: E402
+from keras_flop import glue
+from keras_flop.training import optimizers  # noqa: E402
 
 
 def parse_args():
@@ -80,7 +84,7 @@ def parse_args():
 
 
 def accuracy(model, data):
-    return glue_common.evaluate(model, data, 32)["dev"]["eval_accuracy"]
+    return evaluation.evaluate(model, data, 32)["dev"]["eval_accuracy"]
 
 
 def latencies(dense, compact, data_128):
@@ -165,9 +169,9 @@ def main():
     checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
     vocab = os.path.join(checkpoint, "vocab.txt")
     glue_dir = os.path.join(args.data, "glue")
-    data = glue_common.load_task_data(glue_dir, "sst2", vocab, args.train_seq_length,
-                                      args.max_train_examples, seed=args.data_seed)
-    data_128 = glue_common.load_task_data(glue_dir, "sst2", vocab, 128, 1, seed=args.data_seed)
+    data = training_data.load_task_data(glue_dir, "sst2", vocab, args.train_seq_length,
+                                        args.max_train_examples, seed=args.data_seed)
+    data_128 = training_data.load_task_data(glue_dir, "sst2", vocab, 128, 1, seed=args.data_seed)
     settings = [(structure, float(target)) for structure in args.structures.split(",")
                 for target in args.targets.split(",")]
     dense_accuracies, rows = {}, []
@@ -223,7 +227,7 @@ def prune_one(args, data, data_128, dense, structure, target, seed):
     gated_accuracy = accuracy(pruning_model, data)
     compact = keras_flop.compact(pruning_model)
     report = keras_flop.parameter_report(pruning_model)
-    glue_common.fine_tune(compact, data, 2e-5, args.final_epochs, 32, seed)
+    fine_tuning.fine_tune(compact, data, 2e-5, args.final_epochs, 32, seed)
     compact_accuracy = accuracy(compact, data)
     timing = latencies(dense, compact, data_128)
     return {

@@ -34,7 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import glue_common  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
 from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
 
 STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
@@ -94,14 +95,14 @@ def prune_once(dense, data, structure, target, steps, seed, init_mask="none"):
                                          target_sparsity=target, pruning_steps=steps)
     fisher_seconds = None
     if init_mask == "fisher":
-        from keras_flop.post_training import init_gates_from_masks, post_training_masks
+        from keras_flop.fisher.post_training import init_gates_from_masks, post_training_masks
 
         began = time.perf_counter()
         masks = post_training_masks(dense, data.train_dataset(32, seed), target=1.0 - target,
                                     tune=False)
         init_gates_from_masks(pruning_model, masks)
         fisher_seconds = time.perf_counter() - began
-    pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
+    pruning_model.compile(optimizer=None, loss=training_data.task_loss(data.task))
     trace = SparsityTrace()
     start = time.perf_counter()
     pruning_model.fit(data.training_stream(32, seed, steps, 0), epochs=1, steps_per_epoch=steps,
@@ -118,7 +119,7 @@ def prune_once(dense, data, structure, target, steps, seed, init_mask="none"):
             "realized_uncalibrated": before if any(shift) else None,
             "seconds": seconds, "init_mask": init_mask, "fisher_seconds": fisher_seconds,
             # The gated model with its inference mask computes the compact model's outputs.
-            "score": glue_common.evaluate(pruning_model, data, 32)[
+            "score": evaluation.evaluate(pruning_model, data, 32)[
                 next(iter(data.evals))]["eval_score"]}
 
 
@@ -143,9 +144,9 @@ def main():
                             for r in rows)]
         if not cells:
             continue
-        data = glue_common.load_task_data(os.path.join(args.data, "glue"), task, vocab,
-                                          args.max_seq_length, args.max_train_examples,
-                                          seed=args.seed)
+        data = training_data.load_task_data(os.path.join(args.data, "glue"), task, vocab,
+                                            args.max_seq_length, args.max_train_examples,
+                                            seed=args.seed)
         if args.dense_model:
             dense = keras.saving.load_model(args.dense_model, compile=False)
         else:
@@ -153,7 +154,7 @@ def main():
                     if args.dense_dir else None)
             dense, how = fine_tuned_dense(path, data, checkpoint, args.seed)
             print(f"{task}: dense {how}", flush=True)
-        dense_score = glue_common.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
+        dense_score = evaluation.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
         steps = args.epochs * -(-len(data.train) // 32)
         for structure, target, init in cells:
             row = {"task": task, "structure": structure, "target": target,

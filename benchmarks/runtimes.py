@@ -4,7 +4,7 @@
 
 Runtimes: Keras (a `tf.function`, graph mode), the exported SavedModel (`serving_default`,
 loaded with `tf.saved_model.load`), ONNX Runtime and LiteRT (the files of
-`keras_flop.export_formats`; each needs its extra). Batch 1 and 8 at sequence 128 (no padding),
+`keras_flop.export.formats`; each needs its extra). Batch 1 and 8 at sequence 128 (no padding),
 2 threads everywhere; median of `--repeats` calls after `--warmup`.
 
 Without `--compact`, the compact model is made quickly from the dense one: factorized with
@@ -90,7 +90,7 @@ def batch_of(vocab_size, batch_size, seq_length):
 def runners(model, directory, names, threads):
     """`{runtime: fn(batch) -> logits}` for one model."""
     import keras_flop
-    from keras_flop.export_formats import RUNNERS, export_formats
+    from keras_flop.export.formats import RUNNERS, export_formats
 
     result = {}
     if "keras" in names:

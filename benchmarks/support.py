@@ -18,7 +18,7 @@ def machine_header():
     import keras
     import tensorflow as tf
 
-    from keras_flop.device import cpu_description
+    from keras_flop.latency.device import cpu_description
 
     intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
     inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"
@@ -76,18 +76,19 @@ def mean_std(values, digits=4):
 
 def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
     """`(model, how)`: the dense model of `data`'s task loaded from `path` if it exists, else
-    the TF1 `checkpoint` fine-tuned with `seed` (`apps.glue_common.fine_tune`, AdamW 5e-5,
+    the TF1 `checkpoint` fine-tuned with `seed` (`keras_flop.training.fine_tuning.fine_tune`, AdamW 5e-5,
     batch 32, `epochs`) and saved to `path` if one is given; `how` says which, for the log."""
     import keras
 
     import keras_flop
-    from apps import common, glue_common
+    from apps import common
+    from keras_flop.training import fine_tuning
 
     if path and os.path.exists(path):
         return keras.saving.load_model(path, compile=False), f"loaded {path}"
     keras.utils.set_random_seed(seed)
     dense = keras_flop.load_tf1_checkpoint(checkpoint, num_labels=data.task.num_labels)
-    _, seconds = glue_common.fine_tune(dense, data, 5e-5, epochs, 32, seed)
+    _, seconds = fine_tuning.fine_tune(dense, data, 5e-5, epochs, 32, seed)
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         common.save_model(dense, path)
@@ -96,11 +97,11 @@ def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
 
 def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1)):
     """`{batch: (speedup, low, high)}`: dense over compact time, run in turn
-    (`apps.measure.time_in_turn`, median round and min–max over rounds), on the first dev
-    examples of `data` padded to its `max_seq_length`: `count` of them at the first batch size,
-    half as many at the others."""
-    from apps.measure import ratio_spread, time_in_turn
+    (`keras_flop.latency.timing.speedup_in_turn`, median round and min–max over rounds), on
+    the first dev examples of `data` padded to its `max_seq_length`: `count` of them at the
+    first batch size, half as many at the others."""
     from keras_flop import glue
+    from keras_flop.latency.timing import speedup_in_turn
 
     split = next(iter(data.evals))
     tokenized = glue.tokenize_examples(data.evals[split][:count], data.task, data.preprocessor,
@@ -109,8 +110,5 @@ def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1)):
     for index, batch in enumerate(batch_sizes):
         limit = count if index == 0 else count // 2
         batches = [x for x, _ in glue.make_dataset(tokenized, data.task, None, batch)]
-        rounds = time_in_turn({"dense": dense, "compact": compact},
-                              batches[:-(-limit // batch)])
-        ratio, low, high = ratio_spread(rounds, "compact", "dense")
-        speedups[batch] = (1.0 / ratio, 1.0 / high, 1.0 / low)
+        speedups[batch] = speedup_in_turn(dense, compact, batches[:-(-limit // batch)])
     return speedups

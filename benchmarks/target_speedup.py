@@ -37,9 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 
 import keras_flop  # noqa: E402
-from apps import common, glue_common  # noqa: E402
+from apps import common  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
 from apps.plots import metric_against_speedup  # noqa: E402
-from apps.prune import FAMILY_LENGTH  # noqa: E402
+from apps.prune.parser import FAMILY_LENGTH  # noqa: E402
 from support import (add_data_argument, fine_tuned_dense, machine_header,  # noqa: E402
                      measured_speedups)
 
@@ -94,7 +96,7 @@ def compact_row(pruning_model, requested, dense, data, args, table, **extra):
     return {"requested": requested, "expected": expected, "predicted": predicted,
             "measured": measured[args.batch_size], "measured_b1": measured[1],
             "params": compact.count_params(), "dense_params": dense.count_params(),
-            "accuracy": glue_common.evaluate(compact, data, 32)["dev"]["eval_accuracy"],
+            "accuracy": evaluation.evaluate(compact, data, 32)["dev"]["eval_accuracy"],
             **extra}
 
 
@@ -105,7 +107,7 @@ def prune(dense, data, args, table, steps, **targets):
     pruning_model = keras_flop.factorize(
         dense, structure=args.structure, gate_config={"eval_mask": "topk"},
         cost="latency", latency_table=table, pruning_steps=steps, **targets)
-    pruning_model.compile(optimizer=None, loss=glue_common.task_loss(data.task))
+    pruning_model.compile(optimizer=None, loss=training_data.task_loss(data.task))
     start, cpu = time.perf_counter(), time.process_time()
     pruning_model.fit(data.training_stream(32, args.seed, steps, 0), epochs=1,
                       steps_per_epoch=steps, shuffle=False, verbose=2)  # the stream shuffles
@@ -115,11 +117,11 @@ def prune(dense, data, args, table, steps, **targets):
 def main():
     args = parse_args()
     checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
-    data = glue_common.load_task_data(os.path.join(args.data, "glue"), "sst2",
-                                      os.path.join(checkpoint, "vocab.txt"), 128,
-                                      args.max_train_examples, seed=args.seed)
+    data = training_data.load_task_data(os.path.join(args.data, "glue"), "sst2",
+                                        os.path.join(checkpoint, "vocab.txt"), 128,
+                                        args.max_train_examples, seed=args.seed)
     dense, _ = fine_tuned_dense(args.dense_model, data, checkpoint, args.seed)
-    dense_accuracy = glue_common.evaluate(dense, data, 32)["dev"]["eval_accuracy"]
+    dense_accuracy = evaluation.evaluate(dense, data, 32)["dev"]["eval_accuracy"]
     print(f"dense: dev accuracy {dense_accuracy:.4f}", flush=True)
     table = latency_table(args, dense)
     steps = args.epochs * -(-len(data.train) // 32)

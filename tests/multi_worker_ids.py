@@ -18,9 +18,11 @@ strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other Tenso
 
 import keras  # noqa: E402
 
-from apps import glue_common  # noqa: E402
-from keras_flop import batching, glue  # noqa: E402
-from keras_flop.distribute import DistributedBuildMixin  # noqa: E402
+from keras_flop.training import evaluation  # noqa: E402
+from keras_flop.training import data as training_data  # noqa: E402
+from keras_flop import glue
+from keras_flop.glue import batching  # noqa: E402
+from keras_flop.compat import DistributedBuildMixin  # noqa: E402
 
 TRAIN, DEV, BATCH, EPOCHS = 96, 37, 16, 2  # an odd dev set: its last batch splits unevenly
 seen = {"train": [], "predict": []}
@@ -61,18 +63,18 @@ def main(output):
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     per_epoch = -(-TRAIN // BATCH)
     # The pruning step's stream (steps_per_epoch), then the fine-tuning steps' epochs.
-    stream = glue_common.for_strategy(glue.make_training_stream(
+    stream = training_data.for_strategy(glue.make_training_stream(
         train, "sst2", None, BATCH, 0, per_epoch * EPOCHS))
     model.fit(stream, epochs=EPOCHS, steps_per_epoch=per_epoch, verbose=0, shuffle=False)
     stream_ids, seen["train"] = seen["train"], []
-    model.fit(glue_common.for_strategy(train.shuffled_epochs(BATCH, 0)), epochs=EPOCHS,
+    model.fit(training_data.for_strategy(train.shuffled_epochs(BATCH, 0)), epochs=EPOCHS,
               verbose=0, shuffle=False)
     epoch_ids, seen["train"] = seen["train"], []
-    dataset = glue_common.for_strategy(glue.make_dataset(dev, "sst2", None, 8))
+    dataset = training_data.for_strategy(glue.make_dataset(dev, "sst2", None, 8))
     labels = np.concatenate([np.asarray(y) for _, y in dataset])
     outputs = model.predict(dataset.map(lambda x, y: x), verbose=0)
     order = np.concatenate(batching.ordered_plan(dev.lengths, 8))
-    metrics = glue_common.metrics_and_loss("sst2", outputs, labels)
+    metrics = evaluation.metrics_and_loss("sst2", outputs, labels)
     with open(output, "w", encoding="utf-8") as f:
         json.dump({"stream": stream_ids, "fine_tuning": epoch_ids, "predicted_on": seen["predict"],
                    "predictions": np.asarray(outputs)[:, 0].round().astype(int).tolist(),

@@ -95,7 +95,7 @@ def test_prune_app_runs_end_to_end_and_reenters(tmp_path, capsys):
     assert report.startswith("# Pruning report: the built-in toy sentiment task")
     assert "| weights (MB, without optimizer state) |" in report
     # Every pruning step's logs, and the report's figure of them.
-    trace = keras_flop.callbacks.read_step_csv(output / "prune" / "trace.csv")
+    trace = keras_flop.training.callbacks.read_step_csv(output / "prune" / "trace.csv")
     assert trace["step"] == list(range(1, 129))
     assert trace["target_sparsity"][-1] == pytest.approx(0.5)
     assert "![Task loss, expected sparsity" in report
@@ -165,7 +165,7 @@ def _summary_tags(directory):
 
 def test_report_warns_of_a_dense_model_at_chance_and_a_missed_target():
     from types import SimpleNamespace
-    from apps.measure import report_warnings
+    from apps.prune.report import report_warnings
 
     examples = [SimpleNamespace(label=label) for label in ["1"] * 147 + ["0"] * 130]
     data = SimpleNamespace(evals={"dev": examples})
@@ -242,7 +242,7 @@ def test_help_is_complete_and_needs_no_tensorflow():
 @pytest.mark.parametrize("reached, target, short", [(0.49, 0.5, False), (0.55, 0.5, False),
                                                     (0.41, 0.5, True)])
 def test_prune_app_says_when_sparsity_fell_short(reached, target, short):
-    from apps.prune import sparsity_shortfall
+    from apps.prune.steps import sparsity_shortfall
 
     hint = sparsity_shortfall(reached, target)
     assert (hint is not None) == short
@@ -278,13 +278,13 @@ def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_
     pruned = keras.saving.load_model(output / "prune" / "pruning_model.keras", compile=False)
     assert int(pruned.pruning_step.numpy()) == 16
     # The continued run's trace holds the first run's steps, then its own.
-    trace = keras_flop.callbacks.read_step_csv(output / "prune" / "trace.csv")
+    trace = keras_flop.training.callbacks.read_step_csv(output / "prune" / "trace.csv")
     assert trace["step"] == list(range(1, 17))
 
 
 def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     from apps import prune as prune_app
-    from keras_flop.structure import STRUCTURES
+    from keras_flop.gates.structure import STRUCTURES
 
     assert prune_app.STRUCTURES == STRUCTURES
     output = tmp_path / "structured"
@@ -349,7 +349,7 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
         preprocessor=keras_hub.models.BertTextClassifierPreprocessor(tokenizer, 16))
     hub.save(tmp_path / "hub.keras")
     formats = ["saved_model"] + [fmt for fmt, package in (("onnx", "onnxruntime"),
-                                                         ("litert", "ai_edge_litert"))
+                                                          ("litert", "ai_edge_litert"))
                                  if __import__("importlib").util.find_spec(package)]
     output = tmp_path / "run"
     prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--keras_hub_model",
@@ -469,7 +469,7 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     config = pipeline.config
     heads, units = config.num_attention_heads, config.intermediate_size
     table = keras_flop.LatencyTable(
-        {f: getattr(config, f) for f in keras_flop.latency.MODEL_FIELDS}, batch_size=8,
+        {f: getattr(config, f) for f in keras_flop.latency.table.MODEL_FIELDS}, batch_size=8,
         seq_length=32, attention_heads=list(range(heads + 1)),
         attention_seconds=[0.0] + [2.0 + h for h in range(1, heads + 1)],
         ffn_units=[0, 1, units], ffn_seconds=[0.0, 1.5, 1.5 + 0.25 * (units - 1)],
@@ -681,7 +681,7 @@ def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
 
 
 def test_a_run_resumed_mid_epoch_finishes_that_epoch_first():
-    from apps.glue_common import epoch_segments
+    from keras_flop.training.fine_tuning import epoch_segments
 
     assert epoch_segments(0, 48, 16) == [(0, 48)]
     assert epoch_segments(24, 48, 16) == [(24, 32), (32, 48)]
@@ -708,12 +708,14 @@ class _Interrupt(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("distilled", [False, True])
 def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, capsys,
-                                                                       distilled):
+                                                                      distilled):
     import numpy as np
-    from apps import glue_common, toy_task
+    from apps import toy_task
+    from keras_flop.training import fine_tuning
+    from keras_flop.training import data as training_data
 
     data_dir, vocab = toy_task.write_toy_glue(tmp_path / "glue", train=80, dev=16, test=4)
-    data = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16)
+    data = training_data.load_task_data(str(data_dir), "sst2", vocab, 16)
     config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
 
     def fresh(seed=7):
@@ -725,18 +727,18 @@ def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, 
     distillation = dict(teacher=fresh(3), distillation_weight=1.0) if distilled else {}
     # 80 examples in batches of 16: 5 steps an epoch, 10 in all; killed in epoch 2.
     straight = fresh()
-    history, _ = glue_common.fine_tune(straight, data, 1e-3, 2, 16, seed=1, **distillation)
+    history, _ = fine_tuning.fine_tune(straight, data, 1e-3, 2, 16, seed=1, **distillation)
     assert ("distillation_loss" in history.history) == distilled
     interrupted = fresh()
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        glue_common.fine_tune(interrupted, data, 1e-3, 2, 16, seed=1,
+        fine_tuning.fine_tune(interrupted, data, 1e-3, 2, 16, seed=1,
                               callbacks=[_Interrupt(8)], checkpoint_dir=checkpoints,
                               checkpoint_every_n_steps=3, **distillation)
-    assert (checkpoints / glue_common.TEACHER_OUTPUTS).exists() == distilled
+    assert (checkpoints / fine_tuning.TEACHER_OUTPUTS).exists() == distilled
     capsys.readouterr()
     resumed, counter = fresh(), _Interrupt(None)
-    history, _ = glue_common.fine_tune(resumed, data, 1e-3, 2, 16, seed=1, callbacks=[counter],
+    history, _ = fine_tuning.fine_tune(resumed, data, 1e-3, 2, 16, seed=1, callbacks=[counter],
                                        checkpoint_dir=checkpoints, checkpoint_every_n_steps=3,
                                        **distillation)
     assert "computed once" not in capsys.readouterr().out
@@ -752,11 +754,13 @@ def test_teacher_outputs_are_shared_by_runs_of_one_teacher_only(tmp_path, capsys
     """A file of teacher outputs is read by a later run of the same teacher on the same
     examples, and recomputed (and replaced) for another teacher or other examples."""
     import numpy as np
-    from apps import glue_common, toy_task
+    from apps import toy_task
+    from keras_flop.training import fine_tuning
+    from keras_flop.training import data as training_data
 
     data_dir, vocab = toy_task.write_toy_glue(tmp_path / "glue", train=40, dev=8, test=4)
-    data = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16)
-    fewer = glue_common.load_task_data(str(data_dir), "sst2", vocab, 16, max_train_examples=30)
+    data = training_data.load_task_data(str(data_dir), "sst2", vocab, 16)
+    fewer = training_data.load_task_data(str(data_dir), "sst2", vocab, 16, max_train_examples=30)
     config = keras_flop.BertConfig(**dict(CONFIG, vocab_size=len(toy_task.vocabulary())))
 
     def teacher(seed):
@@ -764,16 +768,16 @@ def test_teacher_outputs_are_shared_by_runs_of_one_teacher_only(tmp_path, capsys
         return keras_flop.build_bert_classifier(config, num_labels=2)
 
     shared = str(tmp_path / "outputs.npz")
-    first = glue_common.teacher_outputs(teacher(3), data, keep=[shared])
+    first = fine_tuning.teacher_outputs(teacher(3), data, keep=[shared])
     assert "computed once" in capsys.readouterr().out
-    again = glue_common.teacher_outputs(teacher(3), data, keep=[shared])
+    again = fine_tuning.teacher_outputs(teacher(3), data, keep=[shared])
     assert "computed once" not in capsys.readouterr().out
     np.testing.assert_array_equal(first, again)
     reference = np.asarray(teacher(3).predict(data.tokenized("train").dataset(
         [np.arange(len(data.train))]).map(lambda x, y: x), verbose=0))
     np.testing.assert_allclose(first, reference, atol=1e-5)
     for other_teacher, other_data in ((teacher(4), data), (teacher(3), fewer)):
-        outputs = glue_common.teacher_outputs(other_teacher, other_data, keep=[shared])
+        outputs = fine_tuning.teacher_outputs(other_teacher, other_data, keep=[shared])
         assert "computed once" in capsys.readouterr().out
         assert len(outputs) == len(other_data.train)
         with np.load(shared) as kept:  # the file now holds the latest teacher's outputs

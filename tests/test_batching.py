@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps import glue_common
-from keras_flop import BertConfig, BertPreprocessor, batching, build_bert_classifier, glue
+from keras_flop.training import evaluation
+from keras_flop.training import data as training_data
+from keras_flop import BertConfig, BertPreprocessor, build_bert_classifier, glue
+from keras_flop.glue import batching
 from keras_flop.glue.readers import Example
 from conftest import WORDS
 
@@ -102,9 +104,9 @@ def test_evaluation_and_prediction_match_fixed_padding(vocab_file):
         intermediate_size=64, max_position_embeddings=48))
     results, predictions = {}, {}
     for padding in (False, True):
-        data = glue_common.TaskData(glue.get_task("sst2"), [], {"dev": EXAMPLES},
-                                    {"test": EXAMPLES}, preprocessor, pad_to_max_length=padding)
-        results[padding] = glue_common.evaluate(model, data, batch_size=16)["dev"]
+        data = training_data.TaskData(glue.get_task("sst2"), [], {"dev": EXAMPLES},
+                                      {"test": EXAMPLES}, preprocessor, pad_to_max_length=padding)
+        results[padding] = evaluation.evaluate(model, data, batch_size=16)["dev"]
         predictions[padding] = model.predict(data.test_dataset("test", 16), verbose=0)
     np.testing.assert_allclose(predictions[False], predictions[True], atol=1e-5)
     # Length-ordered prediction put back in the examples' order (teacher outputs use it).

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.callbacks import (PRUNING_SCALARS, PeriodicEvaluation, ProgressLog,
-                                  PruningTensorBoard, StepCheckpoint, StepCSVLogger,
-                                  StopOnNonFiniteLoss, read_step_csv)
+from keras_flop.training.callbacks import (PRUNING_SCALARS, PeriodicEvaluation, ProgressLog,
+                                           PruningTensorBoard, StepCheckpoint, StepCSVLogger,
+                                           StopOnNonFiniteLoss, read_step_csv)
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 import keras_flop
 from conftest import shared_data_dir
-from keras_flop.checkpoint import check_vocabulary
-from keras_flop.hf_checkpoint import config_from_hf, read_safetensors
+from keras_flop.checkpoints.tf1 import check_vocabulary
+from keras_flop.checkpoints.hugging_face import config_from_hf, read_safetensors
 from tf1_bert import (erf_gelu, random_weights, reference_logits, tf1_shapes,
                       write_tf1_checkpoint)
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.layers import FactorizedDense
-from keras_flop.structure import all_gates
+from keras_flop.gates.structure import all_gates
 from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -210,7 +210,7 @@ def test_compact_of_a_fully_pruned_encoder_keeps_embeddings_layer_norms_and_bias
                         initializer_range=0.03, attention_probs_dropout_prob=0.3,
                         max_position_embeddings=16)
     closed = {f"layer_{i}_{block}_mask": [-10.0] for i in range(2) for block in ("attention",
-                                                                                  "ffn")}
+                                                                                 "ffn")}
     pruning_model = _structured(config, "heads+ffn+layers", closed, num_labels=3)
     compact_model = _check_compact(pruning_model, config, 3, [(0, 0), (0, 0)], tmp_path,
                                    vocab_file)

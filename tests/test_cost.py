@@ -10,8 +10,8 @@ import tensorflow as tf
 
 import keras_flop
 from keras_flop import BertConfig, LatencyTable, build_bert_classifier
-from keras_flop.cost import ExpectedCounts, RealizedCounts, StructureAccount
-from keras_flop.structure import all_gates
+from keras_flop.gates.cost import ExpectedCounts, RealizedCounts, StructureAccount
+from keras_flop.gates.structure import all_gates
 from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

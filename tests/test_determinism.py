@@ -14,7 +14,8 @@ from apps import common
 common.set_seed(7, deterministic=sys.argv[1] == "1")
 import keras
 import keras_flop
-from keras_flop import BertConfig, build_bert_classifier, optimizers
+from keras_flop import BertConfig, build_bert_classifier
+from keras_flop.training import optimizers
 config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=16)
 model = keras_flop.factorize(build_bert_classifier(config), structure="heads+ffn",

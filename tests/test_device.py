@@ -2,7 +2,7 @@
 
 import os
 
-from keras_flop import device
+from keras_flop.latency import device
 
 
 def test_describe_devices_names_the_cpu_and_its_cores():

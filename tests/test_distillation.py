@@ -6,7 +6,7 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, Distiller, build_bert_classifier
-from keras_flop.distillation import TEACHER_LOGITS
+from keras_flop.training.distillation import TEACHER_LOGITS
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16, hidden_dropout_prob=0.0,
@@ -98,7 +98,7 @@ def test_hidden_state_distillation_is_zero_for_a_copy_and_trains_the_student():
 def test_hidden_states_of_an_emptied_layer_are_left_out():
     """A layer the compact model emptied passes its input on: its state is not matched to
     the teacher's layer again; the others are, layer i to layer i."""
-    from keras_flop.distillation import distilled_layers, feature_view
+    from keras_flop.training.distillation import distilled_layers, feature_view
 
     teacher, student = _models(layer_shapes=((0, 0), (2, 16)))
     assert distilled_layers(student) == [1] and distilled_layers(teacher) == [0, 1]

@@ -12,7 +12,7 @@ import tensorflow as tf
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from conftest import WORDS
-from keras_flop.export import export_saved_model
+from keras_flop.export.saved_model import export_saved_model
 
 TINY = dict(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=32)

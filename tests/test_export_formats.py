@@ -7,7 +7,7 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.export_formats import RUNNERS, check_formats, export_formats, sample_batch
+from keras_flop.export.formats import RUNNERS, check_formats, export_formats, sample_batch
 
 TINY = dict(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)

@@ -9,7 +9,7 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.callbacks import StepCheckpoint
+from keras_flop.training.callbacks import StepCheckpoint
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -135,7 +135,7 @@ def test_family_under_xla_and_mixed_precision(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = _family(targets=(0.1, 0.2, 0.3), target_tolerance=0.99, hold_steps=1,
-                         ramp_steps=0, target_sparsity_warmup=0)
+                        ramp_steps=0, target_sparsity_warmup=0)
         model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=True)
         start = [np.array(v) for v in model.network.trainable_variables]
         x, y = _data(8 * 4)
@@ -186,7 +186,7 @@ def test_resume_from_a_step_checkpoint_keeps_the_snapshots_and_continues(tmp_pat
 
 def test_family_survives_a_keras_round_trip(tmp_path):
     model = _family(target_tolerance=0.99, hold_steps=1, ramp_steps=0,
-                     target_sparsity_warmup=0)
+                    target_sparsity_warmup=0)
     model.compile(optimizer=None)
     x, y = _data(8)
     with pytest.warns(UserWarning, match=r"1 of 2 family members \(target 0.4\)"):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import keras_flop
 from conftest import WORDS, shared_data_dir
-from keras_flop.keras_hub_import import preprocessor_from_keras_hub
+from keras_flop.checkpoints.keras_hub import preprocessor_from_keras_hub
 
 SMALL = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
              max_sequence_length=16)

@@ -170,7 +170,7 @@ def test_two_workers_follow_the_one_process_run(runs):
                 assert set(found[tag]) == set(by_step), (step, kind, tag)
                 for at, value in by_step.items():
                     assert close(value, found[tag][at]), (step, kind, tag, at, value,
-                                                           found[tag][at])
+                                                          found[tag][at])
                     compared += 1
     prune_train, _ = scalars(one / "prune" / "logs" / "train")
     assert len(prune_train["loss"]) == 16 and len(prune_train["expected_sparsity"]) == 16
@@ -243,7 +243,7 @@ def test_only_the_chief_writes_the_run_directory(runs):
         if str(two) not in call or call.startswith("+++") or " = -1 " in call:
             continue
         if call.startswith(("open", "creat")) and not re.search(r"O_WRONLY|O_RDWR|O_CREAT",
-                                                                 call):
+                                                                call):
             continue  # a read
         changes.append(call)
     assert not changes, changes[:10]
@@ -306,7 +306,7 @@ def test_each_example_once_per_epoch_and_the_whole_dev_set_once(tmp_path):
     workers split every global batch, its first half to worker 0 and its second to worker 1,
     so each epoch sees every example once; prediction covers the dev set once (an odd 37
     examples) and gathers it in order, so both workers compute the dev metrics of all of it."""
-    from keras_flop import batching
+    from keras_flop.glue import batching
 
     script = str(ROOT / "tests" / "multi_worker_ids.py")
     processes = start_workers([sys.executable, script, str(tmp_path / "ids{index}.json")],

@@ -1,4 +1,5 @@
-"""The learning-rate schedules and optimizers of keras_flop.optimizers (algorithm.md §4)."""
+"""The learning-rate schedules and optimizers of keras_flop.training.optimizers
+(algorithm.md §4)."""
 
 import keras
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop.optimizers import (NoamSchedule, WarmupLinearDecay, is_frozen,
-                                   model_optimizer)
+from keras_flop.training.optimizers import (NoamSchedule, WarmupLinearDecay, is_frozen,
+                                            model_optimizer)
 
 
 @pytest.mark.parametrize("step, rate", [

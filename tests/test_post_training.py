@@ -9,8 +9,8 @@ import pytest
 
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
-from keras_flop import post_training as pt
-from keras_flop.structure import encoder_layer_parts, mask_values
+from keras_flop.fisher import post_training as pt
+from keras_flop.gates.structure import encoder_layer_parts, mask_values
 from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

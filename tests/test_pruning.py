@@ -7,8 +7,8 @@ import pytest
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.layers import FactorizedDense
-from keras_flop.sparsity import sparsity_denominator
-from keras_flop.structure import all_gates
+from keras_flop.gates.sparsity import sparsity_denominator
+from keras_flop.gates.structure import all_gates
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -434,7 +434,7 @@ def test_calibrate_mask_when_undecided_blocks_drop_or_keep_too_much(p_block):
     """Blocks at p = 0.4 are all dropped (realized far past ŝ), at 0.6 all kept."""
     pruning_model = _pruning_model(structure="heads+ffn+layers", gate_config={
         "eval_mask": "topk"})
-    parts = keras_flop.structure.encoder_layer_parts(pruning_model.network)
+    parts = keras_flop.gates.structure.encoder_layer_parts(pruning_model.network)
     blocks = {id(part.masks[k]) for part in parts for k in ("attention", "ffn")}
     rng = np.random.default_rng(1)
     shift = np.log(11.0)  # p(z ≠ 0) = σ(log α + log 11)

@@ -7,8 +7,8 @@ import pytest
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.layers import HardConcreteMask, PrunedSublayer
-from keras_flop.sparsity import sparsity_denominator
-from keras_flop.structure import all_gates, encoder_layer_parts
+from keras_flop.gates.sparsity import sparsity_denominator
+from keras_flop.gates.structure import all_gates, encoder_layer_parts
 from conftest import random_inputs
 
 TINY = dict(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 import bert_reference_tokenizer as reference
 import keras_flop
-from keras_flop import (BertConfig, BertPreprocessor, BertTokenizer, batching,
-                        build_bert_classifier, glue)
+from keras_flop import (BertConfig, BertPreprocessor, BertTokenizer, build_bert_classifier,
+                        glue)
+from keras_flop.glue import batching
 from keras_flop.glue.readers import Example
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_flop import batching
+from keras_flop.glue import batching
 from keras_flop.glue.tasks import get_task
 
 
@@ -21,7 +21,7 @@ def label_ids(task, examples):
 def tokenize_examples(examples, task, preprocessor, labeled=True, pad_to_max_length=False,
                       boundaries=None, extra_targets=None):
     """Examples tokenized and packed once (parallel `map`s over chunks of 1,024), held as a
-    `keras_flop.batching.TokenizedExamples` to batch from.
+    `keras_flop.glue.batching.TokenizedExamples` to batch from.
 
     Args:
         pad_to_max_length: pad every batch to `preprocessor.max_seq_length` (fixed shapes).
@@ -53,7 +53,7 @@ def make_dataset(examples, task, preprocessor, batch_size, training=False, seed=
                  labeled=True, pad_to_max_length=False, boundaries=None):
     """A `tf.data.Dataset` of `(features, labels)` batches (features only if not `labeled`).
 
-    Batches are length-bucketed (`keras_flop.batching`): training batches group examples of
+    Batches are length-bucketed (`keras_flop.glue.batching`): training batches group examples of
     similar length and are reshuffled each epoch from `seed`; labeled evaluation batches come
     in length order with their labels; unlabeled (prediction) batches keep the examples'
     order, so `model.predict` answers line up with `examples`. Each batch is padded to the
@@ -74,7 +74,7 @@ def make_training_stream(examples, task, preprocessor, batch_size, seed, total_s
     """The batches of steps `start_step .. total_steps - 1` of a training run.
 
     Epoch `e`'s batches depend on `(seed, e)` and the lengths alone
-    (`keras_flop.batching.epoch_plan`), so a run resumed at any step sees exactly the batches
+    (`keras_flop.glue.batching.epoch_plan`), so a run resumed at any step sees exactly the batches
     an uninterrupted run would have seen. `examples` may be a `TokenizedExamples`.
     """
     if not 0 <= start_step < total_steps:

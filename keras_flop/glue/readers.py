@@ -99,7 +99,8 @@ def _mrpc_from_source(directory, split):
     rows = [(line.split("\t")[1], line.split("\t")[2])
             for number, line in _lines(os.path.join(directory, "msr_paraphrase_train.txt"))
             if number > 1 and line.strip()]
-    chosen = [example for example, ids in zip(examples, rows) if (ids in dev_ids) == (split == "dev")]
+    chosen = [example for example, ids in zip(
+        examples, rows) if (ids in dev_ids) == (split == "dev")]
     for index, example in enumerate(chosen):
         example.guid = str(index)
     return chosen

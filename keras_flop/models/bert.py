@@ -28,9 +28,9 @@ import numbers
 import keras
 import keras_hub
 
-from keras_flop.activations import get_activation
-from keras_flop.config import BertConfig
-from keras_flop.distribute import DistributedBuildMixin
+from keras_flop.models.activations import get_activation
+from keras_flop.models.config import BertConfig
+from keras_flop.compat import DistributedBuildMixin
 from keras_flop.layers.attention import ScaledDotProductAttention
 from keras_flop.layers.hard_concrete_mask import HardConcreteMask
 from keras_flop.layers.pruned_sublayer import PrunedSublayer

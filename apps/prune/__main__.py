@@ -1,0 +1,3 @@
+from apps.prune.main import main
+
+main()

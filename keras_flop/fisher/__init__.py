@@ -1,0 +1,1 @@
+"""Retraining-free structured pruning (Fisher scores, mask search, least-squares tuning)."""

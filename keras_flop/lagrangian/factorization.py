@@ -1,0 +1,123 @@
+"""Replace the encoder's dense layers by SVD-initialized `FactorizedDense` layers."""
+
+import keras
+import numpy as np
+
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.models.bert import bert_network, bert_structure_of, build_bert_classifier
+from keras_flop.gates.structure import parse_structure, structural_masks
+
+
+BREAK_EVEN = "break_even"
+
+
+def break_even_rank(a, b):
+    """The largest rank at which the factors of an `[a, b]` kernel cost no more than it."""
+    return max(1, a * b // (a + b))
+
+
+def encoder_dense_layers(model):
+    """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
+    return bert_network(model).encoder_dense_layers()
+
+
+def copy_into(source, target, skip=()):
+    """Copies the weights of every layer of `target` with weights from the layer of the same
+    name in `source`, except the layers named in `skip`."""
+    for layer in target.layers:
+        if layer.weights and layer.name not in skip:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="min",
+                    gated=True, gate_config=None, structure="rank"):
+    """The model with every encoder dense layer as a gated `FactorizedDense`, and the
+    structural gates `structure` asks for.
+
+    Args:
+        model: a dense `BertClassifier` (`build_bert_classifier`, `load_tf1_checkpoint`).
+        structure: which units are gated: `"rank"` (FLOP: the SVD ranks of every dense layer),
+            `"heads+ffn"` (attention heads and FFN intermediate units; the dense layers stay
+            dense), `"heads+ffn+layers"` (also whole attention and FFN blocks), or `"all"`
+            (ranks, heads, FFN units and blocks).
+        rank: the rank of every factorization: an int (capped at each layer's full rank), a
+            float in (0, 1] meaning that fraction of `Σ σ²` (energy) is kept, `"break_even"`
+            (each `[a, b]` kernel at `⌊ab / (a + b)⌋`, where the factor pair costs what the
+            kernel costs, so that the expected sparsity starts at 0 instead of below it), or
+            None for full rank.
+        energy: same as a float `rank`, by keyword.
+        sigma, rank_policy: see `keras_flop.lagrangian.svd.svd_factors`.
+        gated: attach a rank gate to each factorized layer (default) or not.
+        gate_config: keyword arguments of each `HardConcreteMask`.
+
+    Returns:
+        A new `BertClassifier` with `model`'s architecture and the structural gates (no
+        variables shared with `model`). With all gates open (the default `log_alpha = 5`,
+        under either `eval_mask`) its inference outputs equal `model`'s.
+    """
+    factorized, structural = parse_structure(structure)
+    if isinstance(rank, float):
+        if energy is not None:
+            raise ValueError("Pass the energy fraction either as a float `rank` or as "
+                             "`energy`, not both.")
+        rank, energy = None, rank
+    break_even = rank == BREAK_EVEN
+    if break_even:
+        rank = None
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"`rank` must be a positive int, a float in (0, 1], "
+                         f"{BREAK_EVEN!r} or None; got rank={rank!r}.")
+    layers = encoder_dense_layers(model)
+    if not layers:
+        raise ValueError(f"Model {model.name!r} has no encoder dense layers to factorize "
+                         "(every attention and FFN block was removed).")
+    if any(isinstance(layer, FactorizedDense) for layer in layers):
+        raise ValueError(f"Model {model.name!r} is already factorized.")
+
+    def replace(name, units, activation):
+        layer = model.get_layer(name)
+        if not factorized:
+            copy = keras.layers.Dense.from_config(layer.get_config())
+            copy.build((None, layer.kernel.shape[0]))
+            copy.set_weights(layer.get_weights())
+            return copy
+        kernel = np.asarray(layer.kernel)
+        bias = np.asarray(layer.bias) if layer.use_bias else None
+        layer_rank = None if rank is None else min(rank, min(kernel.shape))
+        if break_even:
+            layer_rank = break_even_rank(*kernel.shape)
+        return FactorizedDense.from_kernel(
+            kernel, bias, rank=layer_rank, energy=energy, sigma=sigma, rank_policy=rank_policy,
+            gated=gated, activation=layer.activation, gate_config=gate_config, name=layer.name,
+            dtype=layer.dtype_policy)
+
+    config, num_labels, shapes = bert_structure_of(model)
+    network = build_bert_classifier(config, num_labels, dense_factory=replace, name=model.name,
+                                    gates=structural, gate_config=gate_config,
+                                    layer_shapes=shapes, dtype=model.dtype_policy)
+    copy_into(model, network, skip={layer.name for layer in encoder_dense_layers(network)} |
+              {mask.name for mask in structural_masks(network)})
+    return network
+
+
+def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", gate_config=None,
+              structure="rank", **pruning_kwargs):
+    """The pruning model of a dense BERT: its encoder gated as `structure` says.
+
+    Factorizes as `factorize_model` (same `rank`, `energy`, `sigma`, `rank_policy`,
+    `gate_config`, `structure`) and wraps the result in a `PruningModel`; `pruning_kwargs` go to it
+    (`target_sparsity`, `target_sparsity_warmup`, `sparsity_denominator`,
+    `regularization_scale`, `teacher`, `distillation_weight`, `distillation_temperature`).
+    With every gate open (the default) its outputs equal `model`'s.
+
+    Example:
+    >>> model = keras_flop.load_tf1_checkpoint("minilm/")            # doctest: +SKIP
+    >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
+    """
+    # The pruning model builds on this module: imported here, not at the top.
+    from keras_flop.lagrangian.pruning_model import PruningModel
+
+    network = factorize_model(model, rank=rank, energy=energy, sigma=sigma,
+                              rank_policy=rank_policy, gate_config=gate_config,
+                              structure=structure)
+    return PruningModel(network, name=f"{model.name}_pruning", **pruning_kwargs)

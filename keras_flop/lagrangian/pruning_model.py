@@ -1,0 +1,602 @@
+"""`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_flop.training import optimizers as flop_optimizers
+from keras_flop.gates.cost import (DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount,
+                                   check_cost)
+from keras_flop.training.distillation import (TEACHER_LOGITS, check_settings, check_teacher,
+                                              feature_view, hidden_state_loss, logit_loss,
+                                              split_teacher_logits, teacher_targets)
+from keras_flop.compat import DistributedBuildMixin, update_loss_metric
+from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
+from keras_flop.latency.table import LatencyCost
+from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.gates.structure import all_gates
+
+# Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
+_INITIAL_LOSS_SCALE = 2.0 ** 15
+CONSTRAINTS = ("equality", "absolute")
+
+
+def default_target_warmup(pruning_steps, family=False):
+    """The target's linear warmup when none is given: a third of the pruning steps, a fifth
+    for a family (its later members need the rest of the run).
+
+    >>> default_target_warmup(300), default_target_warmup(300, family=True)
+    (100, 60)
+    """
+    return int(pruning_steps) // (5 if family else 3)
+
+
+@keras.saving.register_keras_serializable(package="keras_flop")
+class PruningModel(DistributedBuildMixin, keras.Model):
+    """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
+
+    Each training step minimizes
+    `L = L_task + L_l2 + λ1 g + λ2 g²` with `g = |ŝ - t|` (`constraint="absolute"`, the
+    default) or FLOP's `g = ŝ - t` (`constraint="equality"`), with three optimizers: the compiled
+    `optimizer` on the model weights (from `L_task + L_l2`; a constant learning rate of 0, or
+    `optimizer=None`, freezes them and computes no gradient for them), `alpha_optimizer` on the
+    gates' `log_alpha` (from `L_task + L_lagrangian`), and `lambda_optimizer` doing gradient
+    **ascent** on `λ1, λ2`. `ŝ` is the expected sparsity of the cost model, `t` the target
+    after its linear warmup. Evaluation and prediction use the deterministic gate mask.
+
+    Two costs, both read from the gates' account (`keras_flop.gates.cost`): `cost="params"` (the
+    default), `ŝ = keras_flop.expected_sparsity`, the expected fraction of the encoder's dense
+    kernel parameters removed; `cost="latency"`, `ŝ = 1 - E[latency] / dense latency` as the
+    `latency_table` measured on the target device predicts it (`keras_flop.latency.table`), and
+    `target_speedup=S` is the target `t = 1 - 1/S`: the expected latency at most `1/S` of
+    dense. The latency cost prices heads, FFN units and blocks (`structure="heads+ffn"` or
+    `"heads+ffn+layers"`); rank gates are refused with it, as the table has no time for a
+    factorized layer.
+
+    Why `|ŝ - t|`: Adam moves λ1 by about its learning rate per step whatever the size of the
+    gap, so under FLOP's form λ1 keeps growing while ŝ lags the rising target, and when ŝ
+    arrives it carries on past it until λ1 has unwound (measured on MiniLM, heads+ffn, 100
+    steps: 0.76 for a target of 0.5). With `|ŝ - t|` the multiplier only sets how hard the gates
+    are pulled toward the target, from either side: the same run settled at 0.500 and stayed
+    there.
+
+    Given `pruning_steps` (the length of the run), the target warmup defaults to a third of it
+    and `compile`'s default gate and λ optimizers are sized to it
+    (`keras_flop.training.optimizers.sized_gate_optimizer`): short runs reach their target
+    too. Without it the original recipe's Noam schedules are used, sized for tens of thousands
+    of steps.
+
+    A family from one run: `targets=(t1, t2, ...)` (increasing sparsities of the cost model)
+    or, with `cost="latency"`, `target_speedups=(S1, S2, ...)`. The target ramps to `t1` over
+    `target_sparsity_warmup` steps and stays there until `|ŝ - t1| <= target_tolerance` has
+    held for `hold_steps` steps in a row; the network's trainable weights (gates and model
+    weights) are then snapshotted and the target ramps on to `t2` over `ramp_steps` steps, and
+    so on. The schedule and the snapshots live in `self.family`, a
+    `keras_flop.lagrangian.family.TargetFamily` layer (`status()`, `missing()`, `load(index)`): a
+    `tf.train.Checkpoint` or `.keras` file keeps them and a resumed run goes on where it
+    stopped. They hold one copy of the network's trainable weights per member. `fit` warns when
+    it ends with members whose target was never met. Sized from `pruning_steps` `P`: first ramp
+    `P // 5`, later ramps `P // 10`, hold `max(1, P // 20)`: the schedule itself takes `0.55 P`
+    for three members, the rest of the run is the time `ŝ` takes to catch up with each ramp,
+    so that a family of three fits in 1.5 times the steps of a single-target run.
+
+    Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
+    `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
+    metrics; `family_snapshots` (members snapshotted so far) for a family; `model_lr` when
+    the model weights train, `l2_regularization_loss` when
+    `regularization_scale > 0`, `distillation_loss` with a teacher.
+
+    With a `teacher` (the fine-tuned dense model) the task loss gains
+    `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
+    error between the two outputs for a regression model), which keeps accuracy at high
+    sparsity when the model weights train too; `hidden_distillation_weight` adds the mean
+    squared error between the student's and the teacher's hidden states, layer `i` matched to
+    layer `i` (the output of each encoder layer; a pruned block keeps its layer's output).
+    With logit distillation only, the teacher's outputs on the training set are fixed: a
+    batch whose features carry them as `"teacher_logits"` (`[batch, num_labels]`, computed
+    once with `training=False`) skips the teacher's forward pass.
+    The teacher is frozen here without being changed: it gets no gradient, its weights are
+    listed in `non_trainable_weights` (and saved with this model), and the caller's model
+    stays trainable.
+
+    Under a `mixed_float16` policy the loss is scaled once (dynamic scale, halved and the step
+    skipped for all three optimizers on a non-finite gradient, doubled after
+    `loss_scale_growth_steps` (2000) finite steps in a row); gates, λ, the sparsity and the
+    loss stay float32.
+
+    Args:
+        network: a functional model with gated `FactorizedDense` layers
+            (`keras_flop.factorize_model`); usually built by `keras_flop.factorize`.
+        target_sparsity: `T` in [0, 1) (default 0.5).
+        cost: `"params"` or `"latency"` (above).
+        latency_table: with `cost="latency"`, a `keras_flop.LatencyTable` of this model's
+            dimensions (or its dict, or the path of its JSON file).
+        target_speedup: `S >= 1` with `cost="latency"`, instead of `target_sparsity`
+            (`T = 1 - 1/S`).
+        target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none);
+            default a third of `pruning_steps`, or 0 without it.
+        sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
+        regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
+        teacher: optional model with the same inputs and outputs to distill from.
+        distillation_weight: `α_pred >= 0` (needs a teacher when > 0).
+        distillation_temperature: `T > 0`.
+        hidden_distillation_weight: weight `>= 0` of the hidden-state loss (needs a teacher
+            with as many encoder layers when > 0).
+        constraint: `"absolute"` or `"equality"` (above).
+        pruning_steps: the number of training steps the run will take, or None.
+        targets: a family's increasing target sparsities (at least two), instead of
+            `target_sparsity`.
+        target_speedups: a family's increasing speedups `>= 1` with `cost="latency"`.
+        hold_steps: steps the constraint must hold at a member's target before its snapshot;
+            default `max(1, pruning_steps // 20)` (needs `pruning_steps` or this).
+        ramp_steps: steps of the ramp from one member's target to the next; default
+            `pruning_steps // 10`, or 0 (a step) without `pruning_steps`.
+        target_tolerance: `|ŝ - t|` at which the constraint counts as met (default 0.01).
+
+    Example:
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=32)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, target_sparsity=0.5, pruning_steps=2)
+    >>> pruning_model.compile(optimizer=None)  # model frozen: only gates and λ learn
+    >>> x = {"token_ids": np.ones((8, 6), "int32"), "segment_ids": np.zeros((8, 6), "int32"),
+    ...      "padding_mask": np.ones((8, 6), bool)}
+    >>> history = pruning_model.fit(x, np.zeros(8, "int32"), batch_size=4, verbose=0)
+    >>> [key for key in ("expected_sparsity", "lambda_1", "task_loss")
+    ...  if key in history.history]
+    ['expected_sparsity', 'lambda_1', 'task_loss']
+
+    A family of three members, each snapshotted once its target has held for 15 steps:
+    >>> pruning_model = keras_flop.factorize(dense, targets=(0.3, 0.5, 0.7), pruning_steps=300)
+    >>> (pruning_model.target_sparsity_warmup, pruning_model.family_ramp_steps,
+    ...  pruning_model.family_hold_steps)
+    (60, 30, 15)
+    >>> pruning_model.compile(optimizer=None)
+    >>> pruning_model.family.status()
+    [{'target': 0.3, 'snapshot_step': None}, {'target': 0.5, 'snapshot_step': None},
+     {'target': 0.7, 'snapshot_step': None}]
+    """
+
+    # Finite steps after which the mixed-precision loss scale doubles (Keras' default); read
+    # when the train step is traced, so set it on an instance before `fit`.
+    loss_scale_growth_steps = 2000
+
+    def __init__(self, network, target_sparsity=None, target_sparsity_warmup=None,
+                 sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
+                 distillation_weight=0.0, distillation_temperature=1.0,
+                 hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
+                 cost="params", latency_table=None, target_speedup=None, targets=None,
+                 target_speedups=None, hold_steps=None, ramp_steps=None,
+                 target_tolerance=DEFAULT_TOLERANCE, **kwargs):
+        super().__init__(**kwargs)
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
+        check_cost(cost, latency_table)
+        if target_speedup is not None:
+            if cost != "latency":
+                raise ValueError("`target_speedup` is a latency target: pass cost='latency' "
+                                 "and a `latency_table` (keras_flop.measure_latency_table).")
+            if not target_speedup >= 1.0:
+                raise ValueError(f"`target_speedup` must be >= 1; got {target_speedup}.")
+            if target_sparsity is not None:
+                raise ValueError("Pass either `target_speedup` or `target_sparsity`, not both "
+                                 "(a speedup S is the latency sparsity 1 - 1/S).")
+            target_sparsity = 1.0 - 1.0 / target_speedup
+        if (targets is not None or target_speedups is not None) and \
+                (target_sparsity is not None or target_speedup is not None):
+            raise ValueError("A family's `targets`/`target_speedups` replace `target_sparsity` "
+                             "and `target_speedup`: pass one of them only.")
+        targets = family_targets(targets, target_speedups, cost)
+        if targets is not None:
+            target_sparsity = targets[-1]
+            if pruning_steps is None and hold_steps is None:
+                raise ValueError("`targets` needs `pruning_steps` (the run's length sizes the "
+                                 "ramps and holds) or `hold_steps`.")
+        if target_sparsity is None:
+            target_sparsity = 0.5
+        if not 0.0 <= target_sparsity < 1.0:
+            raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
+        if pruning_steps is not None and (isinstance(pruning_steps, bool) or
+                                          int(pruning_steps) < 1):
+            raise ValueError(f"`pruning_steps` must be an integer >= 1 or None; got "
+                             f"{pruning_steps}.")
+        if target_sparsity_warmup is None:
+            target_sparsity_warmup = 0 if pruning_steps is None else \
+                default_target_warmup(pruning_steps, family=targets is not None)
+        if isinstance(target_sparsity_warmup, bool) or int(target_sparsity_warmup) < 0:
+            raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
+                             f"{target_sparsity_warmup}.")
+        if sparsity_denominator not in DENOMINATORS:
+            raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; got "
+                             f"{sparsity_denominator!r}.")
+        if regularization_scale < 0:
+            raise ValueError(f"`regularization_scale` must be >= 0; got {regularization_scale}.")
+        if not all_gates(network):
+            raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
+                             "(keras_flop.factorize).")
+        cost_model = LatencyCost(latency_table) if cost == "latency" else \
+            ParamsCost(sparsity_denominator)
+        cost_model.check(StructureAccount(network))
+        check_settings(teacher, distillation_weight, hidden_distillation_weight,
+                       distillation_temperature, temperature_name="distillation_temperature")
+        if teacher is not None:
+            check_teacher(teacher, network, hidden_distillation_weight, role="pruned model")
+        self.network = network
+        self.target_sparsity = float(target_sparsity)
+        self.target_sparsity_warmup = int(target_sparsity_warmup)
+        self.sparsity_denominator = sparsity_denominator
+        self.regularization_scale = float(regularization_scale)
+        self.teacher = teacher
+        self.distillation_weight = float(distillation_weight)
+        self.distillation_temperature = float(distillation_temperature)
+        self.hidden_distillation_weight = float(hidden_distillation_weight)
+        self.constraint = constraint
+        self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
+        self.cost = cost
+        self.target_speedup = None if target_speedup is None else float(target_speedup)
+        # A plain object, kept out of Keras' tracking (which would wrap the table's lists).
+        self.__dict__["cost_model"] = cost_model
+        # Views of the student and the teacher that also return the hidden states, kept out
+        # of Keras' tracking: they only share the layers the two models already track.
+        self.__dict__["_feature_views"] = None
+        if self.hidden_distillation_weight > 0:
+            self.__dict__["_feature_views"] = (feature_view(network), feature_view(teacher))
+
+        def scalar(name, dtype="float32", initializer="zeros", trainable=False):
+            return self.add_weight(name=name, shape=(), dtype=dtype, initializer=initializer,
+                                   trainable=trainable, autocast=False)
+
+        self.lambda_1 = scalar("lambda_1", trainable=True)
+        self.lambda_2 = scalar("lambda_2", trainable=True)
+        self.pruning_step = scalar("pruning_step", dtype="int64")
+        self.loss_scale = scalar("loss_scale",
+                                 initializer=keras.initializers.Constant(_INITIAL_LOSS_SCALE))
+        self.finite_steps = scalar("finite_steps", dtype="int64")
+        self.family = None if targets is None else TargetFamily(
+            targets, network.trainable_variables, speedups=target_speedups,
+            hold_steps=hold_steps, ramp_steps=ramp_steps, tolerance=target_tolerance,
+            name="family")
+        self.built = True
+
+    # -- variable groups -------------------------------------------------------------------
+    # The teacher is frozen by leaving its weights out of the trainable lists, not by setting
+    # `teacher.trainable`: that would change the caller's model (and the layers it shares).
+    def _split(self, variables):
+        """`(trainable, non_trainable)` of `variables`, the teacher's among the latter."""
+        teacher = getattr(self, "teacher", None)
+        frozen = set() if teacher is None else {id(v) for v in teacher.variables}
+        trains = [self.trainable and v.trainable and id(v) not in frozen for v in variables]
+        return ([v for v, t in zip(variables, trains) if t],
+                [v for v, t in zip(variables, trains) if not t])
+
+    @property
+    def trainable_weights(self):
+        return self._split(self.weights)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return self._split(self.weights)[1]
+
+    @property
+    def trainable_variables(self):
+        return self._split(self.variables)[0]
+
+    @property
+    def non_trainable_variables(self):
+        return self._split(self.variables)[1]
+
+    @property
+    def gate_variables(self):
+        return [gate.log_alpha for gate in all_gates(self.network)]
+
+    @property
+    def lambda_variables(self):
+        return [self.lambda_1, self.lambda_2]
+
+    @property
+    def model_variables(self):
+        gates = {id(v) for v in self.gate_variables}
+        return [v for v in self.network.trainable_variables if id(v) not in gates]
+
+    def _l2_kernels(self):
+        kernels = []
+        for layer in self.network.layers:
+            if isinstance(layer, FactorizedDense):
+                kernels += [layer.p_kernel, layer.q_kernel]
+        pooler = next((layer for layer in self.network.layers if layer.name == "pooler"), None)
+        if pooler is not None:
+            kernels.append(pooler.kernel)
+        return kernels
+
+    @property
+    def mixed_precision(self):
+        return any(layer.dtype_policy.name == "mixed_float16" for layer in self.network.layers)
+
+    # -- model API -------------------------------------------------------------------------
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    def compile(self, optimizer=None, alpha_optimizer=None, lambda_optimizer=None, loss=None,
+                metrics=None, jit_compile=None, **kwargs):
+        """Sets the three optimizers and the task loss.
+
+        Args:
+            optimizer: the model-weight optimizer, as `keras.Model.compile` takes it (an
+                instance, a name such as `"adamw"`, or a config dict;
+                `keras_flop.optimizers.model_optimizer` makes the AdamW of the recipe). None,
+                or a constant learning rate of 0, freezes the model: only the gates and λ
+                learn (the original FLOP SST-2 recipe).
+            alpha_optimizer: for `log_alpha` (an instance, name or config dict); default
+                `keras_flop.training.optimizers.sized_gate_optimizer(pruning_steps)` when the model
+                knows its `pruning_steps`, else the original recipe's Adam with
+                `5 · noam(step)`, warmup 200.
+            lambda_optimizer: for λ (ascent), likewise (`sized_lambda_optimizer`, or
+                `10 · noam(step)`).
+            loss: default sparse categorical cross-entropy on logits, or mean squared error
+                for a one-output (regression) model.
+            jit_compile: default XLA where it pays: on a GPU and outside a `tf.distribute`
+                strategy (on a 2-core CPU XLA measured slower than graph mode).
+        """
+        kwargs.pop("auto_scale_loss", None)  # loss scaling is done here, for all groups
+        # Resolved here, not by Keras: each optimizer is built on its own group below.
+        if optimizer is None:
+            optimizer = keras.optimizers.AdamW(learning_rate=0.0, name="model_optimizer")
+        optimizer = keras.optimizers.get(optimizer)
+        self.model_frozen = flop_optimizers.is_frozen(optimizer)
+        if loss is None:
+            regression = self.network.outputs[0].shape[-1] == 1
+            loss = (keras.losses.MeanSquaredError() if regression else
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if jit_compile is None:
+            jit_compile = bool(tf.config.list_physical_devices("GPU")) and \
+                not tf.distribute.has_strategy()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
+        sized = self.pruning_steps is not None
+        if alpha_optimizer is None:
+            alpha_optimizer = (flop_optimizers.sized_gate_optimizer(self.pruning_steps) if sized
+                               else flop_optimizers.gate_optimizer())
+        if lambda_optimizer is None:
+            lambda_optimizer = (flop_optimizers.sized_lambda_optimizer(self.pruning_steps)
+                                if sized else flop_optimizers.lambda_optimizer())
+        self.alpha_optimizer = keras.optimizers.get(alpha_optimizer)
+        self.lambda_optimizer = keras.optimizers.get(lambda_optimizer)
+        # Every optimizer is built on its own group now, not inside the traced step.
+        if not self.optimizer.built:
+            self.optimizer.build([] if self.model_frozen else self.model_variables)
+        if not self.alpha_optimizer.built:
+            self.alpha_optimizer.build(self.gate_variables)
+        if not self.lambda_optimizer.built:
+            self.lambda_optimizer.build(self.lambda_variables)
+
+    # -- a family's schedule (keras_flop.lagrangian.family.TargetFamily) --------------------
+    @property
+    def targets(self):
+        """A family's target sparsities, or None for a single target."""
+        return None if self.family is None else self.family.targets
+
+    @property
+    def family_hold_steps(self):
+        """Steps the constraint must hold at a member's target before its snapshot."""
+        return None if self.family is None else \
+            self.family.sized_hold_steps(self.pruning_steps)
+
+    @property
+    def family_ramp_steps(self):
+        """Steps of the ramp from one member's target to the next."""
+        return None if self.family is None else \
+            self.family.sized_ramp_steps(self.pruning_steps)
+
+    def fit(self, *args, **kwargs):
+        history = super().fit(*args, **kwargs)
+        missing = [] if self.family is None else self.family.missing()
+        if missing:
+            what = ", ".join(self.family.member_name(i) for i in missing)
+            warnings.warn(f"The run ended before the constraint was met for {len(missing)} of "
+                          f"{len(self.targets)} family members ({what}): they have no "
+                          "snapshot. Train longer (fit again: the schedule goes on where it "
+                          "stopped) or raise `target_tolerance`.", stacklevel=2)
+        return history
+
+    def target_sparsity_at(self, step):
+        """`t(step) = T · min(1, step / W)` (or `T` without warmup); for a family, the target
+        of its schedule's current member."""
+        if self.family is not None:
+            return self.family.target(step, self.target_sparsity_warmup,
+                                      self.family_ramp_steps)[0]
+        if self.target_sparsity_warmup <= 0:
+            return ops.convert_to_tensor(self.target_sparsity, "float32")
+        fraction = ops.cast(step, "float32") / float(self.target_sparsity_warmup)
+        return self.target_sparsity * ops.minimum(fraction, 1.0)
+
+    def expected_sparsity(self):
+        """`ŝ` of the model's cost (`"params"`: `keras_flop.expected_sparsity`; `"latency"`:
+        `1 - E[latency] / dense latency`), differentiable, float32."""
+        return self.cost_model.sparsity(StructureAccount(self.network), ExpectedCounts())
+
+    def lagrangian(self, sparsity, target):
+        """`λ1 g + λ2 g²` with `g = ŝ - t` (`"equality"`) or `g = |ŝ - t|` (`"absolute"`)."""
+        gap = sparsity - target
+        if self.constraint == "absolute":
+            gap = ops.abs(gap)
+        return self.lambda_1 * gap + self.lambda_2 * ops.square(gap)
+
+    def l2_regularization_loss(self):
+        if self.regularization_scale == 0.0:
+            return ops.convert_to_tensor(0.0, "float32")
+        squares = [ops.sum(ops.square(ops.cast(k, "float32"))) for k in self._l2_kernels()]
+        return self.regularization_scale * ops.sum(ops.stack(squares)) / 2.0
+
+    def distillation_loss(self, teacher_outputs, student_outputs):
+        """`T² · KL(teacher ‖ student)` at the model's temperature (MSE for a regressor),
+        float32 (`keras_flop.training.distillation.logit_loss`)."""
+        return logit_loss(teacher_outputs, student_outputs, self.distillation_temperature)
+
+    def _forward(self, x, teacher_logits=None):
+        """Student (training) and teacher outputs: `(logits, states, teacher_logits,
+        teacher_states)`, the teacher parts None without distillation. `teacher_logits` fed
+        with the batch replace the teacher's forward pass (logit distillation only)."""
+        if teacher_logits is not None and (self.teacher is None or
+                                           self.distillation_weight <= 0):
+            raise ValueError(f"The batch carries {TEACHER_LOGITS!r} but the model has no "
+                             "teacher with distillation_weight > 0.")
+        views = self._feature_views
+        if views is not None:
+            outputs = views[0](x, training=True)
+            y_pred, states = outputs[0], outputs[1:]
+        else:
+            y_pred, states = self(x, training=True), None
+        return (y_pred, states, *teacher_targets(x, teacher_logits, self.teacher,
+                                                 None if views is None else views[1],
+                                                 self.distillation_weight > 0))
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, fed_teacher = split_teacher_logits(x)
+        gate_vars, lambda_vars = self.gate_variables, self.lambda_variables
+        model_vars = [] if self.model_frozen else self.model_variables
+        variables = model_vars + gate_vars + lambda_vars
+        mixed = self.mixed_precision
+
+        # Under a tf.distribute strategy compute_loss divides the task loss by the replica
+        # count and the gradients are summed over replicas: the penalties are divided too.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in variables])
+            y_pred, states, teacher_pred, teacher_states = self._forward(x, fed_teacher)
+            task_loss = ops.cast(self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                                   sample_weight=sample_weight, training=True),
+                                 "float32")
+            # Per-replica means, like the penalties: divided by the replica count below.
+            distill = hidden = None
+            if self.teacher is not None and self.distillation_weight > 0:
+                distill = self.distillation_loss(teacher_pred, y_pred)
+            if states is not None:
+                hidden = hidden_state_loss(teacher_states, states)
+            l2_loss = self.l2_regularization_loss()
+            sparsity = self.expected_sparsity()
+            target = self.target_sparsity_at(self.pruning_step)
+            lagrangian = self.lagrangian(sparsity, target)
+            if self.family is not None:  # before the update: ŝ is of the snapshot's weights
+                self.family.advance(sparsity, self.pruning_step, self.target_sparsity_warmup,
+                                    self.family_ramp_steps, self.family_hold_steps)
+            loss = task_loss + (l2_loss + lagrangian) / replicas
+            if distill is not None:
+                loss = loss + self.distillation_weight * distill / replicas
+            if hidden is not None:
+                loss = loss + self.hidden_distillation_weight * hidden / replicas
+            scaled_loss = loss * self.loss_scale if mixed else loss
+        grads = tape.gradient(scaled_loss, [v.value for v in variables])
+        grads = [ops.zeros_like(v) if g is None else ops.cast(g, "float32") for g, v in
+                 zip(grads, variables)]
+        if mixed:
+            grads = [g / self.loss_scale for g in grads]
+        n_model, n_gate = len(model_vars), len(gate_vars)
+        model_grads = grads[:n_model]
+        gate_grads = grads[n_model:n_model + n_gate]
+        lambda_grads = [-g for g in grads[n_model + n_gate:]]  # ascent on λ
+
+        def apply_all():
+            if model_vars:
+                self.optimizer.apply(model_grads, model_vars)
+            self.alpha_optimizer.apply(gate_grads, gate_vars)
+            self.lambda_optimizer.apply(lambda_grads, lambda_vars)
+
+        if mixed:
+            self._apply_with_loss_scale(grads, apply_all)
+        else:
+            apply_all()
+        self.pruning_step.assign_add(1)
+
+        update_loss_metric(self, loss * replicas, ops.shape(tf.nest.flatten(x)[0])[0])
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs.update({
+            "task_loss": task_loss * replicas,
+            "lagrangian": lagrangian,
+            "expected_sparsity": sparsity,
+            "target_sparsity": target,
+            "lambda_1": ops.convert_to_tensor(self.lambda_1),
+            "lambda_2": ops.convert_to_tensor(self.lambda_2),
+            "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
+            "lambda_lr": ops.convert_to_tensor(self.lambda_optimizer.learning_rate),
+        })
+        # Constants are left out of the logs (and the progress bar): the model's learning rate
+        # when it is frozen, the L2 penalty when it is off.
+        if not self.model_frozen:
+            logs["model_lr"] = ops.convert_to_tensor(self.optimizer.learning_rate)
+        if self.regularization_scale != 0.0:
+            logs["l2_regularization_loss"] = l2_loss
+        if distill is not None:
+            logs["distillation_loss"] = distill
+        if hidden is not None:
+            logs["hidden_distillation_loss"] = hidden
+        if mixed:
+            logs["loss_scale"] = ops.convert_to_tensor(self.loss_scale)
+        if self.family is not None:
+            logs["family_snapshots"] = ops.convert_to_tensor(self.family.member)
+        return logs
+
+    def _apply_with_loss_scale(self, grads, apply_all):
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in grads]))
+
+        def on_finite():
+            apply_all()
+            grow = self.finite_steps + 1 >= self.loss_scale_growth_steps
+            self.loss_scale.assign(ops.where(grow, self.loss_scale * 2.0, self.loss_scale))
+            self.finite_steps.assign(ops.where(grow, 0, self.finite_steps + 1))
+            return ops.convert_to_tensor(True)
+
+        def on_overflow():
+            self.loss_scale.assign(ops.maximum(self.loss_scale / 2.0, 1.0))
+            self.finite_steps.assign(0)
+            return ops.convert_to_tensor(False)
+
+        return ops.cond(finite, on_finite, on_overflow)
+
+    def get_compile_config(self):
+        # Three optimizers and their schedules: a loaded pruning model is compiled again by
+        # its user (`compile(...)`), as after `factorize`.
+        return None
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "network": keras.saving.serialize_keras_object(self.network),
+            "target_sparsity": (self.target_sparsity if self.target_speedup is None and
+                                self.targets is None else None),
+            "target_speedup": self.target_speedup,
+            "cost": self.cost,
+            "latency_table": (self.cost_model.table.to_dict() if self.cost == "latency"
+                              else None),
+            "target_sparsity_warmup": self.target_sparsity_warmup,
+            "sparsity_denominator": self.sparsity_denominator,
+            "regularization_scale": self.regularization_scale,
+            "teacher": (None if self.teacher is None else
+                        keras.saving.serialize_keras_object(self.teacher)),
+            "distillation_weight": self.distillation_weight,
+            "distillation_temperature": self.distillation_temperature,
+            "hidden_distillation_weight": self.hidden_distillation_weight,
+            "constraint": self.constraint,
+            "pruning_steps": self.pruning_steps,
+            **self._family_config(),
+        }
+
+    def _family_config(self):
+        family = self.family
+        if family is None:
+            return {}
+        return {"targets": None if family.speedups is not None else family.targets,
+                "target_speedups": family.speedups, "hold_steps": family.hold_steps,
+                "ramp_steps": family.ramp_steps, "target_tolerance": family.tolerance}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        if config.get("teacher") is not None:
+            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        return cls(**config)

@@ -1,0 +1,2 @@
+"""Time on this device: the one timer (`timing`), latency tables and the latency cost (`table`),
+and what the process runs on (`device`)."""

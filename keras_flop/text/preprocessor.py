@@ -1,0 +1,87 @@
+"""`BertPreprocessor`: text to the model's three inputs, in `tf.data` and in exported models.
+
+One object defines how text becomes `token_ids`, `segment_ids` and `padding_mask`: the
+training and evaluation pipelines map it over their examples and `export_saved_model` embeds
+it in the SavedModel's text signatures, so a served model sees the ids it was evaluated on.
+"""
+
+import tensorflow as tf
+
+from keras_flop.text.tokenizer import BertTokenizer
+
+
+class BertPreprocessor(tf.Module):
+    """Tokenizes one or two texts and packs them: `[CLS] a [SEP] (b [SEP])`, segment ids 0/1,
+    the longer segment truncated first so the whole fits `max_seq_length` (as the original
+    `run_classifier.py`), padded with `[PAD]`.
+
+    Args:
+        tokenizer: a `keras_flop.BertTokenizer`, or the path of a `vocab.txt` (casing then
+            follows the vocabulary).
+        max_seq_length: longest packed sequence, special tokens included (>= 3).
+
+    `__call__(text_a, text_b=None, pad_to_max_length=True)` takes string tensors `[batch]` and
+    returns int32 `token_ids`, `segment_ids` and a bool `padding_mask`, each
+    `[batch, max_seq_length]`, or `[batch, longest in the batch]` with
+    `pad_to_max_length=False`. `pack` returns the unpadded ragged ids.
+
+    Example:
+    >>> preprocessor = BertPreprocessor("vocab.txt", max_seq_length=128)  # doctest: +SKIP
+    >>> preprocessor(tf.constant(["a charming journey"]))["token_ids"].shape  # doctest: +SKIP
+    TensorShape([1, 128])
+    """
+
+    def __init__(self, tokenizer, max_seq_length):
+        super().__init__(name="bert_preprocessor")
+        if not isinstance(tokenizer, BertTokenizer):
+            tokenizer = BertTokenizer(tokenizer)
+        if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) \
+                or max_seq_length < 3:
+            raise ValueError(f"`max_seq_length` must be an integer >= 3 ([CLS], one token, "
+                             f"[SEP]); got {max_seq_length!r}.")
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+
+    def pack(self, text_a, text_b=None):
+        """Ragged `(token_ids, segment_ids)`, int32 `[batch, (length)]`, before padding.
+
+        As `run_classifier.py`: a second text with no tokens is left out (no second `[SEP]`),
+        and of two segments longer than `max_seq_length - 3` tokens together the longer one
+        loses its last token until they fit (ties: the second).
+        """
+        a = self.tokenizer(text_a)
+        b = self.tokenizer(text_b) if text_b is not None else a[:, :0]
+        len_a, len_b = a.row_lengths(), b.row_lengths()
+        budget = tf.where(len_b > 0, tf.constant(self.max_seq_length - 3, tf.int64),
+                          tf.constant(self.max_seq_length - 2, tf.int64))
+        half = budget // 2
+        a = _first(a, tf.minimum(len_a, tf.maximum(budget - half, budget - len_b)))
+        b = _first(b, tf.minimum(len_b, tf.maximum(half, budget - len_a)))
+        column = tf.RaggedTensor.from_tensor(tf.ones_like(len_a, tf.int32)[:, None])
+        second_sep = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(tf.cast(b.row_lengths() > 0, tf.int32))],
+                    self.tokenizer.sep_id), tf.cast(b.row_lengths() > 0, tf.int64))
+        first = tf.concat([column * self.tokenizer.cls_id, a, column * self.tokenizer.sep_id],
+                          axis=1)
+        second = tf.concat([b, second_sep], axis=1)
+        token_ids = tf.concat([first, second], axis=1)
+        segment_ids = tf.concat([tf.zeros_like(first), tf.ones_like(second)], axis=1)
+        return token_ids, segment_ids
+
+    def __call__(self, text_a, text_b=None, pad_to_max_length=True):
+        token_ids, segment_ids = self.pack(text_a, text_b)
+        length = self.max_seq_length if pad_to_max_length else None
+        return pad(token_ids, segment_ids, length, self.tokenizer.pad_id)
+
+
+def _first(ids, lengths):
+    """The first `lengths[i]` ids of each row `i` of a ragged tensor."""
+    return tf.ragged.boolean_mask(ids, tf.ragged.range(ids.row_lengths()) < lengths[:, None])
+
+
+def pad(token_ids, segment_ids, length=None, pad_id=0):
+    """Ragged packed ids padded to `length` (default the longest row): the model's inputs."""
+    shape = [None, length]
+    return {"token_ids": token_ids.to_tensor(pad_id, shape=shape),
+            "segment_ids": segment_ids.to_tensor(0, shape=shape),
+            "padding_mask": tf.ones_like(token_ids, tf.bool).to_tensor(False, shape=shape)}

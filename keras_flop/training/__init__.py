@@ -1,0 +1,2 @@
+"""Training: optimizers and schedules, callbacks, distillation, `tf.distribute` support and
+seeding."""

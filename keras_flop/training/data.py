@@ -1,0 +1,126 @@
+"""A GLUE task's data for training: its splits, tokenized once, as `tf.data` pipelines that a
+`tf.distribute` strategy can take, and the task's loss."""
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras_flop
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task's examples, their preprocessing and how they are batched (`--pad_to_max_length`,
+    `--bucket_boundaries`); each split is tokenized once, on first use."""
+
+    task: "keras_flop.glue.GlueTask"
+    train: list
+    evals: dict  # split -> examples
+    tests: dict  # split -> examples
+    preprocessor: "keras_flop.BertPreprocessor"
+    pad_to_max_length: bool = False
+    boundaries: list = None
+    _tokenized: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def tokenized(self, split, labeled=True):
+        """The `TokenizedExamples` of a split (`"train"`, an eval or a test split)."""
+        from keras_flop import glue
+
+        if (split, labeled) not in self._tokenized:
+            examples = self.train if split == "train" else \
+                self.evals.get(split) or self.tests[split]
+            self._tokenized[split, labeled] = glue.tokenize_examples(
+                examples, self.task, self.preprocessor, labeled, self.pad_to_max_length,
+                self.boundaries)
+        return self._tokenized[split, labeled]
+
+    def train_dataset(self, batch_size, seed):
+        from keras_flop import glue
+
+        return for_strategy(glue.make_dataset(self.tokenized("train"), self.task, None,
+                                              batch_size, training=True, seed=seed))
+
+    def training_stream(self, batch_size, seed, total_steps, start_step=0, **features):
+        """Training batches of steps `start_step..total_steps - 1`; `features` (arrays, one
+        row per training example, e.g. `teacher_logits`) travel with the model inputs."""
+        from keras_flop import glue
+
+        train = self.tokenized("train")
+        if features:
+            train = train.with_features(**features)
+        return for_strategy(glue.make_training_stream(
+            train, self.task, None, batch_size, seed, total_steps, start_step))
+
+    def eval_dataset(self, split, batch_size):
+        from keras_flop import glue
+
+        return for_strategy(glue.make_dataset(self.tokenized(split), self.task, None,
+                                              batch_size))
+
+    def test_dataset(self, split, batch_size):
+        from keras_flop import glue
+
+        return for_strategy(glue.make_dataset(self.tokenized(split, labeled=False), self.task,
+                                              None, batch_size, labeled=False))
+
+
+def for_strategy(dataset):
+    """Under a tf.distribute strategy the padding mask travels as int32 (0/1): the strategy's
+    input handling cannot aggregate bool tensors; the model casts it back."""
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return dataset
+
+    def cast(features, *rest):
+        features = dict(features, padding_mask=tf.cast(features["padding_mask"], tf.int32))
+        return (features, *rest) if rest else features
+
+    return dataset.map(cast)
+
+
+def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_examples=None,
+                   max_eval_examples=None, seed=0, need_train=True, pad_to_max_length=False,
+                   boundaries=None):
+    """A `TaskData` of the splits of `task` present in `data_dir` (tsv layout), tokenized
+    with the WordPiece vocabulary `vocab_file` to `max_seq_length`; a missing train split is a
+    ValueError if `need_train`, a missing dev split always. `max_train_examples` and
+    `max_eval_examples` draw random subsets (by `seed`)."""
+    from keras_flop import glue
+    from keras_flop.text.preprocessor import BertPreprocessor
+
+    task = glue.get_task(task)
+    splits = glue.available_splits(data_dir, task)
+    if need_train and "train" not in splits:
+        raise ValueError(f"No train split for {task.name} in "
+                         f"{glue.readers.task_dir(data_dir, task)} (expected train.tsv).")
+    eval_splits = [s for s in task.eval_splits if s in splits]
+    if not eval_splits:
+        raise ValueError(f"No dev split for {task.name} in "
+                         f"{glue.readers.task_dir(data_dir, task)}.")
+    rng = np.random.default_rng(seed)
+
+    def subset(examples, limit):
+        if limit and len(examples) > limit:
+            keep = np.sort(rng.choice(len(examples), limit, replace=False))
+            return [examples[i] for i in keep]
+        return examples
+
+    train = subset(glue.read_split(data_dir, task, "train"), max_train_examples) \
+        if "train" in splits else []
+    evals = {s: subset(glue.read_split(data_dir, task, s), max_eval_examples)
+             for s in eval_splits}
+    tests = {s: glue.read_split(data_dir, task, s) for s in task.test_splits if s in splits}
+    preprocessor = BertPreprocessor(vocab_file, max_seq_length)
+    return TaskData(task, train, evals, tests, preprocessor, pad_to_max_length, boundaries)
+
+
+def task_loss(task):
+    import keras
+    from keras_flop import glue
+
+    if glue.get_task(task).is_regression:
+        return keras.losses.MeanSquaredError()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -1,0 +1,15 @@
+"""`tf.distribute` helpers. The Keras trainer hooks that models need under
+`MultiWorkerMirroredStrategy` are `keras_flop.compat.DistributedBuildMixin` (they override
+private Keras methods, so they live with the library's other private-API uses)."""
+
+import tensorflow as tf
+
+
+def is_multi_worker(strategy):
+    """Whether `strategy` spans several workers (Keras reduces its values with collectives)."""
+    extended = getattr(strategy, "extended", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        getattr(extended, "_in_multi_worker_mode", lambda: False)()
+
+
+__all__ = ["is_multi_worker"]
