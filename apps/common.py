@@ -80,8 +80,8 @@ def add_common_flags(parser):
                              "(--tpu names it).")
     parser.add_argument("--tpu", default="", help="TPU name or address for --strategy tpu.")
     parser.add_argument("--worker_timeout", type=float, default=WORKER_TIMEOUT,
-                        help="--strategy multi_worker: seconds a worker waits for the others in "
-                             "one collective or barrier before it gives up with an error (a "
+                        help="--strategy multi_worker: seconds a worker waits for the others at "
+                             "a barrier between steps before it gives up with an error (a "
                              "killed or unreachable worker is noticed sooner, see the README).")
 
 

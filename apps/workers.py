@@ -10,14 +10,19 @@ import tempfile
 from apps.common import WORKER_TIMEOUT, UsageError, WorkerLost
 
 
-def make_strategy(name, tpu="", worker_timeout=WORKER_TIMEOUT):
+def make_strategy(name, tpu=""):
     """The `tf.distribute` strategy an app runs under (`none`: the default strategy).
 
     `multi_worker` connects to the cluster `TF_CONFIG` names (waiting for every worker to
-    start); each collective then fails after `worker_timeout` seconds instead of waiting for
-    a worker that will not come. A killed worker is noticed sooner: its peers' connections are
-    reset at once, and TensorFlow's coordination service aborts every collective when a
-    worker misses its heartbeats (about 10 s)."""
+    start). A killed worker is noticed by its peers: their connections are reset at once, and
+    TensorFlow's coordination service aborts every collective when a worker misses its
+    heartbeats (about 10 s). The strategy's collectives have no timeout of their own:
+    TensorFlow starts a thread for each collective with a timeout, which sleeps out the whole
+    timeout (tensorflow/tensorflow#62466, `base_collective_executor.cc` in TensorFlow 2.20 and
+    2.21): with a timeout on every collective of the training steps, a run gained about 600
+    threads a second and died at the system's thread limit. Only the barriers of
+    `Workers.agree` are bounded, by its `timeout` (--worker_timeout): a few threads each, gone
+    once it has passed."""
     import tensorflow as tf
 
     if name == "none":
@@ -36,9 +41,7 @@ def make_strategy(name, tpu="", worker_timeout=WORKER_TIMEOUT):
                              f"[\"host1:port\", \"host2:port\"]}}, \"task\": {{\"type\": "
                              f"\"worker\", \"index\": 0}}}}; got {os.environ['TF_CONFIG']!r} "
                              f"({type(e).__name__}: {e}).") from None
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=worker_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return tf.distribute.MultiWorkerMirroredStrategy()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -70,9 +73,10 @@ class Workers:
     ...     workers.agree("the step to resume from", step)
     """
 
-    def __init__(self, strategy, run_dir=""):
+    def __init__(self, strategy, run_dir="", timeout=WORKER_TIMEOUT):
         self.strategy = strategy
         self.run_dir = run_dir
+        self.timeout = timeout
         import tensorflow as tf
 
         extended = strategy.extended
@@ -117,8 +121,11 @@ class Workers:
         import numpy as np
         import tensorflow as tf
 
-        values = self.strategy.gather(self.strategy.run(
-            lambda: tf.constant([int(value)], tf.int64)), axis=0)
+        # The one collective with a timeout (see `make_strategy`): a few per step of a run.
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=self.timeout)
+        values = self.strategy.experimental_local_results(self.strategy.run(
+            lambda: tf.distribute.get_replica_context().all_gather(
+                tf.constant([int(value)], tf.int64), axis=0, options=options)))[0]
         values = [int(v) for v in np.asarray(values)[::len(self.strategy.extended.worker_devices)]]
         if len(set(values)) > 1:
             raise UsageError(f"The workers disagree on {what} ({', '.join(map(str, values))} "

@@ -19,8 +19,9 @@ def run(args):
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
     common.set_seed(args.seed, not args.nondeterministic)
-    strategy = workers_module.make_strategy(args.strategy, args.tpu, args.worker_timeout)
-    with workers_module.Workers(strategy, run_dir=args.output_dir) as workers, strategy.scope():
+    strategy = workers_module.make_strategy(args.strategy, args.tpu)
+    with workers_module.Workers(strategy, run_dir=args.output_dir,
+                                timeout=args.worker_timeout) as workers, strategy.scope():
         # Every worker checks the run directory as it is; then the chief prepares it.
         run_dir = prepare_run(args, write=False)
         workers.agree("checking the run directory")
