@@ -1,0 +1,141 @@
+"""benchmarks/frontier.py, the README's headline: its rows, CSV and rerun logic on toy rows
+(no training and no timing: the runs are hand-made directories)."""
+
+import argparse
+import csv
+import json
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+import frontier  # noqa: E402
+
+
+def _row(task="sst2", method="lagrangian", target=2.0, metric=0.9, **extra):
+    return {"task": task, "method": method, "structure": "heads+ffn+layers", "target": target,
+            "speedup_b8": 2.1, "speedup_b1": 1.9, "metric": "accuracy", "dense_metric": 0.91,
+            "compact_metric": metric, "delta_points": 100 * (metric - 0.91),
+            "prune_minutes": 1.5, **extra}
+
+
+def test_rows_parse_with_errors_that_name_the_kinds():
+    assert frontier.parse_rows("lagrangian:1.5,2;fisher:3") == [
+        ("lagrangian", 1.5), ("lagrangian", 2.0), ("fisher", 3.0)]
+    assert frontier.parse_rows(" fisher+finetune:2 ; ") == [("fisher+finetune", 2.0)]
+    for text, message in (("magic:2", "KIND one of lagrangian, fisher"),
+                          ("fisher", "KIND:T1,T2"), ("fisher:two", "targets must be numbers"),
+                          (";", "no rows given")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            frontier.parse_rows(text)
+
+
+def test_row_kinds_and_keys():
+    assert frontier.retraining_free_step("fisher")
+    assert frontier.retraining_free_step("fisher+finetune")
+    assert not frontier.retraining_free_step("lagrangian+fisher")
+    # A row read back from the CSV has its target as text: the same key as the float's.
+    assert frontier.row_key(_row(target=2.0)) == frontier.row_key(_row(target="2"))
+    assert frontier.row_key(_row(target=2.0)) != frontier.row_key(_row(target=2.5))
+
+
+def test_row_command_is_one_app_command_with_the_shared_table():
+    args = SimpleNamespace(task="sst2", data="/data", seed=3, output_dir="/out",
+                           prune_flags="--max_train_examples 64 --final_epochs 2")
+    command = frontier.row_command(args, "/t/model.keras", "fisher+finetune", 2.5, "/out/r",
+                                   "/out/table.json")
+    assert command[1:3] == ["-m", "apps.prune"]
+    text = " ".join(command)
+    assert "--dense_model /t/model.keras" in text and "--target_speedup 2.5" in text
+    assert "--latency_table /out/table.json" in text and "--seed 3" in text
+    assert "--teacher_outputs /out/sst2/teacher_outputs.npz" in text
+    # --prune_flags come last: their --final_epochs wins over the kind's.
+    epochs = [command[i + 1] for i, flag in enumerate(command) if flag == "--final_epochs"]
+    assert epochs == ["1", "2"] and command[-2:] == ["--final_epochs", "2"]
+    assert "--latency_table" not in frontier.row_command(args, "/t/m.keras", "lagrangian", 2,
+                                                         "/out/r", None)
+
+
+def test_csv_keeps_the_rows_it_does_not_replace(tmp_path):
+    path = tmp_path / "frontier.csv"
+    frontier.write_csv(path, [_row(target=2.0, metric=0.90), _row(target=3.0, metric=0.88),
+                              _row(task="cola", target=2.0, metric=0.5)])
+    frontier.write_csv(path, [_row(target=2.0, metric=0.895, prune_minutes=None)])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["task"], r["target"], r["compact_metric"]) for r in rows] == [
+        ("sst2", "3", "0.8800"), ("cola", "2", "0.5000"), ("sst2", "2", "0.8950")]
+    assert list(rows[0]) == list(frontier.COLUMNS)
+    assert rows[-1]["prune_minutes"] == ""  # unknown, not "None"
+
+
+def test_recorded_rows_and_saved_results(tmp_path):
+    summary = tmp_path / "sst2.json"
+    summary.write_text(json.dumps([_row(target=2.0, command="python -m apps.prune ..."),
+                                   _row(target=3.0)]))
+    args = SimpleNamespace(task="sst2", rows=[("lagrangian", 2.0)], output_dir=str(tmp_path))
+    assert frontier.recorded_rows(args, str(summary), "--rerun")[0]["target"] == 2.0
+    for rows, missing in (([("lagrangian", 3.0)], "3"), ([("fisher", 2.0)], "fisher:2")):
+        args.rows = rows
+        with pytest.raises(SystemExit, match=f"--rerun: no recorded row .*{missing}"):
+            frontier.recorded_rows(args, str(summary), "--rerun")
+    frontier.save_results(args, "retime", [{"method": "lagrangian", "target": 2.0, "b8": 1}])
+    frontier.save_results(args, "retime", [{"method": "fisher", "target": 2.0, "b8": 2},
+                                           {"method": "lagrangian", "target": 2.0, "b8": 3}])
+    kept = json.loads((tmp_path / "sst2_retime.json").read_text())
+    assert sorted((r["method"], r["b8"]) for r in kept) == [("fisher", 2), ("lagrangian", 3)]
+
+
+def test_rerun_rebuilds_from_the_recorded_command_and_compares(tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "sst2" / "lagrangian_2"
+    command = f"python -m apps.prune --output_dir {directory} --target_speedup 2"
+    summary = tmp_path / "sst2.json"
+    summary.write_text(json.dumps([_row(metric=0.9, command=command)]))
+    ran = []
+
+    def fake_run(command, log):  # the rebuilt row, 0.3 points below the recorded one
+        ran.append((command, log))
+        out = command[command.index("--output_dir") + 1]
+        os.makedirs(out)
+        with open(os.path.join(out, "report.json"), "w") as f:
+            json.dump({"compact": {"results": {"eval_accuracy": 0.897}}}, f)
+
+    monkeypatch.setattr(frontier, "run", fake_run)
+    monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
+    args = SimpleNamespace(task="sst2", rows=[("lagrangian", 2.0)], output_dir=str(tmp_path))
+    results = frontier.rerun(args, str(summary))
+    (command_run, log), = ran
+    assert command_run[0] == sys.executable and command_run[-2:] == ["--target_speedup", "2"]
+    assert command_run[command_run.index("--output_dir") + 1] == f"{directory}_rerun"
+    assert log == f"{directory}_rerun.log"
+    assert results[0]["difference_points"] == pytest.approx(-0.3)
+    assert "| lagrangian | 2 | 0.9000 | 0.8970 | -0.30 | no |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sst2_rerun.json").read_text())[0]["rerun"] == 0.897
+
+
+def test_row_figures_read_the_run_directory(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "fisher").mkdir(parents=True)
+    (run / "factorize").mkdir()
+    (run / "report.json").write_text(json.dumps({
+        "structure": "heads+ffn", "speedup_fixed": [2.2, 2.0, 2.4],
+        "dense": {"results": {"eval_accuracy": 0.91}, "parameters": 1000},
+        "compact": {"results": {"eval_accuracy": 0.9}, "parameters": 500}}))
+    (run / "fisher" / "eval_results.json").write_text(json.dumps({"pruning_time": 30.0}))
+    monkeypatch.setattr(frontier, "timed_speedups",
+                        lambda args, directory, data, sizes: {1: (1.8, 1.7, 1.9)})
+    data = SimpleNamespace(task=SimpleNamespace(main_metric="accuracy"))
+    args = SimpleNamespace(task="sst2")
+    row = frontier.row_figures(args, "fisher", 2.0, str(run), data)
+    assert row["speedup_b8"] == 2.2 and row["speedup_b8_range"] == [2.0, 2.4]
+    assert row["speedup_b1"] == 1.8 and row["delta_points"] == pytest.approx(-1.0)
+    assert row["prune_minutes"] == pytest.approx(0.5)
+    # A Lagrangian row started from the Fisher mask counts the mask's search as pruning.
+    (run / "prune").mkdir()
+    (run / "prune" / "eval_results.json").write_text(json.dumps({"train_time": 60.0}))
+    (run / "factorize" / "init_mask.json").write_text(json.dumps({"seconds": 30.0}))
+    row = frontier.row_figures(args, "lagrangian+fisher", 2.0, str(run), data)
+    assert row["prune_minutes"] == pytest.approx(1.5)
