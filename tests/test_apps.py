@@ -629,7 +629,10 @@ def test_prune_app_family_gives_one_model_export_and_report_row_per_member(tmp_p
     assert all(m["snapshot_step"] is not None for m in members), printed
     assert members[0]["snapshot_step"] < members[1]["snapshot_step"] <= 96
     report = (output / "report.md").read_text()
-    assert "a family of 2" in report and "## Warnings" not in report.split("## Warnings")[0]
+    assert "a family of 2" in report
+    # No member missing or off its target (the tiny dense model's chance level may be warned).
+    warnings = report.partition("## Warnings")[2]
+    assert "members are missing" not in warnings and "Member " not in warnings, warnings
     for member in (1, 2):
         for name in ("compact/{}/model.keras", "compact/{}/info.json",
                      "finetune_compact/{}/model.keras", "finetune_compact/{}/eval_results.json",

@@ -6,7 +6,7 @@ import os
 import time
 
 from apps import common
-from apps.prune import steps
+from apps.prune import lagrangian, steps
 from apps.prune.run_dir import FAMILY
 
 
@@ -14,6 +14,11 @@ def member_target_text(member):
     if "speedup" in member:
         return f"{member['speedup']:.4g}x"
     return f"{member['target']:.4g}"
+
+
+def prune(run):
+    """The Lagrangian's prune step, ended by listing the members (`end_pruning`)."""
+    lagrangian.prune(run, end=end_pruning)
 
 
 def end_pruning(run, pruning_model, logs, start, steps_run):

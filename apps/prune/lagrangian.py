@@ -75,16 +75,12 @@ def start_from_fisher_mask(run, dense, pruning_model):
                        "kept_units": [int(u) for u in masks.kept_units], "seconds": seconds})
 
 
-def prune(run):
+def prune(run, end=None):
     """Gate training under the Lagrangian, from its last checkpoint if one was left; then
-    the single target's end (`end_pruning`) or the family's (`apps.prune.family`)."""
+    `end(run, pruning_model, logs, start, steps)`: by default the single target's
+    (`end_pruning`; a family's is `apps.prune.family.end_pruning`)."""
     pruning_model, logs, start, steps = train_gates(run)
-    if run.args.family is not None:
-        from apps.prune import family
-
-        family.end_pruning(run, pruning_model, logs, start, steps)
-    else:
-        end_pruning(run, pruning_model, logs, start, steps)
+    (end or end_pruning)(run, pruning_model, logs, start, steps)
 
 
 def train_gates(run):

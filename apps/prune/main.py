@@ -5,7 +5,6 @@ import sys
 
 from apps import common
 from apps import workers as workers_module
-from apps.prune import family, steps
 from apps.prune.parser import EXIT_SHORT, build_parser
 from apps.prune.pipeline import Pipeline
 from apps.prune.run_dir import prepare_run
@@ -42,11 +41,7 @@ def run(args):
               "--init_checkpoint BERT_CHECKPOINT_DIR --output_dir runs/sst2")
     what = "latency sparsity (1 - latency/dense, predicted)" if pipeline.latency_cost() \
         else "sparsity"
-    if args.family is None:
-        short = steps.sparsity_shortfall(pipeline.sparsity()["realized"], args.target_sparsity,
-                                         what=what)
-    else:
-        short = family.shortfall(pipeline, what)
+    short = pipeline.shortfall(what)
     if short and not args.allow_short:
         print(f"error: {short}", file=sys.stderr)
         sys.exit(EXIT_SHORT)

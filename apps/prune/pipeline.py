@@ -16,8 +16,9 @@ SINGLE = {"finetune": steps.finetune, "factorize": lagrangian.factorize,
           "prune": lagrangian.prune, "fisher": steps.fisher, "compact": steps.compact,
           "finetune_compact": steps.finetune_compact, "export": steps.export,
           "report": report.write_report}
-FAMILY = {**SINGLE, "compact": family.compact, "finetune_compact": family.finetune_compact,
-          "export": family.export, "report": report.write_family_report}
+FAMILY = {**SINGLE, "prune": family.prune, "compact": family.compact,
+          "finetune_compact": family.finetune_compact, "export": family.export,
+          "report": report.write_family_report}
 
 
 class Pipeline(PruningRun):
@@ -56,6 +57,13 @@ class Pipeline(PruningRun):
     def sparsity(self):
         """The target and the realized sparsity: one dict, or a list of one per member."""
         return steps.sparsity(self) if self.args.family is None else family.sparsity(self)
+
+    def shortfall(self, what):
+        """What to do when the compact model(s) fell short of the target(s), or None."""
+        if self.args.family is not None:
+            return family.shortfall(self, what)
+        return steps.sparsity_shortfall(self.sparsity()["realized"], self.args.target_sparsity,
+                                        what=what)
 
     def run(self):
         steps_ = self.step_names()
