@@ -250,6 +250,7 @@ def test_prune_app_says_when_sparsity_fell_short(reached, target, short):
         assert "0.090 short of the target 0.5" in hint and "--num_train_epochs" in hint
 
 
+@pytest.mark.process
 def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_path, capsys):
     from apps import prune as prune_app
 
@@ -332,6 +333,7 @@ def test_prune_app_runs_of_one_teacher_share_its_outputs(tmp_path, capsys):
     assert "computed once" not in printed and f"teacher outputs read from {shared}" in printed
 
 
+@pytest.mark.process
 def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
     import keras_hub
     import numpy as np
@@ -508,6 +510,7 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     assert "--structure heads+ffn" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_prune_app_ctrl_c_says_where_in_one_line(tmp_path):
     """Ctrl-C in the pruning step: one line, status 130, no traceback and no TensorFlow log
     lines on stderr; the device the run uses is named once on stdout."""

@@ -6,6 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+# A second tier (`python -m pytest -m process`): whole processes, started and stopped.
+pytestmark = pytest.mark.process
 
 SCRIPT = r"""
 import sys

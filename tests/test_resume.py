@@ -9,8 +9,12 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
 import keras_flop  # noqa: F401 -- registers the layers the saved models use
+
+# A second tier (`python -m pytest -m process`): whole processes, started and stopped.
+pytestmark = pytest.mark.process
 
 ARGS = ["--max_train_examples", "256", "--train_batch_size", "16", "--finetune_epochs", "1",
         "--num_train_epochs", "4", "--checkpoint_every_n_steps", "8", "--final_epochs", "0",
