@@ -221,6 +221,10 @@ def build_parser():
                        help="XLA for the training steps (measured slower on a 2-core CPU).")
     train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
 
+    train.add_argument("--report_examples", type=int, default=512,
+                       help="Dev examples the report times, dense and compact in turn (a "
+                            "sample drawn once, enough for a stable ratio; the rounds' spread "
+                            "is shown); 0 times the whole dev set.")
     train.add_argument("--export_formats", default="saved_model",
                        help="Comma-separated, from saved_model, onnx, litert (onnx and litert "
                             "need pip install \"keras-flop[onnx]\" / \"keras-flop[litert]\").")

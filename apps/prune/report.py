@@ -14,8 +14,31 @@ from apps.prune import family
 from apps.prune.parser import SHORTFALL_TOLERANCE
 
 
-def dev_batches(dataset):
-    return [x for x, _ in dataset]
+def timed_batches(run, padding):
+    """The dev batches the report times: `--report_examples` of the first dev split, drawn
+    once (seed 0, in their order) so that the sample's lengths are the split's; all of it
+    when the split is no larger or the flag is 0. `padding` "fixed" pads every batch to
+    --max_seq_length, "bucketed" to the length buckets a service would run. Returns
+    `(batches, examples timed, examples in the split)`."""
+    from keras_flop import glue
+
+    args, data = run.args, run.data
+    examples = data.evals[next(iter(data.evals))]
+    limit = getattr(args, "report_examples", 0)
+    chosen = examples
+    if limit and len(examples) > limit:
+        keep = np.sort(np.random.default_rng(0).choice(len(examples), limit, replace=False))
+        chosen = [examples[i] for i in keep]
+    dataset = glue.make_dataset(
+        glue.tokenize_examples(chosen, data.task, data.preprocessor,
+                               pad_to_max_length=padding == "fixed", boundaries=data.boundaries),
+        data.task, None, args.eval_batch_size)
+    return [x for x, _ in dataset], len(chosen), len(examples)
+
+
+def timed_text(timed, total):
+    """What the report's latencies were measured on, in words."""
+    return "whole dev set" if timed == total else f"{timed} of {total} dev examples"
 
 
 def final_fine_tuning_text(args):
@@ -123,7 +146,6 @@ def write_report(run):
     """Measures both models in this process on the dev set and writes `report.md`."""
     import tensorflow as tf
 
-    from keras_flop import glue
     from keras_flop.latency.timing import predicting_peak_memory_mb, ratio_spread, time_in_turn
 
     args, data = run.args, run.data
@@ -131,10 +153,12 @@ def write_report(run):
     split = next(iter(data.evals))
     # Fixed padding to --max_seq_length (comparable with published latencies), and the
     # length-bucketed batches a service would run.
-    batches = {padding: dev_batches(glue.make_dataset(
-        glue.tokenize_examples(data.evals[split], data.task, data.preprocessor,
-                               pad_to_max_length=padding == "fixed", boundaries=data.boundaries),
-        data.task, None, args.eval_batch_size)) for padding in ("fixed", "bucketed")}
+    batches = {padding: timed_batches(run, padding)[0] for padding in ("fixed", "bucketed")}
+    _, timed, total = timed_batches(run, "fixed")
+    on = timed_text(timed, total)
+    print(f"   report: peak memory, then latency of the dense and the compact model in turn "
+          f"(3 rounds) on the {on}, padded to {args.max_seq_length} and length-bucketed",
+          flush=True)
     models = {"dense (fine-tuned)": ("finetune", "model.keras"),
               "compact (final)": ("finetune_compact", "model.keras")}
     # Memory first, one model loaded at a time; then both, run in turn, for the latency.
@@ -196,8 +220,8 @@ def write_report(run):
     row("weights (MB, without optimizer state)", "weights_mb", "{:.1f}")
     row("peak resident memory while predicting (MB)", "peak_memory_mb", "{:.0f}")
     for label, key, padding in (
-            (f"latency, whole dev set, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
-            ("latency, whole dev set, length-bucketed batches (s)", "bucketed_latency_s",
+            (f"latency, {on}, padded to {args.max_seq_length} (s)", "latency_s", "fixed"),
+            (f"latency, {on}, length-bucketed batches (s)", "bucketed_latency_s",
              "bucketed")):
         speedup, low, high = speedups[padding]
         lines.append(f"| {label} | {dense[key]:.3f} | {compact[key]:.3f} | "
@@ -241,6 +265,7 @@ def write_report(run):
         "target_sparsity": args.target_sparsity,
         "target_speedup": info.get("target_speedup"), "dev_split": split,
         "eval_batch_size": args.eval_batch_size, "max_seq_length": args.max_seq_length,
+        "timed_examples": timed,
         # Dense over compact time, and its min–max over the rounds.
         "speedup_fixed": speedups["fixed"], "speedup_bucketed": speedups["bucketed"],
         "dense": dense, "compact": compact, "compact_info": info})
@@ -276,16 +301,14 @@ def write_family_report(run):
     and the members that are missing."""
     import tensorflow as tf
 
-    from keras_flop import glue
     from keras_flop.latency.timing import ratio_spread, time_in_turn
 
     args, data = run.args, run.data
 
     split = next(iter(data.evals))
-    batches = dev_batches(glue.make_dataset(
-        glue.tokenize_examples(data.evals[split], data.task, data.preprocessor,
-                               pad_to_max_length=True, boundaries=data.boundaries),
-        data.task, None, args.eval_batch_size))
+    batches, timed, total = timed_batches(run, "fixed")
+    print(f"   report: latency of the dense model and every member in turn (3 rounds) on the "
+          f"{timed_text(timed, total)}", flush=True)
     members = run.family_members(snapshotted=False)
     present = [m for m in members if m["snapshot_step"] is not None]
     steps = {"dense": "finetune", **{m["member"]: os.path.join("finetune_compact",
@@ -336,7 +359,8 @@ def write_family_report(run):
                      f"{ratio:.3f} (rounds {low:.3f}–{high:.3f}) | {1.0 / ratio:.2f}x |")
     lines += [
         "",
-        "Latencies: the whole dev set, medians of 3 rounds that run every model in turn; "
+        f"Latencies: the {timed_text(timed, total)}, medians of 3 rounds that run every model "
+        "in turn; "
         "the ratio is measured within each round. Each member's kept heads, FFN units and "
         "ranks are in `compact/<member>/info.txt`.",
         "",

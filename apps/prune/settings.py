@@ -35,6 +35,7 @@ FIRST_STEP_USING = {
     **dict.fromkeys(("final_learning_rate", "final_epochs", "final_distillation_weight",
                      "final_hidden_distillation_weight"), "finetune_compact"),
     "export_formats": "export",
+    "report_examples": "report",
 }
 
 
@@ -138,6 +139,9 @@ def resolve_args(args):
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
+    if args.report_examples < 0:
+        raise common.UsageError(f"--report_examples must be >= 0 (0: the whole dev set); got "
+                                f"{args.report_examples}.")
     for flag in ("train_batch_size", "eval_batch_size", "num_train_epochs", "pruning_steps",
                  "num_fisher_samples",
                  "learning_rate_warmup", "eval_every_n_steps", "checkpoint_every_n_steps",
