@@ -101,7 +101,20 @@ def update_loss_metric(model, loss, batch_size):
 def encoder_sublayers(layer):
     """`{name: sublayer}` of a keras-hub `TransformerEncoder`: its attention's query, key,
     value and output dense layers (`attention_query`, ...), its two layer norms and its FFN
-    dense layers, under the names of `ENCODER_SUBLAYERS` (keras-hub keeps them private)."""
+    dense layers, under the names of `ENCODER_SUBLAYERS` (keras-hub keeps them private).
+
+    Example:
+    >>> import keras_hub
+    >>> from keras_flop.compat import encoder_sublayers
+    >>> encoder = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
+    >>> encoder.build((1, 4, 6))
+    >>> sublayers = encoder_sublayers(encoder)
+    >>> sorted(sublayers)
+    ['attention_key', 'attention_layer_norm', 'attention_output', 'attention_query',
+     'attention_value', 'intermediate', 'output', 'output_layer_norm']
+    >>> tuple(sublayers["intermediate"].kernel.shape)
+    (6, 8)
+    """
     found = {name: getattr(layer, attr) for name, attr in ENCODER_SUBLAYERS.items()}
     attention = found.pop("attention")
     found.update({f"attention_{name}": getattr(attention, attr)
@@ -126,7 +139,13 @@ def tf2onnx_without_pass(name):
 def missing_hooks():
     """One line per private API this module uses that the installed versions lack (empty
     when all are there); packages that are not installed (the optional tf2onnx) are
-    skipped."""
+    skipped.
+
+    Example:
+    >>> from keras_flop.compat import missing_hooks
+    >>> missing_hooks()  # with the versions pyproject.toml allows
+    []
+    """
     import importlib.util
 
     import keras
@@ -171,7 +190,12 @@ def _missing_keras_hub_sublayers():
 
 
 def check_hooks():
-    """Raises a RuntimeError naming every missing hook (see `missing_hooks`)."""
+    """Raises a RuntimeError naming every missing hook (see `missing_hooks`).
+
+    Example:
+    >>> from keras_flop.compat import check_hooks
+    >>> check_hooks()  # silent with the versions pyproject.toml allows
+    """
     missing = missing_hooks()
     if missing:
         raise RuntimeError("The installed Keras, keras-hub or tf2onnx lacks what keras-flop "

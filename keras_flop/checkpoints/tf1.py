@@ -38,6 +38,16 @@ def tf1_variable_map(num_layers):
 
     The classifier (`output_weights`, `output_bias`) is handled apart: its kernel is stored
     transposed.
+
+    Example:
+    >>> from keras_flop.checkpoints.tf1 import tf1_variable_map
+    >>> mapping = tf1_variable_map(num_layers=2)
+    >>> mapping["bert/encoder/layer_1/attention/self/query/kernel"]
+    'layer_1_attention_query/kernel'
+    >>> mapping["bert/embeddings/LayerNorm/gamma"]
+    'embeddings_layer_norm/gamma'
+    >>> len(mapping)  # 7 embedding and pooler variables, 16 per encoder layer
+    39
     """
     mapping = {
         "bert/embeddings/word_embeddings": "word_embeddings/embeddings",
@@ -58,7 +68,24 @@ def tf1_variable_map(num_layers):
 
 
 def resolve_checkpoint(path):
-    """`(checkpoint_prefix, directory)` for a checkpoint prefix or a directory holding one."""
+    """`(checkpoint_prefix, directory)` for a checkpoint prefix or a directory holding one.
+
+    Example:
+    >>> import os, tempfile
+    >>> from keras_flop.checkpoints.tf1 import resolve_checkpoint
+    >>> directory = tempfile.mkdtemp()
+    >>> resolve_checkpoint(directory)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...: expected one TF1 checkpoint (bert_model.ckpt.index and .data-*); found none.
+    >>> for suffix in (".index", ".data-00000-of-00001"):  # the files a checkpoint is
+    ...     open(os.path.join(directory, "bert_model.ckpt" + suffix), "w").close()
+    >>> prefix, found = resolve_checkpoint(directory)
+    >>> os.path.relpath(prefix, directory), found == directory
+    ('bert_model.ckpt', True)
+    >>> resolve_checkpoint(prefix) == (prefix, directory)
+    True
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         # Only files in this directory count: the `checkpoint` state file of a copied
@@ -90,8 +117,22 @@ def check_vocabulary(vocab_file, config):
     embedding row, so it is a `ValueError` naming the file.
 
     Example:
-    >>> check_vocabulary("BERT_DIR/vocab.txt", config)  # doctest: +SKIP
-    30522
+    >>> import os, tempfile
+    >>> import keras_flop
+    >>> from keras_flop.checkpoints.tf1 import check_vocabulary
+    >>> vocab = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab, "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]))
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> check_vocabulary(vocab, config)  # 5 tokens for 30 embedding rows: padded, fine
+    5
+    >>> check_vocabulary(vocab, keras_flop.BertConfig.from_dict(
+    ...     {**config.to_dict(), "vocab_size": 4}))
+    Traceback (most recent call last):
+    ...
+    ValueError: .../vocab.txt has 5 tokens but the BERT config says vocab_size=4: ...
     """
     vocab_file = os.fspath(vocab_file)
     if not os.path.isfile(vocab_file):
@@ -113,7 +154,29 @@ def check_vocabulary(vocab_file, config):
 def checkpoint_files(path, config_file=None, vocab_file=None):
     """`(BertConfig, vocab file)` of the TF1 checkpoint at `path` (prefix or directory):
     `bert_config.json` and `vocab.txt` beside it unless given, the vocabulary checked against
-    the config (shorter than `vocab_size` is fine: the table is padded)."""
+    the config (shorter than `vocab_size` is fine: the table is padded).
+
+    Example:
+    >>> import os, tempfile
+    >>> import keras_flop
+    >>> from keras_flop.checkpoints.tf1 import checkpoint_files
+    >>> directory = tempfile.mkdtemp()
+    >>> for suffix in (".index", ".data-00000-of-00001"):
+    ...     open(os.path.join(directory, "bert_model.ckpt" + suffix), "w").close()
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> config.to_json_file(os.path.join(directory, "bert_config.json"))
+    >>> checkpoint_files(directory)
+    Traceback (most recent call last):
+    ...
+    ValueError: Vocabulary file not found: .../vocab.txt (pass --vocab_file).
+    >>> with open(os.path.join(directory, "vocab.txt"), "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]))
+    >>> found, vocab = checkpoint_files(directory)
+    >>> found == config, os.path.basename(vocab)
+    (True, 'vocab.txt')
+    """
     from keras_flop.models.config import BertConfig
 
     _, directory = resolve_checkpoint(path)
@@ -205,6 +268,29 @@ def build_from_variables(config, shapes, read, num_labels, source):
 
     `shapes` maps TF1 names to shapes, `read(name)` returns an array, `source` names the
     origin in errors. Shared by the TF1 and the Hugging Face importers.
+
+    Example (a model's own weights under their TF1 names, read back):
+    >>> import keras_flop, numpy as np
+    >>> from keras_flop.checkpoints.tf1 import build_from_variables, tf1_variable_map
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> model = keras_flop.build_bert_classifier(config)
+    >>> weights = {weight.path: np.asarray(weight) for weight in model.weights}
+    >>> arrays = {name: weights[path] for name, path in tf1_variable_map(1).items()}
+    >>> arrays["output_weights"] = weights["classifier/kernel"].T  # [num_labels, hidden]
+    >>> arrays["output_bias"] = weights["classifier/bias"]
+    >>> shapes = {name: array.shape for name, array in arrays.items()}
+    >>> copy = build_from_variables(config, shapes, arrays.get, None, "my arrays")
+    >>> x = {"token_ids": np.array([[2, 7, 9, 3]], "int32"),
+    ...      "segment_ids": np.zeros((1, 4), "int32"), "padding_mask": np.ones((1, 4), bool)}
+    >>> np.array_equal(copy(x), model(x))
+    True
+    >>> del shapes["bert/pooler/dense/bias"]
+    >>> build_from_variables(config, shapes, arrays.get, None, "my arrays")
+    Traceback (most recent call last):
+    ...
+    ValueError: Variable bert/pooler/dense/bias is missing from my arrays.
     """
     checkpoint_layers = {int(m.group(1)) for name in shapes
                          if (m := re.match(r"bert/encoder/layer_(\d+)/", name))}

@@ -95,7 +95,25 @@ def compact(model, threshold=0.0):
         `.keras` (each dense layer's kind and rank with it) and exports like the dense model.
 
     Example:
-    >>> compact_model = keras_flop.compact(pruning_model)   # doctest: +SKIP
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
+    >>> heads = pruning_model.network.get_layer("layer_0_head_mask")
+    >>> _ = heads.log_alpha.assign([5.0, -5.0])  # the second head pruned
+    >>> units = pruning_model.network.get_layer("layer_0_intermediate_mask")
+    >>> _ = units.log_alpha.assign([5.0] * 12 + [-5.0] * 4)  # 4 of 16 FFN units pruned
+    >>> compact_model = keras_flop.compact(pruning_model)
+    >>> compact_model.layer_shapes  # (heads, FFN units) kept in each encoder layer
+    ((1, 12),)
+    >>> compact_model.count_params() < dense.count_params()
+    True
+    >>> x = {"token_ids": np.array([[2, 7, 9, 3]], "int32"),
+    ...      "segment_ids": np.zeros((1, 4), "int32"), "padding_mask": np.ones((1, 4), bool)}
+    >>> np.allclose(compact_model(x), pruning_model(x), atol=1e-5)  # its inference outputs
+    True
     """
     network = getattr(model, "network", model)
     config, num_labels, _ = bert_structure_of(network)

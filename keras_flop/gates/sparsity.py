@@ -30,9 +30,15 @@ def expected_sparsity(model, denominator="dense"):
     as large factored).
 
     Example:
-    >>> pruning_model = keras_flop.factorize(model)        # doctest: +SKIP
-    >>> float(keras_flop.expected_sparsity(pruning_model))  # doctest: +SKIP
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> pruning_model = keras_flop.factorize(keras_flop.build_bert_classifier(config))
+    >>> round(float(keras_flop.expected_sparsity(pruning_model)), 2)  # full rank, gates open
     -0.75
+    >>> round(float(keras_flop.expected_sparsity(pruning_model, denominator="factorized")), 2)
+    0.0
     """
     return ParamsCost(denominator).sparsity(require_account(model), ExpectedCounts())
 
@@ -44,6 +50,19 @@ def kept_parameters(model, threshold=0.0):
     Each factorized layer costs the cheaper of its kept factor pair and its merged dense
     kernel, as `keras_flop.compact` builds it; pruned heads, FFN units and blocks cost
     nothing; biases are not counted.
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> pruning_model = keras_flop.factorize(keras_flop.build_bert_classifier(config))
+    >>> keras_flop.kept_parameters(pruning_model)  # full rank compacts to the dense kernels
+    512
+    >>> gate = pruning_model.network.get_layer("layer_0_intermediate").gate
+    >>> _ = gate.log_alpha.assign([5.0] * 2 + [-5.0] * 6)  # keep 2 of its 8 ranks
+    >>> keras_flop.kept_parameters(pruning_model)  # its [8, 16] kernel as 2 · (8 + 16)
+    432
     """
     return int(require_account(model).kernel_params(RealizedCounts(threshold)))
 
@@ -52,7 +71,22 @@ def realized_sparsity(model, threshold=0.0, cost="params"):
     """`1 - kept_parameters / Σ a·b`: the sparsity of the encoder's dense weights in the
     compact model that `keras_flop.compact` builds under the inference mask; or the sparsity
     of another `cost` (`cost_of`; None: the pruning model's own, e.g. `1 - latency / dense
-    latency` predicted by its latency table)."""
+    latency` predicted by its latency table).
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
+    >>> keras_flop.realized_sparsity(pruning_model)
+    0.0
+    >>> heads = pruning_model.network.get_layer("layer_0_head_mask")
+    >>> _ = heads.log_alpha.assign([5.0, -5.0])  # prune the second of the two heads
+    >>> keras_flop.realized_sparsity(pruning_model)  # half of q, k, v and attention output
+    0.25
+    """
     account = require_account(model)
     cost = ParamsCost("dense") if cost == "params" else cost_of(model, cost)
     cost.check(account)
@@ -115,6 +149,26 @@ def calibrate_mask(model, target, tolerance=0.005, threshold=0.0, iterations=40,
     order of the units within and across gates and moves the realized sparsity
     monotonically, so a bisection finds it; after a run whose gates have decided, nothing is
     changed.
+
+    Example:
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
+    >>> rng = np.random.default_rng(0)
+    >>> for log_alpha in pruning_model.gate_variables:  # gates left undecided by training
+    ...     _ = log_alpha.assign(rng.normal(-1.5, 0.5, log_alpha.shape).astype("float32"))
+    >>> round(float(keras_flop.expected_sparsity(pruning_model)), 2)
+    0.31
+    >>> keras_flop.realized_sparsity(pruning_model)  # each gate rounded on its own
+    0.03125
+    >>> shifts = keras_flop.calibrate_mask(pruning_model, 0.3, tolerance=0.02)
+    >>> keras_flop.realized_sparsity(pruning_model)
+    0.3125
+    >>> keras_flop.calibrate_mask(pruning_model, 0.3, tolerance=0.02)  # close enough already
+    (0.0, 0.0)
     """
     if not 0.0 <= target < 1.0:
         raise ValueError(f"`target` must be in [0, 1); got {target}.")
@@ -165,9 +219,23 @@ def calibrate_if_reached(model, target, threshold=0.0, tolerance=TARGET_TOLERANC
     `Calibration`.
 
     Example:
-    >>> calibration = calibrate_if_reached(pruning_model, 0.5)  # doctest: +SKIP
-    >>> calibration.reached, calibration.before, calibration.after  # doctest: +SKIP
-    (True, 0.43, 0.5)
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
+    >>> rng = np.random.default_rng(0)
+    >>> for log_alpha in pruning_model.gate_variables:  # gates left undecided by training
+    ...     _ = log_alpha.assign(rng.normal(-1.5, 0.5, log_alpha.shape).astype("float32"))
+    >>> round(float(pruning_model.expected_sparsity()), 2)
+    0.31
+    >>> from keras_flop.gates.sparsity import calibrate_if_reached
+    >>> calibrate_if_reached(pruning_model, 0.5).reached  # ŝ is 0.19 short: left as it is
+    False
+    >>> calibration = calibrate_if_reached(pruning_model, 0.3)
+    >>> calibration.reached, calibration.before, calibration.after
+    (True, 0.03125, 0.3125)
     """
     if not callable(getattr(model, "expected_sparsity", None)):
         raise ValueError("`calibrate_if_reached` reads the training's expected cost: pass the "

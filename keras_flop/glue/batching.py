@@ -27,13 +27,31 @@ WINDOW_BATCHES = 64
 
 def default_boundaries(max_seq_length):
     """Bucket boundaries up to `max_seq_length`: every 8 to 32, every 16 to 64, then steps of
-    at most a third (96, 128, 192, 256, 384, 512), so padding adds at most a third."""
+    at most a third (96, 128, 192, 256, 384, 512), so padding adds at most a third.
+
+    Example:
+    >>> from keras_flop.glue.batching import default_boundaries
+    >>> default_boundaries(128)
+    [8, 16, 24, 32, 48, 64, 96, 128]
+    >>> default_boundaries(100)
+    [8, 16, 24, 32, 48, 64, 96, 100]
+    """
     steps = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
     return [b for b in steps if b < max_seq_length] + [int(max_seq_length)]
 
 
 def check_boundaries(boundaries, max_seq_length):
-    """Sorted positive boundaries ending at `max_seq_length`; errors say what is wrong."""
+    """Sorted positive boundaries ending at `max_seq_length`; errors say what is wrong.
+
+    Example:
+    >>> from keras_flop.glue.batching import check_boundaries
+    >>> check_boundaries([32, 16, 32], max_seq_length=64)
+    [16, 32, 64]
+    >>> check_boundaries([16, 128], max_seq_length=64)
+    Traceback (most recent call last):
+    ...
+    ValueError: Bucket boundaries must not exceed max_seq_length (64); got [16, 128].
+    """
     boundaries = sorted({int(b) for b in boundaries})
     if not boundaries or boundaries[0] < 1:
         raise ValueError(f"Bucket boundaries must be positive integers; got {boundaries}.")
@@ -46,7 +64,20 @@ def check_boundaries(boundaries, max_seq_length):
 
 
 def epoch_plan(lengths, batch_size, seed, epoch, by_length=True):
-    """Example indices of each training batch of `epoch`: a list of int arrays."""
+    """Example indices of each training batch of `epoch`: a list of int arrays.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_flop.glue.batching import epoch_plan
+    >>> lengths = np.array([5, 30, 6, 28, 7, 31])
+    >>> plan = epoch_plan(lengths, batch_size=2, seed=0, epoch=0)
+    >>> sorted(np.concatenate(plan).tolist())  # every example once
+    [0, 1, 2, 3, 4, 5]
+    >>> sorted(lengths[batch].tolist() for batch in plan)  # batches of similar length
+    [[5, 6], [7, 28], [30, 31]]
+    >>> all(np.array_equal(a, b) for a, b in zip(plan, epoch_plan(lengths, 2, 0, epoch=0)))
+    True
+    """
     lengths = np.asarray(lengths)
     rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, int(epoch)])
     order = rng.permutation(len(lengths))
@@ -61,7 +92,15 @@ def epoch_plan(lengths, batch_size, seed, epoch, by_length=True):
 
 
 def ordered_plan(lengths, batch_size, by_length=True):
-    """Example indices of each evaluation batch: in length order, or in the given order."""
+    """Example indices of each evaluation batch: in length order, or in the given order.
+
+    Example:
+    >>> from keras_flop.glue.batching import ordered_plan
+    >>> [batch.tolist() for batch in ordered_plan([5, 30, 6, 28, 7], batch_size=2)]
+    [[0, 2], [4, 3], [1]]
+    >>> [batch.tolist() for batch in ordered_plan([5, 30, 6], 2, by_length=False)]
+    [[0, 1], [2]]
+    """
     order = np.argsort(lengths, kind="stable") if by_length else np.arange(len(lengths))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -78,6 +117,25 @@ class TokenizedExamples:
         pad_to_max_length: pad every batch to the last boundary (fixed shapes).
         extra_features: optional dict of arrays `[n, ...]` added to each batch's features
             (e.g. precomputed `teacher_logits`).
+
+    Example:
+    >>> import numpy as np, tensorflow as tf
+    >>> from keras_flop.glue.batching import TokenizedExamples, ordered_plan
+    >>> token_ids = tf.ragged.constant([[2, 5, 3], [2, 5, 6, 7, 8, 9, 10, 11, 12, 3],
+    ...                                 [2, 6, 3]], tf.int32)
+    >>> examples = TokenizedExamples(token_ids, tf.zeros_like(token_ids),
+    ...                              targets=np.array([0, 1, 0]), boundaries=[8, 16])
+    >>> plan = ordered_plan(examples.lengths, batch_size=2)
+    >>> [batch.tolist() for batch in plan]
+    [[0, 2], [1]]
+    >>> for features, labels in examples.dataset(plan):  # each batch padded to its bucket
+    ...     print(tuple(features["token_ids"].shape), labels.numpy())
+    (2, 8) [0 0]
+    (1, 16) [1]
+    >>> examples.distinct_shapes(plan)
+    [(1, 16), (2, 8)]
+    >>> len(list(examples.shuffled_epochs(batch_size=2, seed=0)))  # one epoch's batches
+    2
     """
 
     def __init__(self, token_ids, segment_ids, targets=None, boundaries=(128,),

@@ -21,6 +21,13 @@ class Example:
 
 
 def task_dir(data_dir, task):
+    """The folder of `task`'s tsv files under `data_dir`: GLUE's directory name for it.
+
+    Example:
+    >>> from keras_flop.glue.readers import task_dir
+    >>> task_dir("glue", "sst2"), task_dir("glue", "STS-B")
+    ('glue/SST-2', 'glue/STS-B')
+    """
     return os.path.join(os.fspath(data_dir), get_task(task).directory)
 
 
@@ -115,9 +122,25 @@ def read_split(data_dir, task, split):
     path for a missing or empty split.
 
     Example:
-    >>> examples = read_split("glue", "sst2", "dev")    # doctest: +SKIP
-    >>> examples[0].text_a, examples[0].label           # doctest: +SKIP
-    ("it 's a charming and often affecting journey . ", '1')
+    >>> import os, tempfile
+    >>> from keras_flop.glue import read_split
+    >>> data_dir = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(data_dir, "SST-2"))
+    >>> with open(os.path.join(data_dir, "SST-2", "dev.tsv"), "w") as f:
+    ...     _ = f.write("sentence\\tlabel\\n"
+    ...                 "a charming journey . \\t1\\n"
+    ...                 "the plot is thin . \\t0\\n")
+    >>> examples = read_split(data_dir, "sst2", "dev")
+    >>> examples[0]
+    Example(guid='0', text_a='a charming journey . ', text_b=None, label='1')
+    >>> [example.label for example in examples]
+    ['1', '0']
+    >>> with open(os.path.join(data_dir, "SST-2", "train.tsv"), "w") as f:
+    ...     _ = f.write("sentence\\tlabel\\na charming journey . \\tyes\\n")
+    >>> read_split(data_dir, "sst2", "train")
+    Traceback (most recent call last):
+    ...
+    keras_flop.glue.readers.GlueDataError: .../SST-2/train.tsv:2: unknown sst2 label 'yes'; ...
     """
     task = get_task(task)
     if task.name == "mnli" and split in ("dev", "test"):
@@ -136,7 +159,20 @@ def read_split(data_dir, task, split):
 
 
 def available_splits(data_dir, task):
-    """The splits of `task` whose files exist under `data_dir`."""
+    """The splits of `task` whose files exist under `data_dir`.
+
+    Example:
+    >>> import os, tempfile
+    >>> from keras_flop.glue import available_splits
+    >>> data_dir = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(data_dir, "RTE"))
+    >>> for split in ("test", "dev"):
+    ...     open(os.path.join(data_dir, "RTE", f"{split}.tsv"), "w").close()
+    >>> available_splits(data_dir, "rte")  # in the order train, eval splits, test splits
+    ['dev', 'test']
+    >>> available_splits(data_dir, "sst2")
+    []
+    """
     task = get_task(task)
     directory = task_dir(data_dir, task)
     splits = ("train",) + task.eval_splits + task.test_splits

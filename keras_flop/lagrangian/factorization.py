@@ -12,18 +12,49 @@ BREAK_EVEN = "break_even"
 
 
 def break_even_rank(a, b):
-    """The largest rank at which the factors of an `[a, b]` kernel cost no more than it."""
+    """The largest rank at which the factors of an `[a, b]` kernel cost no more than it.
+
+    Example:
+    >>> from keras_flop.lagrangian.factorization import break_even_rank
+    >>> break_even_rank(768, 768), break_even_rank(768, 3072)  # BERT-base's two kernel shapes
+    (384, 614)
+    """
     return max(1, a * b // (a + b))
 
 
 def encoder_dense_layers(model):
-    """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
+    """The model's encoder dense layers (`Dense` or `FactorizedDense`), in graph order.
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> from keras_flop.lagrangian.factorization import encoder_dense_layers
+    >>> [layer.name for layer in encoder_dense_layers(keras_flop.build_bert_classifier(config))]
+    ['layer_0_attention_query', 'layer_0_attention_key', 'layer_0_attention_value',
+     'layer_0_attention_output', 'layer_0_intermediate', 'layer_0_output']
+    """
     return bert_network(model).encoder_dense_layers()
 
 
 def copy_into(source, target, skip=()):
     """Copies the weights of every layer of `target` with weights from the layer of the same
-    name in `source`, except the layers named in `skip`."""
+    name in `source`, except the layers named in `skip`.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from keras_flop.lagrangian.factorization import copy_into
+    >>> def mlp():
+    ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="hidden"),
+    ...                              keras.layers.Dense(1, name="head")])
+    >>> source, target = mlp(), mlp()
+    >>> copy_into(source, target, skip={"head"})
+    >>> np.array_equal(source.get_layer("hidden").kernel, target.get_layer("hidden").kernel)
+    True
+    >>> np.array_equal(source.get_layer("head").kernel, target.get_layer("head").kernel)
+    False
+    """
     for layer in target.layers:
         if layer.weights and layer.name not in skip:
             layer.set_weights(source.get_layer(layer.name).get_weights())
@@ -54,6 +85,19 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
         A new `BertClassifier` with `model`'s architecture and the structural gates (no
         variables shared with `model`). With all gates open (the default `log_alpha = 5`,
         under either `eval_mask`) its inference outputs equal `model`'s.
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> network = keras_flop.factorize_model(dense, rank="break_even")
+    >>> [layer.rank for layer in network.layers
+    ...  if isinstance(layer, keras_flop.layers.FactorizedDense)]  # [8, 8] and [8, 16] kernels
+    [4, 4, 4, 4, 5, 5]
+    >>> round(float(keras_flop.expected_sparsity(network)), 2)  # starts near 0, not below
+    0.03
     """
     factorized, structural = parse_structure(structure)
     if isinstance(rank, float):
@@ -111,8 +155,18 @@ def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", ga
     With every gate open (the default) its outputs equal `model`'s.
 
     Example:
-    >>> model = keras_flop.load_tf1_checkpoint("minilm/")            # doctest: +SKIP
-    >>> pruning_model = keras_flop.factorize(model, target_sparsity=0.5)  # doctest: +SKIP
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> pruning_model = keras_flop.factorize(dense, target_sparsity=0.5)
+    >>> type(pruning_model).__name__, pruning_model.target_sparsity
+    ('PruningModel', 0.5)
+    >>> x = {"token_ids": np.array([[2, 7, 9, 3]], "int32"),
+    ...      "segment_ids": np.zeros((1, 4), "int32"), "padding_mask": np.ones((1, 4), bool)}
+    >>> np.allclose(pruning_model(x), dense(x), atol=1e-5)  # every gate open: full rank
+    True
     """
     # The pruning model builds on this module: imported here, not at the top.
     from keras_flop.lagrangian.pruning_model import PruningModel

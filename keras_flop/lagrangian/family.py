@@ -16,7 +16,19 @@ DEFAULT_TOLERANCE = 0.01
 
 
 def family_targets(targets, target_speedups, cost):
-    """A family's target sparsities, checked, or None when neither list is given."""
+    """A family's target sparsities, checked, or None when neither list is given.
+
+    Example:
+    >>> from keras_flop.lagrangian.family import family_targets
+    >>> family_targets((0.3, 0.5), None, cost="params")
+    (0.3, 0.5)
+    >>> family_targets(None, (2, 4), cost="latency")  # speedup S is the sparsity 1 - 1/S
+    (0.5, 0.75)
+    >>> family_targets((0.5, 0.3), None, cost="params")
+    Traceback (most recent call last):
+    ...
+    ValueError: `targets` must be increasing, without duplicates (...); got (0.5, 0.3).
+    """
     if targets is None and target_speedups is None:
         return None
     if targets is not None and target_speedups is not None:
@@ -57,6 +69,23 @@ class TargetFamily(keras.layers.Layer):
         hold_steps: steps the constraint must hold at a member's target before its snapshot.
         ramp_steps: steps of the ramp from one member's target to the next.
         tolerance: `|ŝ - t|` at which the constraint counts as met.
+
+    Example (a `PruningModel` built with `targets=` drives its own; here, by hand, the
+    weights are one variable and the steps int64 like the model's step counter):
+    >>> import keras, numpy as np
+    >>> from keras_flop.lagrangian.family import TargetFamily
+    >>> weight = keras.Variable([1.0, 2.0])
+    >>> family = TargetFamily((0.3, 0.5), [weight], hold_steps=2)
+    >>> [round(float(family.target(np.int64(step), 2, 0)[0]), 2) for step in range(3)]
+    [0.0, 0.15, 0.3]
+    >>> for step in (2, 3):  # ŝ at the first target for two steps: member 0's snapshot
+    ...     family.advance(0.3, np.int64(step), first_ramp=2, ramp_steps=0, hold_steps=2)
+    >>> family.status(), family.missing()
+    ([{'target': 0.3, 'snapshot_step': 3}, {'target': 0.5, 'snapshot_step': None}], [1])
+    >>> _ = weight.assign([0.0, 0.0])  # training goes on...
+    >>> family.load(0)  # ...and member 0's weights come back
+    >>> weight.numpy()
+    array([1., 2.], dtype=float32)
     """
 
     def __init__(self, targets, weights, speedups=None, hold_steps=None, ramp_steps=None,

@@ -9,13 +9,25 @@ import keras
 
 @keras.saving.register_keras_serializable(package="keras_flop")
 def gelu_tanh(x):
-    """GELU, tanh approximation (google-research/bert `modeling.gelu`)."""
+    """GELU, tanh approximation (google-research/bert `modeling.gelu`).
+
+    Example:
+    >>> from keras_flop.models.activations import gelu_tanh
+    >>> round(float(gelu_tanh(1.0)), 4)
+    0.8412
+    """
     return keras.activations.gelu(x, approximate=True)
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
 def gelu_exact(x):
-    """GELU with the exact erf (Hugging Face `"gelu"`)."""
+    """GELU with the exact erf (Hugging Face `"gelu"`).
+
+    Example:
+    >>> from keras_flop.models.activations import gelu_exact
+    >>> round(float(gelu_exact(1.0)), 4)  # 1.0 · Φ(1.0)
+    0.8413
+    """
     return keras.activations.gelu(x, approximate=False)
 
 
@@ -32,7 +44,17 @@ ACTIVATIONS = {
 
 
 def get_activation(name):
-    """Returns the activation function for a `hidden_act` name."""
+    """Returns the activation function for a `hidden_act` name.
+
+    Example:
+    >>> from keras_flop.models.activations import get_activation
+    >>> get_activation("gelu").__name__  # google-research/bert's "gelu" is the tanh form
+    'gelu_tanh'
+    >>> get_activation("mish")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown activation 'mish'; expected one of ['gelu', 'gelu_exact', ...].
+    """
     try:
         return ACTIVATIONS[name]
     except KeyError:

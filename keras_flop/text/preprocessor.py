@@ -26,9 +26,26 @@ class BertPreprocessor(tf.Module):
     `pad_to_max_length=False`. `pack` returns the unpadded ragged ids.
 
     Example:
-    >>> preprocessor = BertPreprocessor("vocab.txt", max_seq_length=128)  # doctest: +SKIP
-    >>> preprocessor(tf.constant(["a charming journey"]))["token_ids"].shape  # doctest: +SKIP
-    TensorShape([1, 128])
+    >>> import os, tempfile
+    >>> import tensorflow as tf
+    >>> import keras_flop
+    >>> vocab = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab, "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "charming",
+    ...                            "journey", "the", "plot", "is", "thin", "."]))
+    >>> preprocessor = keras_flop.BertPreprocessor(vocab, max_seq_length=8)
+    >>> inputs = preprocessor(tf.constant(["A charming journey.", "the plot"]))
+    >>> inputs["token_ids"].numpy()  # uncased vocabulary: lowercased, "." split off
+    array([[ 2,  4,  5,  6, 11,  3,  0,  0],
+           [ 2,  7,  8,  3,  0,  0,  0,  0]], dtype=int32)
+    >>> inputs["padding_mask"].numpy().sum(axis=1)
+    array([6, 4])
+    >>> pair = preprocessor(tf.constant(["a charming journey ."]),
+    ...                     tf.constant(["the plot is thin ."]))  # 4 + 5 tokens: cut to 3 + 2
+    >>> pair["token_ids"].numpy()
+    array([[2, 4, 5, 6, 3, 7, 8, 3]], dtype=int32)
+    >>> pair["segment_ids"].numpy()
+    array([[0, 0, 0, 0, 0, 1, 1, 1]], dtype=int32)
     """
 
     def __init__(self, tokenizer, max_seq_length):
@@ -48,6 +65,22 @@ class BertPreprocessor(tf.Module):
         As `run_classifier.py`: a second text with no tokens is left out (no second `[SEP]`),
         and of two segments longer than `max_seq_length - 3` tokens together the longer one
         loses its last token until they fit (ties: the second).
+
+        Example:
+        >>> import os, tempfile
+        >>> import tensorflow as tf
+        >>> import keras_flop
+        >>> vocab = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+        >>> with open(vocab, "w") as f:
+        ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "charming",
+        ...                            "journey", "the", "plot", "is", "thin", "."]))
+        >>> preprocessor = keras_flop.BertPreprocessor(vocab, max_seq_length=8)
+        >>> token_ids, segment_ids = preprocessor.pack(tf.constant(["a journey", "the plot"]),
+        ...                                            tf.constant(["is thin", ""]))
+        >>> token_ids.to_list()  # an empty second text: no second [SEP]
+        [[2, 4, 6, 3, 9, 10, 3], [2, 7, 8, 3]]
+        >>> segment_ids.to_list()
+        [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0]]
         """
         a = self.tokenizer(text_a)
         b = self.tokenizer(text_b) if text_b is not None else a[:, :0]
@@ -80,7 +113,20 @@ def _first(ids, lengths):
 
 
 def pad(token_ids, segment_ids, length=None, pad_id=0):
-    """Ragged packed ids padded to `length` (default the longest row): the model's inputs."""
+    """Ragged packed ids padded to `length` (default the longest row): the model's inputs.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> from keras_flop.text.preprocessor import pad
+    >>> token_ids = tf.ragged.constant([[2, 4, 3], [2, 3]])
+    >>> inputs = pad(token_ids, tf.zeros_like(token_ids), length=4)
+    >>> inputs["token_ids"].numpy()
+    array([[2, 4, 3, 0],
+           [2, 3, 0, 0]], dtype=int32)
+    >>> inputs["padding_mask"].numpy()
+    array([[ True,  True,  True, False],
+           [ True,  True, False, False]])
+    """
     shape = [None, length]
     return {"token_ids": token_ids.to_tensor(pad_id, shape=shape),
             "segment_ids": segment_ids.to_tensor(0, shape=shape),

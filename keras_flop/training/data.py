@@ -68,7 +68,18 @@ class TaskData:
 
 def for_strategy(dataset):
     """Under a tf.distribute strategy the padding mask travels as int32 (0/1): the strategy's
-    input handling cannot aggregate bool tensors; the model casts it back."""
+    input handling cannot aggregate bool tensors; the model casts it back.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> from keras_flop.training.data import for_strategy
+    >>> dataset = tf.data.Dataset.from_tensors({"padding_mask": tf.constant([[True, False]])})
+    >>> for_strategy(dataset) is dataset  # no strategy: the dataset as it is
+    True
+    >>> with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+    ...     for_strategy(dataset).element_spec["padding_mask"].dtype
+    tf.int32
+    """
     import tensorflow as tf
 
     if not tf.distribute.has_strategy():
@@ -87,7 +98,30 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
     """A `TaskData` of the splits of `task` present in `data_dir` (tsv layout), tokenized
     with the WordPiece vocabulary `vocab_file` to `max_seq_length`; a missing train split is a
     ValueError if `need_train`, a missing dev split always. `max_train_examples` and
-    `max_eval_examples` draw random subsets (by `seed`)."""
+    `max_eval_examples` draw random subsets (by `seed`).
+
+    Example:
+    >>> import os, tempfile
+    >>> from keras_flop.training.data import load_task_data
+    >>> data_dir = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(data_dir, "SST-2"))
+    >>> for split, rows in (("train", 3), ("dev", 2)):
+    ...     with open(os.path.join(data_dir, "SST-2", f"{split}.tsv"), "w") as f:
+    ...         _ = f.write("sentence\\tlabel\\n" + "a charming journey .\\t1\\n" * rows)
+    >>> vocab = os.path.join(data_dir, "vocab.txt")
+    >>> with open(vocab, "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "charming",
+    ...                            "journey", "."]))
+    >>> data = load_task_data(data_dir, "sst2", vocab, max_seq_length=16)
+    >>> data.task.name, len(data.train), {split: len(dev) for split, dev in data.evals.items()}
+    ('sst2', 3, {'dev': 2})
+    >>> data.preprocessor.max_seq_length, data.tests
+    (16, {})
+    >>> load_task_data(data_dir, "rte", vocab, max_seq_length=16)
+    Traceback (most recent call last):
+    ...
+    ValueError: No train split for rte in .../RTE (expected train.tsv).
+    """
     from keras_flop import glue
     from keras_flop.text.preprocessor import BertPreprocessor
 
@@ -118,6 +152,18 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
 
 
 def task_loss(task):
+    """The training loss of `task`: cross-entropy on logits, mean squared error for STS-B.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_flop.training.data import task_loss
+    >>> type(task_loss("sst2")).__name__, type(task_loss("stsb")).__name__
+    ('SparseCategoricalCrossentropy', 'MeanSquaredError')
+    >>> loss = task_loss("sst2")
+    >>> labels, logits = np.array([1, 0]), np.array([[0.0, 2.0], [1.0, 1.0]])
+    >>> round(float(loss(labels, logits)), 3)
+    0.41
+    """
     import keras
     from keras_flop import glue
 

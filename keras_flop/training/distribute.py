@@ -6,7 +6,14 @@ import tensorflow as tf
 
 
 def is_multi_worker(strategy):
-    """Whether `strategy` spans several workers (Keras reduces its values with collectives)."""
+    """Whether `strategy` spans several workers (Keras reduces its values with collectives).
+
+    Example:
+    >>> import tensorflow as tf
+    >>> from keras_flop.training.distribute import is_multi_worker
+    >>> is_multi_worker(tf.distribute.get_strategy())  # the default strategy: one process
+    False
+    """
     extended = getattr(strategy, "extended", None)
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
         getattr(extended, "_in_multi_worker_mode", lambda: False)()

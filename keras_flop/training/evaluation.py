@@ -6,7 +6,23 @@ import numpy as np
 
 
 def metrics_and_loss(task, outputs, labels):
-    """The task's dev metrics (`eval_*`) and `eval_loss` of `outputs` against `labels`."""
+    """The task's dev metrics (`eval_*`) and `eval_loss` of `outputs` against `labels`.
+
+    `outputs` are the model's logits `[n, num_labels]` (`[n, 1]` scores for STS-B), `labels`
+    the class ids or scores `[n]`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_flop.training.evaluation import metrics_and_loss
+    >>> logits = np.array([[2.0, -1.0], [0.5, 1.5], [1.0, 0.0]])
+    >>> metrics = metrics_and_loss("sst2", logits, np.array([0, 1, 1]))
+    >>> {name: round(value, 3) for name, value in metrics.items()}
+    {'eval_accuracy': 0.667, 'eval_score': 0.667, 'eval_loss': 0.558}
+    >>> scores = np.array([[1.0], [2.5], [4.0]])
+    >>> metrics = metrics_and_loss("stsb", scores, np.array([1.5, 2.0, 4.5]))
+    >>> {name: round(value, 3) for name, value in metrics.items()}
+    {'eval_pearson': 0.933, 'eval_spearman': 1.0, 'eval_score': 0.933, 'eval_loss': 0.25}
+    """
     from keras_flop import glue
 
     import keras

@@ -117,7 +117,22 @@ def _holds_outputs(path, fingerprint):
 
 def outputs_fingerprint(model, examples):
     """A digest of a model's weights and of tokenized examples: what its outputs on them
-    depend on (the padding of a batch changes them only by round-off)."""
+    depend on (the padding of a batch changes them only by round-off).
+
+    Example:
+    >>> import keras, numpy as np, tensorflow as tf
+    >>> from keras_flop.glue.batching import TokenizedExamples
+    >>> from keras_flop.training.fine_tuning import outputs_fingerprint
+    >>> ids = tf.ragged.constant([[2, 5, 3], [2, 6, 7, 3]], tf.int32)
+    >>> examples = TokenizedExamples(ids, tf.zeros_like(ids))
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> fingerprint = outputs_fingerprint(model, examples)
+    >>> len(fingerprint), fingerprint == outputs_fingerprint(model, examples)
+    (64, True)
+    >>> _ = model.layers[0].bias.assign([1.0])  # other weights: other outputs
+    >>> fingerprint == outputs_fingerprint(model, examples)
+    False
+    """
     from keras import ops
 
     digest = hashlib.sha256()
@@ -156,7 +171,17 @@ def epoch_segments(done, steps, per_epoch):
     resumed mid-epoch first finishes that epoch, whole epochs follow in one call, and a run
     whose length is not whole epochs (`--pruning_steps`) ends with the part of an epoch left:
     the progress bar's epochs are the data's, and no `fit` asks for more batches than the
-    stream has (one `fit` of `steps_per_epoch` batches an epoch would run out in its last)."""
+    stream has (one `fit` of `steps_per_epoch` batches an epoch would run out in its last).
+
+    Example:
+    >>> from keras_flop.training.fine_tuning import epoch_segments
+    >>> epoch_segments(done=0, steps=10, per_epoch=4)  # two whole epochs, then half of one
+    [(0, 8), (8, 10)]
+    >>> epoch_segments(done=5, steps=10, per_epoch=4)  # resumed mid-epoch: finish it first
+    [(5, 8), (8, 10)]
+    >>> epoch_segments(done=10, steps=10, per_epoch=4)  # nothing left to train
+    []
+    """
     segments = []
     if done % per_epoch and done < steps:
         boundary = min(steps, (done // per_epoch + 1) * per_epoch)
