@@ -14,26 +14,28 @@ from apps.prune import family
 from apps.prune.parser import SHORTFALL_TOLERANCE
 
 
-def timed_batches(run, padding):
-    """The dev batches the report times: `--report_examples` of the first dev split, drawn
-    once (seed 0, in their order) so that the sample's lengths are the split's; all of it
-    when the split is no larger or the flag is 0. `padding` "fixed" pads every batch to
-    --max_seq_length, "bucketed" to the length buckets a service would run. Returns
-    `(batches, examples timed, examples in the split)`."""
+def timed_batches(run, paddings=("fixed", "bucketed")):
+    """The dev batches the report times, for each of `paddings` ("fixed": every batch padded
+    to --max_seq_length; "bucketed": to the length buckets a service would run):
+    `--report_examples` of the first dev split, drawn once (seed 0, kept in their order) so
+    that the sample's lengths are the split's; all of it when the split is no larger or the
+    flag is 0. The split's tokenization is the run's own (tokenized once). Returns
+    `({padding: batches}, examples timed, examples in the split)`."""
     from keras_flop import glue
 
     args, data = run.args, run.data
-    examples = data.evals[next(iter(data.evals))]
+    tokenized = data.tokenized(next(iter(data.evals)))
+    total = len(tokenized)
     limit = getattr(args, "report_examples", 0)
-    chosen = examples
-    if limit and len(examples) > limit:
-        keep = np.sort(np.random.default_rng(0).choice(len(examples), limit, replace=False))
-        chosen = [examples[i] for i in keep]
-    dataset = glue.make_dataset(
-        glue.tokenize_examples(chosen, data.task, data.preprocessor,
-                               pad_to_max_length=padding == "fixed", boundaries=data.boundaries),
-        data.task, None, args.eval_batch_size)
-    return [x for x, _ in dataset], len(chosen), len(examples)
+    keep = None
+    if limit and total > limit:
+        keep = np.sort(np.random.default_rng(0).choice(total, limit, replace=False))
+    batches = {}
+    for padding in paddings:
+        chosen = tokenized.select(keep, pad_to_max_length=padding == "fixed")
+        batches[padding] = [x for x, _ in glue.make_dataset(chosen, data.task, None,
+                                                            args.eval_batch_size)]
+    return batches, total if keep is None else len(keep), total
 
 
 def timed_text(timed, total):
@@ -153,8 +155,7 @@ def write_report(run):
     split = next(iter(data.evals))
     # Fixed padding to --max_seq_length (comparable with published latencies), and the
     # length-bucketed batches a service would run.
-    batches = {padding: timed_batches(run, padding)[0] for padding in ("fixed", "bucketed")}
-    _, timed, total = timed_batches(run, "fixed")
+    batches, timed, total = timed_batches(run)
     on = timed_text(timed, total)
     print(f"   report: peak memory, then latency of the dense and the compact model in turn "
           f"(3 rounds) on the {on}, padded to {args.max_seq_length} and length-bucketed",
@@ -306,7 +307,8 @@ def write_family_report(run):
     args, data = run.args, run.data
 
     split = next(iter(data.evals))
-    batches, timed, total = timed_batches(run, "fixed")
+    batches, timed, total = timed_batches(run, ("fixed",))
+    batches = batches["fixed"]
     print(f"   report: latency of the dense model and every member in turn (3 rounds) on the "
           f"{timed_text(timed, total)}", flush=True)
     members = run.family_members(snapshotted=False)

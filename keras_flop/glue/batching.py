@@ -162,6 +162,32 @@ class TokenizedExamples:
                                  self.pad_to_max_length, self.pad_id,
                                  {**self.extra_features, **features})
 
+    def select(self, indices=None, pad_to_max_length=None):
+        """The examples at `indices` (all by default), in that order, batched with
+        `pad_to_max_length` (default: as these are); nothing is tokenized again.
+
+        >>> examples = TokenizedExamples(tf.ragged.constant([[2, 5, 3], [2, 6, 7, 3]]),
+        ...                              tf.ragged.constant([[0, 0, 0], [0, 0, 0, 0]]),
+        ...                              targets=np.array([0, 1]), boundaries=[8, 16])
+        >>> picked = examples.select([1], pad_to_max_length=True)
+        >>> len(picked), picked.lengths.tolist(), picked.targets.tolist(), picked.pad_to_max_length
+        (1, [4], [1], True)
+        """
+        indices = np.arange(len(self)) if indices is None else np.asarray(indices, np.int64)
+
+        def pick(values):
+            if values is None:
+                return None
+            if isinstance(values, dict):
+                return {k: pick(v) for k, v in values.items()}
+            return np.asarray(values)[indices]
+
+        return TokenizedExamples(
+            tf.gather(self.token_ids, indices), tf.gather(self.segment_ids, indices),
+            pick(self.targets), self.boundaries,
+            self.pad_to_max_length if pad_to_max_length is None else pad_to_max_length,
+            self.pad_id, {k: pick(v) for k, v in self.extra_features.items()})
+
     def __len__(self):
         return len(self.lengths)
 
