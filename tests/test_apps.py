@@ -450,7 +450,12 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     assert "Method `fisher` (retraining-free" in (output / "report.md").read_text()
     assert "train_time" not in json.loads(
         (output / "finetune_compact" / "eval_results.json").read_text())  # no fine-tuning
-    # The Lagrangian path starts its gates from the Fisher mask (its first two steps).
+    # The Lagrangian path starts its gates from the Fisher mask (its first two steps), from
+    # the dense model the first run fine-tuned (not fine-tuned again).
+    common = ["--task", "sst2", "--data_dir", str(output / "data"), "--dense_model",
+              str(output / "finetune" / "model.keras"), "--max_train_examples", "64",
+              "--max_eval_examples", "32", "--train_batch_size", "16", "--num_fisher_samples",
+              "64", "--max_seq_length", "32", "--target_sparsity", "0.5"]
     args = prune_app.resolve_args(prune_app.build_parser().parse_args(
         ["--output_dir", str(tmp_path / "init"), "--init_mask", "fisher",
          "--structure", "heads+ffn"] + common))
