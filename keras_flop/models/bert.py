@@ -20,6 +20,10 @@ as for any functional model. (Keras' own functional config is not used: it reviv
 `build_bert_classifier` is the public builder: it makes every encoder dense layer with one
 `dense_factory(name, units, activation)`, so the dense model, the factorized pruning model and
 the compact model are the same graph built with different factories.
+
+The graph is the forward pass of `keras_flop.models.forward`, run on the symbolic inputs;
+`BertClassifier.forward_view()` runs the same pass on the built model's layers, with head and
+FFN-unit masks and the tensors in between.
 """
 
 import dataclasses
