@@ -144,7 +144,7 @@ def scale_units(x, mask, unit_size):
 def embed(layers, inputs):
     """The hidden state entering the first encoder layer."""
     config, policy = layers.config, layers.policy
-    init = layers.initializer()  # one for the three tables, as the seeded weights depend on
+    init = layers.initializer()  # one, shared by the three tables: seeded weights rely on it
 
     def embedding(rows):
         return lambda name: keras.layers.Embedding(rows, config.hidden_size,
