@@ -278,3 +278,6 @@ def test_bad_arguments_say_what_to_do():
         keras_flop.prune_post_training(keras_flop.factorize(dense), _batches())
     with pytest.raises(ValueError, match=r"\(features, labels\)"):
         keras_flop.prune_post_training(dense, [_inputs()])
+    with pytest.raises(ValueError, match=r"`unit_keep` needs one bool array per encoder layer, "
+                                         r"of \[64, 64\] units; got \[64\]"):
+        pt.tune_masks(dense, _batches(), [np.ones(4, bool)] * 2, [np.ones(64, bool)])

@@ -90,6 +90,12 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     Returns `(head_scales, unit_scales)`: per layer float arrays, 0 where not kept.
     """
     network = dense_network(model)
+    for which, keep, kind in (("head_keep", head_keep, 0), ("unit_keep", unit_keep, 1)):
+        sizes = [shape[kind] for shape in network.layer_shapes]
+        if [np.size(k) for k in keep] != sizes:
+            raise ValueError(f"`{which}` needs one bool array per encoder layer, of "
+                             f"{sizes} units; got {[np.size(k) for k in keep]} (pass the "
+                             "masks of the search, e.g. `search_masks`).")
     tuner = _Tuner(network)
     forward = tuner.forward
     features = [f for f, _ in batches]
