@@ -11,7 +11,22 @@ from keras_flop.models.bert import bert_network
 
 
 def dense_network(model):
-    """The dense `BertClassifier` of `model`; an error saying what to pass for any other."""
+    """The dense `BertClassifier` of `model`; an error saying what to pass for any other.
+
+    Example:
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> model = keras_flop.build_bert_classifier(config)
+    >>> dense_network(model) is model
+    True
+    >>> dense_network(keras_flop.factorize(model))
+    Traceback (most recent call last):
+    ...
+    ValueError: Model 'bert_classifier' has gates or factorized layers: post-training pruning
+    takes the fine-tuned dense BertClassifier (the model before keras_flop.factorize).
+    """
     network = bert_network(model)
     if not network.is_dense():
         raise ValueError(
@@ -21,7 +36,21 @@ def dense_network(model):
 
 
 def sample_batches(dataset, num_samples):
-    """`(features, labels)` batches from `dataset` holding `num_samples` examples in all."""
+    """`(features, labels)` batches from `dataset` holding `num_samples` examples in all.
+
+    Example:
+    >>> import numpy as np
+    >>> x = {"token_ids": np.ones((4, 3), "int32"), "segment_ids": np.zeros((4, 3), "int32"),
+    ...      "padding_mask": np.ones((4, 3), bool)}
+    >>> batches = sample_batches([(x, np.arange(4))] * 3, num_samples=6)
+    >>> [labels.tolist() for _, labels in batches]
+    [[0, 1, 2, 3], [0, 1]]
+    >>> sample_batches([x], num_samples=6)
+    Traceback (most recent call last):
+    ...
+    ValueError: `dataset` must yield `(features, labels)` batches (labels are needed for the
+    Fisher information), e.g. keras_flop.glue.make_dataset(...).
+    """
     batches, count = [], 0
     for batch in dataset:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:

@@ -26,6 +26,21 @@ def per_example_mask_gradients(model, batches, verbose=0):
     `∂ loss_n / ∂ m` at `m = 1` for every head / FFN unit (empty for a removed block).
 
     `batches`: an iterable of `(features, labels)`.
+
+    Example:
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> model = keras_flop.build_bert_classifier(config)
+    >>> x = {"token_ids": np.arange(1, 21, dtype="int32").reshape(4, 5),
+    ...      "segment_ids": np.zeros((4, 5), "int32"), "padding_mask": np.ones((4, 5), bool)}
+    >>> batches = [(x, np.array([0, 1, 0, 1]))]
+    >>> head_grads, unit_grads = per_example_mask_gradients(model, batches)
+    >>> [g.shape for g in head_grads], [g.shape for g in unit_grads]
+    ([(4, 2), (4, 2)], [(4, 16), (4, 16)])
+    >>> [s.shape for s in fisher_scores(head_grads)]
+    [(2,), (2,)]
     """
     network = dense_network(model)
     forward = network.forward_view()
@@ -63,5 +78,11 @@ def per_example_mask_gradients(model, batches, verbose=0):
 
 def fisher_scores(grads):
     """The diagonal Fisher score of every unit, per layer: the mean squared per-example
-    gradient of `per_example_mask_gradients`' `[examples, units]` arrays."""
+    gradient of `per_example_mask_gradients`' `[examples, units]` arrays.
+
+    Example:
+    >>> import numpy as np
+    >>> fisher_scores([np.array([[1.0, 0.0], [3.0, 2.0]])])[0].tolist()
+    [5.0, 2.0]
+    """
     return [np.mean(np.square(g), axis=0) for g in grads]

@@ -24,7 +24,15 @@ MAX_SCALE = 10.0
 def solve_scales(ata, atb):
     """The least-squares scales from the normal equations `AᵀA s = Aᵀb` (float64;
     `numpy.linalg.lstsq` handles a singular system); ones when the solution is not finite or
-    exceeds `MAX_SCALE` in magnitude."""
+    exceeds `MAX_SCALE` in magnitude.
+
+    Example:
+    >>> import numpy as np
+    >>> solve_scales(np.array([[2.0, 0.0], [0.0, 4.0]]), np.array([2.0, 2.0])).tolist()
+    [1.0, 0.5]
+    >>> solve_scales(np.array([[1e-3]]), np.array([1.0])).tolist()  # 1000: ill-conditioned
+    [1.0]
+    """
     scales = np.linalg.lstsq(np.asarray(ata, np.float64), np.asarray(atb, np.float64),
                              rcond=None)[0]
     if not np.all(np.isfinite(scales)) or np.max(np.abs(scales), initial=0.0) > MAX_SCALE:
@@ -88,6 +96,20 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     """Least-squares scales of the kept heads and units, layer by layer (module docstring).
 
     Returns `(head_scales, unit_scales)`: per layer float arrays, 0 where not kept.
+
+    Example:
+    >>> import keras_flop, numpy as np
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> model = keras_flop.build_bert_classifier(config)
+    >>> x = {"token_ids": np.arange(1, 21, dtype="int32").reshape(4, 5),
+    ...      "segment_ids": np.zeros((4, 5), "int32"), "padding_mask": np.ones((4, 5), bool)}
+    >>> batches = [(x, np.array([0, 1, 0, 1]))]
+    >>> keep = np.arange(16) < 8
+    >>> heads, units = tune_masks(model, batches, [np.ones(2, bool)] * 2, [keep, keep])
+    >>> [int(np.count_nonzero(u)) for u in units], [u[8:].tolist() == [0.0] * 8 for u in units]
+    ([8, 8], [True, True])
     """
     network = dense_network(model)
     for which, keep, kind in (("head_keep", head_keep, 0), ("unit_keep", unit_keep, 1)):
