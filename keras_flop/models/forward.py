@@ -20,6 +20,7 @@ So a change to the forward pass, and every layer name, is made here only.
 
 import collections
 import functools
+import numbers
 
 import keras
 import keras_hub
@@ -302,7 +303,7 @@ class BertForward:
         return (logits, states) if hidden_states else logits
 
     def _check_index(self, index, kind=None):
-        if isinstance(index, bool) or not isinstance(index, int) or \
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or \
                 not 0 <= index < len(self.layer_shapes):
             raise ValueError(f"`index` must be an encoder layer index in "
                              f"[0, {len(self.layer_shapes)}); got {index!r}.")
