@@ -11,22 +11,7 @@ from keras_flop.models.bert import bert_network
 
 
 def dense_network(model):
-    """The dense `BertClassifier` of `model`; an error saying what to pass for any other.
-
-    Example:
-    >>> import keras_flop, numpy as np
-    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
-    ...                                num_attention_heads=2, intermediate_size=16,
-    ...                                max_position_embeddings=16)
-    >>> model = keras_flop.build_bert_classifier(config)
-    >>> dense_network(model) is model
-    True
-    >>> dense_network(keras_flop.factorize(model))
-    Traceback (most recent call last):
-    ...
-    ValueError: Model 'bert_classifier' has gates or factorized layers: post-training pruning
-    takes the fine-tuned dense BertClassifier (the model before keras_flop.factorize).
-    """
+    """The dense `BertClassifier` of `model`; an error saying what to pass for any other."""
     network = bert_network(model)
     if not network.is_dense():
         raise ValueError(

@@ -3,6 +3,20 @@
 `PostTrainingMasks` holds what the search found per encoder layer; `masked_model` turns it
 into a `heads+ffn` gated model that `keras_flop.compact` cuts to the plain compact model;
 `init_gates_from_masks` starts a Lagrangian pruning model's gates from it instead.
+
+Example: layer 0 keeps its first head and FFN units, layer 1 nothing.
+>>> import keras_flop, numpy as np
+>>> model = keras_flop.build_bert_classifier(keras_flop.BertConfig(
+...     vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+...     intermediate_size=16))
+>>> masks = PostTrainingMasks([np.array([1.0, 0.0]), np.zeros(2)],
+...                           [np.r_[np.ones(8), np.zeros(8)], np.zeros(16)], None, None, 0, 0)
+>>> keras_flop.compact(masked_model(model, masks)).layer_shapes
+((1, 8), (0, 0))
+>>> pruning_model = init_gates_from_masks(keras_flop.factorize(model, structure="heads+ffn"),
+...                                       masks)
+>>> pruning_model.network.get_layer("layer_0_head_mask").log_alpha.numpy().tolist()
+[5.0, -5.0]
 """
 
 import dataclasses
@@ -57,22 +71,7 @@ def masked_model(model, masks):
     """A `heads+ffn` gated copy of the dense `model` computing the pruned, tuned model: the
     gates are exactly open (kept) or closed, the tuned scales folded into the rows of the
     attention output and FFN output kernels. `keras_flop.compact` turns it into the plain
-    compact model.
-
-    Example:
-    >>> import keras_flop, numpy as np
-    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
-    ...                                num_attention_heads=2, intermediate_size=16,
-    ...                                max_position_embeddings=16)
-    >>> model = keras_flop.build_bert_classifier(config)
-    >>> masks = PostTrainingMasks([np.array([1.0, 0.0]), np.array([0.0, 0.0])],
-    ...                           [np.r_[np.ones(8), np.zeros(8)], np.zeros(16)], None, None, 0, 0)
-    >>> gated = masked_model(model, masks)
-    >>> gated.gates
-    ('heads', 'ffn')
-    >>> keras_flop.compact(gated).layer_shapes
-    ((1, 8), (0, 0))
-    """
+    compact model."""
     network = dense_network(model)
     gated = factorize_model(network, structure="heads+ffn")
     head_size = network.bert_config.head_size
@@ -97,19 +96,6 @@ def init_gates_from_masks(pruning_model, masks, log_alpha=5.0):
 
     `pruning_model` must gate heads and FFN units (`structure` `heads+ffn`,
     `heads+ffn+layers` or `all`) and have the encoder `masks` were computed on.
-
-    Example:
-    >>> import keras_flop, numpy as np
-    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
-    ...                                num_attention_heads=2, intermediate_size=16,
-    ...                                max_position_embeddings=16)
-    >>> model = keras_flop.build_bert_classifier(config)
-    >>> masks = PostTrainingMasks([np.array([1.0, 0.0])] * 2, [np.ones(16)] * 2, None, None,
-    ...                           0, 0)
-    >>> pruning_model = init_gates_from_masks(keras_flop.factorize(model, structure="heads+ffn"),
-    ...                                       masks)
-    >>> pruning_model.network.get_layer("layer_0_head_mask").log_alpha.numpy().tolist()
-    [5.0, -5.0]
     """
     parts = encoder_layer_parts(getattr(pruning_model, "network", pruning_model))
     if len(parts) != len(masks.head_scales):

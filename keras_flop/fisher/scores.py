@@ -29,10 +29,9 @@ def per_example_mask_gradients(model, batches, verbose=0):
 
     Example:
     >>> import keras_flop, numpy as np
-    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
-    ...                                num_attention_heads=2, intermediate_size=16,
-    ...                                max_position_embeddings=16)
-    >>> model = keras_flop.build_bert_classifier(config)
+    >>> model = keras_flop.build_bert_classifier(keras_flop.BertConfig(
+    ...     vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...     intermediate_size=16))
     >>> x = {"token_ids": np.arange(1, 21, dtype="int32").reshape(4, 5),
     ...      "segment_ids": np.zeros((4, 5), "int32"), "padding_mask": np.ones((4, 5), bool)}
     >>> batches = [(x, np.array([0, 1, 0, 1]))]

@@ -96,20 +96,6 @@ def tune_masks(model, batches, head_keep, unit_keep, verbose=0):
     """Least-squares scales of the kept heads and units, layer by layer (module docstring).
 
     Returns `(head_scales, unit_scales)`: per layer float arrays, 0 where not kept.
-
-    Example:
-    >>> import keras_flop, numpy as np
-    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2,
-    ...                                num_attention_heads=2, intermediate_size=16,
-    ...                                max_position_embeddings=16)
-    >>> model = keras_flop.build_bert_classifier(config)
-    >>> x = {"token_ids": np.arange(1, 21, dtype="int32").reshape(4, 5),
-    ...      "segment_ids": np.zeros((4, 5), "int32"), "padding_mask": np.ones((4, 5), bool)}
-    >>> batches = [(x, np.array([0, 1, 0, 1]))]
-    >>> keep = np.arange(16) < 8
-    >>> heads, units = tune_masks(model, batches, [np.ones(2, bool)] * 2, [keep, keep])
-    >>> [int(np.count_nonzero(u)) for u in units], [u[8:].tolist() == [0.0] * 8 for u in units]
-    ([8, 8], [True, True])
     """
     network = dense_network(model)
     for which, keep, kind in (("head_keep", head_keep, 0), ("unit_keep", unit_keep, 1)):
