@@ -204,3 +204,46 @@ def test_bad_structure_arguments_say_what_to_pass():
             "layer_0_attention_query": keras.layers.Dense(32, name="query")})
     with pytest.raises(ValueError, match="`bert_config` must be a BertConfig"):
         keras_flop.BertClassifier("bert_config.json")
+
+
+def test_forward_view_is_the_model_with_its_gates_removed_blocks_and_hidden_states():
+    from keras_flop.models.bert import hidden_state_layers
+
+    config = BertConfig(**TINY, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    model = build_bert_classifier(config, num_labels=3, layer_shapes=[(0, 16), (3, 0)],
+                                  gates=("heads", "ffn", "layers"),
+                                  gate_config={"init": "paper", "seed": 1})
+    batch = _batch()
+    view = model.forward_view()
+    logits, states = view(batch, hidden_states=True)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(model(batch)), atol=1e-5)
+    probe = keras.Model(model.inputs, [layer.output for layer in hidden_state_layers(model)])
+    for state, expected in zip(states[1:], probe(batch)):
+        np.testing.assert_allclose(np.asarray(state), np.asarray(expected), atol=1e-5)
+    # Block by block: the same states; the masks multiply after the model's own gates.
+    pm = batch["padding_mask"]
+    x = view.ffn(0, view.attention(0, view.embed(batch), pm).output).output
+    np.testing.assert_allclose(np.asarray(x), np.asarray(states[1]), atol=1e-6)
+    closed = view.attention(1, x, pm, head_mask=np.zeros(3, "float32")).residual
+    bias = model.get_layer("layer_1_attention_output").bias
+    gate = model.get_layer("layer_1_attention_mask").mask()
+    np.testing.assert_allclose(np.asarray(closed), np.asarray(x + np.asarray(bias) * gate),
+                               atol=1e-5)
+
+
+def test_forward_view_arguments_say_what_to_pass():
+    model = build_bert_classifier(BertConfig(**TINY), layer_shapes=[(4, 64), (2, 0)])
+    view = model.forward_view()
+    batch = _batch()
+    with pytest.raises(ValueError, match=r"`head_masks` needs one mask \(or None\) per encoder "
+                                         r"layer \(2\); got 1"):
+        view(batch, head_masks=[np.ones(4)])
+    with pytest.raises(ValueError, match=r"head mask of encoder layer 1 has shape \(4,\): "
+                                         r"pass \[2\] or \[batch, 2\]"):
+        view(batch, head_masks=[None, np.ones(4)])
+    with pytest.raises(ValueError, match=r"`index` must be an encoder layer index in \[0, 2\)"):
+        view.attention(2, view.embed(batch), batch["padding_mask"])
+    with pytest.raises(ValueError, match="Encoder layer 1 has no FFN units"):
+        view.intermediate(1, view.embed(batch))
+    with pytest.raises(ValueError, match="takes a keras-flop BertClassifier"):
+        keras_flop.models.BertForward(keras.Model(model.inputs, model.outputs))

@@ -21,7 +21,7 @@ NO_EXAMPLES = {
     "keras_flop.export": _PACKAGE,
     "keras_flop.export.saved_model": "an export traces the tokenizer and writes a SavedModel "
                                      "(about 20 s); covered by tests/test_export.py",
-    "keras_flop.fisher": "covered by tests/test_post_training.py",
+    "keras_flop.fisher": _PACKAGE,
     "keras_flop.gates": _PACKAGE,
     "keras_flop.glue": _REEXPORTS,
     "keras_flop.lagrangian": _PACKAGE,

@@ -10,6 +10,7 @@ import pytest
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.fisher import post_training as pt
+from keras_flop.fisher import tuning
 from keras_flop.gates.structure import encoder_layer_parts, mask_values
 from conftest import random_inputs
 
@@ -38,11 +39,24 @@ def _batches(n=12, batch=4, seed=0, num_labels=2):
             for i in range(0, n, batch)]
 
 
-def test_masked_forward_equals_the_model():
+def test_masked_forward_equals_the_model_and_the_compact_model_of_a_mask():
+    """The method's masked forward pass is the model's own: at all-ones masks it gives the
+    model's logits, and at a binary mask those of the compact model that mask cuts."""
     dense = _dense()
     x = _inputs()
-    np.testing.assert_allclose(np.asarray(pt._Encoder(dense).logits(x)), np.asarray(dense(x)),
-                               atol=1e-5)
+    forward = dense.forward_view()
+    ones = [np.ones(h, "float32") for h, _ in dense.layer_shapes], \
+        [np.ones(u, "float32") for _, u in dense.layer_shapes]
+    for logits in (forward(x), forward(x, *ones)):
+        np.testing.assert_allclose(np.asarray(logits), np.asarray(dense(x)), atol=1e-5)
+    rng = np.random.default_rng(0)
+    heads = [np.array([1, 0, 1, 1], "float32"), np.array([0, 0, 0, 1], "float32")]
+    units = [(rng.random(64) < 0.5).astype("float32"), np.zeros(64, "float32")]
+    masks = pt.PostTrainingMasks(heads, units, heads, units, 0, 0)
+    compact_model = keras_flop.compact(pt.masked_model(dense, masks))
+    assert compact_model.layer_shapes == ((3, int(units[0].sum())), (1, 0))
+    np.testing.assert_allclose(np.asarray(forward(x, heads, units)),
+                               np.asarray(compact_model(x)), atol=1e-5)
 
 
 def _loss_with_scaled_rows(dense, x, y, layer, suffix, rows, factor):
@@ -123,21 +137,21 @@ def test_rearrangement_keeps_the_count_and_lowers_the_block_fisher_loss():
 def _system_check(kind, dense, seed=0):
     """`(tuned scales, explicit lstsq scales, errors)` of layer 1's `kind` sublayer, the
     columns of `A` made explicitly from the masked forward pass with one-hot masks."""
-    encoder, tuner = pt._Encoder(dense), pt._Tuner(pt._Encoder(dense))
+    encoder, tuner = dense.forward_view(), tuning._Tuner(dense)
     x = _inputs(seed=seed)
     pm = x["padding_mask"]
-    teacher = encoder.embed(x, training=False)
+    teacher = encoder.embed(x)
     rng = np.random.default_rng(seed)
     student = teacher + rng.normal(0, 0.3, teacher.shape).astype("float32")
     size = 4 if kind == "attention" else 64
     kept = np.sort(rng.choice(size, 3 if kind == "attention" else 40, replace=False))
     if kind == "attention":
         def forward(inp, mask):
-            return np.asarray(encoder.attention_sum(1, inp, pm, mask))
+            return np.asarray(encoder.attention(1, inp, pm, mask).residual)
         ata, atb = tuner.attention_system(1, student, forward(teacher, None), pm, kept)
     else:
         def forward(inp, mask):
-            return np.asarray(encoder.ffn_sum(1, inp, mask))
+            return np.asarray(encoder.ffn(1, inp, mask).residual)
         ata, atb = tuner.ffn_system(1, student, forward(teacher, None), pm, kept)
     target = forward(teacher, None)[pm]
     base = forward(student, np.zeros(size, "float32"))[pm]
@@ -235,7 +249,7 @@ def test_pruned_model_meets_the_budget_and_compacts_exactly(target):
     # The gated model is the masked, tuned forward pass.
     np.testing.assert_allclose(
         np.asarray(gated(x, training=False)),
-        np.asarray(pt._Encoder(dense).logits(x, masks.head_scales, masks.unit_scales)),
+        np.asarray(dense.forward_view()(x, masks.head_scales, masks.unit_scales)),
         atol=1e-5)
     assert set(masks.seconds) == {"fisher", "search", "rearrange", "tune"}
 
@@ -264,3 +278,6 @@ def test_bad_arguments_say_what_to_do():
         keras_flop.prune_post_training(keras_flop.factorize(dense), _batches())
     with pytest.raises(ValueError, match=r"\(features, labels\)"):
         keras_flop.prune_post_training(dense, [_inputs()])
+    with pytest.raises(ValueError, match=r"`unit_keep` needs one bool array per encoder layer, "
+                                         r"of \[64, 64\] units; got \[64\]"):
+        pt.tune_masks(dense, _batches(), [np.ones(4, bool)] * 2, [np.ones(64, bool)])

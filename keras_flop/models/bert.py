@@ -20,37 +20,29 @@ as for any functional model. (Keras' own functional config is not used: it reviv
 `build_bert_classifier` is the public builder: it makes every encoder dense layer with one
 `dense_factory(name, units, activation)`, so the dense model, the factorized pruning model and
 the compact model are the same graph built with different factories.
+
+The graph is the forward pass of `keras_flop.models.forward`, run on the symbolic inputs;
+`BertClassifier.forward_view()` runs the same pass on the built model's layers, with head and
+FFN-unit masks and the tensors in between.
 """
 
 import dataclasses
 import numbers
 
 import keras
-import keras_hub
 
 from keras_flop.models.activations import get_activation
 from keras_flop.models.config import BertConfig
 from keras_flop.compat import DistributedBuildMixin
-from keras_flop.layers.attention import ScaledDotProductAttention
-from keras_flop.layers.hard_concrete_mask import HardConcreteMask
-from keras_flop.layers.pruned_sublayer import PrunedSublayer
+# The layer names and gate kinds are the forward pass's; imported here for this module's
+# users too.
+from keras_flop.models.forward import (ENCODER_DENSE_SUFFIXES, HIDDEN_STATE_SUFFIX,  # noqa: F401
+                                       MASK_SUFFIXES, STRUCTURAL_GATES, BertForward,
+                                       LayerMaker, forward)
 
-# The six dense layers of every encoder layer, in the order of the forward pass.
-ENCODER_DENSE_SUFFIXES = ("attention_query", "attention_key", "attention_value",
-                          "attention_output", "intermediate", "output")
 _ATTENTION_SUFFIXES = ENCODER_DENSE_SUFFIXES[:4]
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
-
-# The LayerNorm that ends every encoder layer: its output is the layer's hidden state.
-HIDDEN_STATE_SUFFIX = "output_layer_norm"
-
-# Structural gates an encoder layer can carry, and the names of their `HardConcreteMask`s:
-# "heads" scales each head's context before the output projection, "ffn" each intermediate
-# unit, "layers" the whole attention block and the whole FFN block.
-STRUCTURAL_GATES = ("heads", "ffn", "layers")
-MASK_SUFFIXES = {"head": "head_mask", "intermediate": "intermediate_mask",
-                 "attention": "attention_mask", "ffn": "ffn_mask"}
 
 
 def encoder_dense_names(num_layers):
@@ -93,10 +85,6 @@ def bert_inputs():
         "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
         "padding_mask": keras.Input(shape=(None,), dtype="bool", name="padding_mask"),
     }
-
-
-def _initializer(config):
-    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
 def _check_gates(gates):
@@ -215,31 +203,9 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
                     f"`dense_layers[{layer_name!r}]` has {getattr(layer, 'units', None)} units; "
                     f"the structure needs {specs[layer_name][0]}.")
         policy = keras.dtype_policies.get(dtype)
-
-        def make_dense(layer_name):
-            if layer_name in dense_layers:
-                return dense_layers[layer_name]
-            units, activation = specs[layer_name]
-            return keras.layers.Dense(units, activation=activation, name=layer_name,
-                                      kernel_initializer=_initializer(bert_config),
-                                      dtype=policy)
-
-        def make_mask(mask_name, size, unit_size):
-            return HardConcreteMask(size, unit_size=unit_size, name=mask_name,
-                                    **(gate_config or {}))
-
         inputs = bert_inputs()
-        x = _embeddings(bert_config, inputs, policy)
-        for index in range(bert_config.num_hidden_layers):
-            x = _encoder_layer(bert_config, index, x, inputs["padding_mask"], make_dense,
-                               make_mask, gates, shapes[index], policy)
-        pooled = keras.layers.Dense(bert_config.hidden_size, activation="tanh", name="pooler",
-                                    kernel_initializer=_initializer(bert_config),
-                                    dtype=policy)(x[:, 0, :])
-        pooled = keras.layers.Dropout(bert_config.hidden_dropout_prob,
-                                      name="classifier_dropout", dtype=policy)(pooled)
-        logits = keras.layers.Dense(num_labels, name="classifier", dtype="float32",
-                                    kernel_initializer=_initializer(bert_config))(pooled)
+        logits, _ = forward(LayerMaker(bert_config, num_labels, shapes, gates, gate_config or {},
+                                       policy, specs, dense_layers), inputs)
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
         # The functional constructor ignores `dtype`: set the model's own policy, which
         # `get_config` saves.
@@ -279,6 +245,12 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         """The encoder dense layers (`Dense` or `FactorizedDense`), in graph order."""
         return [self.get_layer(name) for name in self._dense_names]
 
+    def forward_view(self):
+        """A `BertForward` of this model: its inference pass on its own layers, whole or
+        block by block, with optional head and FFN-unit masks, giving the hidden states,
+        attention contexts and intermediate activations in between."""
+        return BertForward(self)
+
     def is_dense(self):
         """Whether this is a plain dense model: no gates, every encoder dense layer a `Dense`
         (not factorized), as fine-tuning leaves it and `factorize` takes it."""
@@ -310,66 +282,6 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
-
-
-def _embeddings(config, inputs, policy):
-    init = _initializer(config)
-    words = keras.layers.Embedding(config.vocab_size, config.hidden_size,
-                                   embeddings_initializer=init, name="word_embeddings",
-                                   dtype=policy)(inputs["token_ids"])
-    positions = keras_hub.layers.PositionEmbedding(config.max_position_embeddings,
-                                                   initializer=init,
-                                                   name="position_embeddings",
-                                                   dtype=policy)(words)
-    types = keras.layers.Embedding(config.type_vocab_size, config.hidden_size,
-                                   embeddings_initializer=init, name="token_type_embeddings",
-                                   dtype=policy)(inputs["segment_ids"])
-    x = keras.layers.Add(name="embeddings_add", dtype=policy)([words, positions, types])
-    x = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm",
-                                        dtype=policy)(x)
-    return keras.layers.Dropout(config.hidden_dropout_prob, name="embeddings_dropout",
-                                dtype=policy)(x)
-
-
-def _encoder_layer(config, index, x, padding_mask, make_dense, make_mask, gates, shape,
-                   policy):
-    prefix = f"layer_{index}_"
-    hidden = config.hidden_size
-    num_heads, intermediate_size = shape
-    if num_heads:
-        q = make_dense(prefix + "attention_query")(x)
-        k = make_dense(prefix + "attention_key")(x)
-        v = make_dense(prefix + "attention_value")(x)
-        context = ScaledDotProductAttention(
-            num_heads, config.head_size, config.attention_probs_dropout_prob,
-            name=prefix + "attention", dtype=policy)(q, k, v, padding_mask)
-        if "heads" in gates:
-            context = make_mask(prefix + MASK_SUFFIXES["head"], num_heads,
-                                config.head_size)(context)
-        attention = make_dense(prefix + "attention_output")(context)
-        if "layers" in gates:
-            attention = make_mask(prefix + MASK_SUFFIXES["attention"], 1, hidden)(attention)
-    else:
-        attention = PrunedSublayer(hidden, name=prefix + "attention_pruned", dtype=policy)(x)
-    attention = keras.layers.Dropout(config.hidden_dropout_prob,
-                                     name=prefix + "attention_dropout", dtype=policy)(attention)
-    x = keras.layers.Add(name=prefix + "attention_residual", dtype=policy)([x, attention])
-    x = keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + "attention_layer_norm",
-                                        dtype=policy)(x)
-    if intermediate_size:
-        ffn = make_dense(prefix + "intermediate")(x)
-        if "ffn" in gates:
-            ffn = make_mask(prefix + MASK_SUFFIXES["intermediate"], intermediate_size, 1)(ffn)
-        ffn = make_dense(prefix + "output")(ffn)
-        if "layers" in gates:
-            ffn = make_mask(prefix + MASK_SUFFIXES["ffn"], 1, hidden)(ffn)
-    else:
-        ffn = PrunedSublayer(hidden, name=prefix + "output_pruned", dtype=policy)(x)
-    ffn = keras.layers.Dropout(config.hidden_dropout_prob, name=prefix + "output_dropout",
-                               dtype=policy)(ffn)
-    x = keras.layers.Add(name=prefix + "output_residual", dtype=policy)([x, ffn])
-    return keras.layers.LayerNormalization(epsilon=1e-12, name=prefix + HIDDEN_STATE_SUFFIX,
-                                           dtype=policy)(x)
 
 
 def build_bert_classifier(config, num_labels=2, dense_factory=None, name="bert_classifier",
