@@ -211,9 +211,9 @@ def run_speedups(directory, data, count, batch_sizes, compact="finetune_compact"
     return measured_speedups(*models, data, count, batch_sizes)
 
 
-# The smoke mode: the built-in toy task at its sizes, every run a few steps (minutes in all).
-SMOKE_FLAGS = ("--max_seq_length", "32", "--max_eval_examples", "32", "--train_batch_size",
-               "16")
+# The smoke mode's apps.prune flags: the built-in toy task's dev set cut short, small batches
+# (a benchmark sets the length, 32, and the run's steps itself).
+SMOKE_FLAGS = ("--max_eval_examples", "32", "--train_batch_size", "16")
 
 
 def add_smoke_argument(parser):
@@ -239,3 +239,31 @@ def smoke_fixture(directory):
         shutil.copyfile(vocab, os.path.join(directory, "teacher", "vocab.txt"))
         keras_flop.build_bert_classifier(toy_task.toy_config(), 2).save(teacher)
     return glue_dir, teacher
+
+
+def parse_with_smoke(parser, argv, smoke_defaults):
+    """`parser`'s arguments; under `--smoke` with `smoke_defaults` as the defaults (flags given
+    on the command line still win)."""
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**smoke_defaults)
+        args = parser.parse_args(argv)
+    return args
+
+
+def passed_flags(args, names):
+    """`--name value` for each of `names` (settings the benchmark shares with the app, by the
+    app's flag names) that is not None."""
+    flags = []
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            flags += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags
+
+
+def as_ratio(speedup):
+    """`(ratio, low, high)` of compact over dense time from `(speedup, low, high)` of dense over
+    compact (the apps' report.json and `measured_speedups`)."""
+    median, low, high = speedup
+    return 1.0 / median, 1.0 / high, 1.0 / low
