@@ -44,10 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (SMOKE_FLAGS, add_data_argument, add_smoke_argument,  # noqa: E402
+from support import (add_data_argument, add_smoke_argument,  # noqa: E402
                      app_command, as_ratio, dense_model_flags, eval_data, fine_tuned_teacher,
                      machine_header, mean_std, parse_seeds, parse_with_smoke, passed_flags,
-                     run, run_json, run_speedups, shown, smoke_fixture)
+                     run, run_json, run_speedups, shown, smoke_fixture, smoke_flags)
 
 # Settings passed to every row's apps.prune command under the app's own flag names.
 APP_FLAGS = ("learning_rate", "distillation_weight", "distillation_temperature",
@@ -141,7 +141,7 @@ def row_command(args, glue_dir, teacher, structure, target, seed, directory):
         "--eval_batch_size", 8, "--seed", seed, "--allow_short",
         # The rows of one seed share its teacher: its outputs for distillation computed once.
         "--teacher_outputs", os.path.join(os.path.dirname(directory), "teacher_outputs.npz"),
-        *passed_flags(args, APP_FLAGS), *(SMOKE_FLAGS if args.smoke else ()))
+        *passed_flags(args, APP_FLAGS), *smoke_flags(args))
 
 
 def row_figures(directory, structure, target, seed, batch1):

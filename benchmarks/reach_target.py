@@ -40,9 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (SMOKE_FLAGS, add_data_argument, add_smoke_argument,  # noqa: E402
+from support import (add_data_argument, add_smoke_argument,  # noqa: E402
                      app_command, dense_model_flags, fine_tuned_teacher, machine_header,
-                     parse_with_smoke, run, run_json, shown, smoke_fixture)
+                     parse_with_smoke, run, run_json, shown, smoke_fixture, smoke_flags)
 
 STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
 TOLERANCE = 0.02  # the promise: realized within this of the target
@@ -121,7 +121,7 @@ def cell_command(args, glue_dir, task, teacher, structure, target, init, directo
         structure, "--target_sparsity", f"{target:g}", "--init_mask", init,
         "--num_train_epochs", args.epochs, "--max_train_examples", args.max_train_examples,
         "--max_seq_length", args.max_seq_length, "--seed", args.seed, "--final_epochs", 0,
-        "--allow_short", *(SMOKE_FLAGS if args.smoke else ()))
+        "--allow_short", *smoke_flags(args))
 
 
 def cell_figures(directory, target):

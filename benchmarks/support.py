@@ -211,9 +211,10 @@ def run_speedups(directory, data, count, batch_sizes, compact="finetune_compact"
     return measured_speedups(*models, data, count, batch_sizes)
 
 
-# The smoke mode's apps.prune flags: the built-in toy task's dev set cut short, small batches
-# (a benchmark sets the length, 32, and the run's steps itself).
-SMOKE_FLAGS = ("--max_eval_examples", "32", "--train_batch_size", "16")
+def smoke_flags(args):
+    """The smoke mode's apps.prune flags (none without `--smoke`): the toy task's dev set cut
+    short, small batches. A benchmark sets the length (32) and the run's steps itself."""
+    return ["--max_eval_examples", "32", "--train_batch_size", "16"] if args.smoke else []
 
 
 def add_smoke_argument(parser):

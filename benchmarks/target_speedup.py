@@ -54,10 +54,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from apps.prune.parser import FAMILY_LENGTH  # noqa: E402
-from support import (SMOKE_FLAGS, add_data_argument, add_smoke_argument,  # noqa: E402
+from support import (add_data_argument, add_smoke_argument,  # noqa: E402
                      app_command, dense_model_flags, eval_data, fine_tuned_teacher,
                      machine_header, parse_with_smoke, run, run_json, run_speedups, shown,
-                     smoke_fixture)
+                     smoke_fixture, smoke_flags)
 
 PROMISE = 0.10  # measured within this fraction of the request at the table's batch size
 SMOKE = dict(speedups="1.5", max_train_examples=64, epochs=1, timed_examples=16,
@@ -125,7 +125,7 @@ def prune_command(args, glue_dir, teacher, directory, table, *target):
         args.structure, "--init_mask", args.init_mask, *target, "--max_train_examples",
         args.max_train_examples, "--max_seq_length", args.max_seq_length, "--eval_batch_size",
         args.batch_size, "--seed", args.seed, "--final_epochs", 0, "--allow_short",
-        *(["--latency_table", table] if table else []), *(SMOKE_FLAGS if args.smoke else ()))
+        *(["--latency_table", table] if table else []), *smoke_flags(args))
 
 
 def row_directory(args, requested):
