@@ -46,8 +46,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (add_data_argument, fine_tuned_teacher, machine_header,  # noqa: E402
-                     run, run_speedups, shown)
+from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
+                     machine_header, run, run_speedups, shown)
+
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
                    "--target_speedup"),
@@ -244,9 +245,7 @@ def print_table(args, rows):
               f"({r['parameters'] / r['dense_parameters']:.2f}) | {r['speedup_b8']:.2f}x "
               f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
               f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
-    print("\nCommands (one per row):")
-    for r in rows:
-        print("    " + r.get("command", "(not recorded with this row)"))
+    print("\n".join(command_lines(rows)))
 
 
 def recorded_rows(args, summary, flag):

@@ -37,9 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (CHECKPOINT, add_data_argument, add_smoke_argument,  # noqa: E402
-                     app_command, machine_header, parse_with_smoke, passed_flags, run,
-                     run_json, shown, smoke_flags)
+from support import (CHECKPOINT, add_data_argument, add_smoke_argument, app_command,  # noqa: E402
+                     command_lines, machine_header, parse_with_smoke, passed_flags, run, run_json,
+                     shown, smoke_flags)
 
 # Settings passed to every command under the app's own flag names.
 APP_FLAGS = ("finetune_learning_rate", "max_seq_length", "max_train_examples",
@@ -138,9 +138,7 @@ def table_lines(args, rows):
             f"{r['finetune_s']:.0f} | {base['finetune_s'] / r['finetune_s']:.2f}x | "
             f"{r['finetune_score']:.4f} | {r['prune_s']:.0f} | "
             f"{base['prune_s'] / r['prune_s']:.2f}x | {r['prune_score']:.4f} |")
-    lines += ["", "Commands (one per row):"]
-    lines += ["    " + r.get("command", "(not recorded with this row)") for r in rows]
-    return lines
+    return lines + command_lines(rows)
 
 
 def main(argv=None):

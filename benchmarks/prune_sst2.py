@@ -44,10 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (add_data_argument, add_smoke_argument,  # noqa: E402
-                     app_command, as_ratio, dense_model_flags, eval_data, fine_tuned_teacher,
-                     machine_header, mean_std, parse_seeds, parse_with_smoke, passed_flags,
-                     run, run_json, run_speedups, shown, smoke_fixture, smoke_flags)
+from support import (add_data_argument, add_smoke_argument, app_command, as_ratio,  # noqa: E402
+                     command_lines, dense_model_flags, eval_data, fine_tuned_teacher,
+                     machine_header, mean_std, parse_seeds, parse_with_smoke, passed_flags, run,
+                     run_json, run_speedups, shown, smoke_fixture, smoke_flags)
 
 # Settings passed to every row's apps.prune command under the app's own flag names.
 APP_FLAGS = ("learning_rate", "distillation_weight", "distillation_temperature",
@@ -215,9 +215,7 @@ def table_lines(args, rows):
             f"{mean_std((100 * (r['accuracy'] - dense[r['seed']]) for r in group), 2)} | "
             f"{_ratio(group, 'batch8')} | {_ratio(group, 'batch1')} | "
             f"{_ratio(group, 'batch8b')} |")
-    lines += ["", "Commands (one per row):"]
-    lines += ["    " + r.get("command", "(not recorded with this row)") for r in rows]
-    return lines
+    return lines + command_lines(rows)
 
 
 def plot_frontier(args, rows):

@@ -40,8 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import (add_data_argument, add_smoke_argument,  # noqa: E402
-                     app_command, dense_model_flags, fine_tuned_teacher, machine_header,
+from support import (add_data_argument, add_smoke_argument, app_command,  # noqa: E402
+                     command_lines, dense_model_flags, fine_tuned_teacher, machine_header,
                      parse_with_smoke, run, run_json, shown, smoke_fixture, smoke_flags)
 
 STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
@@ -176,9 +176,8 @@ def table_lines(args, rows):
             f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | {score} | {seconds} |")
     misses = [r for r in rows if abs(r["realized"] - r["target"]) > TOLERANCE]
     lines += ["", f"{len(rows) - len(misses)} of {len(rows)} cells realized within "
-                  f"{TOLERANCE} of the target.", "", "Commands (one per cell):"]
-    lines += ["    " + r.get("command", "(not recorded with this cell)") for r in rows]
-    return lines
+                  f"{TOLERANCE} of the target."]
+    return lines + command_lines(rows, "cell")
 
 
 def main(argv=None):

@@ -268,3 +268,9 @@ def as_ratio(speedup):
     compact (the apps' report.json and `measured_speedups`)."""
     median, low, high = speedup
     return 1.0 / median, 1.0 / high, 1.0 / low
+
+
+def command_lines(rows, what="row"):
+    """The lines that end a printed table: the command of every row, as a user types it."""
+    return ["", f"Commands (one per {what}):"] + [
+        "    " + r.get("command", f"(not recorded with this {what})") for r in rows]

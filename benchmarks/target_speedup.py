@@ -54,8 +54,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from apps.prune.parser import FAMILY_LENGTH  # noqa: E402
-from support import (add_data_argument, add_smoke_argument,  # noqa: E402
-                     app_command, dense_model_flags, eval_data, fine_tuned_teacher,
+from support import (add_data_argument, add_smoke_argument, app_command,  # noqa: E402
+                     command_lines, dense_model_flags, eval_data, fine_tuned_teacher,
                      machine_header, parse_with_smoke, run, run_json, run_speedups, shown,
                      smoke_fixture, smoke_flags)
 
@@ -223,9 +223,8 @@ def table_lines(args, table, rows):
               f"{r['seconds']:.0f} |" for r in rows]
     within = sum(abs(r["measured"][0] / r["requested"] - 1) <= PROMISE for r in rows)
     lines += ["", f"{within} of {len(rows)} measured within {PROMISE:.0%} of the requested "
-                  f"speedup at batch {args.batch_size}.", "", "Commands (one per row):"]
-    lines += ["    " + r.get("command", "(not recorded with this row)") for r in rows]
-    return lines
+                  f"speedup at batch {args.batch_size}."]
+    return lines + command_lines(rows)
 
 
 def family_lines(args, rows, family):
