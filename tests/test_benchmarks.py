@@ -84,6 +84,17 @@ def test_a_teacher_without_its_vocabulary_beside_it_gets_the_checkpoints(tmp_pat
         "--dense_model", os.path.join(kept, "model.keras")]
 
 
+def test_a_finished_teacher_sweep_is_read_back_not_run_again(tmp_path, capsys):
+    sweep = write_run(tmp_path / "teacher", {"results.json": [
+        {"task": "sst2", "learning_rate": 5e-5, "eval_score": 0.84},
+        {"task": "sst2", "learning_rate": 1e-4, "eval_score": 0.85},
+        {"task": "rte", "learning_rate": 5e-5, "eval_score": 0.90}]})
+    assert support.fine_tuned_teacher("DATA", "sst2", sweep, 0) == os.path.join(
+        sweep, "sst2", "lr_0.0001", "model.keras")
+    printed = capsys.readouterr().out
+    assert "$ " not in printed and "dev by learning rate 5e-05: 0.8400, 0.0001: 0.8500" in printed
+
+
 def test_the_smoke_mode_sets_defaults_that_flags_still_override():
     args = prune_sst2.parse_args(["--smoke", "--targets", "0.3"])
     assert (args.targets, args.seeds, args.max_seq_length) == ("0.3", [0], 32)
