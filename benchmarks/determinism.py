@@ -32,8 +32,8 @@ def main():
     for _ in range(args.rounds):
         for determinism in (True, False):
             command = [sys.executable, os.path.join(HERE, "train_step.py"), "--cases",
-                       "dense,pruning", "--modes", "graph", "--clock", "cpu", "--steps", str(args.steps),
-                       "--batch_size", str(args.batch_size), "--seq_length",
+                       "dense,pruning", "--modes", "graph", "--clock", "cpu", "--steps",
+                       str(args.steps), "--batch_size", str(args.batch_size), "--seq_length",
                        str(args.seq_length)] + (["--op_determinism"] if determinism else [])
             output = subprocess.run(command, capture_output=True, text=True, check=True,
                                     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout

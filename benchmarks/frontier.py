@@ -40,16 +40,15 @@ import csv
 import json
 import os
 import shlex
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_data_argument, machine_header, measured_speedups  # noqa: E402
+from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
+                     machine_header, run, run_speedups, shown)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
                    "--target_speedup"),
@@ -135,44 +134,15 @@ def parse_args(argv=None):
     return args
 
 
-def run(command, log):
-    """Runs `command` (a list) from the project root with its output shown and kept in
-    `log`; an error naming the log if it fails."""
-    print("$ " + shlex.join(command), flush=True)
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, "a", encoding="utf-8") as kept:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in process.stdout:  # shown and kept as it comes
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            kept.write(line)
-            kept.flush()
-    if process.wait():
-        raise SystemExit(f"failed (exit {process.returncode}); its output is in {log}")
-
-
 def teacher_model(args):
     """The teacher's `.keras` path: `--teacher`, or the best run of a fine-tuning sweep."""
     if args.teacher:
         return args.teacher
     # One sweep directory per task: tasks run by separate invocations keep their teachers,
     # and an interrupted sweep continues (apps.glue_finetune resumes the same command).
-    directory = os.path.join(args.output_dir, args.task, "teacher")
-    results = os.path.join(directory, "results.json")
-    if not os.path.exists(results):
-        run([sys.executable, "-m", "apps.glue_finetune", "--task", args.task, "--data_dir",
-             os.path.join(args.data, "glue"), "--init_checkpoint",
-             os.path.join(args.data, "minilm-l6-h384-uncased-tf1"), "--output_dir", directory,
-             "--learning_rates", args.learning_rates, "--seed", str(args.seed),
-             *shlex.split(args.teacher_flags)],
-            os.path.join(args.output_dir, args.task, "teacher.log"))
-    with open(results, encoding="utf-8") as f:
-        runs = [r for r in json.load(f) if r["task"] == args.task]
-    best = max(runs, key=lambda r: r["eval_score"])
-    scores = ", ".join(f"{r['learning_rate']:g}: {r['eval_score']:.4f}" for r in runs)
-    print(f"teacher: learning rate {best['learning_rate']:g} (dev by learning rate {scores})")
-    return os.path.join(directory, args.task, f"lr_{best['learning_rate']:g}", "model.keras")
+    return fine_tuned_teacher(args.data, args.task,
+                              os.path.join(args.output_dir, args.task, "teacher"), args.seed,
+                              args.learning_rates, shlex.split(args.teacher_flags))
 
 
 def row_command(args, teacher, kind, target, directory, table):
@@ -190,15 +160,8 @@ def row_command(args, teacher, kind, target, directory, table):
 
 def timed_speedups(args, directory, data, batch_sizes):
     """`{batch: (speedup, low, high)}` of the finished run in `directory`: its dense and final
-    compact models timed in turn (`support.measured_speedups`)."""
-    import keras
-
-    import keras_flop  # noqa: F401 -- registers the saved models' layers
-
-    models = [keras.saving.load_model(os.path.join(directory, step_dir, "model.keras"),
-                                      compile=False)
-              for step_dir in ("finetune", "finetune_compact")]
-    return measured_speedups(*models, data, args.timed_examples, batch_sizes)
+    compact models timed in turn (`support.run_speedups`)."""
+    return run_speedups(directory, data, args.timed_examples, batch_sizes)
 
 
 def row_figures(args, kind, target, directory, data):
@@ -282,9 +245,7 @@ def print_table(args, rows):
               f"({r['parameters'] / r['dense_parameters']:.2f}) | {r['speedup_b8']:.2f}x "
               f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
               f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
-    print("\nCommands (one per row):")
-    for r in rows:
-        print("    " + r.get("command", "(not recorded with this row)"))
+    print("\n".join(command_lines(rows)))
 
 
 def recorded_rows(args, summary, flag):
@@ -360,7 +321,7 @@ def rerun(args, summary):
         results.append({"method": kind, "target": target, "metric": row["metric"],
                         "recorded": row["compact_metric"], "rerun": again,
                         "difference_points": 100.0 * (again - row["compact_metric"]),
-                        "command": shlex.join(["python"] + command[1:])})
+                        "command": shown(command)})
         save_results(args, "rerun", results)
     print(f"\n{machine_header()}")
     print(f"{args.task}: rows rebuilt from their recorded commands; reproduced means the dev "
@@ -408,7 +369,7 @@ def main(argv=None):
             step = "fisher" if retraining_free_step(kind) else "factorize"
             table = os.path.join(directory, step, "latency_table.json")
         rows.append(dict(row_figures(args, kind, target, directory, data),
-                         command=shlex.join(["python"] + command[1:])))
+                         command=shown(command)))
         with open(summary, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")

@@ -3,45 +3,54 @@ structure and target.
 
     python benchmarks/reach_target.py --data /path/to/shared/data \\
         [--tasks sst2,rte,mrpc,cola,stsb] [--targets 0.3,0.5,0.7] [--max_train_examples 1067]
+    python benchmarks/reach_target.py --smoke --output_dir /tmp/reach_smoke     # minutes
 
-For each task the real MiniLM encoder is fine-tuned once (2 epochs, lr 5e-5, on up to
-`--max_train_examples` training examples, and saved as `--dense_dir/<task>_seed<seed>.keras`
-for the next run; or `--dense_model` is loaded), then pruned with the defaults of
-`python -m apps.prune` for each structure and target: model frozen, 3 epochs (3 · ⌈n / 32⌉
-steps: 102 with the default 1,067 examples, the shortest run the schedules are sized for),
-the `|ŝ - t|` constraint, gate and λ schedules sized to the run, target warmup a third of it,
-rank gates starting at the break-even rank, `topk` inference mask calibrated as the app
-does. Printed per cell: pruning steps, the first step from which `ŝ` stays within 0.01 of the
-target to the end (`reached`; the target warmup ends at a third of the steps), the final
-expected sparsity, the compact model's realized sparsity (and, where the inference mask had to
-be calibrated, what it was before), the dev score of the pruned model (no fine-tuning after
-pruning) and the wall time of pruning. The promise: realized within 0.02 of the target.
-`--init_masks none,fisher` runs each cell twice at the same step budget: gates all open, and
-gates started from the Fisher mask at the target.
+For each task the dense model is fine-tuned once by `apps.glue_finetune` (2 epochs, lr 5e-5,
+on up to `--max_train_examples` training examples, into `<output_dir>/<task>/teacher`), or
+`--dense_model` is loaded, or `--dense_dir/<task>_seed<seed>.keras` when it exists. Then every
+cell (structure, target, starting gates) is one command a user can run, `python -m apps.prune
+--dense_model TEACHER --structure S --target_sparsity T --init_mask I --final_epochs 0 ...`
+with the app's defaults otherwise (model frozen, `--epochs` epochs: 3 · ⌈n / 32⌉ steps, 102 with
+the default 1,067 examples, the shortest run the schedules are sized for; the `|ŝ - t|`
+constraint, schedules sized to the run, target warmup a third of it, rank gates starting at the
+break-even rank, the `topk` inference mask calibrated when the training reached its target).
+Each command is printed, its output kept in `<cell>.log` beside its run directory
+`<output_dir>/<task>/<structure>_<target>_<start>`, and every figure of the cell is read from
+that directory: the pruning steps, the final expected sparsity, the mask calibration (its
+shifts, and the sparsity before it), the gated model's dev score and the pruning wall time
+(`prune/eval_results.json`), the first step from which `ŝ` stays within 0.01 of the target to
+the end (`reached`, from the per-step trace `prune/trace.csv`; the target warmup ends at the
+step in brackets), the compact model's realized sparsity (`compact/info.json`), the dense
+model's dev score (`finetune/eval_results.json`) and the Fisher start's seconds
+(`factorize/init_mask.json`). The promise: realized within 0.02 of the target. `--init_masks
+none,fisher` runs each cell twice at the same step budget: gates all open, and gates started
+from the Fisher mask at the target.
+
+What changed from the earlier version, which factorized, trained and calibrated in this
+process: the cells are the app's runs (so they also compact, export and write the app's
+report, which times the models: a few minutes more per cell); `reached` counts the trace's
+steps from 1 (the earlier version counted from 0).
 """
 
 import argparse
-import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_flop  # noqa: E402
-from keras_flop.training import evaluation  # noqa: E402
-from keras_flop.training import data as training_data  # noqa: E402
-from support import add_data_argument, fine_tuned_dense, machine_header  # noqa: E402
+from support import (add_data_argument, add_smoke_argument, app_command,  # noqa: E402
+                     command_lines, dense_model_flags, fine_tuned_teacher, machine_header,
+                     parse_with_smoke, run, run_json, shown, smoke_fixture, smoke_flags)
 
 STRUCTURES = ("heads+ffn+layers", "heads+ffn", "rank", "all")
+TOLERANCE = 0.02  # the promise: realized within this of the target
+SMOKE = dict(tasks="sst2", structures="heads+ffn+layers", targets="0.5",
+             max_train_examples=64, epochs=2, max_seq_length=32)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(parser)
     parser.add_argument("--tasks", default="sst2,rte,mrpc,cola,stsb")
@@ -59,122 +68,98 @@ def parse_args():
                         help="A fine-tuned dense .keras model to prune instead of fine-tuning "
                              "one (with a single --tasks).")
     parser.add_argument("--dense_dir", default=None,
-                        help="Reuse <dir>/<task>_seed<seed>.keras as the fine-tuned model, "
-                             "or save it there (the naming of benchmarks/post_training.py).")
-    parser.add_argument("--output_dir", default=None,
-                        help="Writes results.json there after every cell; the cells already "
-                             "in it are kept and not run again.")
-    return parser.parse_args()
-
-
-class SparsityTrace(keras.callbacks.Callback):
-    """`ŝ` and `t` after every training step."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.rows.append((float(logs["expected_sparsity"]), float(logs["target_sparsity"])))
-
-
-def reached_step(rows, target, tolerance=0.01):
-    """The first step from which `ŝ` stays within `tolerance` of `target`, or None."""
-    within = np.abs(np.array([s for s, _ in rows]) - target) <= tolerance
-    if not within[-1]:
-        return None
-    outside = np.flatnonzero(~within)
-    return int(outside[-1] + 1) if len(outside) else 0
-
-
-def prune_once(dense, data, structure, target, steps, seed, init_mask="none"):
-    keras.utils.set_random_seed(seed)
-    rank = "break_even" if structure in ("rank", "all") else None
-    pruning_model = keras_flop.factorize(dense, structure=structure, rank=rank,
-                                         gate_config={"eval_mask": "topk"},
-                                         target_sparsity=target, pruning_steps=steps)
-    fisher_seconds = None
-    if init_mask == "fisher":
-        from keras_flop.fisher.post_training import init_gates_from_masks, post_training_masks
-
-        began = time.perf_counter()
-        masks = post_training_masks(dense, data.train_dataset(32, seed), target=1.0 - target,
-                                    tune=False)
-        init_gates_from_masks(pruning_model, masks)
-        fisher_seconds = time.perf_counter() - began
-    pruning_model.compile(optimizer=None, loss=training_data.task_loss(data.task))
-    trace = SparsityTrace()
-    start = time.perf_counter()
-    pruning_model.fit(data.training_stream(32, seed, steps, 0), epochs=1, steps_per_epoch=steps,
-                      callbacks=[trace], verbose=0)
-    seconds = time.perf_counter() - start
-    expected = float(pruning_model.expected_sparsity())
-    shift, before = (0.0, 0.0), None
-    if abs(expected - target) <= 0.02:  # as apps.prune: the mask keeps a target training reached
-        before = keras_flop.realized_sparsity(pruning_model)
-        shift = keras_flop.calibrate_mask(pruning_model, target)
-    return {"steps": steps, "reached_step": reached_step(trace.rows, target),
-            "target_warmup": pruning_model.target_sparsity_warmup, "expected": expected,
-            "realized": keras_flop.realized_sparsity(pruning_model), "mask_shift": shift,
-            "realized_uncalibrated": before if any(shift) else None,
-            "seconds": seconds, "init_mask": init_mask, "fisher_seconds": fisher_seconds,
-            # The gated model with its inference mask computes the compact model's outputs.
-            "score": evaluation.evaluate(pruning_model, data, 32)[
-                next(iter(data.evals))]["eval_score"]}
-
-
-def main():
-    args = parse_args()
-    checkpoint = os.path.join(args.data, "minilm-l6-h384-uncased-tf1")
-    vocab = os.path.join(checkpoint, "vocab.txt")
-    targets = [float(t) for t in args.targets.split(",")]
+                        help="Reuse <dir>/<task>_seed<seed>.keras as the fine-tuned model when "
+                             "it exists (the naming of benchmarks/post_training.py).")
+    parser.add_argument("--output_dir", default=os.path.join("runs", "benchmarks",
+                                                             "reach_target"),
+                        help="The runs, their logs and results.json (written after every "
+                             "cell); the cells already in results.json are not run again.")
+    add_smoke_argument(parser)
+    args = parse_with_smoke(parser, argv, SMOKE)
     if args.dense_model and "," in args.tasks:
-        raise SystemExit("--dense_model is the model of one task: pass a single --tasks.")
-    results = os.path.join(args.output_dir, "results.json") if args.output_dir else None
-    rows = []
-    if results and os.path.exists(results):
-        with open(results, encoding="utf-8") as f:
-            rows = json.load(f)
-        print(f"{len(rows)} cells read from {results}; they are not run again.")
-    for task in args.tasks.split(","):
-        cells = [(structure, target, init) for structure in args.structures.split(",")
-                 for target in targets for init in args.init_masks.split(",")
-                 if not any(r["task"] == task and r["structure"] == structure and
-                            r["target"] == target and r.get("init_mask", "none") == init
-                            for r in rows)]
-        if not cells:
-            continue
-        data = training_data.load_task_data(os.path.join(args.data, "glue"), task, vocab,
-                                            args.max_seq_length, args.max_train_examples,
-                                            seed=args.seed)
-        if args.dense_model:
-            dense = keras.saving.load_model(args.dense_model, compile=False)
-        else:
-            path = (os.path.join(args.dense_dir, f"{task}_seed{args.seed}.keras")
-                    if args.dense_dir else None)
-            dense, how = fine_tuned_dense(path, data, checkpoint, args.seed)
-            print(f"{task}: dense {how}", flush=True)
-        dense_score = evaluation.evaluate(dense, data, 32)[next(iter(data.evals))]["eval_score"]
-        steps = args.epochs * -(-len(data.train) // 32)
-        for structure, target, init in cells:
-            row = {"task": task, "structure": structure, "target": target,
-                   "dense_score": dense_score,
-                   **prune_once(dense, data, structure, target, steps, args.seed, init)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if results:
-                os.makedirs(args.output_dir, exist_ok=True)
-                with open(results, "w", encoding="utf-8") as f:
-                    json.dump(rows, f, indent=2)
-    print(f"\nMiniLM-L6-H384, model frozen, {args.epochs} pruning epochs of batch 32 on up to "
-          f"{args.max_train_examples} training examples per task, app defaults otherwise.")
-    print(machine_header())
-    print("reached: first step from which ŝ stays within 0.01 of the target (the target "
-          "warmup ends at the step in brackets); realized: encoder dense sparsity of the "
-          "compact model.\n")
-    print("| task | structure | start | target | steps | reached (warmup) | expected | "
-          "realized | realized − target | uncalibrated | dev (dense) | prune s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        parser.error("--dense_model is the model of one task: pass a single --tasks.")
+    return args
+
+
+def reached_step(steps, expected, target, tolerance=0.01):
+    """The first of `steps` from which the expected sparsities `expected` (one per step) stay
+    within `tolerance` of `target` to the end, or None."""
+    outside = [i for i, value in enumerate(expected) if abs(value - target) > tolerance]
+    if not expected or (outside and outside[-1] == len(expected) - 1):
+        return None
+    return int(steps[outside[-1] + 1 if outside else 0])
+
+
+def teacher_model(args, task):
+    """The dense model of `task`: `--dense_model`, `--dense_dir`'s, or fine-tuned here."""
+    if args.dense_model:
+        return args.dense_model
+    path = args.dense_dir and os.path.join(args.dense_dir, f"{task}_seed{args.seed}.keras")
+    if path and os.path.exists(path):
+        return path
+    return fine_tuned_teacher(args.data, task, os.path.join(args.output_dir, task, "teacher"),
+                              args.seed, "5e-5",
+                              ["--num_train_epochs", "2", "--max_train_examples",
+                               str(args.max_train_examples), "--max_seq_length",
+                               str(args.max_seq_length)])
+
+
+def cells(args, task, done):
+    """`[(structure, target, init_mask), ...]` of `task` not among the rows `done`."""
+    return [(structure, float(target), init) for structure in args.structures.split(",")
+            for target in args.targets.split(",") for init in args.init_masks.split(",")
+            if not any(r["task"] == task and r["structure"] == structure and
+                       r["target"] == float(target) and r.get("init_mask", "none") == init
+                       for r in done)]
+
+
+def cell_command(args, glue_dir, task, teacher, structure, target, init, directory):
+    """The apps.prune command of one cell: the app's defaults, no fine-tuning after."""
+    return app_command(
+        "apps.prune", "--task", task, "--data_dir", glue_dir,
+        *dense_model_flags(teacher, args.data), "--output_dir", directory, "--structure",
+        structure, "--target_sparsity", f"{target:g}", "--init_mask", init,
+        "--num_train_epochs", args.epochs, "--max_train_examples", args.max_train_examples,
+        "--max_seq_length", args.max_seq_length, "--seed", args.seed, "--final_epochs", 0,
+        "--allow_short", *smoke_flags(args))
+
+
+def cell_figures(directory, target):
+    """A cell's figures, from the finished apps.prune run in `directory`."""
+    from keras_flop.lagrangian.pruning_model import default_target_warmup
+    from keras_flop.training.callbacks import read_step_csv
+
+    pruned = run_json(directory, "prune", "eval_results.json")
+    steps = int(pruned["global_step"])
+    warmup = run_json(directory, "hparams.json")["target_sparsity_warmup"]
+    trace = read_step_csv(os.path.join(directory, "prune", "trace.csv"))
+    start = run_json(directory, "factorize", "init_mask.json", missing={})
+    shift = [pruned.get("mask_shift_all_gates", 0.0), pruned.get("mask_shift_unit_gates", 0.0)]
+    return {"steps": steps,
+            "reached_step": reached_step(trace["step"], trace["expected_sparsity"], target),
+            "target_warmup": default_target_warmup(steps) if warmup is None else warmup,
+            "expected": pruned["expected_sparsity"],
+            "realized": run_json(directory, "compact", "info.json")["dense_sparsity"],
+            "mask_shift": shift,
+            "realized_uncalibrated": pruned.get("sparsity_before_calibration"),
+            "seconds": pruned["train_time"], "fisher_seconds": start.get("seconds"),
+            "score": pruned["eval_score"],
+            "dense_score": run_json(directory, "finetune", "eval_results.json")["eval_score"]}
+
+
+def table_lines(args, rows):
+    """The printed table: a header, one line per cell, the count within the promise and the
+    command of every cell."""
+    lines = [
+        f"MiniLM-L6-H384, model frozen, {args.epochs} pruning epochs of batch "
+        f"{16 if args.smoke else 32} on up to "
+        f"{args.max_train_examples} training examples per task, app defaults otherwise.",
+        "reached: first step from which ŝ stays within 0.01 of the target (the target "
+        "warmup ends at the step in brackets); realized: encoder dense sparsity of the "
+        "compact model.", "",
+        "| task | structure | start | target | steps | reached (warmup) | expected | "
+        "realized | realized − target | uncalibrated | dev (dense) | prune s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reached = "never" if r["reached_step"] is None else r["reached_step"]
         uncalibrated = ("–" if r["realized_uncalibrated"] is None else
@@ -184,14 +169,45 @@ def main():
         seconds = f"{r['seconds']:.0f}"
         if r.get("fisher_seconds") is not None:
             seconds += f" + {r['fisher_seconds']:.0f} Fisher"
-        print(f"| {r['task']} | {r['structure']} | {r.get('init_mask', 'none')} | "
-              f"{r['target']} | {r['steps']} | {reached} ({r['target_warmup']}) | "
-              f"{r['expected']:.3f} | {r['realized']:.3f} | "
-              f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | {score} | {seconds} |")
-    misses = [r for r in rows if abs(r["realized"] - r["target"]) > 0.02]
-    print(f"\n{len(rows) - len(misses)} of {len(rows)} cells realized within 0.02 of the target.")
-    if results:
-        print(f"Results: {results}")
+        lines.append(
+            f"| {r['task']} | {r['structure']} | {r.get('init_mask', 'none')} | "
+            f"{r['target']:g} | {r['steps']} | {reached} ({r['target_warmup']}) | "
+            f"{r['expected']:.3f} | {r['realized']:.3f} | "
+            f"{r['realized'] - r['target']:+.3f} | {uncalibrated} | {score} | {seconds} |")
+    misses = [r for r in rows if abs(r["realized"] - r["target"]) > TOLERANCE]
+    lines += ["", f"{len(rows) - len(misses)} of {len(rows)} cells realized within "
+                  f"{TOLERANCE} of the target."]
+    return lines + command_lines(rows, "cell")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from apps import common
+
+    results = os.path.join(args.output_dir, "results.json")
+    rows = common.read_json(results, missing=[])
+    if rows:
+        print(f"{len(rows)} cells read from {results}; they are not run again.")
+    fixture = smoke_fixture(os.path.join(args.output_dir, "fixture")) if args.smoke else None
+    for task in args.tasks.split(","):
+        todo = cells(args, task, rows)
+        if not todo:
+            continue
+        glue_dir, teacher = fixture or (os.path.join(args.data, "glue"),
+                                        teacher_model(args, task))
+        for structure, target, init in todo:
+            directory = os.path.join(args.output_dir, task, f"{structure}_{target:g}_{init}")
+            command = cell_command(args, glue_dir, task, teacher, structure, target, init,
+                                   directory)
+            print(f"\n== {task}: {structure} {target:g}, gates from {init}", flush=True)
+            run(command, f"{directory}.log")  # the run directory is the app's alone
+            rows.append({"task": task, "structure": structure, "target": target,
+                         "init_mask": init, **cell_figures(directory, target),
+                         "command": shown(command)})
+            common.write_json(results, rows)
+    print("\n" + machine_header())
+    print("\n".join(table_lines(args, rows)))
+    print(f"Results: {results}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
     python benchmarks/runtimes.py [--checkpoint MINILM_TF1_DIR | --dense D.keras --compact C.keras]
 
-Runtimes: Keras (a `tf.function`, graph mode), the exported SavedModel (`serving_default`,
-loaded with `tf.saved_model.load`), ONNX Runtime and LiteRT (the files of
-`keras_flop.export.formats`; each needs its extra). Batch 1 and 8 at sequence 128 (no padding),
-2 threads everywhere; median of `--repeats` calls after `--warmup`.
+Runtimes: Keras (`keras_flop.latency.timing.compiled_forward`, graph mode), the exported
+SavedModel (`serving_default`, loaded with `tf.saved_model.load`), ONNX Runtime and LiteRT (the
+files of `keras_flop.export.formats`; each needs its extra). Batch 1 and 8 at sequence 128 (no
+padding), 2 threads everywhere; median of `--repeats` calls after `--warmup`
+(`keras_flop.latency.timing.call_seconds`).
 
 Without `--compact`, the compact model is made quickly from the dense one: factorized with
 head, FFN and block gates, the gates of the smaller half of each layer's heads (norm of their
@@ -19,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -91,14 +91,11 @@ def runners(model, directory, names, threads):
     """`{runtime: fn(batch) -> logits}` for one model."""
     import keras_flop
     from keras_flop.export.formats import RUNNERS, export_formats
+    from keras_flop.latency.timing import compiled_forward
 
     result = {}
     if "keras" in names:
-        @tf.function(reduce_retracing=True)
-        def keras_call(token_ids, segment_ids, padding_mask):
-            return model({"token_ids": token_ids, "segment_ids": segment_ids,
-                          "padding_mask": padding_mask}, training=False)
-        result["keras"] = lambda b: keras_call(**b).numpy()
+        result["keras"] = compiled_forward(model)
     if "saved_model" in names:
         os.makedirs(directory, exist_ok=True)
         vocab = os.path.join(directory, "vocab.txt")
@@ -111,21 +108,18 @@ def runners(model, directory, names, threads):
         serving = tf.saved_model.load(path).signatures["serving_default"]
         result["saved_model"] = lambda b: serving(
             **{k: tf.constant(v) for k, v in b.items()})["logits"].numpy()
-    files = export_formats(model, directory, [n for n in ("onnx", "litert") if n in names])
+    others = [n for n in ("onnx", "litert") if n in names]
+    files = export_formats(model, directory, others) if others else {}
     for fmt, path in files.items():
         result[fmt] = RUNNERS[fmt](path, threads=threads)
     return result
 
 
 def median_ms(fn, batch, warmup, repeats):
-    for _ in range(warmup):
-        fn(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(batch)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    """Median milliseconds of `fn(batch)` (`keras_flop.latency.timing.call_seconds`)."""
+    from keras_flop.latency.timing import call_seconds
+
+    return 1000 * statistics.median(call_seconds(fn, batch, repeats, warmup))
 
 
 def main():

@@ -1,7 +1,16 @@
-"""What the benchmarks share: where the real data is, and the machine they ran on (the header
-of every printed table)."""
+"""What the benchmarks share: where the real data is, the machine they ran on (the header of
+every printed table), the app commands they run (each printed, its output kept in a log), the
+teacher they prune, what they read back from a run directory of `apps.prune`, and the speedups
+they time (`keras_flop.latency.timing`)."""
 
 import os
+import shlex
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The pre-trained encoder every benchmark starts from, in the shared data folder.
+CHECKPOINT = "minilm-l6-h384-uncased-tf1"
 
 
 def add_data_argument(parser):
@@ -76,8 +85,9 @@ def mean_std(values, digits=4):
 
 def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
     """`(model, how)`: the dense model of `data`'s task loaded from `path` if it exists, else
-    the TF1 `checkpoint` fine-tuned with `seed` (`keras_flop.training.fine_tuning.fine_tune`, AdamW 5e-5,
-    batch 32, `epochs`) and saved to `path` if one is given; `how` says which, for the log."""
+    the TF1 `checkpoint` fine-tuned with `seed` (`keras_flop.training.fine_tuning.fine_tune`,
+    AdamW 5e-5, batch 32, `epochs`) and saved to `path` if one is given; `how` says which, for
+    the log."""
     import keras
 
     import keras_flop
@@ -112,3 +122,155 @@ def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1)):
         batches = [x for x, _ in glue.make_dataset(tokenized, data.task, None, batch)]
         speedups[batch] = speedup_in_turn(dense, compact, batches[:-(-limit // batch)])
     return speedups
+
+
+def run(command, log):
+    """Runs `command` (a list) from the project root with its output shown and kept in
+    `log`; an error naming the log if it fails."""
+    print("$ " + shlex.join(command), flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+    with open(log, "a", encoding="utf-8") as kept:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:  # shown and kept as it comes
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            kept.write(line)
+            kept.flush()
+    if process.wait():
+        raise SystemExit(f"failed (exit {process.returncode}); its output is in {log}")
+
+
+def app_command(module, *flags):
+    """The command that runs `python -m module flags...` with this interpreter."""
+    return [sys.executable, "-m", module, *map(str, flags)]
+
+
+def shown(command):
+    """`command` as a user types it (`python -m ...`): what a row records and prints."""
+    return shlex.join(["python"] + list(command[1:]))
+
+
+def fine_tuned_teacher(data, task, directory, seed, learning_rates="5e-5", flags=()):
+    """The `.keras` path of a dense model of `task` fine-tuned from the MiniLM checkpoint in
+    `data` by `apps.glue_finetune` into `directory`, over `learning_rates` (comma-separated;
+    the best dev metric wins), with more `flags` of that app. The sweep runs unless it
+    finished (an interrupted one continues: the app resumes the same command); its command is
+    printed and its output kept in `<directory>.log`."""
+    from apps import common
+
+    results = os.path.join(directory, "results.json")
+    if not os.path.exists(results):
+        run(app_command("apps.glue_finetune", "--task", task, "--data_dir",
+                        os.path.join(data, "glue"), "--init_checkpoint",
+                        os.path.join(data, CHECKPOINT), "--output_dir", directory,
+                        "--learning_rates", learning_rates, "--seed", seed, *flags),
+            directory.rstrip("/") + ".log")
+    runs = [r for r in common.read_json(results) if r["task"] == task]
+    best = max(runs, key=lambda r: r["eval_score"])
+    scores = ", ".join(f"{r['learning_rate']:g}: {r['eval_score']:.4f}" for r in runs)
+    print(f"teacher: learning rate {best['learning_rate']:g} (dev by learning rate {scores})")
+    return os.path.join(directory, task, f"lr_{best['learning_rate']:g}", "model.keras")
+
+
+def dense_model_flags(teacher, data=None):
+    """apps.prune's flags that prune `teacher` (a fine-tuned `.keras` file): its vocabulary is
+    `vocab.txt` beside it, else the MiniLM checkpoint's in `data`."""
+    flags = ["--dense_model", teacher]
+    if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")):
+        flags += ["--vocab_file", os.path.join(data, CHECKPOINT, "vocab.txt")]
+    return flags
+
+
+def run_json(directory, *path, missing=None):
+    """A JSON file of a finished apps.prune run, e.g. `run_json(run, "prune",
+    "eval_results.json")`; `missing` when it does not exist (an error if that is None)."""
+    from apps import common
+
+    return common.read_json(os.path.join(directory, *path), missing=missing)
+
+
+def eval_data(glue_dir, task, vocab, max_seq_length):
+    """The dev split of `task` (no training data) that the benchmarks time models on."""
+    from keras_flop.training import data as training_data
+
+    return training_data.load_task_data(glue_dir, task, vocab, max_seq_length,
+                                        need_train=False)
+
+
+def run_speedups(directory, data, count, batch_sizes, compact="finetune_compact"):
+    """`{batch: (speedup, low, high)}` of the finished apps.prune run in `directory`: its
+    dense model (`finetune/`) and its final compact model (`compact`, a step directory such as
+    `finetune_compact/2` for a family's member) timed in turn (`measured_speedups`)."""
+    import keras
+
+    import keras_flop  # noqa: F401 -- registers the saved models' layers
+
+    models = [keras.saving.load_model(os.path.join(directory, step, "model.keras"),
+                                      compile=False) for step in ("finetune", compact)]
+    return measured_speedups(*models, data, count, batch_sizes)
+
+
+def smoke_flags(args):
+    """The smoke mode's apps.prune flags (none without `--smoke`): the toy task's dev set cut
+    short, small batches. A benchmark sets the length (32) and the run's steps itself."""
+    return ["--max_eval_examples", "32", "--train_batch_size", "16"] if args.smoke else []
+
+
+def add_smoke_argument(parser):
+    parser.add_argument("--smoke", action="store_true",
+                        help="A tiny run on the built-in toy task (SST-2 format) with a "
+                             "random teacher, to check the benchmark end to end in minutes; "
+                             "its figures mean nothing.")
+
+
+def smoke_fixture(directory):
+    """`(glue_dir, teacher)`: the built-in toy task's GLUE folder and an untrained toy
+    classifier saved with its vocabulary, under `directory` (made once)."""
+    import shutil
+
+    import keras_flop
+    from apps import toy_task
+
+    glue_dir = os.path.join(directory, "glue")
+    teacher = os.path.join(directory, "teacher", "model.keras")
+    if not os.path.exists(teacher):
+        _, vocab = toy_task.write_toy_glue(glue_dir, seed=0)
+        os.makedirs(os.path.dirname(teacher), exist_ok=True)
+        shutil.copyfile(vocab, os.path.join(directory, "teacher", "vocab.txt"))
+        keras_flop.build_bert_classifier(toy_task.toy_config(), 2).save(teacher)
+    return glue_dir, teacher
+
+
+def parse_with_smoke(parser, argv, smoke_defaults):
+    """`parser`'s arguments; under `--smoke` with `smoke_defaults` as the defaults (flags given
+    on the command line still win)."""
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**smoke_defaults)
+        args = parser.parse_args(argv)
+    return args
+
+
+def passed_flags(args, names):
+    """`--name value` for each of `names` (settings the benchmark shares with the app, by the
+    app's flag names) that is not None."""
+    flags = []
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            flags += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags
+
+
+def as_ratio(speedup):
+    """`(ratio, low, high)` of compact over dense time from `(speedup, low, high)` of dense over
+    compact (the apps' report.json and `measured_speedups`)."""
+    median, low, high = speedup
+    return 1.0 / median, 1.0 / high, 1.0 / low
+
+
+def command_lines(rows, what="row"):
+    """The lines that end a printed table: the command of every row, as a user types it."""
+    return ["", f"Commands (one per {what}):"] + [
+        "    " + r.get("command", f"(not recorded with this {what})") for r in rows]

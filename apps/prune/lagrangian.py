@@ -197,6 +197,8 @@ def end_pruning(run, pruning_model, logs, start, steps):
               f"{'short of' if gap < 0 else 'past'} the target (more than {TARGET_TOLERANCE})")
     elif any(calibration.shifts):
         logs["mask_shift_all_gates"], logs["mask_shift_unit_gates"] = calibration.shifts
+        # What the compact model's sparsity (of the run's cost) would have been uncalibrated.
+        logs["sparsity_before_calibration"] = calibration.before
         print(f"   inference mask: the gates ended undecided (the compact model would "
               f"have sparsity {calibration.before:.3f}); log α shifted by "
               f"{calibration.shifts[0]:+.3f} (every gate) and {calibration.shifts[1]:+.3f} "

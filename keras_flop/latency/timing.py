@@ -5,7 +5,8 @@ that "2x" means one protocol: graph-mode inference (`compiled_forward`), an unti
 first (tracing), then rounds that run each model in turn over the same batches (load on a
 shared machine hits all of them alike within a round), and ratios taken within each round
 (`ratio_spread`). `PerCallTimer` times one fixed input repeatedly (the latency table's block
-times); `peak_memory_mb` reads the process' peak resident set.
+times), `call_seconds` any runtime's inference call; `peak_memory_mb` reads the process' peak
+resident set.
 """
 
 import math
@@ -103,6 +104,27 @@ class PerCallTimer:
         for _ in range(self.calls):
             np.asarray(self.forward(self.inputs))
         return (time.perf_counter() - start) / self.calls
+
+
+def call_seconds(call, inputs, repeats, warmup=1):
+    """Seconds of each of `repeats` timed calls `call(inputs)`, after `warmup` untimed ones
+    (the first traces or compiles), every result brought to the host: a model in another
+    runtime (a SavedModel signature, ONNX Runtime, LiteRT), which `compiled_forward` does not
+    wrap.
+
+    Example:
+    >>> seconds = call_seconds(lambda x: x * 2, np.ones(3), repeats=5)
+    >>> len(seconds), min(seconds) >= 0.0
+    (5, True)
+    """
+    for _ in range(warmup):
+        np.asarray(call(inputs))
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(call(inputs))
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def reset_peak_memory():
