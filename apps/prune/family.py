@@ -55,6 +55,7 @@ def for_each_member(run, step, action):
             print(f"   member {member['member']}: done already")
             continue
         action(member, directory)
+    os.makedirs(run.out(step), exist_ok=True)  # a family with no member snapshotted has none
     common.write_text(run.out(step, "DONE"), "")
 
 
