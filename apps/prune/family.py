@@ -105,6 +105,7 @@ def export(run):
         model = run.load(os.path.join("finetune_compact", str(member["member"])))
         steps.export_one(run, model, member["member"],
                          run.out("export", f"{member['member']}_formats"))
+    os.makedirs(run.out("export"), exist_ok=True)
     common.write_text(run.out("export", "DONE"), "")
 
 
