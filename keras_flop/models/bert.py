@@ -285,6 +285,22 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         return not self.gates and all(isinstance(layer, keras.layers.Dense)
                                       for layer in self.encoder_dense_layers())
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, after a look at the data's first batch: an empty or unbatched
+        dataset, or class ids outside `[0, num_labels)`, is a one-line `ValueError` naming the
+        argument (`keras_flop.training.checks`)."""
+        from keras_flop.training.checks import check_fit_arguments
+
+        check_fit_arguments(self.num_labels, keras.Model.fit, *args, **kwargs)
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, after the same look at the data as `fit`."""
+        from keras_flop.training.checks import check_fit_arguments
+
+        check_fit_arguments(self.num_labels, keras.Model.evaluate, *args, **kwargs)
+        return super().evaluate(*args, **kwargs)
+
     def get_config(self):
         # Not the functional config (a nested layer graph): the constructor's arguments.
         return {

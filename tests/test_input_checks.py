@@ -1,0 +1,99 @@
+"""Training and evaluation data checked at the door: one-line errors naming the argument."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_flop
+from keras_flop.training.checks import check_data, model_num_labels
+
+TINY = dict(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=32, max_position_embeddings=16)
+
+
+def _features(n=4, seq=6):
+    return {"token_ids": np.ones((n, seq), "int32"), "segment_ids": np.zeros((n, seq), "int32"),
+            "padding_mask": np.ones((n, seq), bool)}
+
+
+def _dataset(labels, batch=2):
+    return tf.data.Dataset.from_tensor_slices((_features(len(labels)), np.array(labels)))\
+        .batch(batch)
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = keras_flop.build_bert_classifier(keras_flop.BertConfig(**TINY))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _one_line(error, *words):
+    text = str(error.value)
+    assert "\n" not in text and all(w in text for w in words), text
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate"])
+def test_labels_out_of_range_are_named(model, call):
+    with pytest.raises(ValueError) as error:
+        getattr(model, call)(_dataset([2, 5, 7, 0]), verbose=0)
+    _one_line(error, "`x`", "class ids in [0, 2)", "the first batch has 2, 5")
+    with pytest.raises(ValueError) as error:
+        getattr(model, call)(_features(), np.array([0, 1, 7, 1]), verbose=0)
+    _one_line(error, "`y`", "its labels include 7")
+
+
+def test_validation_data_labels_are_checked(model):
+    with pytest.raises(ValueError) as error:
+        model.fit(_dataset([0, 1, 0, 1]), validation_data=_dataset([0, 3]), verbose=0)
+    _one_line(error, "`validation_data`", "has 3")
+
+
+def test_empty_and_unbatched_datasets(model):
+    with pytest.raises(ValueError) as error:
+        model.fit(_dataset([0, 1]).take(0), verbose=0)
+    _one_line(error, "`x` yielded no batches")
+    with pytest.raises(ValueError) as error:  # a filter: the size is unknown until read
+        model.fit(_dataset([0, 1]).filter(lambda x, y: False), verbose=0)
+    _one_line(error, "`x` yielded no batches")
+    with pytest.raises(ValueError) as error:
+        model.fit(_dataset([0, 1]).unbatch(), verbose=0)
+    _one_line(error, "unbatched examples", "(6,)", "dataset.batch(32)")
+    with pytest.raises(ValueError) as error:
+        model.fit({k: v[:0] for k, v in _features().items()}, np.zeros(0, "int32"), verbose=0)
+    _one_line(error, "`x` holds no examples")
+
+
+def test_good_data_still_trains(model):
+    assert np.isfinite(model.evaluate(_dataset([0, 1, 1, 0]), verbose=0))
+    # One-hot labels for a categorical loss are not class ids: left alone.
+    check_data(_features(), np.eye(2)[[0, 1, 1, 0]], num_labels=2)
+    check_data(_dataset([0.5, 2.5]), num_labels=1)  # a regressor's targets
+
+
+def test_fine_tune_checks_the_task_against_the_model(model):
+    from keras_flop import glue
+    from keras_flop.training.data import TaskData
+    from keras_flop.training.fine_tuning import fine_tune
+
+    data = TaskData(glue.get_task("mnli"), train=["an example"], evals={}, tests={},
+                    preprocessor=None)
+    with pytest.raises(ValueError) as error:
+        fine_tune(model, data, 1e-4, 1, 2, 0)
+    _one_line(error, "has 2 outputs, but task mnli has 3 labels", "num_labels=3")
+    data = TaskData(glue.get_task("sst2"), train=[], evals={}, tests={}, preprocessor=None)
+    with pytest.raises(ValueError) as error:
+        fine_tune(model, data, 1e-4, 1, 2, 0)
+    _one_line(error, "no training examples")
+
+
+def test_the_check_for_pruning_models_and_distillers(model):
+    pruning_model = keras_flop.factorize(model, structure="heads+ffn")
+    distiller = keras_flop.Distiller(keras_flop.build_bert_classifier(
+        keras_flop.BertConfig(**TINY), num_labels=3), distillation_weight=0.0)
+    assert model_num_labels(pruning_model) == 2 and model_num_labels(distiller) == 3
+    with pytest.raises(ValueError) as error:
+        check_data(_dataset([0, 2]), num_labels=model_num_labels(pruning_model))
+    _one_line(error, "class ids in [0, 2)", "has 2")
+    check_data(_dataset([0, 2]), num_labels=model_num_labels(distiller))
