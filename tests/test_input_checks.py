@@ -97,3 +97,34 @@ def test_the_check_for_pruning_models_and_distillers(model):
         check_data(_dataset([0, 2]), num_labels=model_num_labels(pruning_model))
     _one_line(error, "class ids in [0, 2)", "has 2")
     check_data(_dataset([0, 2]), num_labels=model_num_labels(distiller))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(target_sparsity="0.5"), "`target_sparsity` must be a number; got '0.5' (str)"),
+    (dict(pruning_steps=2.7), "`pruning_steps` must be an integer (a number of steps); got 2.7"),
+    (dict(pruning_steps=True), "`pruning_steps` must be an integer"),
+    (dict(target_sparsity_warmup="10"), "`target_sparsity_warmup` must be an integer"),
+    (dict(distillation_weight=[1.0]), "`distillation_weight` must be a number"),
+    (dict(targets="0.3,0.5"), "`targets` must be a list of numbers"),
+    (dict(teacher="dense.keras"), "`teacher` must be a Keras model"),
+    (dict(target_sparsty=0.5), "unexpected keyword argument(s) ['target_sparsty']"),
+], ids=["str", "float steps", "bool steps", "str warmup", "list weight", "str targets",
+        "path teacher", "misspelt"])
+def test_factorize_names_a_pruning_argument_of_the_wrong_kind(model, arguments, message):
+    with pytest.raises(TypeError) as error:
+        keras_flop.factorize(model, **arguments)
+    _one_line(error, message)
+
+
+def test_factorize_refuses_a_pruning_model(model):
+    pruning_model = keras_flop.factorize(model, structure="heads+ffn", pruning_steps=np.int64(3))
+    assert pruning_model.pruning_steps == 3
+    for given in (pruning_model, pruning_model.network):
+        for factorize in (keras_flop.factorize, keras_flop.factorize_model):
+            with pytest.raises(ValueError) as error:
+                factorize(given)
+            _one_line(error, "takes the dense BertClassifier",
+                      "the pruning model" if given is pruning_model else "already factorized")
+    with pytest.raises(TypeError) as error:
+        keras_flop.factorize_model(model, energy="0.9")
+    _one_line(error, "`energy` must be a number")
