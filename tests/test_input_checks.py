@@ -128,3 +128,9 @@ def test_factorize_refuses_a_pruning_model(model):
     with pytest.raises(TypeError) as error:
         keras_flop.factorize_model(model, energy="0.9")
     _one_line(error, "`energy` must be a number")
+
+
+def test_compact_refuses_a_model_without_gates(model):
+    with pytest.raises(ValueError) as error:
+        keras_flop.compact(model)
+    _one_line(error, "has no gates", "keras_flop.factorize", "prune_post_training")
