@@ -134,3 +134,28 @@ def test_compact_refuses_a_model_without_gates(model):
     with pytest.raises(ValueError) as error:
         keras_flop.compact(model)
     _one_line(error, "has no gates", "keras_flop.factorize", "prune_post_training")
+
+
+def test_a_truncated_or_corrupt_keras_file_is_named(model, tmp_path):
+    from keras_flop.checkpoints.keras_file import load_keras_file
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError) as error:
+        keras_flop.from_keras_hub(tmp_path / "cut.keras")
+    _one_line(error, f"keras-hub model file {tmp_path / 'cut.keras'} is not a valid .keras "
+              "file (truncated or corrupt: not a zip archive")
+    # Damaged bytes inside the weights: the archive opens, its CRC check names the member.
+    middle = data.index(b"model.weights.h5") + 4096
+    flipped = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    (tmp_path / "bad.keras").write_bytes(data[:middle] + flipped + data[middle + 64:])
+    with pytest.raises(ValueError) as error:
+        load_keras_file(tmp_path / "bad.keras", "--dense_model")
+    _one_line(error, "--dense_model", "is not a valid .keras file (truncated or corrupt",
+              "model.weights.h5")
+    with pytest.raises(ValueError) as error:
+        load_keras_file(tmp_path / "none.keras")
+    _one_line(error, "none.keras does not exist")
+    assert load_keras_file(path).num_labels == 2

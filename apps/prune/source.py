@@ -61,13 +61,12 @@ class KerasHubSource(ModelSource):
     preprocessor, else --vocab_file."""
 
     def __init__(self, args, write_dir):
-        import keras
-
         import keras_flop
+        from keras_flop.checkpoints.keras_file import load_keras_file
 
         self.path = args.keras_hub_model
         self.data_dir = args.data_dir
-        self.hub_model = keras.saving.load_model(self.path, compile=False)
+        self.hub_model = load_keras_file(self.path, "--keras_hub_model")
         self.config = keras_flop.from_keras_hub(self.hub_model).bert_config
         self.vocab = args.vocab_file
         if self.vocab is None:
@@ -91,17 +90,15 @@ class DenseModelSource(ModelSource):
     or a run's finetune/model.keras): vocab.txt beside it, else --vocab_file."""
 
     def __init__(self, args, write_dir):
-        import keras
-
+        from keras_flop.checkpoints.keras_file import load_keras_file
         from keras_flop.models.bert import bert_network
 
         path = self.path = args.dense_model
         self.data_dir = args.data_dir
         self.task = args.task
-        if not os.path.exists(path):
-            raise common.UsageError(f"--dense_model {path} does not exist.")
+        loaded = load_keras_file(path, "--dense_model")
         try:
-            network = bert_network(keras.saving.load_model(path, compile=False))
+            network = bert_network(loaded)
         except ValueError as error:
             raise common.UsageError(f"--dense_model {path}: {error}") from None
         if not network.is_dense():
