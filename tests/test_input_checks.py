@@ -159,3 +159,16 @@ def test_a_truncated_or_corrupt_keras_file_is_named(model, tmp_path):
         load_keras_file(tmp_path / "none.keras")
     _one_line(error, "none.keras does not exist")
     assert load_keras_file(path).num_labels == 2
+
+
+def test_the_check_for_post_training_pruning_datasets():
+    from keras_flop.training.checks import check_dataset
+
+    for dataset, words in ((_dataset([0, 1]).unbatch(), ("`dataset` yields unbatched",)),
+                           (_dataset([0, 1]).take(0), ("`dataset` yielded no batches",)),
+                           (_dataset([2, 5, 7, 0]), ("class ids in [0, 2)", "has 2, 5")),
+                           (_dataset([0, 1]).map(lambda x, y: x),
+                            ("`dataset` must yield `(features, labels)` batches",))):
+        with pytest.raises(ValueError) as error:
+            check_dataset(dataset, num_labels=2, argument="dataset", labels_needed=True)
+        _one_line(error, *words)

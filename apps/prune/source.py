@@ -1,7 +1,8 @@
 """Where the dense model of a pruning run comes from: the built-in toy task, a BERT checkpoint
 (`--init_checkpoint`: TF1, Hugging Face or keras-hub preset), a keras-hub classifier's `.keras`
-file (`--keras_hub_model`) or a fine-tuned keras-flop classifier (`--dense_model`). Each source gives the model's config and vocabulary before any
-data is read, and the dense classifier for the finetune step."""
+file (`--keras_hub_model`) or a fine-tuned keras-flop classifier (`--dense_model`). Each source
+gives the model's config and vocabulary before any data is read, and the dense classifier for
+the finetune step."""
 
 import os
 

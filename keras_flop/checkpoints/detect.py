@@ -2,12 +2,13 @@
 `BertClassifier`, vocabulary and fine-tuned flag of each kind.
 
 Three kinds, all read offline:
-
-| kind | what the path is | files |
-|---|---|---|
-| `"tf1"` | a google-research/bert checkpoint: its directory or prefix | `bert_model.ckpt.index` and `.data-*`, `bert_config.json`, `vocab.txt` |
-| `"hugging_face"` | a Hugging Face BERT directory (`save_pretrained`) | `config.json`, `model.safetensors`, `vocab.txt` |
-| `"keras_hub"` | a keras-hub preset directory (`save_to_preset`) | `config.json` (a Keras serialized backbone), `metadata.json`, `model.weights.h5`, `assets/tokenizer/vocabulary.txt`; a classifier's `task.json` and `task.weights.h5` |
+- `"tf1"`: a google-research/bert checkpoint, its directory or prefix: `bert_model.ckpt.index`
+  and `.data-*`, `bert_config.json`, `vocab.txt`;
+- `"hugging_face"`: a Hugging Face BERT directory (`save_pretrained`): `config.json`,
+  `model.safetensors`, `vocab.txt`;
+- `"keras_hub"`: a keras-hub preset directory (`save_to_preset`): `config.json` (a Keras
+  serialized backbone, which tells it from Hugging Face's), `metadata.json`, `model.weights.h5`,
+  `assets/tokenizer/vocabulary.txt`; a classifier's also `task.json` and `task.weights.h5`.
 
 A fine-tuned checkpoint is one with a classification head: TF1's `output_weights`, Hugging
 Face's `classifier.weight`, a keras-hub preset of a `TextClassifier` (its `task.json`). The
