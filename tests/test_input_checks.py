@@ -63,13 +63,11 @@ def test_empty_and_unbatched_datasets(model):
     with pytest.raises(ValueError) as error:
         model.fit({k: v[:0] for k, v in _features().items()}, np.zeros(0, "int32"), verbose=0)
     _one_line(error, "`x` holds no examples")
-
-
-def test_good_data_still_trains(model):
+    # Good data goes through: class ids, one-hot labels (a categorical loss), a regressor's
+    # targets.
     assert np.isfinite(model.evaluate(_dataset([0, 1, 1, 0]), verbose=0))
-    # One-hot labels for a categorical loss are not class ids: left alone.
     check_data(_features(), np.eye(2)[[0, 1, 1, 0]], num_labels=2)
-    check_data(_dataset([0.5, 2.5]), num_labels=1)  # a regressor's targets
+    check_data(_dataset([0.5, 2.5]), num_labels=1)
 
 
 def test_fine_tune_checks_the_task_against_the_model(model):
