@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import keras_flop
-from keras_flop.training.checks import check_data, model_num_labels
+from keras_flop.training.checks import (check_arrays, check_batch, check_spec, checked_dataset,
+                                        label_error, model_num_labels)
 
 TINY = dict(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=16)
@@ -38,7 +39,7 @@ def _one_line(error, *words):
 def test_labels_out_of_range_are_named(model, call):
     with pytest.raises(ValueError) as error:
         getattr(model, call)(_dataset([2, 5, 7, 0]), verbose=0)
-    _one_line(error, "`x`", "class ids in [0, 2)", "the first batch has 2, 5")
+    _one_line(error, "`x`", "class ids in [0, 2)", "a batch has 2, 5")
     with pytest.raises(ValueError) as error:
         getattr(model, call)(_features(), np.array([0, 1, 7, 1]), verbose=0)
     _one_line(error, "`y`", "its labels include 7")
@@ -66,8 +67,8 @@ def test_empty_and_unbatched_datasets(model):
     # Good data goes through: class ids, one-hot labels (a categorical loss), a regressor's
     # targets.
     assert np.isfinite(model.evaluate(_dataset([0, 1, 1, 0]), verbose=0))
-    check_data(_features(), np.eye(2)[[0, 1, 1, 0]], num_labels=2)
-    check_data(_dataset([0.5, 2.5]), num_labels=1)
+    check_arrays(_features(), np.eye(2)[[0, 1, 1, 0]], num_labels=2)
+    assert len(list(checked_dataset(_dataset([0.5, 2.5]), num_labels=1))) == 1
 
 
 def test_fine_tune_checks_the_task_against_the_model(model):
@@ -86,15 +87,18 @@ def test_fine_tune_checks_the_task_against_the_model(model):
     _one_line(error, "no training examples")
 
 
-def test_the_check_for_pruning_models_and_distillers(model):
+def test_the_checks_for_pruning_models_and_distillers(model):
     pruning_model = keras_flop.factorize(model, structure="heads+ffn")
     distiller = keras_flop.Distiller(keras_flop.build_bert_classifier(
         keras_flop.BertConfig(**TINY), num_labels=3), distillation_weight=0.0)
     assert model_num_labels(pruning_model) == 2 and model_num_labels(distiller) == 3
-    with pytest.raises(ValueError) as error:
-        check_data(_dataset([0, 2]), num_labels=model_num_labels(pruning_model))
-    _one_line(error, "class ids in [0, 2)", "has 2")
-    check_data(_dataset([0, 2]), num_labels=model_num_labels(distiller))
+    # What their `fit` would train on: the check travels with the batches.
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        list(checked_dataset(_dataset([0, 1, 0, 2]), model_num_labels(pruning_model)))
+    replacement = label_error(error.value)
+    assert str(replacement) == ("`x`: labels must be class ids in [0, 2) for a 2-label "
+                                "model; a batch has 2.")
+    assert len(list(checked_dataset(_dataset([0, 2]), model_num_labels(distiller)))) == 1
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -159,14 +163,16 @@ def test_a_truncated_or_corrupt_keras_file_is_named(model, tmp_path):
     assert load_keras_file(path).num_labels == 2
 
 
-def test_the_check_for_post_training_pruning_datasets():
-    from keras_flop.training.checks import check_dataset
-
+def test_the_checks_for_post_training_pruning_datasets():
     for dataset, words in ((_dataset([0, 1]).unbatch(), ("`dataset` yields unbatched",)),
                            (_dataset([0, 1]).take(0), ("`dataset` yielded no batches",)),
-                           (_dataset([2, 5, 7, 0]), ("class ids in [0, 2)", "has 2, 5")),
                            (_dataset([0, 1]).map(lambda x, y: x),
                             ("`dataset` must yield `(features, labels)` batches",))):
         with pytest.raises(ValueError) as error:
-            check_dataset(dataset, num_labels=2, argument="dataset", labels_needed=True)
+            check_spec(dataset, num_labels=2, argument="dataset", labels_needed=True)
         _one_line(error, *words)
+    # The batches the pruning draws itself are checked as it draws them.
+    with pytest.raises(ValueError) as error:
+        for batch in _dataset([0, 1, 2, 5, 7, 0]):
+            check_batch(batch, num_labels=2, argument="dataset", labels_needed=True)
+    _one_line(error, "`dataset`: labels must be class ids in [0, 2)", "the first batch has 2, 5")

@@ -286,20 +286,20 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
                                       for layer in self.encoder_dense_layers())
 
     def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, after a look at the data's first batch: an empty or unbatched
-        dataset, or class ids outside `[0, num_labels)`, is a one-line `ValueError` naming the
-        argument (`keras_flop.training.checks`)."""
-        from keras_flop.training.checks import check_fit_arguments
+        """`keras.Model.fit` with its data checked (`keras_flop.training.checks`): an empty or
+        unbatched dataset, or class ids outside `[0, num_labels)` (at the first batch that
+        has one), is a one-line `ValueError` naming the argument."""
+        from keras_flop.training.checks import call_with_checks
 
-        check_fit_arguments(self.num_labels, keras.Model.fit, *args, **kwargs)
-        return super().fit(*args, **kwargs)
+        return call_with_checks(super().fit, keras.Model.fit, self.num_labels, *args,
+                                **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, after the same look at the data as `fit`."""
-        from keras_flop.training.checks import check_fit_arguments
+        """`keras.Model.evaluate` with its data checked as `fit`'s."""
+        from keras_flop.training.checks import call_with_checks
 
-        check_fit_arguments(self.num_labels, keras.Model.evaluate, *args, **kwargs)
-        return super().evaluate(*args, **kwargs)
+        return call_with_checks(super().evaluate, keras.Model.evaluate, self.num_labels,
+                                *args, **kwargs)
 
     def get_config(self):
         # Not the functional config (a nested layer graph): the constructor's arguments.
