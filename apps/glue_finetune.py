@@ -223,8 +223,8 @@ def sweep(args, tasks, rates, checkpoint, output_dir):
         try:
             data = load_task_data(
                 args.data_dir, task, checkpoint.vocab_file, args.max_seq_length,
-                args.max_train_examples,
-                args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
+                args.max_train_examples, args.max_eval_examples, args.seed,
+                pad_to_max_length=args.pad_to_max_length,
                 boundaries=common.bucket_boundaries(args))
         except ValueError as e:
             if args.task.lower() != "all":

@@ -118,6 +118,7 @@ class Checkpoint:
         vocab_file: its WordPiece vocabulary, checked against `config.vocab_size`.
         fine_tuned: whether it has a classification head.
         num_labels: that head's number of outputs, or None.
+        config_file: a TF1 checkpoint's `bert_config.json` when given apart from it.
     """
 
     kind: str
