@@ -136,6 +136,9 @@ def test_compact_refuses_a_model_without_gates(model):
     with pytest.raises(ValueError) as error:
         keras_flop.compact(model)
     _one_line(error, "has no gates", "keras_flop.factorize", "prune_post_training")
+    with pytest.raises(ValueError) as error:
+        keras_flop.compact(keras_flop.factorize(model), threshold="0.5")
+    _one_line(error, "`threshold` must be a number in [0, 1)", "'0.5'")
 
 
 def test_a_truncated_or_corrupt_keras_file_is_named(model, tmp_path):

@@ -1,5 +1,7 @@
 """`compact`: fold the inference gates into the weights and cut what they prune (§5)."""
 
+import numbers
+
 import keras
 import numpy as np
 
@@ -98,6 +100,10 @@ def compact(model, threshold=0.0):
     Example:
     >>> compact_model = keras_flop.compact(pruning_model)   # doctest: +SKIP
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
+            not 0.0 <= threshold < 1.0:
+        raise ValueError(f"`threshold` must be a number in [0, 1) (gate values at or below it "
+                         f"are pruned); got {threshold!r}.")
     network = getattr(model, "network", model)
     config, num_labels, _ = bert_structure_of(network)
     if not all_gates(network):
