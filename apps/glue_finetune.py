@@ -3,6 +3,8 @@
     python -m apps.glue_finetune --task all --data_dir GLUE_DIR \\
         --init_checkpoint CHECKPOINT_DIR --output_dir runs/glue
 
+`CHECKPOINT_DIR` is a TF1 checkpoint, a Hugging Face BERT directory (config.json,
+model.safetensors, vocab.txt) or a keras-hub preset directory, told apart by its files.
 For each task present in `--data_dir` (absent ones are skipped with a message) and each
 learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
 `test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras` with
@@ -29,12 +31,17 @@ def build_parser():
                              "name, e.g. SST-2), or all (every task present in --data_dir).")
     parser.add_argument("--data_dir", required=True, help="GLUE directory (<dir>/<TASK>/*.tsv).")
     parser.add_argument("--init_checkpoint", required=True,
-                        help="TF1 checkpoint directory (bert_config.json, vocab.txt, "
-                             "bert_model.ckpt*) or prefix.")
+                        help="BERT checkpoint, told apart by its files: a TF1 checkpoint "
+                             "directory (bert_config.json, vocab.txt, bert_model.ckpt*) or "
+                             "prefix, a Hugging Face BERT directory (config.json, "
+                             "model.safetensors, vocab.txt) or a keras-hub preset directory "
+                             "(save_to_preset: config.json, model.weights.h5, "
+                             "assets/tokenizer/vocabulary.txt).")
     parser.add_argument("--bert_config_file", default=None,
-                        help="Default: bert_config.json beside the checkpoint.")
+                        help="TF1 checkpoints: default bert_config.json beside the checkpoint.")
     parser.add_argument("--vocab_file", default=None,
-                        help="Default: vocab.txt beside the checkpoint.")
+                        help="Default: the checkpoint's own (vocab.txt beside it, or a "
+                             "keras-hub preset's assets/tokenizer/vocabulary.txt).")
     parser.add_argument("--learning_rates", default="5e-5,4e-5,3e-5,2e-5",
                         help="Comma-separated learning rates of the sweep: one run each.")
     parser.add_argument("--num_train_epochs", type=float, default=3.0,
@@ -70,15 +77,23 @@ def parse_learning_rates(text):
     return rates
 
 
-def checkpoint_files(args):
-    """(config, vocab file) with the flags' defaults beside the checkpoint, checked."""
-    from keras_flop.checkpoints.tf1 import checkpoint_files as files
+def describe_checkpoint(args):
+    """The `--init_checkpoint` (`keras_flop.checkpoints.detect.Checkpoint`: TF1, Hugging Face
+    or keras-hub preset), its config and vocabulary with the flags' defaults, checked."""
+    from keras_flop.checkpoints.detect import describe_checkpoint as describe
 
-    config, vocab = files(args.init_checkpoint, args.bert_config_file, args.vocab_file)
+    checkpoint = describe(args.init_checkpoint, args.bert_config_file, args.vocab_file)
+    config = checkpoint.config
     if args.max_seq_length > config.max_position_embeddings:
         raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
                                 f"max_position_embeddings {config.max_position_embeddings}.")
-    return config, vocab
+    return checkpoint
+
+
+def checkpoint_files(args):
+    """(config, vocab file) of `--init_checkpoint`, checked (`describe_checkpoint`)."""
+    checkpoint = describe_checkpoint(args)
+    return checkpoint.config, checkpoint.vocab_file
 
 
 def check_common_args(args):
@@ -109,15 +124,13 @@ def select_tasks(task_arg, data_dir):
     return present
 
 
-def run_one(args, config, vocab, data, learning_rate, run_dir):
-    import keras_flop
+def run_one(args, checkpoint, data, learning_rate, run_dir):
     from keras_flop.training.callbacks import PruningTensorBoard
     from keras_flop.training.evaluation import evaluate
     from keras_flop.training.fine_tuning import fine_tune
 
     common.set_seed(args.seed, not args.nondeterministic)
-    model = keras_flop.load_tf1_checkpoint(args.init_checkpoint, config=config,
-                                           num_labels=data.task.num_labels)
+    model, vocab, _ = checkpoint.load(num_labels=data.task.num_labels)
     epochs = max(1, int(round(args.num_train_epochs)))
     board = PruningTensorBoard(os.path.join(run_dir, "logs"),
                                hparams={"task": data.task.name, "learning_rate": learning_rate,
@@ -173,13 +186,13 @@ def run(args):
     check_common_args(args)
     rates = parse_learning_rates(args.learning_rates)
     tasks = select_tasks(args.task, args.data_dir)
-    config, vocab = checkpoint_files(args)
+    checkpoint = describe_checkpoint(args)
     output_dir = prepare_sweep_dir(args)
     if args.mixed_precision:
         import keras
         keras.mixed_precision.set_global_policy("mixed_float16")
     with make_strategy(args.strategy, args.tpu).scope():
-        rows = sweep(args, tasks, rates, config, vocab, output_dir)
+        rows = sweep(args, tasks, rates, checkpoint, output_dir)
     if not rows:
         raise common.UsageError(f"No task in {args.data_dir} has both train and dev splits.")
     table = write_sweep_tables(output_dir, rows)
@@ -202,15 +215,16 @@ def prepare_sweep_dir(args):
     return output_dir
 
 
-def sweep(args, tasks, rates, config, vocab, output_dir):
+def sweep(args, tasks, rates, checkpoint, output_dir):
     from keras_flop.training.data import load_task_data
 
     rows = []
     for task in tasks:
         try:
             data = load_task_data(
-                args.data_dir, task, vocab, args.max_seq_length, args.max_train_examples,
-                args.max_eval_examples, args.seed, pad_to_max_length=args.pad_to_max_length,
+                args.data_dir, task, checkpoint.vocab_file, args.max_seq_length,
+                args.max_train_examples, args.max_eval_examples, args.seed,
+                pad_to_max_length=args.pad_to_max_length,
                 boundaries=common.bucket_boundaries(args))
         except ValueError as e:
             if args.task.lower() != "all":
@@ -225,7 +239,7 @@ def sweep(args, tasks, rates, config, vocab, output_dir):
                 print("   done already")
                 flat = common.read_json(os.path.join(run_dir, "eval_results.json"))
             else:
-                flat = run_one(args, config, vocab, data, rate, run_dir)
+                flat = run_one(args, checkpoint, data, rate, run_dir)
             print(f"   {task.name} lr {rate:g}: score {flat['eval_score']:.4f} "
                   f"({time.perf_counter() - started:.0f} s) -> {run_dir}")
             rows.append({"task": task.name, **flat})

@@ -1,7 +1,8 @@
 """keras-flop: structured pruning of BERT-family encoders for Keras 3 (FLOP).
 
 Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `BertTokenizer`,
-`BertPreprocessor`, `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`,
+`BertPreprocessor`, `load_checkpoint` (any of the three below, told apart by their files),
+`describe_checkpoint`, `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`,
 `preprocessor_from_keras_hub`, `factorize`, `factorize_model`, `PruningModel`, `Distiller`
 (fine-tuning with distillation), `expected_sparsity`, `kept_parameters`, `LatencyTable`,
 `measure_latency_table`, `expected_latency`, `predicted_speedup`, `compact`,
@@ -23,6 +24,7 @@ The subpackages, one concept each:
 """
 
 from keras_flop import glue, latency, layers
+from keras_flop.checkpoints.detect import describe_checkpoint, load_checkpoint
 from keras_flop.checkpoints.hugging_face import load_hf_checkpoint
 from keras_flop.checkpoints.keras_hub import from_keras_hub, preprocessor_from_keras_hub
 from keras_flop.checkpoints.tf1 import load_tf1_checkpoint
@@ -51,10 +53,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer",
-    "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost", "device",
+    "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost",
+    "describe_checkpoint", "device",
     "distillation", "Distiller", "expected_latency", "expected_sparsity", "export_formats",
     "export_saved_model", "factorize", "factorize_model", "family", "from_keras_hub", "glue",
-    "kept_parameters", "latency", "LatencyTable", "layers", "load_hf_checkpoint",
+    "kept_parameters", "latency", "LatencyTable", "layers", "load_checkpoint",
+    "load_hf_checkpoint",
     "load_tf1_checkpoint", "measure_latency_table", "optimizers", "parameter_report",
     "post_training_masks", "predicted_speedup", "preprocessor_from_keras_hub",
     "prune_post_training", "PruningModel", "realized_sparsity", "write_parameter_report",

@@ -63,6 +63,18 @@ def _truncate_shard(root):
     shard.write_bytes(shard.read_bytes()[:64])
 
 
+def _cut_keras(root):
+    """A `.keras` archive cut in half, as an interrupted copy leaves it."""
+    import zipfile
+
+    path = root / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("metadata.json", "config.json"):
+            archive.writestr(name, "{}")
+        archive.writestr("model.weights.h5", bytes(range(256)) * 64)
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
 def _vocab_lines(count):
     return _write("ckpt/vocab.txt", "\n".join(f"t{i}" for i in range(count)) + "\n")
 
@@ -70,7 +82,8 @@ def _vocab_lines(count):
 FINETUNE = ["--task", "sst2", "--learning_rates", "1e-4", "--max_seq_length", "8",
             "--num_train_epochs", "1"]
 
-# (id, app, extra args, change to the good fixture, words the message must contain)
+# (id, app, extra args, change to the good fixture, words the message must contain: a string
+# or a tuple of strings)
 CASES = [
     ("missing tsv", "finetune", [], _write("glue/SST-2/train.tsv"), "No train split"),
     ("empty tsv", "finetune", [], _write("glue/SST-2/train.tsv", ""), "train.tsv: no examples"),
@@ -141,6 +154,13 @@ CASES = [
      "--init_checkpoint is required"),
     ("start_from without run", "prune", ["--start_from", "compact"], None,
      "--start_from needs an existing run"),
+    ("truncated dense model", "prune", ["--task", "sst2", "--data_dir", "GLUE",
+                                        "--dense_model", "KERAS"], _cut_keras,
+     ("--dense_model ", "model.keras is not a valid .keras file (truncated or corrupt: not a "
+                        "zip archive")),
+    ("truncated keras-hub model", "prune", ["--task", "sst2", "--data_dir", "GLUE",
+                                            "--keras_hub_model", "KERAS"], _cut_keras,
+     ("--keras_hub_model ", "model.keras is not a valid .keras file (truncated or corrupt")),
     ("missing checkpoint", "factorize", ["--checkpoint", "/nonexistent/bert_model.ckpt"], None,
      "Checkpoint index not found"),
     ("missing bert config", "factorize", ["--bert_config_file", "/nonexistent.json"], None,
@@ -160,7 +180,8 @@ def _argv(app, root, extra, output):
         base = ["--bert_config_file", str(root / "ckpt" / "bert_config.json"),
                 "--checkpoint", str(root / "ckpt"), "--output_dir", str(output)]
         module = factorize_app
-    named = {"GLUE": str(root / "glue"), "CKPT": str(root / "ckpt")}
+    named = {"GLUE": str(root / "glue"), "CKPT": str(root / "ckpt"),
+             "KERAS": str(root / "model.keras")}
     extra = [named.get(a, a.replace("FILE", str(root / "afile"))) for a in extra]
     return module, base + extra
 
@@ -178,7 +199,8 @@ def test_bad_input_exits_2_with_one_line(good, tmp_path, capsys, app, extra, cha
         module.main(argv)
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert error[-1].startswith("error: ") and message in error[-1], error
+    words = message if isinstance(message, tuple) else (message,)
+    assert error[-1].startswith("error: ") and all(w in error[-1] for w in words), error
     assert "Traceback" not in "\n".join(error)
 
 

@@ -15,7 +15,7 @@ from conftest import shared_data_dir
 from keras_flop.checkpoints.tf1 import check_vocabulary
 from keras_flop.checkpoints.hugging_face import config_from_hf, read_safetensors
 from tf1_bert import (erf_gelu, random_weights, reference_logits, tf1_shapes,
-                      write_tf1_checkpoint)
+                      write_hf_checkpoint, write_tf1_checkpoint)
 
 CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
               intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=0.1,
@@ -181,41 +181,8 @@ def _write_raw_safetensors(path, header, data):
     path.write_bytes(len(text).to_bytes(8, "little") + text + data)
 
 
-def _to_hf(weights):
-    """TF1 names -> Hugging Face BertForSequenceClassification names, [out, in] weights."""
-    hf = {}
-    for name, value in weights.items():
-        if name == "output_weights":
-            hf["classifier.weight"] = value
-            continue
-        if name == "output_bias":
-            hf["classifier.bias"] = value
-            continue
-        new = name.replace("bert/encoder/layer_", "bert.encoder.layer.").replace("/", ".")
-        new = new.replace(".gamma", ".weight").replace(".beta", ".bias")
-        if new.endswith(".kernel"):
-            new, value = new[:-len(".kernel")] + ".weight", value.T
-        elif "embeddings" in new and not new.startswith("bert.embeddings.LayerNorm"):
-            new += ".weight"
-        hf[new] = np.ascontiguousarray(value)
-    return hf
-
-
-# What `BertForSequenceClassification.save_pretrained` writes besides the architecture.
-HF_CONFIG_EXTRAS = {
-    "architectures": ["BertForSequenceClassification"], "model_type": "bert",
-    "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "pad_token_id": 0,
-    "use_cache": True, "classifier_dropout": None, "torch_dtype": "float32",
-    "transformers_version": "4.44.2", "id2label": {"0": "a", "1": "b", "2": "c"},
-    "label2id": {"a": 0, "b": 1, "c": 2}, "gradient_checkpointing": False,
-}
-
-
 def _hf_directory(directory, config, weights):
-    safetensors.numpy.save_file(_to_hf(weights), directory / "model.safetensors",
-                                metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps({**config, **HF_CONFIG_EXTRAS}))
-    return directory
+    return write_hf_checkpoint(directory, config, weights)
 
 
 def test_hugging_face_import_shares_the_mapping(tmp_path):

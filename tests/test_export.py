@@ -112,3 +112,18 @@ def test_export_errors(tmp_path, vocab_file):
     with pytest.raises(ValueError, match="pass either it or"):
         export_saved_model(model, tmp_path / "e", vocab_file, 12,
                            preprocessor=keras_flop.BertPreprocessor(vocab_file, 12))
+
+
+def test_export_refuses_ids_the_model_has_no_embedding_for(tmp_path, vocab_file):
+    model = build_bert_classifier(BertConfig(**TINY))
+    longer = tmp_path / "longer.txt"
+    longer.write_text(vocab_file.read_text() + "".join(f"extra{i}\n" for i in range(5)))
+    with pytest.raises(ValueError) as error:
+        export_saved_model(model, tmp_path / "e", longer, 12)
+    assert f"has {len(WORDS) + 5} tokens but the model has vocab_size={len(WORDS)}" in \
+        str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ValueError) as error:
+        export_saved_model(keras_flop.factorize(model), tmp_path / "e", vocab_file, 64)
+    assert "max_seq_length 64 exceeds the model's max_position_embeddings 32" in \
+        str(error.value)
+    assert not (tmp_path / "e").exists()  # refused before anything was written

@@ -1,5 +1,6 @@
 """export_formats: ONNX and LiteRT files, each checked in its own runtime (when installed)."""
 
+import os
 import sys
 
 import numpy as np
@@ -51,3 +52,58 @@ def test_format_names_are_checked():
     assert check_formats("saved_model, onnx,onnx") == ("saved_model", "onnx")
     with pytest.raises(ValueError, match="drawn from saved_model, onnx, litert; got \\['tflite'\\]"):
         check_formats("onnx,tflite")
+
+
+def _fake_format(monkeypatch, model, fmt, fail=False):
+    """`fmt` written and run by stand-ins (a few bytes, the Keras logits): the file handling
+    of export_formats without a converter."""
+    import keras_flop.export.formats as formats
+
+    def write(source, path):
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"half a file" if fail else b"a converted model")
+        if fail:
+            raise ValueError("conversion failed")
+        os.replace(path + ".tmp", path)
+
+    monkeypatch.setitem(formats._WRITERS, fmt, write)
+    monkeypatch.setitem(formats.RUNNERS, fmt, lambda path: lambda batch: model(batch))
+    monkeypatch.setattr(formats, "require", lambda name: None)
+
+
+def test_an_earlier_export_is_replaced_only_with_overwrite(compact_model, tmp_path,
+                                                           monkeypatch):
+    _fake_format(monkeypatch, compact_model, "onnx")
+    (tmp_path / "model.onnx").write_bytes(b"an earlier export")
+    with pytest.raises(ValueError) as error:
+        export_formats(compact_model, tmp_path, ["onnx"])
+    assert "model.onnx exists already: pass overwrite=True" in str(error.value)
+    assert (tmp_path / "model.onnx").read_bytes() == b"an earlier export"
+    export_formats(compact_model, tmp_path, ["onnx"], overwrite=True)
+    assert (tmp_path / "model.onnx").read_bytes() == b"a converted model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_failed_format_leaves_nothing_behind(compact_model, tmp_path, monkeypatch):
+    _fake_format(monkeypatch, compact_model, "onnx")
+    _fake_format(monkeypatch, compact_model, "litert", fail=True)
+    with pytest.raises(ValueError, match="conversion failed"):
+        export_formats(compact_model, tmp_path / "out", ["onnx", "litert"])
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "model.onnx").write_bytes(b"an earlier export")
+    with pytest.raises(ValueError, match="conversion failed"):
+        export_formats(compact_model, tmp_path / "kept", ["onnx", "litert"], overwrite=True)
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["model.onnx"]
+    assert (tmp_path / "kept" / "model.onnx").read_bytes() == b"an earlier export"
+
+
+def test_litert_of_a_mixed_precision_model_is_converted_in_float32(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    mixed = build_bert_classifier(BertConfig(**dict(TINY, num_hidden_layers=1)),
+                                  dtype="mixed_float16")
+    paths = export_formats(mixed, tmp_path / "out", ["litert"])
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.tflite"]
+    batch = sample_batch(TINY["vocab_size"], 3, 5)
+    np.testing.assert_allclose(RUNNERS["litert"](paths["litert"])(batch), mixed(batch),
+                               atol=1e-2)  # the Keras model's float16 round-off

@@ -1,4 +1,5 @@
-"""An independent stand-in for google-research/bert: TF1 checkpoints and a numpy forward pass.
+"""An independent stand-in for google-research/bert: TF1 checkpoints (and the same weights as a
+Hugging Face directory) and a numpy forward pass.
 
 `write_tf1_checkpoint` writes a checkpoint the way `run_classifier.py` leaves one (graph mode,
 `tf.compat.v1.train.Saver`, Adam slots, `global_step`); `reference_logits` recomputes the
@@ -65,16 +66,24 @@ def random_weights(shapes, std=0.2, seed=0):
     return weights
 
 
+def _write_vocab(directory, config, vocab):
+    """`vocab.txt`: the tokens `vocab` (a list), or for `True` special tokens and `word{i}`
+    up to the config's `vocab_size`."""
+    if vocab is True:
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        vocab += [f"word{i}" for i in range(config["vocab_size"] - len(vocab))]
+    if vocab:
+        with open(os.path.join(directory, "vocab.txt"), "w") as f:
+            f.write("\n".join(vocab) + "\n")
+
+
 def write_tf1_checkpoint(directory, config, weights, adam_slots=True, vocab=True):
-    """Writes `bert_config.json`, `vocab.txt` and `bert_model.ckpt` as TF1 BERT does."""
+    """Writes `bert_config.json`, `vocab.txt` (see `_write_vocab`) and `bert_model.ckpt` as
+    TF1 BERT does."""
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "bert_config.json"), "w") as f:
         json.dump(config, f)
-    if vocab:
-        tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tokens += [f"word{i}" for i in range(config["vocab_size"] - len(tokens))]
-        with open(os.path.join(directory, "vocab.txt"), "w") as f:
-            f.write("\n".join(tokens) + "\n")
+    _write_vocab(directory, config, vocab)
     graph = tf.Graph()
     with graph.as_default():
         variables = []
@@ -90,6 +99,50 @@ def write_tf1_checkpoint(directory, config, weights, adam_slots=True, vocab=True
             session.run(tf.compat.v1.global_variables_initializer())
             return saver.save(session, os.path.join(directory, "bert_model.ckpt"),
                               write_meta_graph=False)
+
+
+def to_hf(weights):
+    """TF1 names -> Hugging Face BertForSequenceClassification names, [out, in] weights."""
+    hf = {}
+    for name, value in weights.items():
+        if name == "output_weights":
+            hf["classifier.weight"] = value
+            continue
+        if name == "output_bias":
+            hf["classifier.bias"] = value
+            continue
+        new = name.replace("bert/encoder/layer_", "bert.encoder.layer.").replace("/", ".")
+        new = new.replace(".gamma", ".weight").replace(".beta", ".bias")
+        if new.endswith(".kernel"):
+            new, value = new[:-len(".kernel")] + ".weight", value.T
+        elif "embeddings" in new and not new.startswith("bert.embeddings.LayerNorm"):
+            new += ".weight"
+        hf[new] = np.ascontiguousarray(value)
+    return hf
+
+
+# What `BertForSequenceClassification.save_pretrained` writes besides the architecture.
+HF_CONFIG_EXTRAS = {
+    "architectures": ["BertForSequenceClassification"], "model_type": "bert",
+    "layer_norm_eps": 1e-12, "position_embedding_type": "absolute", "pad_token_id": 0,
+    "use_cache": True, "classifier_dropout": None, "torch_dtype": "float32",
+    "transformers_version": "4.44.2", "id2label": {"0": "a", "1": "b", "2": "c"},
+    "label2id": {"a": 0, "b": 1, "c": 2}, "gradient_checkpointing": False,
+}
+
+
+def write_hf_checkpoint(directory, config, weights, vocab=False):
+    """A Hugging Face BERT directory: `model.safetensors` (the TF1-named `weights` renamed),
+    `config.json`, and with `vocab` a `vocab.txt` (see `_write_vocab`)."""
+    import safetensors.numpy
+
+    os.makedirs(directory, exist_ok=True)
+    safetensors.numpy.save_file(to_hf(weights), os.path.join(directory, "model.safetensors"),
+                                metadata={"format": "pt"})
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump({**config, **HF_CONFIG_EXTRAS}, f)
+    _write_vocab(directory, config, vocab)
+    return directory
 
 
 def _layer_norm(x, gamma, beta):

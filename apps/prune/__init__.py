@@ -5,6 +5,9 @@ again, export, report.
     python -m apps.prune --task sst2 --data_dir GLUE_DIR --init_checkpoint CKPT_DIR \\
         --output_dir runs/sst2 --target_sparsity 0.5
 
+`CKPT_DIR` is a BERT checkpoint of any of three kinds, told apart by its files: a TF1
+checkpoint, a Hugging Face BERT directory or a keras-hub preset directory.
+
 Every step writes its outputs under `OUTPUT_DIR/<step>/` before the next starts. Rerunning the
 same command continues after the last finished step (Ctrl-C, then the same command, continues
 the pruning step from its last checkpoint); `--start_from STEP` redoes that step and those

@@ -34,11 +34,17 @@ def build_parser():
                            "name, e.g. SST-2). Default: the built-in toy sentiment task.")
     data.add_argument("--data_dir", default=None, help="GLUE directory (<dir>/<TASK>/*.tsv).")
     data.add_argument("--init_checkpoint", default=None,
-                      help="TF1 BERT checkpoint dir or prefix (pre-trained or fine-tuned).")
+                      help="BERT checkpoint (pre-trained or fine-tuned), told apart by its "
+                           "files: a TF1 checkpoint dir or prefix (bert_config.json, vocab.txt, "
+                           "bert_model.ckpt*), a Hugging Face BERT dir (config.json, "
+                           "model.safetensors, vocab.txt) or a keras-hub preset dir "
+                           "(save_to_preset: config.json, model.weights.h5, "
+                           "assets/tokenizer/vocabulary.txt).")
     data.add_argument("--bert_config_file", default=None,
-                      help="Default: bert_config.json beside the checkpoint.")
+                      help="TF1 checkpoints: default bert_config.json beside the checkpoint.")
     data.add_argument("--vocab_file", default=None,
-                      help="Default: vocab.txt beside the checkpoint.")
+                      help="Default: the checkpoint's own (vocab.txt beside it, or a keras-hub "
+                           "preset's assets/tokenizer/vocabulary.txt).")
     data.add_argument("--keras_hub_model", default=None,
                       help="A fine-tuned keras-hub classifier's .keras file (BERT family, see "
                            "keras_flop.from_keras_hub), instead of --init_checkpoint; the dense "

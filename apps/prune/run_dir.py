@@ -101,13 +101,14 @@ class RunDirectory:
 
     def load(self, step, name="model.keras"):
         """A step's saved model, uncompiled: every step that trains compiles it afresh."""
-        import keras
+        from keras_flop.checkpoints.keras_file import load_keras_file
+
         path = self.path(step, name)
         if not os.path.exists(path) and self.removed(step):
             raise common.UsageError(f"{path} was deleted when the run finished "
                                     f"(--keep_intermediate false): pass --start_from {step} "
                                     "to make it again.")
-        return keras.saving.load_model(path, compile=False)
+        return load_keras_file(path, f"The {step} step's model")
 
     def family_members(self, snapshotted=True):
         """The family's members as the prune step left them (`prune/family.json`), those

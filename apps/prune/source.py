@@ -1,7 +1,8 @@
-"""Where the dense model of a pruning run comes from: the built-in toy task, a TF1 checkpoint
-(`--init_checkpoint`), a keras-hub classifier (`--keras_hub_model`) or a fine-tuned keras-flop
-classifier (`--dense_model`). Each source gives the model's config and vocabulary before any
-data is read, and the dense classifier for the finetune step."""
+"""Where the dense model of a pruning run comes from: the built-in toy task, a BERT checkpoint
+(`--init_checkpoint`: TF1, Hugging Face or keras-hub preset), a keras-hub classifier's `.keras`
+file (`--keras_hub_model`) or a fine-tuned keras-flop classifier (`--dense_model`). Each source
+gives the model's config and vocabulary before any data is read, and the dense classifier for
+the finetune step."""
 
 import os
 
@@ -36,24 +37,24 @@ class ToySource(ModelSource):
 
 
 class CheckpointSource(ModelSource):
-    """A google-research/bert TF1 checkpoint, pre-trained or fine-tuned."""
+    """A BERT checkpoint, pre-trained or fine-tuned: a google-research/bert TF1 checkpoint, a
+    Hugging Face BERT directory or a keras-hub preset directory, told apart by its files
+    (`keras_flop.checkpoints.detect`)."""
 
     def __init__(self, args, write_dir):
-        from keras_flop.checkpoints.tf1 import checkpoint_files
+        from keras_flop.checkpoints.detect import describe_checkpoint
 
         if args.init_checkpoint is None:
             raise common.UsageError("--init_checkpoint is required with --task.")
         self.path = args.init_checkpoint
         self.data_dir = args.data_dir
-        self.config, self.vocab = checkpoint_files(args.init_checkpoint, args.bert_config_file,
-                                                   args.vocab_file)
+        self.checkpoint = describe_checkpoint(args.init_checkpoint, args.bert_config_file,
+                                              args.vocab_file)
+        self.config, self.vocab = self.checkpoint.config, self.checkpoint.vocab_file
 
     def dense_model(self, config, num_labels):
-        import keras_flop
-        from keras_flop.checkpoints.tf1 import has_classifier_head
-
-        model = keras_flop.load_tf1_checkpoint(self.path, config=config, num_labels=num_labels)
-        return model, has_classifier_head(self.path)
+        model, _, fine_tuned = self.checkpoint.load(num_labels=num_labels, config=config)
+        return model, fine_tuned
 
 
 class KerasHubSource(ModelSource):
@@ -61,13 +62,12 @@ class KerasHubSource(ModelSource):
     preprocessor, else --vocab_file."""
 
     def __init__(self, args, write_dir):
-        import keras
-
         import keras_flop
+        from keras_flop.checkpoints.keras_file import load_keras_file
 
         self.path = args.keras_hub_model
         self.data_dir = args.data_dir
-        self.hub_model = keras.saving.load_model(self.path, compile=False)
+        self.hub_model = load_keras_file(self.path, "--keras_hub_model")
         self.config = keras_flop.from_keras_hub(self.hub_model).bert_config
         self.vocab = args.vocab_file
         if self.vocab is None:
@@ -91,17 +91,15 @@ class DenseModelSource(ModelSource):
     or a run's finetune/model.keras): vocab.txt beside it, else --vocab_file."""
 
     def __init__(self, args, write_dir):
-        import keras
-
+        from keras_flop.checkpoints.keras_file import load_keras_file
         from keras_flop.models.bert import bert_network
 
         path = self.path = args.dense_model
         self.data_dir = args.data_dir
         self.task = args.task
-        if not os.path.exists(path):
-            raise common.UsageError(f"--dense_model {path} does not exist.")
+        loaded = load_keras_file(path, "--dense_model")
         try:
-            network = bert_network(keras.saving.load_model(path, compile=False))
+            network = bert_network(loaded)
         except ValueError as error:
             raise common.UsageError(f"--dense_model {path}: {error}") from None
         if not network.is_dense():

@@ -171,6 +171,45 @@ def config_from_hf(values):
     return BertConfig.from_dict(fields)
 
 
+def read_hf_config(path):
+    """The `BertConfig` of the Hugging Face directory `path` (its `config.json`); a
+    `ValueError` naming the file when it is missing, unreadable or unsupported."""
+    config_path = os.path.join(os.fspath(path), "config.json")
+    if not os.path.isfile(config_path):
+        raise ValueError(f"Hugging Face config not found: {config_path}")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            return config_from_hf(json.load(f))
+    except ValueError as e:  # also invalid JSON or UTF-8
+        raise ValueError(f"{config_path}: {' '.join(str(e).split())}") from None
+
+
+def hf_weights_file(path):
+    """`model.safetensors` of the Hugging Face directory `path`; a `ValueError` when it is
+    missing (saying so when a PyTorch `pytorch_model.bin` is there instead)."""
+    weights_path = os.path.join(os.fspath(path), "model.safetensors")
+    if not os.path.isfile(weights_path):
+        extra = " (pytorch_model.bin found: convert it to safetensors)" if os.path.isfile(
+            os.path.join(os.fspath(path), "pytorch_model.bin")) else ""
+        raise ValueError(f"Weights not found: {weights_path}{extra}.")
+    return weights_path
+
+
+def hf_has_classifier_head(path):
+    """Whether the Hugging Face directory `path` holds a fine-tuned classifier
+    (`BertForSequenceClassification`: a `classifier.weight` tensor); reads the file's header
+    only."""
+    weights_path = hf_weights_file(path)
+    try:
+        with safetensors.safe_open(weights_path, framework="numpy") as f:
+            names = list(f.keys())
+    except safetensors.SafetensorError as e:
+        problem = _header_problem(weights_path) or " ".join(str(e).split())
+        raise ValueError(f"{weights_path}: not a valid safetensors file ({problem}); download "
+                         "or convert it again.") from None
+    return any(re.sub(r"^bert\.", "", name) == "classifier.weight" for name in names)
+
+
 def load_hf_checkpoint(path, num_labels=None):
     """A Keras BERT classifier from a Hugging Face BERT directory.
 
@@ -193,19 +232,8 @@ def load_hf_checkpoint(path, num_labels=None):
     >>> model = load_hf_checkpoint("bert-base-uncased/")  # doctest: +SKIP
     """
     path = os.fspath(path)
-    config_path = os.path.join(path, "config.json")
-    if not os.path.isfile(config_path):
-        raise ValueError(f"Hugging Face config not found: {config_path}")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = config_from_hf(json.load(f))
-    except ValueError as e:  # also invalid JSON or UTF-8
-        raise ValueError(f"{config_path}: {' '.join(str(e).split())}") from None
-    weights_path = os.path.join(path, "model.safetensors")
-    if not os.path.isfile(weights_path):
-        extra = " (pytorch_model.bin found: convert it to safetensors)" if os.path.isfile(
-            os.path.join(path, "pytorch_model.bin")) else ""
-        raise ValueError(f"Weights not found: {weights_path}{extra}.")
+    config = read_hf_config(path)
+    weights_path = hf_weights_file(path)
     tensors = hf_to_tf1_names(read_safetensors(weights_path))
     return build_from_variables(config, {k: v.shape for k, v in tensors.items()},
                                 tensors.__getitem__, num_labels, f"file {weights_path}")

@@ -173,10 +173,9 @@ def from_keras_hub(model, num_labels=None):
     (True, 3)
     """
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise ValueError(f"keras-hub model file not found: {path}")
-        model = keras.saving.load_model(path, compile=False)
+        from keras_flop.checkpoints.keras_file import load_keras_file
+
+        model = load_keras_file(model, "keras-hub model file")
     backbone, head, num_labels = _split(model, num_labels)
     config = config_from_keras_hub(backbone)
     converted = BertClassifier(config, num_labels=num_labels)

@@ -13,7 +13,12 @@ The converters and runtimes are optional extras, never needed by the core instal
   `Model.export(format="onnx")` uses on TensorFlow.
 - `litert` (`pip install "keras-flop[litert]"`: ai-edge-litert): `model.tflite`, converted by
   TensorFlow's `tf.lite.TFLiteConverter` (builtin ops only: float32, no quantization) and
-  run by ai-edge-litert's interpreter, LiteRT's maintained runtime.
+  run by ai-edge-litert's interpreter, LiteRT's maintained runtime. A model computing in
+  float16 or bfloat16 (a `mixed_float16` policy) is converted from a float32 copy of it.
+
+The files appear together or not at all: each is written and verified under a temporary name,
+and only when every format has passed are they moved into place. An existing file is replaced
+only with `overwrite=True`.
 """
 
 import importlib
@@ -115,10 +120,56 @@ def export_onnx(model, path):
     return os.fspath(path)
 
 
+def _computes_in_float32(network):
+    return all(layer.dtype_policy.compute_dtype == "float32" for layer in network.layers)
+
+
+def _float32_policies(value):
+    """A layer config with every dtype policy that does not compute in float32 made
+    `"float32"`."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
+                str(value.get("config", {}).get("name", "float32")) != "float32":
+            return "float32"
+        return {key: _float32_policies(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float32_policies(item) for item in value]
+    if isinstance(value, str) and value in ("mixed_float16", "mixed_bfloat16", "float16",
+                                            "bfloat16"):
+        return "float32"
+    return value
+
+
+def float32_copy(network):
+    """`network` itself when every layer computes in float32, else a copy of it (same class
+    and weights) whose layers all compute and keep their weights in float32.
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+    ...                                num_attention_heads=2, intermediate_size=32)
+    >>> mixed = keras_flop.build_bert_classifier(config, dtype="mixed_float16")
+    >>> copy = float32_copy(mixed)
+    >>> {layer.dtype_policy.name for layer in copy.layers}
+    {'float32'}
+    """
+    if _computes_in_float32(network):
+        return network
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = type(network).from_config(_float32_policies(network.get_config()))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights([np.asarray(w, np.float32) for w in network.get_weights()])
+    return copy
+
+
 def export_litert(model, path):
-    """Writes `model` (its logits on the three id inputs) to the LiteRT file `path`."""
+    """Writes `model` (its logits on the three id inputs) to the LiteRT file `path`; a model
+    that computes in float16 or bfloat16 through a float32 copy of it (`float32_copy`)."""
     require("litert")
-    network, logits = _logits_function(model)
+    network, logits = _logits_function(float32_copy(getattr(model, "network", model)))
     # Through a SavedModel written by Keras' ExportArchive, as Keras' own
     # `export(format="litert")` does: the converter then initializes the weights.
     archive = keras.export.ExportArchive()
@@ -192,7 +243,8 @@ RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner}
 _WRITERS = {"onnx": export_onnx, "litert": export_litert}
 
 
-def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, atol=1e-4):
+def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, atol=1e-4,
+                   overwrite=False):
     """Exports `model` to ONNX and/or LiteRT in `export_dir`, verifying each file.
 
     Args:
@@ -202,14 +254,17 @@ def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, at
             `"saved_model"` is `export_saved_model`'s and is skipped here.
         batch: the id batch to verify with; default `sample_batch` over the vocabulary.
         atol: largest absolute logit difference accepted.
+        overwrite: replace files of an earlier export in `export_dir` (default: refuse).
 
     Returns:
         `{format: path}`.
 
     Raises:
         ImportError: naming the extra to install when a format's packages are missing.
-        ValueError: when a file's logits in its runtime differ from the Keras model's by more
-            than `atol` (the file is then removed).
+        ValueError: when a file to write exists already and `overwrite` is False (before any
+            work), or when a file's logits in its runtime differ from the Keras model's by
+            more than `atol`. A failure leaves `export_dir` as it was: no file of this call is
+            left in it, and no earlier file is replaced.
 
     Example:
     >>> export_formats(compact_model, "export/runtimes", ["onnx", "litert"])  # doctest: +SKIP
@@ -218,22 +273,40 @@ def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, at
     formats = [f for f in check_formats(formats) if f != "saved_model"]
     for fmt in formats:
         require(fmt)  # all missing packages are reported before any work is done
+    export_dir = os.fspath(export_dir)
+    paths = {fmt: os.path.join(export_dir, FILE_NAMES[fmt]) for fmt in formats}
+    existing = [path for path in paths.values() if os.path.exists(path)]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} exists already: pass overwrite=True to "
+                         "replace it, or another export_dir.")
     network = getattr(model, "network", model)
     if batch is None:
         vocab = network.get_layer("word_embeddings").input_dim \
             if any(layer.name == "word_embeddings" for layer in network.layers) else 2
         batch = sample_batch(vocab)
-    expected = np.asarray(network(batch, training=False), np.float32)
+    created = not os.path.isdir(export_dir)
     os.makedirs(export_dir, exist_ok=True)
-    paths = {}
-    for fmt in formats:
-        path = os.path.join(os.fspath(export_dir), FILE_NAMES[fmt])
-        _WRITERS[fmt](model, path)
-        got = np.asarray(RUNNERS[fmt](path)(batch), np.float32)
-        gap = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else np.inf
-        if not gap <= atol:
-            os.remove(path)
-            raise ValueError(f"{fmt} export: logits in its runtime differ from the Keras "
-                             f"model's by {gap:.2e} (> {atol}); the file was removed.")
-        paths[fmt] = path
+    partial = {fmt: "{0}.partial{1}".format(*os.path.splitext(path))
+               for fmt, path in paths.items()}
+    try:
+        for fmt in formats:
+            # Compared with the model the file was made from (LiteRT: the float32 copy).
+            source = float32_copy(network) if fmt == "litert" else network
+            expected = np.asarray(source(batch, training=False), np.float32)
+            _WRITERS[fmt](source, partial[fmt])
+            got = np.asarray(RUNNERS[fmt](partial[fmt])(batch), np.float32)
+            gap = float(np.max(np.abs(got - expected))) if got.shape == expected.shape \
+                else np.inf
+            if not gap <= atol:
+                raise ValueError(f"{fmt} export: logits in its runtime differ from the Keras "
+                                 f"model's by {gap:.2e} (> {atol}); no file was written.")
+        for fmt in formats:
+            os.replace(partial[fmt], paths[fmt])
+    finally:
+        for path in partial.values():
+            for leftover in (path, path + ".tmp"):  # a writer's own temporary too
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+        if created and not os.listdir(export_dir):
+            os.rmdir(export_dir)
     return paths

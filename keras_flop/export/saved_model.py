@@ -24,6 +24,34 @@ def _next_version(export_dir):
     return max(versions, default=0) + 1
 
 
+def embedding_limits(network):
+    """`(vocab_size, max_position_embeddings)` of a BERT network: its `BertClassifier` config,
+    else its `word_embeddings` and `position_embeddings` layers; None for what it lacks."""
+    config = getattr(network, "bert_config", None)
+    if config is not None:
+        return config.vocab_size, config.max_position_embeddings
+    layers = {layer.name: layer for layer in getattr(network, "layers", [])}
+    words, positions = layers.get("word_embeddings"), layers.get("position_embeddings")
+    return (getattr(words, "input_dim", None), getattr(positions, "sequence_length", None))
+
+
+def check_preprocessor(network, preprocessor):
+    """Raises a `ValueError` when the text signatures would produce ids the model cannot take:
+    a vocabulary with more tokens than the model has embedding rows, or a `max_seq_length`
+    past its position embeddings. Either would only fail on a serving request."""
+    vocab_size, positions = embedding_limits(network)
+    tokens = preprocessor.tokenizer.vocabulary_size
+    if vocab_size is not None and tokens > vocab_size:
+        raise ValueError(
+            f"The vocabulary {preprocessor.tokenizer.vocab_file} has {tokens} tokens but the "
+            f"model has vocab_size={vocab_size}: ids past {vocab_size - 1} have no embedding "
+            "row; export with the vocabulary the model was trained with.")
+    if positions is not None and preprocessor.max_seq_length > positions:
+        raise ValueError(
+            f"max_seq_length {preprocessor.max_seq_length} exceeds the model's "
+            f"max_position_embeddings {positions}: pass max_seq_length <= {positions}.")
+
+
 def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, lowercase=None,
                        version=None, label_names=None, preprocessor=None):
     """Exports `model` to `export_dir/<version>/` for TF Serving and `tf.saved_model.load`.
@@ -57,6 +85,11 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
         The path of the version folder. The SavedModel needs `tensorflow_text` imported to
         load the text signatures (the stock TF Serving binary links its ops); not keras_flop.
 
+    Raises:
+        ValueError: before anything is written, for a vocabulary with more tokens than the
+            model's `vocab_size` or a `max_seq_length` past its `max_position_embeddings`
+            (`check_preprocessor`): the text signatures would fail on the first request.
+
     Example:
     >>> export_saved_model(compact_model, "export", "vocab.txt", 128)    # doctest: +SKIP
     'export/1'
@@ -71,6 +104,7 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
         raise ValueError("`preprocessor` already fixes the vocabulary, casing and length: "
                          "pass either it or `vocab_file`/`max_seq_length`/`lowercase`.")
     network = getattr(model, "network", model)
+    check_preprocessor(network, preprocessor)
     version = _next_version(export_dir) if version is None else int(version)
     final = os.path.join(os.fspath(export_dir), str(version))
     if os.path.exists(final):

@@ -1,12 +1,14 @@
 """`compact`: fold the inference gates into the weights and cut what they prune (§5)."""
 
+import numbers
+
 import keras
 import numpy as np
 
 from keras_flop.gates.cost import RealizedCounts, StructureAccount, factor_pair_pays
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import bert_structure_of, build_bert_classifier
-from keras_flop.gates.structure import dense_dims
+from keras_flop.gates.structure import all_gates, dense_dims
 
 
 def _factors(layer, account, counts):
@@ -85,7 +87,8 @@ def compact(model, threshold=0.0):
     and the merged kernel (`Dense`, `in·out`), so no layer costs more than it did dense.
 
     Args:
-        model: a `PruningModel` or the gated functional network inside it.
+        model: a `PruningModel` or the gated functional network inside it; a model without
+            gates (a dense or compact model) is a `ValueError`.
         threshold: gate values at or below it are pruned (the original FLOP used 0.5).
 
     Returns:
@@ -115,8 +118,17 @@ def compact(model, threshold=0.0):
     >>> np.allclose(compact_model(x), pruning_model(x), atol=1e-5)  # its inference outputs
     True
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
+            not 0.0 <= threshold < 1.0:
+        raise ValueError(f"`threshold` must be a number in [0, 1) (gate values at or below it "
+                         f"are pruned); got {threshold!r}.")
     network = getattr(model, "network", model)
     config, num_labels, _ = bert_structure_of(network)
+    if not all_gates(network):
+        raise ValueError(
+            f"Model {network.name!r} has no gates: there is nothing to compact. Factorize and "
+            "prune it first (keras_flop.factorize, then fit the pruning model; or "
+            "keras_flop.prune_post_training, which returns the compact model).")
     account, counts = StructureAccount(network), RealizedCounts(threshold)
     layers, shapes, biases = {}, [], {}
     for index, pair in enumerate(account.layers):

@@ -1,5 +1,7 @@
 """Replace the encoder's dense layers by SVD-initialized `FactorizedDense` layers."""
 
+import numbers
+
 import keras
 import numpy as np
 
@@ -9,6 +11,80 @@ from keras_flop.gates.structure import parse_structure, structural_masks
 
 
 BREAK_EVEN = "break_even"
+
+# The keyword arguments of `PruningModel` that `factorize` passes on, by the kind of value each
+# takes (None is allowed for all of them); the strings and the latency table are checked by
+# the model itself.
+_REALS = ("target_sparsity", "regularization_scale", "distillation_weight",
+          "distillation_temperature", "hidden_distillation_weight", "target_speedup",
+          "target_tolerance")
+_INTEGERS = ("pruning_steps", "target_sparsity_warmup", "hold_steps", "ramp_steps")
+_REAL_LISTS = ("targets", "target_speedups")
+_OTHERS = ("sparsity_denominator", "teacher", "constraint", "cost", "latency_table")
+PRUNING_ARGUMENTS = _REALS + _INTEGERS + _REAL_LISTS + _OTHERS
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _shown(value):
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_pruning_arguments(arguments, caller="factorize"):
+    """Raises a `TypeError` naming the argument for a `PruningModel` keyword argument of the
+    wrong kind: a number given as a string, a step count that is not an integer (2.7 steps is
+    not silently 2), a family's targets that are not a list of numbers, or a name the model
+    does not take. Values are checked by the model (ranges, choices).
+
+    Example:
+    >>> check_pruning_arguments({"target_sparsity": "0.5"})
+    Traceback (most recent call last):
+    ...
+    TypeError: factorize: `target_sparsity` must be a number; got '0.5' (str).
+    """
+    unknown = sorted(set(arguments) - set(PRUNING_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"{caller} got unexpected keyword argument(s) {unknown}; the pruning "
+                        f"model takes {sorted(PRUNING_ARGUMENTS)}.")
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name in _REALS and not _is_real(value):
+            raise TypeError(f"{caller}: `{name}` must be a number; got {_shown(value)}.")
+        if name in _INTEGERS and not _is_integer(value):
+            raise TypeError(f"{caller}: `{name}` must be an integer (a number of steps); got "
+                            f"{_shown(value)}.")
+        if name in _REAL_LISTS and (isinstance(value, (str, bytes)) or
+                                    not hasattr(value, "__iter__") or
+                                    not all(_is_real(v) for v in value)):
+            raise TypeError(f"{caller}: `{name}` must be a list of numbers; got "
+                            f"{_shown(value)}.")
+        if name == "teacher" and not isinstance(value, keras.Model):
+            raise TypeError(f"{caller}: `teacher` must be a Keras model (the fine-tuned dense "
+                            f"model); got {type(value).__name__}.")
+
+
+def check_dense(model, caller="factorize"):
+    """The dense `BertClassifier` `model`; a `ValueError` saying what to pass instead for a
+    pruning model, a network with gates or factorized layers, or any other model."""
+    network = bert_network(model)
+    if network is not model:
+        raise ValueError(
+            f"{caller} takes the dense BertClassifier; got the pruning model {model.name!r} "
+            f"({type(model).__name__}): pass the dense model it was made from, or compact it "
+            "(keras_flop.compact).")
+    if network.encoder_dense_layers() and not network.is_dense():
+        raise ValueError(
+            f"Model {model.name!r} is already factorized or gated (a pruning model's "
+            f"network): {caller} takes the dense BertClassifier; pass the dense model it was "
+            "made from.")
+    return network
 
 
 def break_even_rank(a, b):
@@ -66,7 +142,8 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     structural gates `structure` asks for.
 
     Args:
-        model: a dense `BertClassifier` (`build_bert_classifier`, `load_tf1_checkpoint`).
+        model: a dense `BertClassifier` (`build_bert_classifier`, `load_tf1_checkpoint`); a
+            pruning model, or a network with gates or factorized layers, is a `ValueError`.
         structure: which units are gated: `"rank"` (FLOP: the SVD ranks of every dense layer),
             `"heads+ffn"` (attention heads and FFN intermediate units; the dense layers stay
             dense), `"heads+ffn+layers"` (also whole attention and FFN blocks), or `"all"`
@@ -100,6 +177,11 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     0.03
     """
     factorized, structural = parse_structure(structure)
+    if energy is not None and not _is_real(energy):
+        raise TypeError(f"`energy` must be a number in (0, 1] or None; got {_shown(energy)}.")
+    if gate_config is not None and not isinstance(gate_config, dict):
+        raise TypeError("`gate_config` must be a dict of HardConcreteMask arguments or None; "
+                        f"got {_shown(gate_config)}.")
     if isinstance(rank, float):
         if energy is not None:
             raise ValueError("Pass the energy fraction either as a float `rank` or as "
@@ -111,12 +193,10 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
         raise ValueError(f"`rank` must be a positive int, a float in (0, 1], "
                          f"{BREAK_EVEN!r} or None; got rank={rank!r}.")
-    layers = encoder_dense_layers(model)
+    layers = check_dense(model, "factorize_model").encoder_dense_layers()
     if not layers:
         raise ValueError(f"Model {model.name!r} has no encoder dense layers to factorize "
                          "(every attention and FFN block was removed).")
-    if any(isinstance(layer, FactorizedDense) for layer in layers):
-        raise ValueError(f"Model {model.name!r} is already factorized.")
 
     def replace(name, units, activation):
         layer = model.get_layer(name)
@@ -154,6 +234,10 @@ def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", ga
     `regularization_scale`, `teacher`, `distillation_weight`, `distillation_temperature`).
     With every gate open (the default) its outputs equal `model`'s.
 
+    Raises a `ValueError` for a model that is not a dense `BertClassifier` (a pruning model,
+    or a network with gates), and a `TypeError` naming the argument for a pruning argument of
+    the wrong kind (`check_pruning_arguments`: `target_sparsity="0.5"`, `pruning_steps=2.7`).
+
     Example:
     >>> import keras_flop, numpy as np
     >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
@@ -171,6 +255,8 @@ def factorize(model, rank=None, energy=None, sigma="full", rank_policy="min", ga
     # The pruning model builds on this module: imported here, not at the top.
     from keras_flop.lagrangian.pruning_model import PruningModel
 
+    check_dense(model)
+    check_pruning_arguments(pruning_kwargs)
     network = factorize_model(model, rank=rank, energy=energy, sigma=sigma,
                               rank_policy=rank_policy, gate_config=gate_config,
                               structure=structure)

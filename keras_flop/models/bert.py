@@ -257,6 +257,22 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         return not self.gates and all(isinstance(layer, keras.layers.Dense)
                                       for layer in self.encoder_dense_layers())
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` with its data checked (`keras_flop.training.checks`): an empty or
+        unbatched dataset, or class ids outside `[0, num_labels)` (at the first batch that
+        has one), is a one-line `ValueError` naming the argument."""
+        from keras_flop.training.checks import call_with_checks
+
+        return call_with_checks(super().fit, keras.Model.fit, self.num_labels, *args,
+                                **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate` with its data checked as `fit`'s."""
+        from keras_flop.training.checks import call_with_checks
+
+        return call_with_checks(super().evaluate, keras.Model.evaluate, self.num_labels,
+                                *args, **kwargs)
+
     def get_config(self):
         # Not the functional config (a nested layer graph): the constructor's arguments.
         return {

@@ -25,7 +25,9 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     training set are computed once (`teacher_outputs`: kept beside the checkpoints for a
     resumed run, and in `teacher_outputs_file` for other runs of the same teacher).
 
-    A NaN or Inf loss stops training with an error naming the step. With `checkpoint_dir`,
+    A model whose outputs do not match the task's labels, or data without training examples,
+    is a `ValueError` before anything trains. A NaN or Inf loss stops training with an error
+    naming the step. With `checkpoint_dir`,
     the model, the optimizer and the step are saved there every `checkpoint_every_n_steps`
     steps (default a tenth of the run), and a call on the same model and data continues from
     the latest checkpoint in `restore_from` (default `checkpoint_dir`) with the batches the
@@ -34,8 +36,10 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     import keras
 
     from keras_flop.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss
+    from keras_flop.training.checks import check_task_data
     from keras_flop.training.optimizers import model_optimizer
 
+    check_task_data(model, data)
     stop = StopOnNonFiniteLoss()
     per_epoch = int(np.ceil(len(data.train) / batch_size))
     steps = max(1, epochs * per_epoch)
