@@ -89,10 +89,13 @@ class ResourceSampler:
             self.samples.append((seconds, usage))
             over = [r for r, most in self.ceiling.items() if usage[r] > most]
             if over:
+                then, before = self.samples[max(0, len(self.samples) - 11)]  # ~10 samples ago
                 self.exceeded = "; ".join(
                     f"{self.name}: {r} reached {usage[r]:.0f} {UNITS.get(r, '')} at "
-                    f"{seconds:.0f} s, above the ceiling of {self.ceiling[r]:.0f} (first "
-                    f"sample {self.samples[0][1][r]:.0f}): killed" for r in over)
+                    f"{seconds:.0f} s, above the ceiling of {self.ceiling[r]:.0f}, from "
+                    f"{before[r]:.0f} {seconds - then:.0f} s before "
+                    f"({(usage[r] - before[r]) / max(seconds - then, 1e-9):+.0f}/s): killed"
+                    for r in over)
                 try:
                     os.kill(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -120,11 +123,14 @@ class ResourceSampler:
         return len(self.samples) if self.done_at is None else self.done_at
 
     def problems(self, limit=None, window=None):
-        """`growth` over the judged window, and a passed ceiling."""
-        found = [self.exceeded] if self.exceeded else []
+        """A passed ceiling, and `growth` over the judged window (when the process was killed
+        at a ceiling, whatever growth its samples show, but not that they were too few)."""
         options = {k: v for k, v in (("limit", limit), ("window", window)) if v is not None}
-        return found + growth(self.series(), self.warm_index(), self.name,
-                              end=self.end_index(), **options)
+        found = growth(self.series(), self.warm_index(), self.name, end=self.end_index(),
+                       **options)
+        if self.exceeded:  # killed: a window cut short says nothing more
+            return [self.exceeded] + [p for p in found if "too few after warm-up" not in p]
+        return found
 
     def summary(self):
         """`{resource: (start, end, max)}` over all samples (levels of single samples)."""
