@@ -145,7 +145,7 @@ def test_graph_and_xla_agree_on_the_first_step(policy):
             first = pruning_model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
             losses[jit_compile] = first["loss"][0]
             history = pruning_model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
-            for key in ("loss", "task_loss", "expected_sparsity"):
+            for key in ("loss", "task_loss", "expected_sparsity", "constraint_gap"):
                 assert np.all(np.isfinite(history[key])), key
             assert pruning_model.predict(x, verbose=0).dtype == np.float32
         tolerance = 1e-4 if policy == "float32" else 1e-2

@@ -84,10 +84,11 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     so that a family of three fits in 1.5 times the steps of a single-target run.
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
-    `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
-    metrics; `family_snapshots` (members snapshotted so far) for a family; `model_lr` when
-    the model weights train, `l2_regularization_loss` when
-    `regularization_scale > 0`, `distillation_loss` with a teacher.
+    `target_sparsity`, `constraint_gap` (`|ŝ - t|`, of the model's own cost), `lambda_1`,
+    `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled metrics; `family_snapshots`
+    (members snapshotted so far) for a family; `model_lr` when the model weights train,
+    `l2_regularization_loss` when `regularization_scale > 0`, `distillation_loss` with a
+    teacher. `loss` is Keras' mean over the epoch, the others are the step's.
 
     With a `teacher` (the fine-tuned dense model) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
@@ -481,6 +482,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
             lagrangian = self.lagrangian(sparsity, target)
+            gap = ops.abs(sparsity - target)
             if self.family is not None:  # before the update: ŝ is of the snapshot's weights
                 self.family.advance(sparsity, self.pruning_step, self.target_sparsity_warmup,
                                     self.family_ramp_steps, self.family_hold_steps)
@@ -519,6 +521,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "lagrangian": lagrangian,
             "expected_sparsity": sparsity,
             "target_sparsity": target,
+            "constraint_gap": gap,
             "lambda_1": ops.convert_to_tensor(self.lambda_1),
             "lambda_2": ops.convert_to_tensor(self.lambda_2),
             "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
