@@ -463,6 +463,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         ones start again, sized to the fit's steps (as `apps.prune` continues a finished
         pruning). Raises a `ValueError` when that needs the fit's steps and they are
         unknown."""
+        if fit_steps is not None and fit_steps < 1:
+            return  # nothing to train (initial_epoch >= epochs)
         step = int(self.pruning_step.numpy())
         changed = False
         if self.pruning_steps is None:
