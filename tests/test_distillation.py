@@ -52,6 +52,53 @@ def test_the_loss_is_the_task_loss_plus_the_weighted_kl_at_temperature():
     np.testing.assert_allclose(float(evaluated), task, rtol=1e-5)
 
 
+def test_evaluate_and_validation_report_the_task_and_distillation_losses():
+    """Evaluation's `task_loss` and distillation losses are those of the evaluation data
+    (before, both were 0.0): means over the examples, a short last batch weighing its size."""
+    from keras_flop.training.distillation import feature_view
+
+    keras.utils.set_random_seed(0)
+    config = BertConfig(**TINY, initializer_range=0.2)  # logits of order 1: a KL that shows
+    teacher = build_bert_classifier(config, num_labels=2)
+    student = build_bert_classifier(config, num_labels=2, layer_shapes=[(2, 32), (4, 0)])
+    x, y = _data(n=20)  # batches of 8, 8 and 4
+    distiller = Distiller(student, teacher, distillation_weight=0.7, temperature=3.0,
+                          hidden_distillation_weight=0.5)
+    distiller.compile("sgd", CE)
+
+    def reference():
+        s = [np.asarray(a, "float64") for a in feature_view(student).predict(x, verbose=0)]
+        t = [np.asarray(a, "float64") for a in feature_view(teacher).predict(x, verbose=0)]
+        task = -np.mean(_log_softmax(s[0])[np.arange(len(y)), y])
+        p = np.exp(_log_softmax(t[0] / 3.0))
+        kl = 9.0 * np.mean(np.sum(p * (_log_softmax(t[0] / 3.0) -
+                                       _log_softmax(s[0] / 3.0)), -1))
+        hidden = np.mean([np.mean((a - b) ** 2) for a, b in zip(s[1:], t[1:])])
+        return {"loss": task, "task_loss": task, "distillation_loss": kl,
+                "hidden_distillation_loss": hidden}
+
+    expected = reference()
+    results = distiller.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    assert set(results) == set(expected)
+    for key, value in expected.items():
+        assert results[key] == pytest.approx(value, rel=1e-5), key
+    # Validation in fit: the same figures, of the weights at the epoch's end.
+    history = distiller.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                            validation_data=(x, y)).history
+    for key, value in reference().items():
+        assert history[f"val_{key}"][-1] == pytest.approx(value, rel=1e-5), key
+    # Without the teacher, evaluation leaves the distillation loss out unless the
+    # evaluation batches carry the teacher's outputs.
+    logits = np.asarray(teacher.predict(x, verbose=0))
+    fed = Distiller(student, None, distillation_weight=1.0, temperature=3.0)
+    fed.compile("sgd", CE)
+    assert set(fed.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "task_loss"}
+    results = fed.evaluate(dict(x, teacher_logits=logits), y, batch_size=8, verbose=0,
+                           return_dict=True)
+    assert results["distillation_loss"] == pytest.approx(reference()["distillation_loss"],
+                                                         rel=1e-5)
+
+
 def test_fed_teacher_logits_train_as_the_teacher_does_and_the_teacher_is_left_alone():
     x, y = _data()
     weights = []
@@ -127,8 +174,10 @@ def test_distiller_trains_under_xla(policy):
         distiller = Distiller(student, teacher, distillation_weight=1.0,
                               hidden_distillation_weight=1.0)
         distiller.compile(keras.optimizers.Adam(1e-3), CE, jit_compile=True)
-        history = distiller.fit(x, y, epochs=2, verbose=0)
+        history = distiller.fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
         assert all(np.isfinite(v[-1]) for v in history.history.values())
+        assert history.history["val_task_loss"][-1] > 0
+        assert history.history["val_hidden_distillation_loss"][-1] > 0
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

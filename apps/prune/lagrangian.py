@@ -162,8 +162,10 @@ def train_gates(run):
         features[distillation.TEACHER_LOGITS] = teacher_outputs(
             pruning_model.teacher, data, keep=[run.teacher_outputs_file()])
     start = time.perf_counter()
-    with warnings.catch_warnings():  # missing family members: said at the step's end, once
+    with warnings.catch_warnings():  # missing members, a target missed: said at the step's end
         warnings.filterwarnings("ignore", "The run ended before the constraint")
+        warnings.filterwarnings("ignore", "The run ended at step")
+        warnings.filterwarnings("ignore", "Training was stopped at step")
         history = fit_from_step(pruning_model, data, args.train_batch_size, args.seed, done,
                                 steps, [board, evaluation, saver, stop, trace], stop,
                                 **features)

@@ -1,5 +1,6 @@
 """`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
 
+import inspect
 import warnings
 
 import keras
@@ -17,11 +18,15 @@ from keras_flop.compat import DistributedBuildMixin, update_loss_metric
 from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
 from keras_flop.latency.table import LatencyCost
 from keras_flop.layers.factorized_dense import FactorizedDense
+from keras_flop.gates.sparsity import TARGET_TOLERANCE
 from keras_flop.gates.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
 CONSTRAINTS = ("equality", "absolute")
+# The default gate and λ optimizers (`compile`), each sized to the run: peak rate × steps.
+RUN_SIZED_RATES = {"alpha_optimizer": flop_optimizers.GATE_RATE_STEPS,
+                   "lambda_optimizer": flop_optimizers.LAMBDA_RATE_STEPS}
 
 
 def default_target_warmup(pruning_steps, family=False):
@@ -63,11 +68,17 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     are pulled toward the target, from either side: the same run settled at 0.500 and stayed
     there.
 
-    Given `pruning_steps` (the length of the run), the target warmup defaults to a third of it
-    and `compile`'s default gate and λ optimizers are sized to it
-    (`keras_flop.training.optimizers.sized_gate_optimizer`): short runs reach their target
-    too. Without it the original recipe's Noam schedules are used, sized for tens of thousands
-    of steps.
+    The run's length sizes the target warmup (a third of it) and `compile`'s default gate
+    and λ optimizers (`keras_flop.training.optimizers.sized_gate_optimizer`,
+    `sized_lambda_optimizer`), so that short runs reach their target too: `pruning_steps`, or
+    else the steps of the first `fit` (its epochs times its steps per epoch, from
+    `steps_per_epoch` or the data's known size; a `fit` whose steps are unknown is refused
+    with a `ValueError`). A `fit` after the schedules have ended starts them again, sized to
+    its own steps (as `apps.prune --start_from prune` continues a finished pruning).
+    `compile` keeps the default optimizers the model has, and a `.keras` file keeps their
+    state: a model saved, loaded and compiled again goes on with its schedules where it was
+    saved. A `fit` that ends the run, or that a callback stopped, with `ŝ` more than
+    `TARGET_TOLERANCE` (0.02) from its target warns.
 
     A family from one run: `targets=(t1, t2, ...)` (increasing sparsities of the cost model)
     or, with `cost="latency"`, `target_speedups=(S1, S2, ...)`. The target ramps to `t1` over
@@ -84,10 +95,23 @@ class PruningModel(DistributedBuildMixin, keras.Model):
     so that a family of three fits in 1.5 times the steps of a single-target run.
 
     Every step logs: `loss`, `task_loss`, `lagrangian`, `expected_sparsity`,
-    `target_sparsity`, `lambda_1`, `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled
-    metrics; `family_snapshots` (members snapshotted so far) for a family; `model_lr` when
-    the model weights train, `l2_regularization_loss` when
-    `regularization_scale > 0`, `distillation_loss` with a teacher.
+    `target_sparsity`, `constraint_gap` (`|ŝ - t|`, of the model's own cost), `lambda_1`,
+    `lambda_2`, `alpha_lr`, `lambda_lr`, plus the compiled metrics; `family_snapshots`
+    (members snapshotted so far) for a family; `model_lr` when the model weights train,
+    `l2_regularization_loss` when `regularization_scale > 0`, `distillation_loss` with a
+    teacher. `loss` is Keras' mean over the epoch, the others are the step's.
+
+    What to monitor with `EarlyStopping` or `ModelCheckpoint`: not `loss`. It is the
+    Lagrangian, `L_task + λ1 g + λ2 g²` (plus the distillation terms), and λ is maximized:
+    it grows for as long as the gap is open, so `loss` rises in a run that goes well.
+    EarlyStopping on it ended a tiny run after 2 of 12 epochs at ŝ = 0.17 for a target of
+    0.5, and `save_best_only` on it keeps an early, little-pruned model. `constraint_gap`
+    says whether the constraint holds; while the target rises pruning raises the task loss,
+    so monitor it from the end of the target warmup:
+    `EarlyStopping(monitor="constraint_gap", mode="min", start_from_epoch=warmup_epochs)`.
+    `task_loss` and `val_loss` (the task loss of the inference mask on validation data)
+    compare epochs whose `constraint_gap` is within 0.02. The schedules are sized to end at
+    the target: the last epoch is the one to keep.
 
     With a `teacher` (the fine-tuned dense model) the task loss gains
     `distillation_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T))` (mean squared
@@ -117,7 +141,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         target_speedup: `S >= 1` with `cost="latency"`, instead of `target_sparsity`
             (`T = 1 - 1/S`).
         target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none);
-            default a third of `pruning_steps`, or 0 without it.
+            default a third of `pruning_steps` (a fifth for a family).
         sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
         regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
         teacher: optional model with the same inputs and outputs to distill from.
@@ -126,7 +150,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         hidden_distillation_weight: weight `>= 0` of the hidden-state loss (needs a teacher
             with as many encoder layers when > 0).
         constraint: `"absolute"` or `"equality"` (above).
-        pruning_steps: the number of training steps the run will take, or None.
+        pruning_steps: the number of training steps the run will take, or None: the
+            steps of the first `fit`.
         targets: a family's increasing target sparsities (at least two), instead of
             `target_sparsity`.
         target_speedups: a family's increasing speedups `>= 1` with `cost="latency"`.
@@ -204,10 +229,8 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                                           int(pruning_steps) < 1):
             raise ValueError(f"`pruning_steps` must be an integer >= 1 or None; got "
                              f"{pruning_steps}.")
-        if target_sparsity_warmup is None:
-            target_sparsity_warmup = 0 if pruning_steps is None else \
-                default_target_warmup(pruning_steps, family=targets is not None)
-        if isinstance(target_sparsity_warmup, bool) or int(target_sparsity_warmup) < 0:
+        if target_sparsity_warmup is not None and (isinstance(target_sparsity_warmup, bool)
+                                                   or int(target_sparsity_warmup) < 0):
             raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
                              f"{target_sparsity_warmup}.")
         if sparsity_denominator not in DENOMINATORS:
@@ -227,7 +250,10 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             check_teacher(teacher, network, hidden_distillation_weight, role="pruned model")
         self.network = network
         self.target_sparsity = float(target_sparsity)
-        self.target_sparsity_warmup = int(target_sparsity_warmup)
+        # Given, or None: a third of `pruning_steps` (a fifth for a family), once known.
+        self.__dict__["_target_warmup"] = (None if target_sparsity_warmup is None else
+                                           int(target_sparsity_warmup))
+        self.__dict__["_family_warmup"] = targets is not None
         self.sparsity_denominator = sparsity_denominator
         self.regularization_scale = float(regularization_scale)
         self.teacher = teacher
@@ -236,6 +262,10 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         self.hidden_distillation_weight = float(hidden_distillation_weight)
         self.constraint = constraint
         self.pruning_steps = None if pruning_steps is None else int(pruning_steps)
+        # The run-sized default gate and λ optimizers (`compile`): which attributes hold
+        # them, and the steps `(start, length)` of `pruning_step` their schedules span.
+        self.__dict__["_run_sized"] = ()
+        self.__dict__["_schedule"] = None
         self.cost = cost
         self.target_speedup = None if target_speedup is None else float(target_speedup)
         # A plain object, kept out of Keras' tracking (which would wrap the table's lists).
@@ -331,11 +361,13 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                 or a constant learning rate of 0, freezes the model: only the gates and λ
                 learn (the original FLOP SST-2 recipe).
             alpha_optimizer: for `log_alpha` (an instance, name or config dict); default
-                `keras_flop.training.optimizers.sized_gate_optimizer(pruning_steps)` when the model
-                knows its `pruning_steps`, else the original recipe's Adam with
-                `5 · noam(step)`, warmup 200.
-            lambda_optimizer: for λ (ascent), likewise (`sized_lambda_optimizer`, or
-                `10 · noam(step)`).
+                `keras_flop.training.optimizers.sized_gate_optimizer` over the run
+                (`pruning_steps`, or the first `fit`'s steps). The default optimizers the
+                model already has (a previous `compile`, or loaded with it) are kept with
+                their state, so compiling again continues their schedules; one passed here
+                starts afresh (`gate_optimizer()` is the original recipe's `5 · noam(step)`).
+            lambda_optimizer: for λ (ascent), likewise (`sized_lambda_optimizer`;
+                `lambda_optimizer()`: `10 · noam(step)`).
             loss: default sparse categorical cross-entropy on logits, or mean squared error
                 for a one-output (regression) model.
             jit_compile: default XLA where it pays: on a GPU and outside a `tf.distribute`
@@ -356,15 +388,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                 not tf.distribute.has_strategy()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, auto_scale_loss=False, **kwargs)
-        sized = self.pruning_steps is not None
-        if alpha_optimizer is None:
-            alpha_optimizer = (flop_optimizers.sized_gate_optimizer(self.pruning_steps) if sized
-                               else flop_optimizers.gate_optimizer())
-        if lambda_optimizer is None:
-            lambda_optimizer = (flop_optimizers.sized_lambda_optimizer(self.pruning_steps)
-                                if sized else flop_optimizers.lambda_optimizer())
-        self.alpha_optimizer = keras.optimizers.get(alpha_optimizer)
-        self.lambda_optimizer = keras.optimizers.get(lambda_optimizer)
+        self._set_gate_and_lambda_optimizers(alpha_optimizer, lambda_optimizer)
         # Every optimizer is built on its own group now, not inside the traced step.
         if not self.optimizer.built:
             self.optimizer.build([] if self.model_frozen else self.model_variables)
@@ -372,6 +396,150 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             self.alpha_optimizer.build(self.gate_variables)
         if not self.lambda_optimizer.built:
             self.lambda_optimizer.build(self.lambda_variables)
+
+    # -- the run's length: the default schedules and the target warmup ---------------------
+    @property
+    def target_sparsity_warmup(self):
+        """Steps `W` of the target's linear warmup: as given, else a third of `pruning_steps`
+        (a fifth for a family), 0 while the run's length is unknown."""
+        if self._target_warmup is not None:
+            return self._target_warmup
+        if self.pruning_steps is None:
+            return 0
+        return default_target_warmup(self.pruning_steps, family=self._family_warmup)
+
+    @target_sparsity_warmup.setter
+    def target_sparsity_warmup(self, steps):
+        if steps is not None and (isinstance(steps, bool) or int(steps) < 0):
+            raise ValueError(f"`target_sparsity_warmup` must be an integer >= 0; got {steps}.")
+        self.__dict__["_target_warmup"] = None if steps is None else int(steps)
+
+    def _run_sized_optimizer(self, name):
+        """A default gate or λ optimizer sized to the schedule (to one step until the run's
+        length is known: `fit` sizes it before the first step), built on its group."""
+        steps = 1 if self._schedule is None else self._schedule[1]
+        optimizer = keras.optimizers.Adam(
+            learning_rate=flop_optimizers.sized_schedule(steps, RUN_SIZED_RATES[name]),
+            epsilon=1e-8, name=name)
+        optimizer.build(self.gate_variables if name == "alpha_optimizer" else
+                        self.lambda_variables)
+        return optimizer
+
+    def _set_gate_and_lambda_optimizers(self, alpha_optimizer, lambda_optimizer):
+        """`compile`'s gate and λ optimizers: those given, else the run-sized defaults. The
+        defaults the model has already (a previous `compile`, or loaded with the model from
+        a `.keras` file) are kept with their state while they still fit the run, so that
+        compiling again continues their schedules; new ones start at `pruning_step`."""
+        given = {"alpha_optimizer": alpha_optimizer, "lambda_optimizer": lambda_optimizer}
+        schedule = self._schedule
+        keep = bool(self._run_sized) and schedule is not None and (
+            schedule[0] > 0 or schedule[1] == self.pruning_steps)
+        if not keep:
+            schedule = None if self.pruning_steps is None else (0, self.pruning_steps)
+            self.__dict__["_schedule"] = schedule
+        for name, optimizer in given.items():
+            if optimizer is None:
+                if keep and name in self._run_sized:
+                    optimizer = getattr(self, name)
+                else:
+                    optimizer = self._run_sized_optimizer(name)
+                    if schedule is not None:  # compiled mid-run: the schedule goes on
+                        step = int(self.pruning_step.numpy())
+                        optimizer.iterations.assign(min(max(step - schedule[0], 0),
+                                                        schedule[1]))
+            setattr(self, name, keras.optimizers.get(optimizer))
+        self.__dict__["_run_sized"] = tuple(name for name, optimizer in given.items()
+                                            if optimizer is None)
+
+    def _schedule_end(self):
+        """The step at which the run's schedules end (None: not known)."""
+        if self._run_sized and self._schedule is not None:
+            return sum(self._schedule)
+        return self.pruning_steps
+
+    def _size_run(self, fit_steps):
+        """Before the first step of a `fit` of `fit_steps` steps (None: unknown): an unknown
+        run length becomes the fit's, unsized default schedules are sized to it, and spent
+        ones start again, sized to the fit's steps (as `apps.prune` continues a finished
+        pruning). Raises a `ValueError` when that needs the fit's steps and they are
+        unknown."""
+        if fit_steps is not None and fit_steps < 1:
+            return  # nothing to train (initial_epoch >= epochs)
+        step = int(self.pruning_step.numpy())
+        changed = False
+        if self.pruning_steps is None:
+            if fit_steps is not None:
+                self.pruning_steps = step + fit_steps
+                changed = True
+            elif self._run_sized or self._target_warmup is None:
+                raise ValueError(
+                    "The number of training steps is unknown (a dataset of unknown or infinite "
+                    "cardinality), and the gate and λ schedules and the target warmup are "
+                    "sized to it: pass pruning_steps=... to factorize (or PruningModel), or "
+                    "steps_per_epoch=... to fit.")
+        if self._run_sized:
+            end = self._schedule_end()
+            if self._schedule is None:
+                self._restart_schedules(step, max(1, self.pruning_steps - step))
+                changed = True
+            elif step >= end:
+                if fit_steps is None:
+                    raise ValueError(
+                        f"The gate and λ schedules ended at step {end}; to continue them over "
+                        "the added steps, fit needs their number: pass steps_per_epoch=... to "
+                        "fit (or a dataset of known cardinality).")
+                self._restart_schedules(step, fit_steps)
+                changed = True
+            elif fit_steps is not None and step + fit_steps > end:
+                warnings.warn(
+                    f"This fit trains steps {step} to {step + fit_steps}, past the end of the "
+                    f"gate and λ schedules at step {end} (pruning_steps): the gates do not "
+                    "learn after it. Fit to that step, then fit again to continue with "
+                    "schedules sized to the added steps.", stacklevel=2)
+        if changed:  # the schedules and the warmup are read when the train step is traced
+            self.make_train_function(force=True)
+
+    def _restart_schedules(self, start, steps):
+        """The default gate and λ optimizers start afresh with schedules over steps
+        `start..start + steps` of `pruning_step`."""
+        self.__dict__["_schedule"] = (int(start), int(steps))
+        for name in self._run_sized:
+            optimizer = getattr(self, name)
+            for variable in optimizer.variables:
+                variable.assign(ops.zeros_like(variable))
+            optimizer.learning_rate = flop_optimizers.sized_schedule(steps,
+                                                                     RUN_SIZED_RATES[name])
+
+    def _cost_name(self):
+        return "expected latency sparsity" if self.cost == "latency" else "expected sparsity"
+
+    def _warn_if_off_target(self):
+        """At the end of `fit`: a single-target run that is over (or was stopped by a
+        callback) with `ŝ` more than `TARGET_TOLERANCE` from its target says so."""
+        if self.family is not None:
+            return
+        step, end = int(self.pruning_step.numpy()), self._schedule_end()
+        stopped = bool(getattr(self, "stop_training", False))
+        if end is not None and step < end and not stopped:
+            return  # the run goes on in a later fit
+        sparsity, target = float(self.expected_sparsity()), self.target_sparsity
+        gap = sparsity - target
+        if not abs(gap) > TARGET_TOLERANCE:  # reached, or NaN (a stop on a NaN loss says so)
+            return
+        where = f"{abs(gap):.3f} {'short of' if gap < 0 else 'past'} its target {target:.4g}"
+        if stopped and end is not None and step < end:
+            warnings.warn(
+                f"Training was stopped at step {step} of {end} with the {self._cost_name()} "
+                f"at {sparsity:.4f}, {where}: a callback monitoring `loss` stops a healthy "
+                "run (its λ terms grow while the gap is open); monitor `constraint_gap` once "
+                "the target warmup is over (EarlyStopping's start_from_epoch), and fit again "
+                "to continue.", stacklevel=3)
+        else:
+            warnings.warn(
+                f"The run ended at step {step} with the {self._cost_name()} at "
+                f"{sparsity:.4f}, {where} (tolerance {TARGET_TOLERANCE}): fit again to "
+                "continue (the gate and λ schedules start again, sized to the added steps), "
+                "or prune with more steps.", stacklevel=3)
 
     # -- a family's schedule (keras_flop.lagrangian.family.TargetFamily) --------------------
     @property
@@ -392,7 +560,19 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             self.family.sized_ramp_steps(self.pruning_steps)
 
     def fit(self, *args, **kwargs):
-        history = super().fit(*args, **kwargs)
+        """`keras.Model.fit`, with the run's schedules sized to its steps first (see the
+        class) and a warning at its end when the target was not reached."""
+        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
+        sizing = _RunSizing(arguments.get("epochs", 1) - arguments.get("initial_epoch", 0))
+        callbacks = arguments.get("callbacks")
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            sizing.set_model(self)
+            sizing.set_params(callbacks.params)
+            callbacks.callbacks.insert(0, sizing)
+        else:  # first: the schedules are sized before other callbacks read them
+            arguments["callbacks"] = [sizing, *(callbacks or [])]
+        history = super().fit(**arguments)
+        self._warn_if_off_target()
         missing = [] if self.family is None else self.family.missing()
         if missing:
             what = ", ".join(self.family.member_name(i) for i in missing)
@@ -481,6 +661,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             sparsity = self.expected_sparsity()
             target = self.target_sparsity_at(self.pruning_step)
             lagrangian = self.lagrangian(sparsity, target)
+            gap = ops.abs(sparsity - target)
             if self.family is not None:  # before the update: ŝ is of the snapshot's weights
                 self.family.advance(sparsity, self.pruning_step, self.target_sparsity_warmup,
                                     self.family_ramp_steps, self.family_hold_steps)
@@ -519,6 +700,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "lagrangian": lagrangian,
             "expected_sparsity": sparsity,
             "target_sparsity": target,
+            "constraint_gap": gap,
             "lambda_1": ops.convert_to_tensor(self.lambda_1),
             "lambda_2": ops.convert_to_tensor(self.lambda_2),
             "alpha_lr": ops.convert_to_tensor(self.alpha_optimizer.learning_rate),
@@ -572,7 +754,7 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "cost": self.cost,
             "latency_table": (self.cost_model.table.to_dict() if self.cost == "latency"
                               else None),
-            "target_sparsity_warmup": self.target_sparsity_warmup,
+            "target_sparsity_warmup": self._target_warmup,  # None: sized to the run
             "sparsity_denominator": self.sparsity_denominator,
             "regularization_scale": self.regularization_scale,
             "teacher": (None if self.teacher is None else
@@ -583,7 +765,16 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             "constraint": self.constraint,
             "pruning_steps": self.pruning_steps,
             **self._family_config(),
+            **self._schedule_config(),
         }
+
+    def _schedule_config(self):
+        # The default gate and λ optimizers' schedules: `from_config` makes them again for
+        # the `.keras` file's optimizer states to load into (`compile` then keeps them).
+        if not self._run_sized or self._schedule is None:
+            return {}
+        return {"schedule": {"start": self._schedule[0], "steps": self._schedule[1],
+                             "optimizers": list(self._run_sized)}}
 
     def _family_config(self):
         family = self.family
@@ -599,4 +790,24 @@ class PruningModel(DistributedBuildMixin, keras.Model):
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         if config.get("teacher") is not None:
             config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
-        return cls(**config)
+        schedule = config.pop("schedule", None)
+        model = cls(**config)
+        if schedule is not None:
+            model.__dict__["_schedule"] = (int(schedule["start"]), int(schedule["steps"]))
+            model.__dict__["_run_sized"] = tuple(schedule["optimizers"])
+            for name in model._run_sized:
+                setattr(model, name, model._run_sized_optimizer(name))
+        return model
+
+
+class _RunSizing(keras.callbacks.Callback):
+    """`PruningModel.fit`'s first callback: sizes the run to the fit's steps (Keras' steps
+    per epoch times the fit's epochs, None when unknown) before the first step."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = int(epochs)
+
+    def on_train_begin(self, logs=None):
+        per_epoch = (self.params or {}).get("steps")
+        self.model._size_run(None if per_epoch is None else per_epoch * self.epochs)

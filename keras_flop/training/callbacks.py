@@ -20,7 +20,8 @@ logger = logging.getLogger("keras_flop")
 
 # The original FLOP summary names, then the rest of what PruningModel.train_step logs.
 PRUNING_SCALARS = ("lambda_1", "lambda_2", "model_lr", "alpha_lr", "lambda_lr",
-                   "expected_sparsity", "target_sparsity", "l2_regularization_loss",
+                   "expected_sparsity", "target_sparsity", "constraint_gap",
+                   "l2_regularization_loss",
                    "loss", "task_loss", "lagrangian", "loss_scale")
 
 

@@ -5,6 +5,7 @@ fine-tunes a (compact) student with them."""
 import warnings
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_flop.compat import DistributedBuildMixin
@@ -129,8 +130,13 @@ class Distiller(DistributedBuildMixin, keras.Model):
 
     For logit distillation alone the teacher's outputs are fixed: batches whose features
     carry them as `"teacher_logits"` (`[batch, num_labels]`, e.g. from `teacher.predict` once)
-    skip the teacher's forward pass, and `teacher` may then be None. Evaluation and
-    prediction run the student alone; save `distiller.student`, the model trained.
+    skip the teacher's forward pass, and `teacher` may then be None. Prediction runs the
+    student alone; save `distiller.student`, the model trained.
+
+    Evaluation (`evaluate`, and `fit`'s validation) reports `loss`, the student's task loss
+    alone, and the same `task_loss` and distillation losses as training, on the evaluation
+    data with `training=False`: the distillation loss needs the teacher (or
+    `"teacher_logits"` in the evaluation batches) and is left out without it.
 
     Example: recover a compact model's accuracy from the dense model it was pruned from.
 
@@ -169,6 +175,10 @@ class Distiller(DistributedBuildMixin, keras.Model):
         self.__dict__["_distilled"] = distilled
         self.__dict__["_views"] = ((feature_view(student), feature_view(teacher))
                                    if distilled else None)
+        # Set while `test_step` is traced: the student's hidden states are computed for the
+        # evaluation's hidden-state loss, and losses that cannot be are left out of its logs.
+        self.__dict__["_evaluating"] = False
+        self.__dict__["_not_evaluated"] = ()
         self.distillation_weight = float(distillation_weight)
         self.temperature = float(temperature)
         self.hidden_distillation_weight = float(hidden_distillation_weight)
@@ -181,9 +191,17 @@ class Distiller(DistributedBuildMixin, keras.Model):
 
     def call(self, inputs, training=False):
         inputs, _ = split_teacher_logits(inputs)
-        if training and self._views is not None:  # the hidden states too, for the loss
-            return tuple(self._views[0](inputs, training=True))
+        if (training or self._evaluating) and self._views is not None:
+            # the hidden states too, for the loss
+            return tuple(self._views[0](inputs, training=training))
         return self.student(inputs, training=training)
+
+    def test_step(self, data):
+        self.__dict__["_evaluating"] = True
+        try:
+            return super().test_step(data)
+        finally:
+            self.__dict__["_evaluating"] = False
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         states = None
@@ -191,33 +209,43 @@ class Distiller(DistributedBuildMixin, keras.Model):
             y_pred, *states = y_pred
         task = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                     training=training)
-        if not training:  # evaluation: the student's task loss
-            return task
-        task = ops.cast(task, "float32")
-        self.task_loss_tracker.update_state(task)
+        # Each loss is a batch mean, weighted by the batch size as Keras weighs `loss`; the
+        # task loss as Keras' `loss` is, unscaled from its share of a `tf.distribute` step.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        batch = ops.shape(tf.nest.flatten(y_pred)[0])[0]
+        self.task_loss_tracker.update_state(ops.cast(task, "float32") * replicas,
+                                            sample_weight=batch)
         features, fed = split_teacher_logits(x)
         teacher_logits, teacher_states = teacher_targets(
             features, fed, self.teacher, None if states is None else self._views[1],
             self.distillation_weight > 0)
-        if teacher_logits is None and self.distillation_weight > 0:
+        if teacher_logits is None and self.distillation_weight > 0 and training:
             raise ValueError(f"Logit distillation without a `teacher` needs the teacher's "
                              f"outputs in the batch, as the feature {TEACHER_LOGITS!r}.")
-        loss = task
-        if self.distillation_tracker is not None:
+        self.__dict__["_not_evaluated"] = () if teacher_logits is not None or \
+            self.distillation_tracker is None else (self.distillation_tracker.name,)
+        loss = ops.cast(task, "float32") if training else task
+        if self.distillation_tracker is not None and teacher_logits is not None:
             distill = logit_loss(teacher_logits, y_pred, self.temperature)
-            self.distillation_tracker.update_state(distill)
-            loss = loss + self.distillation_weight * distill
+            self.distillation_tracker.update_state(distill, sample_weight=batch)
+            if training:
+                loss = loss + self.distillation_weight * distill
         if teacher_states is not None:
             hidden = hidden_state_loss([teacher_states[i] for i in self._distilled],
                                        [states[i] for i in self._distilled])
-            self.hidden_tracker.update_state(hidden)
-            loss = loss + self.hidden_distillation_weight * hidden
-        return loss
+            self.hidden_tracker.update_state(hidden, sample_weight=batch)
+            if training:
+                loss = loss + self.hidden_distillation_weight * hidden
+        return loss  # evaluation: the student's task loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, (tuple, list)):
             y_pred = y_pred[0]
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if self._evaluating:  # an evaluation without the teacher's outputs
+            for name in self._not_evaluated:
+                logs.pop(name, None)
+        return logs
 
     def get_config(self):
         return {"name": self.name,

@@ -115,14 +115,26 @@ LAMBDA_RATE_STEPS = 200.0
 SIZED_WARMUP_FRACTION = 0.05
 
 
-def _sized_optimizer(total_steps, peak, rate_steps, name):
+def sized_schedule(total_steps, rate_steps, peak=None):
+    """The schedule of `sized_gate_optimizer` and `sized_lambda_optimizer`: a linear warmup
+    over the first 5 % of `total_steps` to `peak` (default `rate_steps / total_steps`), then
+    a linear decay to 0 at `total_steps`.
+
+    >>> schedule = sized_schedule(100, GATE_RATE_STEPS)
+    >>> (schedule.peak, schedule.total_steps, schedule.warmup_steps)
+    (0.8, 100, 5)
+    """
     if isinstance(total_steps, bool) or int(total_steps) < 1:
         raise ValueError(f"`total_steps` must be an integer >= 1; got {total_steps}.")
     total_steps = int(total_steps)
     peak = rate_steps / total_steps if peak is None else peak
-    schedule = WarmupLinearDecay(peak, total_steps,
-                                 max(1, int(round(SIZED_WARMUP_FRACTION * total_steps))))
-    return keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8, name=name)
+    return WarmupLinearDecay(peak, total_steps,
+                             max(1, int(round(SIZED_WARMUP_FRACTION * total_steps))))
+
+
+def _sized_optimizer(total_steps, peak, rate_steps, name):
+    return keras.optimizers.Adam(learning_rate=sized_schedule(total_steps, rate_steps, peak),
+                                 epsilon=1e-8, name=name)
 
 
 def sized_gate_optimizer(total_steps, peak=None):
