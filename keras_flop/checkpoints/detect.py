@@ -73,6 +73,14 @@ def detect_checkpoint(path):
     Raises:
         ValueError: naming what was found and what is expected when `path` holds none of
             the three kinds.
+
+    Example:
+    >>> import os, tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> with open(os.path.join(directory, "bert_config.json"), "w") as f:
+    ...     _ = f.write("{}")
+    >>> detect_checkpoint(directory)[0]
+    'tf1'
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -50,7 +50,15 @@ def load_keras_file(path, what=None, compile=False):
             valid file (e.g. a class that is not registered) are Keras' own.
 
     Example:
-    >>> load_keras_file("run/finetune/model.keras", "--dense_model")  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> with open(path, "wb") as f:  # a copy cut short
+    ...     _ = f.write(b"PK\x03\x04 not the rest")
+    >>> try:
+    ...     load_keras_file(path, "--dense_model")
+    ... except ValueError as error:
+    ...     print(str(error).split(" (")[0].replace(path, "PATH"))
+    --dense_model PATH is not a valid .keras file
     """
     import keras
 
