@@ -6,6 +6,8 @@ Runs `tests/test_multi_worker.py` (`-m slow`): the toy pipeline in one process a
 workers with the same global batch, compared step by step; which files each worker wrote;
 a worker killed mid-pruning, the other's exit and the resumed run; and the sharding of
 training and dev examples. Prints the machine, what each test measured and the outcome.
+`benchmarks/multi_worker_toy.py` runs the default toy task on two workers, with the threads,
+memory and open files of every process.
 """
 
 import os
