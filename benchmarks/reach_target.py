@@ -126,7 +126,7 @@ def cell_command(args, glue_dir, task, teacher, structure, target, init, directo
 
 def cell_figures(directory, target):
     """A cell's figures, from the finished apps.prune run in `directory`."""
-    from keras_flop.lagrangian.pruning_model import default_target_warmup
+    from keras_flop.lagrangian.run_length import default_target_warmup
     from keras_flop.training.callbacks import read_step_csv
 
     pruned = run_json(directory, "prune", "eval_results.json")

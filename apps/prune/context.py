@@ -82,7 +82,7 @@ class PruningRun(RunDirectory):
         return per_epoch * self.args.num_train_epochs
 
     def target_warmup(self):
-        from keras_flop.lagrangian.pruning_model import default_target_warmup
+        from keras_flop.lagrangian.run_length import default_target_warmup
 
         if self.args.target_sparsity_warmup is not None:
             return self.args.target_sparsity_warmup

@@ -1,73 +1,15 @@
 """Replace the encoder's dense layers by SVD-initialized `FactorizedDense` layers."""
 
-import numbers
-
 import keras
 import numpy as np
 
 from keras_flop.layers.factorized_dense import FactorizedDense
 from keras_flop.models.bert import bert_network, bert_structure_of, build_bert_classifier
 from keras_flop.gates.structure import parse_structure, structural_masks
+from keras_flop.lagrangian.arguments import check_pruning_arguments, is_real, shown
 
 
 BREAK_EVEN = "break_even"
-
-# The keyword arguments of `PruningModel` that `factorize` passes on, by the kind of value each
-# takes (None is allowed for all of them); the strings and the latency table are checked by
-# the model itself.
-_REALS = ("target_sparsity", "regularization_scale", "distillation_weight",
-          "distillation_temperature", "hidden_distillation_weight", "target_speedup",
-          "target_tolerance")
-_INTEGERS = ("pruning_steps", "target_sparsity_warmup", "hold_steps", "ramp_steps")
-_REAL_LISTS = ("targets", "target_speedups")
-_OTHERS = ("sparsity_denominator", "teacher", "constraint", "cost", "latency_table")
-PRUNING_ARGUMENTS = _REALS + _INTEGERS + _REAL_LISTS + _OTHERS
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _shown(value):
-    return f"{value!r} ({type(value).__name__})"
-
-
-def check_pruning_arguments(arguments, caller="factorize"):
-    """Raises a `TypeError` naming the argument for a `PruningModel` keyword argument of the
-    wrong kind: a number given as a string, a step count that is not an integer (2.7 steps is
-    not silently 2), a family's targets that are not a list of numbers, or a name the model
-    does not take. Values are checked by the model (ranges, choices).
-
-    Example:
-    >>> check_pruning_arguments({"target_sparsity": "0.5"})
-    Traceback (most recent call last):
-    ...
-    TypeError: factorize: `target_sparsity` must be a number; got '0.5' (str).
-    """
-    unknown = sorted(set(arguments) - set(PRUNING_ARGUMENTS))
-    if unknown:
-        raise TypeError(f"{caller} got unexpected keyword argument(s) {unknown}; the pruning "
-                        f"model takes {sorted(PRUNING_ARGUMENTS)}.")
-    for name, value in arguments.items():
-        if value is None:
-            continue
-        if name in _REALS and not _is_real(value):
-            raise TypeError(f"{caller}: `{name}` must be a number; got {_shown(value)}.")
-        if name in _INTEGERS and not _is_integer(value):
-            raise TypeError(f"{caller}: `{name}` must be an integer (a number of steps); got "
-                            f"{_shown(value)}.")
-        if name in _REAL_LISTS and (isinstance(value, (str, bytes)) or
-                                    not hasattr(value, "__iter__") or
-                                    not all(_is_real(v) for v in value)):
-            raise TypeError(f"{caller}: `{name}` must be a list of numbers; got "
-                            f"{_shown(value)}.")
-        if name == "teacher" and not isinstance(value, keras.Model):
-            raise TypeError(f"{caller}: `teacher` must be a Keras model (the fine-tuned dense "
-                            f"model); got {type(value).__name__}.")
 
 
 def check_dense(model, caller="factorize"):
@@ -177,11 +119,11 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
     0.03
     """
     factorized, structural = parse_structure(structure)
-    if energy is not None and not _is_real(energy):
-        raise TypeError(f"`energy` must be a number in (0, 1] or None; got {_shown(energy)}.")
+    if energy is not None and not is_real(energy):
+        raise TypeError(f"`energy` must be a number in (0, 1] or None; got {shown(energy)}.")
     if gate_config is not None and not isinstance(gate_config, dict):
         raise TypeError("`gate_config` must be a dict of HardConcreteMask arguments or None; "
-                        f"got {_shown(gate_config)}.")
+                        f"got {shown(gate_config)}.")
     if isinstance(rank, float):
         if energy is not None:
             raise ValueError("Pass the energy fraction either as a float `rank` or as "

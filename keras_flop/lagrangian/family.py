@@ -217,3 +217,33 @@ class TargetFamily(keras.layers.Layer):
     def call(self, inputs):
         raise TypeError("A TargetFamily holds a pruning run's schedule and snapshots; it is "
                         "not called on inputs.")
+
+
+class FamilySchedule:
+    """`PruningModel`'s view of its family (`self.family`, a `TargetFamily`, or None): the
+    targets and the ramps and holds sized to `pruning_steps`."""
+
+    @property
+    def targets(self):
+        """A family's target sparsities, or None for a single target."""
+        return None if self.family is None else self.family.targets
+
+    @property
+    def family_hold_steps(self):
+        """Steps the constraint must hold at a member's target before its snapshot."""
+        return None if self.family is None else \
+            self.family.sized_hold_steps(self.pruning_steps)
+
+    @property
+    def family_ramp_steps(self):
+        """Steps of the ramp from one member's target to the next."""
+        return None if self.family is None else \
+            self.family.sized_ramp_steps(self.pruning_steps)
+
+    def _family_config(self):
+        family = self.family
+        if family is None:
+            return {}
+        return {"targets": None if family.speedups is not None else family.targets,
+                "target_speedups": family.speedups, "hold_steps": family.hold_steps,
+                "ramp_steps": family.ramp_steps, "target_tolerance": family.tolerance}

@@ -1,46 +1,29 @@
 """`PruningModel`: FLOP's constrained objective as a Keras `train_step` (`algorithm.md` §4)."""
 
-import inspect
-import warnings
-
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_flop.training import optimizers as flop_optimizers
-from keras_flop.gates.cost import (DENOMINATORS, ExpectedCounts, ParamsCost, StructureAccount,
-                                   check_cost)
+from keras_flop.gates.cost import ExpectedCounts, ParamsCost, StructureAccount
 from keras_flop.training.distillation import (TEACHER_LOGITS, check_settings, check_teacher,
                                               feature_view, hidden_state_loss, logit_loss,
                                               split_teacher_logits, teacher_targets)
 from keras_flop.compat import DistributedBuildMixin, update_loss_metric
-from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, TargetFamily, family_targets
+from keras_flop.lagrangian.arguments import check_pruning_values
+from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, FamilySchedule, TargetFamily
+from keras_flop.lagrangian.run_length import RunLength
+from keras_flop.lagrangian.variables import VariableGroups
 from keras_flop.latency.table import LatencyCost
-from keras_flop.layers.factorized_dense import FactorizedDense
-from keras_flop.gates.sparsity import TARGET_TOLERANCE
 from keras_flop.gates.structure import all_gates
 
 # Dynamic loss scaling under mixed_float16, one scale for all three optimizers.
 _INITIAL_LOSS_SCALE = 2.0 ** 15
-CONSTRAINTS = ("equality", "absolute")
-# The default gate and λ optimizers (`compile`), each sized to the run: peak rate × steps.
-RUN_SIZED_RATES = {"alpha_optimizer": flop_optimizers.GATE_RATE_STEPS,
-                   "lambda_optimizer": flop_optimizers.LAMBDA_RATE_STEPS}
-
-
-def default_target_warmup(pruning_steps, family=False):
-    """The target's linear warmup when none is given: a third of the pruning steps, a fifth
-    for a family (its later members need the rest of the run).
-
-    >>> default_target_warmup(300), default_target_warmup(300, family=True)
-    (100, 60)
-    """
-    return int(pruning_steps) // (5 if family else 3)
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class PruningModel(DistributedBuildMixin, keras.Model):
+class PruningModel(DistributedBuildMixin, RunLength, VariableGroups, FamilySchedule,
+                   keras.Model):
     """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
 
     Each training step minimizes
@@ -198,46 +181,13 @@ class PruningModel(DistributedBuildMixin, keras.Model):
                  target_speedups=None, hold_steps=None, ramp_steps=None,
                  target_tolerance=DEFAULT_TOLERANCE, **kwargs):
         super().__init__(**kwargs)
-        if constraint not in CONSTRAINTS:
-            raise ValueError(f"`constraint` must be one of {CONSTRAINTS}; got {constraint!r}.")
-        check_cost(cost, latency_table)
-        if target_speedup is not None:
-            if cost != "latency":
-                raise ValueError("`target_speedup` is a latency target: pass cost='latency' "
-                                 "and a `latency_table` (keras_flop.measure_latency_table).")
-            if not target_speedup >= 1.0:
-                raise ValueError(f"`target_speedup` must be >= 1; got {target_speedup}.")
-            if target_sparsity is not None:
-                raise ValueError("Pass either `target_speedup` or `target_sparsity`, not both "
-                                 "(a speedup S is the latency sparsity 1 - 1/S).")
-            target_sparsity = 1.0 - 1.0 / target_speedup
-        if (targets is not None or target_speedups is not None) and \
-                (target_sparsity is not None or target_speedup is not None):
-            raise ValueError("A family's `targets`/`target_speedups` replace `target_sparsity` "
-                             "and `target_speedup`: pass one of them only.")
-        targets = family_targets(targets, target_speedups, cost)
-        if targets is not None:
-            target_sparsity = targets[-1]
-            if pruning_steps is None and hold_steps is None:
-                raise ValueError("`targets` needs `pruning_steps` (the run's length sizes the "
-                                 "ramps and holds) or `hold_steps`.")
-        if target_sparsity is None:
-            target_sparsity = 0.5
-        if not 0.0 <= target_sparsity < 1.0:
-            raise ValueError(f"`target_sparsity` must be in [0, 1); got {target_sparsity}.")
-        if pruning_steps is not None and (isinstance(pruning_steps, bool) or
-                                          int(pruning_steps) < 1):
-            raise ValueError(f"`pruning_steps` must be an integer >= 1 or None; got "
-                             f"{pruning_steps}.")
-        if target_sparsity_warmup is not None and (isinstance(target_sparsity_warmup, bool)
-                                                   or int(target_sparsity_warmup) < 0):
-            raise ValueError("`target_sparsity_warmup` must be an integer >= 0; got "
-                             f"{target_sparsity_warmup}.")
-        if sparsity_denominator not in DENOMINATORS:
-            raise ValueError(f"`sparsity_denominator` must be one of {DENOMINATORS}; got "
-                             f"{sparsity_denominator!r}.")
-        if regularization_scale < 0:
-            raise ValueError(f"`regularization_scale` must be >= 0; got {regularization_scale}.")
+        target_sparsity, targets = check_pruning_values(
+            target_sparsity=target_sparsity, target_speedup=target_speedup, targets=targets,
+            target_speedups=target_speedups, cost=cost, latency_table=latency_table,
+            constraint=constraint, pruning_steps=pruning_steps, hold_steps=hold_steps,
+            target_sparsity_warmup=target_sparsity_warmup,
+            sparsity_denominator=sparsity_denominator,
+            regularization_scale=regularization_scale)
         if not all_gates(network):
             raise ValueError(f"Model {network.name!r} has no gates: factorize it first "
                              "(keras_flop.factorize).")
@@ -292,60 +242,6 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             name="family")
         self.built = True
 
-    # -- variable groups -------------------------------------------------------------------
-    # The teacher is frozen by leaving its weights out of the trainable lists, not by setting
-    # `teacher.trainable`: that would change the caller's model (and the layers it shares).
-    def _split(self, variables):
-        """`(trainable, non_trainable)` of `variables`, the teacher's among the latter."""
-        teacher = getattr(self, "teacher", None)
-        frozen = set() if teacher is None else {id(v) for v in teacher.variables}
-        trains = [self.trainable and v.trainable and id(v) not in frozen for v in variables]
-        return ([v for v, t in zip(variables, trains) if t],
-                [v for v, t in zip(variables, trains) if not t])
-
-    @property
-    def trainable_weights(self):
-        return self._split(self.weights)[0]
-
-    @property
-    def non_trainable_weights(self):
-        return self._split(self.weights)[1]
-
-    @property
-    def trainable_variables(self):
-        return self._split(self.variables)[0]
-
-    @property
-    def non_trainable_variables(self):
-        return self._split(self.variables)[1]
-
-    @property
-    def gate_variables(self):
-        return [gate.log_alpha for gate in all_gates(self.network)]
-
-    @property
-    def lambda_variables(self):
-        return [self.lambda_1, self.lambda_2]
-
-    @property
-    def model_variables(self):
-        gates = {id(v) for v in self.gate_variables}
-        return [v for v in self.network.trainable_variables if id(v) not in gates]
-
-    def _l2_kernels(self):
-        kernels = []
-        for layer in self.network.layers:
-            if isinstance(layer, FactorizedDense):
-                kernels += [layer.p_kernel, layer.q_kernel]
-        pooler = next((layer for layer in self.network.layers if layer.name == "pooler"), None)
-        if pooler is not None:
-            kernels.append(pooler.kernel)
-        return kernels
-
-    @property
-    def mixed_precision(self):
-        return any(layer.dtype_policy.name == "mixed_float16" for layer in self.network.layers)
-
     # -- model API -------------------------------------------------------------------------
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
@@ -396,191 +292,6 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             self.alpha_optimizer.build(self.gate_variables)
         if not self.lambda_optimizer.built:
             self.lambda_optimizer.build(self.lambda_variables)
-
-    # -- the run's length: the default schedules and the target warmup ---------------------
-    @property
-    def target_sparsity_warmup(self):
-        """Steps `W` of the target's linear warmup: as given, else a third of `pruning_steps`
-        (a fifth for a family), 0 while the run's length is unknown."""
-        if self._target_warmup is not None:
-            return self._target_warmup
-        if self.pruning_steps is None:
-            return 0
-        return default_target_warmup(self.pruning_steps, family=self._family_warmup)
-
-    @target_sparsity_warmup.setter
-    def target_sparsity_warmup(self, steps):
-        if steps is not None and (isinstance(steps, bool) or int(steps) < 0):
-            raise ValueError(f"`target_sparsity_warmup` must be an integer >= 0; got {steps}.")
-        self.__dict__["_target_warmup"] = None if steps is None else int(steps)
-
-    def _run_sized_optimizer(self, name):
-        """A default gate or λ optimizer sized to the schedule (to one step until the run's
-        length is known: `fit` sizes it before the first step), built on its group."""
-        steps = 1 if self._schedule is None else self._schedule[1]
-        optimizer = keras.optimizers.Adam(
-            learning_rate=flop_optimizers.sized_schedule(steps, RUN_SIZED_RATES[name]),
-            epsilon=1e-8, name=name)
-        optimizer.build(self.gate_variables if name == "alpha_optimizer" else
-                        self.lambda_variables)
-        return optimizer
-
-    def _set_gate_and_lambda_optimizers(self, alpha_optimizer, lambda_optimizer):
-        """`compile`'s gate and λ optimizers: those given, else the run-sized defaults. The
-        defaults the model has already (a previous `compile`, or loaded with the model from
-        a `.keras` file) are kept with their state while they still fit the run, so that
-        compiling again continues their schedules; new ones start at `pruning_step`."""
-        given = {"alpha_optimizer": alpha_optimizer, "lambda_optimizer": lambda_optimizer}
-        schedule = self._schedule
-        keep = bool(self._run_sized) and schedule is not None and (
-            schedule[0] > 0 or schedule[1] == self.pruning_steps)
-        if not keep:
-            schedule = None if self.pruning_steps is None else (0, self.pruning_steps)
-            self.__dict__["_schedule"] = schedule
-        for name, optimizer in given.items():
-            if optimizer is None:
-                if keep and name in self._run_sized:
-                    optimizer = getattr(self, name)
-                else:
-                    optimizer = self._run_sized_optimizer(name)
-                    if schedule is not None:  # compiled mid-run: the schedule goes on
-                        step = int(self.pruning_step.numpy())
-                        optimizer.iterations.assign(min(max(step - schedule[0], 0),
-                                                        schedule[1]))
-            setattr(self, name, keras.optimizers.get(optimizer))
-        self.__dict__["_run_sized"] = tuple(name for name, optimizer in given.items()
-                                            if optimizer is None)
-
-    def _schedule_end(self):
-        """The step at which the run's schedules end (None: not known)."""
-        if self._run_sized and self._schedule is not None:
-            return sum(self._schedule)
-        return self.pruning_steps
-
-    def _size_run(self, fit_steps):
-        """Before the first step of a `fit` of `fit_steps` steps (None: unknown): an unknown
-        run length becomes the fit's, unsized default schedules are sized to it, and spent
-        ones start again, sized to the fit's steps (as `apps.prune` continues a finished
-        pruning). Raises a `ValueError` when that needs the fit's steps and they are
-        unknown."""
-        if fit_steps is not None and fit_steps < 1:
-            return  # nothing to train (initial_epoch >= epochs)
-        step = int(self.pruning_step.numpy())
-        changed = False
-        if self.pruning_steps is None:
-            if fit_steps is not None:
-                self.pruning_steps = step + fit_steps
-                changed = True
-            elif self._run_sized or self._target_warmup is None:
-                raise ValueError(
-                    "The number of training steps is unknown (a dataset of unknown or infinite "
-                    "cardinality), and the gate and λ schedules and the target warmup are "
-                    "sized to it: pass pruning_steps=... to factorize (or PruningModel), or "
-                    "steps_per_epoch=... to fit.")
-        if self._run_sized:
-            end = self._schedule_end()
-            if self._schedule is None:
-                self._restart_schedules(step, max(1, self.pruning_steps - step))
-                changed = True
-            elif step >= end:
-                if fit_steps is None:
-                    raise ValueError(
-                        f"The gate and λ schedules ended at step {end}; to continue them over "
-                        "the added steps, fit needs their number: pass steps_per_epoch=... to "
-                        "fit (or a dataset of known cardinality).")
-                self._restart_schedules(step, fit_steps)
-                changed = True
-            elif fit_steps is not None and step + fit_steps > end:
-                warnings.warn(
-                    f"This fit trains steps {step} to {step + fit_steps}, past the end of the "
-                    f"gate and λ schedules at step {end} (pruning_steps): the gates do not "
-                    "learn after it. Fit to that step, then fit again to continue with "
-                    "schedules sized to the added steps.", stacklevel=2)
-        if changed:  # the schedules and the warmup are read when the train step is traced
-            self.make_train_function(force=True)
-
-    def _restart_schedules(self, start, steps):
-        """The default gate and λ optimizers start afresh with schedules over steps
-        `start..start + steps` of `pruning_step`."""
-        self.__dict__["_schedule"] = (int(start), int(steps))
-        for name in self._run_sized:
-            optimizer = getattr(self, name)
-            for variable in optimizer.variables:
-                variable.assign(ops.zeros_like(variable))
-            optimizer.learning_rate = flop_optimizers.sized_schedule(steps,
-                                                                     RUN_SIZED_RATES[name])
-
-    def _cost_name(self):
-        return "expected latency sparsity" if self.cost == "latency" else "expected sparsity"
-
-    def _warn_if_off_target(self):
-        """At the end of `fit`: a single-target run that is over (or was stopped by a
-        callback) with `ŝ` more than `TARGET_TOLERANCE` from its target says so."""
-        if self.family is not None:
-            return
-        step, end = int(self.pruning_step.numpy()), self._schedule_end()
-        stopped = bool(getattr(self, "stop_training", False))
-        if end is not None and step < end and not stopped:
-            return  # the run goes on in a later fit
-        sparsity, target = float(self.expected_sparsity()), self.target_sparsity
-        gap = sparsity - target
-        if not abs(gap) > TARGET_TOLERANCE:  # reached, or NaN (a stop on a NaN loss says so)
-            return
-        where = f"{abs(gap):.3f} {'short of' if gap < 0 else 'past'} its target {target:.4g}"
-        if stopped and end is not None and step < end:
-            warnings.warn(
-                f"Training was stopped at step {step} of {end} with the {self._cost_name()} "
-                f"at {sparsity:.4f}, {where}: a callback monitoring `loss` stops a healthy "
-                "run (its λ terms grow while the gap is open); monitor `constraint_gap` once "
-                "the target warmup is over (EarlyStopping's start_from_epoch), and fit again "
-                "to continue.", stacklevel=3)
-        else:
-            warnings.warn(
-                f"The run ended at step {step} with the {self._cost_name()} at "
-                f"{sparsity:.4f}, {where} (tolerance {TARGET_TOLERANCE}): fit again to "
-                "continue (the gate and λ schedules start again, sized to the added steps), "
-                "or prune with more steps.", stacklevel=3)
-
-    # -- a family's schedule (keras_flop.lagrangian.family.TargetFamily) --------------------
-    @property
-    def targets(self):
-        """A family's target sparsities, or None for a single target."""
-        return None if self.family is None else self.family.targets
-
-    @property
-    def family_hold_steps(self):
-        """Steps the constraint must hold at a member's target before its snapshot."""
-        return None if self.family is None else \
-            self.family.sized_hold_steps(self.pruning_steps)
-
-    @property
-    def family_ramp_steps(self):
-        """Steps of the ramp from one member's target to the next."""
-        return None if self.family is None else \
-            self.family.sized_ramp_steps(self.pruning_steps)
-
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, with the run's schedules sized to its steps first (see the
-        class) and a warning at its end when the target was not reached."""
-        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
-        sizing = _RunSizing(arguments.get("epochs", 1) - arguments.get("initial_epoch", 0))
-        callbacks = arguments.get("callbacks")
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            sizing.set_model(self)
-            sizing.set_params(callbacks.params)
-            callbacks.callbacks.insert(0, sizing)
-        else:  # first: the schedules are sized before other callbacks read them
-            arguments["callbacks"] = [sizing, *(callbacks or [])]
-        history = super().fit(**arguments)
-        self._warn_if_off_target()
-        missing = [] if self.family is None else self.family.missing()
-        if missing:
-            what = ", ".join(self.family.member_name(i) for i in missing)
-            warnings.warn(f"The run ended before the constraint was met for {len(missing)} of "
-                          f"{len(self.targets)} family members ({what}): they have no "
-                          "snapshot. Train longer (fit again: the schedule goes on where it "
-                          "stopped) or raise `target_tolerance`.", stacklevel=2)
-        return history
 
     def target_sparsity_at(self, step):
         """`t(step) = T · min(1, step / W)` (or `T` without warmup); for a family, the target
@@ -768,22 +479,6 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             **self._schedule_config(),
         }
 
-    def _schedule_config(self):
-        # The default gate and λ optimizers' schedules: `from_config` makes them again for
-        # the `.keras` file's optimizer states to load into (`compile` then keeps them).
-        if not self._run_sized or self._schedule is None:
-            return {}
-        return {"schedule": {"start": self._schedule[0], "steps": self._schedule[1],
-                             "optimizers": list(self._run_sized)}}
-
-    def _family_config(self):
-        family = self.family
-        if family is None:
-            return {}
-        return {"targets": None if family.speedups is not None else family.targets,
-                "target_speedups": family.speedups, "hold_steps": family.hold_steps,
-                "ramp_steps": family.ramp_steps, "target_tolerance": family.tolerance}
-
     @classmethod
     def from_config(cls, config):
         config = dict(config)
@@ -798,16 +493,3 @@ class PruningModel(DistributedBuildMixin, keras.Model):
             for name in model._run_sized:
                 setattr(model, name, model._run_sized_optimizer(name))
         return model
-
-
-class _RunSizing(keras.callbacks.Callback):
-    """`PruningModel.fit`'s first callback: sizes the run to the fit's steps (Keras' steps
-    per epoch times the fit's epochs, None when unknown) before the first step."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = int(epochs)
-
-    def on_train_begin(self, logs=None):
-        per_epoch = (self.params or {}).get("steps")
-        self.model._size_run(None if per_epoch is None else per_epoch * self.epochs)
