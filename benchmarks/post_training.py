@@ -3,7 +3,7 @@
     python benchmarks/post_training.py --data /path/to/shared/data [--tasks sst2,mrpc]
         [--targets 0.7,0.5,0.4] [--dense_dir /tmp/dense] [--seeds 0,1,2]
 
-Per task: fine-tunes the dense model once (`apps.fine_tuning.fine_tune`, AdamW 5e-5 with warmup
+Per task: fine-tunes the dense model once (`keras_flop.training.fine_tuning.fine_tune`, AdamW 5e-5 with warmup
 and linear decay, batch 32, length-bucketed batches of up to 128 tokens, `--max_train_examples`
 of the train split, `--finetune_epochs`), or reuses `--dense_dir/<task>_seed<seed>.keras`.
 Then for each target (fraction of the encoder's head and FFN kernel parameters kept):
@@ -35,7 +35,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(parser)
     parser.add_argument("--tasks", default="sst2")
-    parser.add_argument("--targets", default="0.7,0.5,0.4")
+    parser.add_argument("--targets", default="0.7,0.5,0.4",
+                        help="fractions of the encoder's head and FFN parameters kept "
+                             "(1 - target_sparsity)")
     parser.add_argument("--num_samples", type=int, default=2048)
     parser.add_argument("--max_train_examples", type=int, default=4000)
     parser.add_argument("--finetune_epochs", type=int, default=2)
@@ -62,8 +64,8 @@ def main():
             for target in (float(t) for t in args.targets.split(",")):
                 start, cpu = time.perf_counter(), time.process_time()
                 compact, masks = keras_flop.prune_post_training(
-                    dense, sample, target=target, num_samples=args.num_samples, verbose=0,
-                    return_masks=True)
+                    dense, sample, target_sparsity=1.0 - target,
+                    num_samples=args.num_samples, verbose=0, return_masks=True)
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
                 score = evaluation.evaluate(compact, data, 32)[split]["eval_score"]
                 speedups = measured_speedups(dense, compact, data, args.latency_examples)

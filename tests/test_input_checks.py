@@ -6,8 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_flop
-from keras_flop.training.checks import (check_arrays, check_batch, check_spec, checked_dataset,
-                                        label_error, model_num_labels)
+from keras_flop.training.checks import check_arrays, checked_dataset, model_num_labels
 
 TINY = dict(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=16)
@@ -88,17 +87,42 @@ def test_fine_tune_checks_the_task_against_the_model(model):
 
 
 def test_the_checks_for_pruning_models_and_distillers(model):
-    pruning_model = keras_flop.factorize(model, structure="heads+ffn")
+    pruning_model = keras_flop.factorize(model, structure="heads+ffn", pruning_steps=2)
+    pruning_model.compile(optimizer=None)
     distiller = keras_flop.Distiller(keras_flop.build_bert_classifier(
         keras_flop.BertConfig(**TINY), num_labels=3), distillation_weight=0.0)
+    distiller.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert model_num_labels(pruning_model) == 2 and model_num_labels(distiller) == 3
-    # What their `fit` would train on: the check travels with the batches.
-    with pytest.raises(tf.errors.InvalidArgumentError) as error:
-        list(checked_dataset(_dataset([0, 1, 0, 2]), model_num_labels(pruning_model)))
-    replacement = label_error(error.value)
-    assert str(replacement) == ("`x`: labels must be class ids in [0, 2) for a 2-label "
-                                "model; a batch has 2.")
-    assert len(list(checked_dataset(_dataset([0, 2]), model_num_labels(distiller)))) == 1
+    for trained, labels, bad in ((pruning_model, [0, 1, 0, 2], "2"),
+                                 (distiller, [0, 1, 2, 7, 9, 0], "7")):
+        num_labels = model_num_labels(trained)
+        for call in (trained.fit, trained.evaluate):
+            with pytest.raises(ValueError) as error:
+                call(_dataset(labels), verbose=0)
+            _one_line(error, f"`x`: labels must be class ids in [0, {num_labels}) for a "
+                             f"{num_labels}-label model; a batch has {bad}")
+            with pytest.raises(ValueError) as error:
+                call(_dataset(labels).take(0), verbose=0)
+            _one_line(error, "`x` yielded no batches")
+            with pytest.raises(ValueError) as error:
+                call(_dataset(labels).unbatch(), verbose=0)
+            _one_line(error, "`x` yields unbatched examples")
+    # Good data still trains: the checks are at the door only.
+    step = int(pruning_model.pruning_step)
+    history = pruning_model.fit(_dataset([0, 1, 1, 0]), verbose=0)
+    assert int(pruning_model.pruning_step) == step + 2 and "constraint_gap" in history.history
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(pruning_steps=2.7), "PruningModel: `pruning_steps` must be an integer"),
+    (dict(target_sparsity="0.5"), "PruningModel: `target_sparsity` must be a number"),
+    (dict(hold_steps=1.5, targets=(0.2, 0.4)), "PruningModel: `hold_steps` must be an integer"),
+], ids=["float steps", "str target", "float hold"])
+def test_pruning_model_names_an_argument_of_the_wrong_kind(model, arguments, message):
+    network = keras_flop.factorize_model(model, structure="heads+ffn")
+    with pytest.raises(TypeError) as error:
+        keras_flop.PruningModel(network, **arguments)
+    _one_line(error, message)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -166,16 +190,16 @@ def test_a_truncated_or_corrupt_keras_file_is_named(model, tmp_path):
     assert load_keras_file(path).num_labels == 2
 
 
-def test_the_checks_for_post_training_pruning_datasets():
+def test_the_checks_for_post_training_pruning_datasets(model):
     for dataset, words in ((_dataset([0, 1]).unbatch(), ("`dataset` yields unbatched",)),
                            (_dataset([0, 1]).take(0), ("`dataset` yielded no batches",)),
                            (_dataset([0, 1]).map(lambda x, y: x),
-                            ("`dataset` must yield `(features, labels)` batches",))):
+                            ("`dataset` must yield `(features, labels)` batches",)),
+                           (_dataset([0, 1, 2, 5, 7, 0]),
+                            ("`dataset`: labels must be class ids in [0, 2) for a 2-label "
+                             "model; the first batch has 2, 5",)),
+                           ([(_features(2), np.array([0, 1])), (_features(2), np.array([1, 9]))],
+                            ("`dataset`: labels must be class ids in [0, 2)", "has 9"))):
         with pytest.raises(ValueError) as error:
-            check_spec(dataset, num_labels=2, argument="dataset", labels_needed=True)
+            keras_flop.prune_post_training(model, dataset, target_sparsity=0.5, num_samples=8)
         _one_line(error, *words)
-    # The batches the pruning draws itself are checked as it draws them.
-    with pytest.raises(ValueError) as error:
-        for batch in _dataset([0, 1, 2, 5, 7, 0]):
-            check_batch(batch, num_labels=2, argument="dataset", labels_needed=True)
-    _one_line(error, "`dataset`: labels must be class ids in [0, 2)", "the first batch has 2, 5")

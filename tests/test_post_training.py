@@ -94,7 +94,8 @@ def test_per_example_gradients_and_fisher_scores_match_finite_differences(num_la
                        _loss_with_scaled_rows(dense, x, y, layer, suffix, rows, 1 - eps)) / \
                 (2 * eps)
             np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-4)
-    masks = pt.post_training_masks(dense, batches, target=0.6, rearrange=False, tune=False)
+    masks = pt.post_training_masks(dense, batches, target_sparsity=0.4, rearrange=False,
+                                   tune=False)
     for layer in range(2):
         np.testing.assert_allclose(masks.head_fisher[layer],
                                    np.mean(head_grads[layer] ** 2, 0), rtol=1e-6)
@@ -221,9 +222,8 @@ def test_latency_search_fits_the_budget_and_adds_nothing_that_would_fit():
 def test_post_training_pruning_to_a_speedup_meets_the_predicted_time():
     dense = _dense(seed=3)
     table = _table(dense.bert_config)
-    compact_model = keras_flop.prune_post_training(dense, _batches(n=16), target=0.5,
-                                                   cost="latency", latency_table=table,
-                                                   num_samples=12)
+    compact_model = keras_flop.prune_post_training(dense, _batches(n=16), target_speedup=2.0,
+                                                   latency_table=table, num_samples=12)
     assert table.dense_seconds(compact_model.layer_shapes) <= 0.5 * table.dense_seconds()
     with pytest.raises(ValueError, match="with cost='latency' only"):
         keras_flop.prune_post_training(dense, _batches(), latency_table=table)
@@ -233,7 +233,8 @@ def test_post_training_pruning_to_a_speedup_meets_the_predicted_time():
 def test_pruned_model_meets_the_budget_and_compacts_exactly(target):
     dense = _dense(seed=3)
     batches = _batches(n=16)
-    compact_model, masks = keras_flop.prune_post_training(dense, batches, target=target,
+    compact_model, masks = keras_flop.prune_post_training(dense, batches,
+                                                          target_sparsity=1.0 - target,
                                                           num_samples=12, return_masks=True)
     assert masks.kept_params <= target * masks.total_params
     head_cost, _ = pt.unit_costs(dense.bert_config)
@@ -256,7 +257,7 @@ def test_pruned_model_meets_the_budget_and_compacts_exactly(target):
 
 def test_init_gates_from_masks_opens_kept_units_only():
     dense = _dense(seed=4)
-    masks = keras_flop.post_training_masks(dense, _batches(), target=0.5, tune=False)
+    masks = keras_flop.post_training_masks(dense, _batches(), target_sparsity=0.5, tune=False)
     pruning_model = keras_flop.factorize(dense, structure="heads+ffn")
     pt.init_gates_from_masks(pruning_model, masks)
     for part, heads, units in zip(encoder_layer_parts(pruning_model.network),
@@ -272,8 +273,21 @@ def test_bad_arguments_say_what_to_do():
     dense = _dense()
     with pytest.raises(ValueError, match="needs a `latency_table`"):
         keras_flop.prune_post_training(dense, _batches(), cost="latency")
-    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
-        keras_flop.prune_post_training(dense, _batches(), target=0.0)
+    with pytest.raises(ValueError, match=r"fraction of the encoder's head and FFN parameters "
+                                         r"to remove, in \[0, 1\); got 1.0"):
+        keras_flop.prune_post_training(dense, _batches(), target_sparsity=1.0)
+    with pytest.raises(ValueError, match="`target_speedup` must be >= 1; got 0.5"):
+        keras_flop.prune_post_training(dense, _batches(), target_speedup=0.5,
+                                       latency_table=_table(dense.bert_config))
+    with pytest.raises(ValueError, match="`target_speedup` is a latency target"):
+        keras_flop.prune_post_training(dense, _batches(), target_speedup=2.0, cost="params")
+    with pytest.raises(TypeError, match="`target_sparsity` must be a number; got '0.5'"):
+        keras_flop.prune_post_training(dense, _batches(), target_sparsity="0.5")
+    # The old `target` was the fraction kept: refused, saying what to pass instead.
+    with pytest.raises(TypeError, match=r"pass target_sparsity=0.3, or target_speedup=S"):
+        keras_flop.prune_post_training(dense, _batches(), target=0.7)
+    with pytest.raises(TypeError, match="positional"):
+        keras_flop.prune_post_training(dense, _batches(), 0.5)
     with pytest.raises(ValueError, match="fine-tuned dense BertClassifier"):
         keras_flop.prune_post_training(keras_flop.factorize(dense), _batches())
     with pytest.raises(ValueError, match=r"\(features, labels\)"):

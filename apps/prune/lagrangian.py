@@ -64,7 +64,7 @@ def start_from_fisher_mask(run, dense, pruning_model):
     began = time.perf_counter()
     masks = post_training_masks(
         dense, run.data.train_dataset(args.train_batch_size, args.seed),
-        target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
+        target_sparsity=args.target_sparsity, num_samples=args.num_fisher_samples,
         tune=False, verbose=fit_verbosity(), **latency)
     init_gates_from_masks(pruning_model, masks)
     seconds = time.perf_counter() - began

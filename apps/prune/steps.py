@@ -48,7 +48,7 @@ def fisher(run):
     start = time.perf_counter()
     masks = post_training_masks(
         dense, run.data.train_dataset(args.train_batch_size, args.seed),
-        target=1.0 - args.target_sparsity, num_samples=args.num_fisher_samples,
+        target_sparsity=args.target_sparsity, num_samples=args.num_fisher_samples,
         verbose=fit_verbosity(), **latency)
     gated = masked_model(dense, masks)
     seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ the Fisher scores are estimated and the masks tuned.
 from keras import ops
 
 from keras_flop.models.bert import bert_network
+from keras_flop.training.checks import check_batch, check_spec
 
 
 def dense_network(model):
@@ -20,8 +21,10 @@ def dense_network(model):
     return network
 
 
-def sample_batches(dataset, num_samples):
-    """`(features, labels)` batches from `dataset` holding `num_samples` examples in all.
+def sample_batches(dataset, num_samples, num_labels=None):
+    """`(features, labels)` batches from `dataset` holding `num_samples` examples in all,
+    each checked as it is drawn (`keras_flop.training.checks`): batched, with labels, class
+    ids in `[0, num_labels)`; a `tf.data.Dataset` from its spec first (unbatched, empty).
 
     Example:
     >>> import numpy as np
@@ -35,13 +38,23 @@ def sample_batches(dataset, num_samples):
     ...
     ValueError: `dataset` must yield `(features, labels)` batches (labels are needed for the
     Fisher information), e.g. keras_flop.glue.make_dataset(...).
+    >>> sample_batches([(x, np.arange(4))], num_samples=6, num_labels=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: `dataset`: labels must be class ids in [0, 2) for a 2-label model; the first
+    batch has 2, 3.
     """
+    import tensorflow as tf
+
+    if isinstance(dataset, tf.data.Dataset):
+        check_spec(dataset, num_labels, argument="dataset")
     batches, count = [], 0
     for batch in dataset:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("`dataset` must yield `(features, labels)` batches (labels are "
                              "needed for the Fisher information), e.g. "
                              "keras_flop.glue.make_dataset(...).")
+        check_batch(batch, num_labels, argument="dataset")
         features, labels = batch[0], batch[1]
         if isinstance(labels, dict):
             labels = labels["labels"]
@@ -53,5 +66,6 @@ def sample_batches(dataset, num_samples):
         if count >= num_samples:
             break
     if not batches:
-        raise ValueError("`dataset` yielded no batches.")
+        raise ValueError("`dataset` yielded no batches (an empty dataset): nothing to "
+                         "estimate the Fisher information on.")
     return batches

@@ -10,7 +10,9 @@ from keras_flop.training.distillation import (TEACHER_LOGITS, check_settings, ch
                                               feature_view, hidden_state_loss, logit_loss,
                                               split_teacher_logits, teacher_targets)
 from keras_flop.compat import DistributedBuildMixin, update_loss_metric
-from keras_flop.lagrangian.arguments import check_pruning_values
+from keras_flop.training.checks import CheckedData
+from keras_flop.lagrangian.arguments import (PRUNING_ARGUMENTS, check_pruning_arguments,
+                                             check_pruning_values)
 from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, FamilySchedule, TargetFamily
 from keras_flop.lagrangian.run_length import RunLength
 from keras_flop.lagrangian.variables import VariableGroups
@@ -22,8 +24,8 @@ _INITIAL_LOSS_SCALE = 2.0 ** 15
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class PruningModel(DistributedBuildMixin, RunLength, VariableGroups, FamilySchedule,
-                   keras.Model):
+class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups,
+                   FamilySchedule, keras.Model):
     """A factorized, gated model trained with FLOP's Lagrangian in `fit`.
 
     Each training step minimizes
@@ -181,6 +183,8 @@ class PruningModel(DistributedBuildMixin, RunLength, VariableGroups, FamilySched
                  target_speedups=None, hold_steps=None, ramp_steps=None,
                  target_tolerance=DEFAULT_TOLERANCE, **kwargs):
         super().__init__(**kwargs)
+        check_pruning_arguments({name: value for name, value in locals().items()
+                                 if name in PRUNING_ARGUMENTS}, caller="PruningModel")
         target_sparsity, targets = check_pruning_values(
             target_sparsity=target_sparsity, target_speedup=target_speedup, targets=targets,
             target_speedups=target_speedups, cost=cost, latency_table=latency_table,

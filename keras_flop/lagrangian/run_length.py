@@ -182,7 +182,8 @@ class RunLength:
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, with the run's schedules sized to its steps first (see the
         class) and a warning at its end when the target was not reached."""
-        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
+        arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        del arguments["self"]
         sizing = _RunSizing(arguments.get("epochs", 1) - arguments.get("initial_epoch", 0))
         callbacks = arguments.get("callbacks")
         if isinstance(callbacks, keras.callbacks.CallbackList):

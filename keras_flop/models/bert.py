@@ -34,6 +34,7 @@ import keras
 from keras_flop.models.activations import get_activation
 from keras_flop.models.config import BertConfig
 from keras_flop.compat import DistributedBuildMixin
+from keras_flop.training.checks import CheckedData
 # The layer names and gate kinds are the forward pass's; imported here for this module's
 # users too.
 from keras_flop.models.forward import (ENCODER_DENSE_SUFFIXES, HIDDEN_STATE_SUFFIX,  # noqa: F401
@@ -124,7 +125,7 @@ def _check_structure(config, layer_shapes):
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class BertClassifier(DistributedBuildMixin, keras.Model):
+class BertClassifier(DistributedBuildMixin, CheckedData, keras.Model):
     """A BERT encoder with a pooled-[CLS] head that knows its own architecture.
 
     Classification, or regression for `num_labels=1`. The model exposes what it was built
@@ -256,22 +257,6 @@ class BertClassifier(DistributedBuildMixin, keras.Model):
         (not factorized), as fine-tuning leaves it and `factorize` takes it."""
         return not self.gates and all(isinstance(layer, keras.layers.Dense)
                                       for layer in self.encoder_dense_layers())
-
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit` with its data checked (`keras_flop.training.checks`): an empty or
-        unbatched dataset, or class ids outside `[0, num_labels)` (at the first batch that
-        has one), is a one-line `ValueError` naming the argument."""
-        from keras_flop.training.checks import call_with_checks
-
-        return call_with_checks(super().fit, keras.Model.fit, self.num_labels, *args,
-                                **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate` with its data checked as `fit`'s."""
-        from keras_flop.training.checks import call_with_checks
-
-        return call_with_checks(super().evaluate, keras.Model.evaluate, self.num_labels,
-                                *args, **kwargs)
 
     def get_config(self):
         # Not the functional config (a nested layer graph): the constructor's arguments.

@@ -15,9 +15,9 @@ iteration), so an extra look at its first batch would change the run. Instead:
 - arrays and a `keras.utils.PyDataset` (read by index, no state) are checked directly;
 - code that iterates a dataset itself checks each batch it draws with `check_batch`.
 
-`call_with_checks(super().fit, keras.Model.fit, num_labels, *args, **kwargs)` is what a
-model's `fit` or `evaluate` calls (`BertClassifier` does; a pruning model's or `Distiller`'s can,
-with `model_num_labels(self)`).
+`CheckedData` gives a model's `fit` and `evaluate` these checks (`BertClassifier`,
+`PruningModel` and `Distiller` have it): `call_with_checks(super().fit, keras.Model.fit,
+model_num_labels(self), *args, **kwargs)`.
 
 Example:
 >>> import numpy as np
@@ -30,6 +30,7 @@ ValueError: `y`: labels must be class ids in [0, 2) for a 2-label model; its lab
 import inspect
 import re
 
+import keras
 import numpy as np
 
 # How many offending label values an error lists.
@@ -213,8 +214,6 @@ def check_arrays(x, y=None, num_labels=None, argument="x", labels_argument="y"):
     """Checks in-memory data: `x` a dict of arrays or an array with labels `y` (not empty,
     labels in range, all of them), or a `keras.utils.PyDataset` (not empty; its first batch,
     read by index). Anything else (a dataset, a generator) is left alone."""
-    import keras
-
     if isinstance(x, keras.utils.PyDataset):
         try:
             count = x.num_batches
@@ -297,3 +296,20 @@ def check_task_data(model, data):
         raise ValueError(f"`model` {getattr(model, 'name', '')!r} has {num_labels} outputs, "
                          f"but task {data.task.name} has {what}: build or load the model "
                          f"with num_labels={data.task.num_labels}.")
+
+
+class CheckedData:
+    """A mixin of a `keras.Model` whose `fit` and `evaluate` check their data at the door
+    (`call_with_checks`, against `model_num_labels(self)`): an empty or unbatched dataset, or
+    class ids outside `[0, num_labels)` (at the first batch that has one), is a one-line
+    `ValueError` naming the argument."""
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` with its data checked (see the class)."""
+        return call_with_checks(super().fit, keras.Model.fit, model_num_labels(self), *args,
+                                **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate` with its data checked as `fit`'s."""
+        return call_with_checks(super().evaluate, keras.Model.evaluate,
+                                model_num_labels(self), *args, **kwargs)

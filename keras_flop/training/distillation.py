@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_flop.compat import DistributedBuildMixin
+from keras_flop.training.checks import CheckedData
 from keras_flop.models.bert import bert_structure_of, hidden_state_layers
 
 # Feature key of precomputed teacher logits: logit distillation from a frozen teacher
@@ -117,7 +118,7 @@ def teacher_targets(features, fed_logits, teacher, teacher_view, logits_wanted):
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")
-class Distiller(DistributedBuildMixin, keras.Model):
+class Distiller(DistributedBuildMixin, CheckedData, keras.Model):
     """Trains `student` on its task loss plus distillation from `teacher`, with plain `fit`.
 
     The loss is the compiled task loss plus `distillation_weight · T² · KL(softmax(teacher /
