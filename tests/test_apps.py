@@ -350,15 +350,18 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
         backbone, num_classes=2,
         preprocessor=keras_hub.models.BertTextClassifierPreprocessor(tokenizer, 16))
     hub.save(tmp_path / "hub.keras")
-    formats = ["saved_model"] + [fmt for fmt, package in (("onnx", "onnxruntime"),
-                                                          ("litert", "ai_edge_litert"))
-                                 if __import__("importlib").util.find_spec(package)]
+    formats = ["saved_model"] + [fmt for fmt, package in (
+        ("onnx", "onnxruntime"), ("litert", "ai_edge_litert"), ("onnx_int8", "onnxruntime"),
+        ("litert_int8", "ai_edge_litert")) if __import__("importlib").util.find_spec(package)]
     output = tmp_path / "run"
+    # A model trained for one epoch has predictions close to ties: the INT8 files are checked
+    # to exist here, their agreement in tests/test_export_formats.py.
     prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--keras_hub_model",
                     str(tmp_path / "hub.keras"), "--output_dir", str(output),
                     "--max_seq_length", "16", "--structure", "heads+ffn",
                     "--train_batch_size", "16", "--num_train_epochs", "1", "--allow_short",
-                    "--final_epochs", "0", "--export_formats", ",".join(formats)])
+                    "--final_epochs", "0", "--export_formats", ",".join(formats),
+                    "--export_min_agreement", "0"])
     printed = capsys.readouterr().out
     assert "used as it is" in printed
     # The vocabulary came from the saved keras-hub preprocessor.
@@ -369,8 +372,12 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
     np.testing.assert_allclose(dense(batch), hub({**batch, "padding_mask": batch[
         "padding_mask"].astype("int32")}), atol=1e-5)
     assert (output / "export" / "1" / "saved_model.pb").exists()
-    for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite")):
+    for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite"),
+                      ("onnx_int8", "model_int8.onnx"), ("litert_int8", "model_int8.tflite")):
         assert (output / "export" / name).exists() == (fmt in formats)
+    if "onnx_int8" in formats:  # measured on the 32 dev examples
+        assert re.search(r"model_int8\.onnx \(int8 weights, .* of 32 dev examples in "
+                         "onnxruntime", printed)
 
 
 def test_prune_app_from_a_given_dense_model_and_its_errors(tmp_path, capsys):
@@ -423,8 +430,12 @@ def test_prune_app_export_format_flags_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         prune_app.main(["--output_dir", str(tmp_path / "x"), "--export_formats", "onnx,pb"])
     assert exit_info.value.code == 2
-    assert "--export_formats must be drawn from saved_model,onnx,litert" in \
-        capsys.readouterr().err
+    assert "--export_formats must be drawn from saved_model,onnx,litert,onnx_int8,litert_int8" \
+        in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        prune_app.main(["--output_dir", str(tmp_path / "x"), "--export_min_agreement", "90"])
+    assert "--export_min_agreement must be in [0, 1] (a share of the dev examples); got 90.0" \
+        in capsys.readouterr().err
     with pytest.raises(SystemExit):
         prune_app.main(["--output_dir", str(tmp_path / "y"), "--keras_hub_model", "m.keras"])
     assert "need --task" in capsys.readouterr().err
@@ -808,3 +819,50 @@ def test_sweep_table_marks_the_best_rate_and_has_no_accuracy_for_a_regression(tm
                          "| stsb | 0.0001 | 0.8700 | – | 0.6000 | 540 | 195 | **best** |",
                          "| sst2 | 0.0001 | 0.9000 | 0.9000 | 0.2600 | 2105 | 453 | **best** |"]
     assert json.loads((tmp_path / "results.json").read_text()) == rows
+
+
+def test_prune_app_takes_the_int8_formats_with_the_library_s_names_and_packages():
+    from apps import prune as prune_app
+    from apps.prune.parser import EXPORT_PACKAGES
+    from keras_flop.export import formats
+
+    assert prune_app.parser.EXPORT_FORMATS == formats.FORMATS
+    assert EXPORT_PACKAGES == {fmt: (formats._REQUIREMENTS[fmt], formats.EXTRAS[fmt])
+                               for fmt in formats.FORMATS if fmt != "saved_model"}
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    args = prune_app.resolve_args(prune_app.build_parser().parse_args(
+        ["--export_formats", "saved_model, onnx_int8,litert_int8"]))
+    assert args.export_formats == "saved_model, onnx_int8,litert_int8"
+    assert args.export_min_agreement == 0.9
+
+
+def test_prune_app_exports_int8_checked_on_dev_examples(tmp_path, capsys):
+    """The export step measures an INT8 file's agreement on the run's dev examples."""
+    import types
+
+    import numpy as np
+    from apps.prune import steps
+
+    pytest.importorskip("onnxruntime")
+    keras.utils.set_random_seed(0)
+    model = keras_flop.build_bert_classifier(keras_flop.BertConfig(**CONFIG))
+    rng = np.random.default_rng(0)
+    dev = {"token_ids": rng.integers(1, 64, (40, 16)).astype("int32"),
+           "segment_ids": np.zeros((40, 16), "int32"), "padding_mask": np.ones((40, 16), bool)}
+    asked = []
+
+    def eval_dataset(split, batch_size):
+        asked.append((split, batch_size))
+        return iter([({k: v[:batch_size] for k, v in dev.items()}, np.zeros(40, "int32"))])
+
+    run = types.SimpleNamespace(
+        args=types.SimpleNamespace(export_formats="onnx_int8", export_min_agreement=0.0),
+        data=types.SimpleNamespace(task=None, evals={"dev": None}, eval_dataset=eval_dataset))
+    steps.export_one(run, model, None, str(tmp_path / "formats"))
+    printed = capsys.readouterr().out
+    assert asked == [("dev", steps.EXPORT_AGREEMENT_EXAMPLES)]
+    assert re.search(r"model_int8\.onnx \(int8 weights, [0-9.]+ MB against [0-9.]+ MB in "
+                     r"float32; agrees with the float model on [0-9.]+% of 40 dev examples in "
+                     r"onnxruntime \(largest logit difference ", printed), printed
+    assert [p.name for p in (tmp_path / "formats").iterdir()] == ["model_int8.onnx"]

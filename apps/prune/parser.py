@@ -20,8 +20,15 @@ FAMILY_LENGTH = 1.5
 # keras_flop.gates.structure.STRUCTURES, spelled out so that --help and flag errors need no
 # TensorFlow import (a test keeps the two equal).
 STRUCTURES = ("rank", "heads+ffn", "heads+ffn+layers", "all")
-# keras_flop.export.formats.FORMATS, spelled out for the same reason.
-EXPORT_FORMATS = ("saved_model", "onnx", "litert")
+# keras_flop.export.formats.FORMATS, and the packages of each format (formats._REQUIREMENTS)
+# with the extra that installs them, spelled out for the same reason (a test keeps them equal).
+EXPORT_FORMATS = ("saved_model", "onnx", "litert", "onnx_int8", "litert_int8")
+EXPORT_PACKAGES = {"onnx": (("tf2onnx", "onnxruntime"), "onnx"),
+                   "litert": (("ai_edge_litert",), "litert"),
+                   "onnx_int8": (("tf2onnx", "onnxruntime", "onnx"), "onnx"),
+                   "litert_int8": (("ai_edge_litert",), "litert")}
+# The dev examples an INT8 export's agreement with the float model is measured on.
+EXPORT_AGREEMENT_EXAMPLES = 256
 
 
 def build_parser():
@@ -232,8 +239,15 @@ def build_parser():
                             "sample drawn once, enough for a stable ratio; the rounds' spread "
                             "is shown); 0 times the whole dev set.")
     train.add_argument("--export_formats", default="saved_model",
-                       help="Comma-separated, from saved_model, onnx, litert (onnx and litert "
-                            "need pip install \"keras-flop[onnx]\" / \"keras-flop[litert]\").")
+                       help="Comma-separated, from saved_model, onnx, litert, onnx_int8, "
+                            "litert_int8 (onnx* and litert* need pip install "
+                            "\"keras-flop[onnx]\" / \"keras-flop[litert]\"). The _int8 files "
+                            "have int8 weights; each is checked against the float model's "
+                            f"predictions on {EXPORT_AGREEMENT_EXAMPLES} dev examples.")
+    train.add_argument("--export_min_agreement", type=float, default=0.9,
+                       help="The smallest share of those dev examples on which an _int8 file "
+                            "must predict what the float model predicts; below it the export "
+                            "fails and writes no file.")
 
     run = parser.add_argument_group("run control")
     run.add_argument("--start_from", choices=sorted(set(STEPS + FISHER_STEPS), key=(

@@ -5,7 +5,7 @@ import os
 import time
 
 from apps import common
-from apps.prune.parser import EXPORT_FORMATS, FAMILY_LENGTH, FISHER_STEPS, STEPS
+from apps.prune.parser import EXPORT_FORMATS, EXPORT_PACKAGES, FAMILY_LENGTH, FISHER_STEPS, STEPS
 
 # Flags that do not change what a run computes: they may differ when a run is continued.
 RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
@@ -35,6 +35,7 @@ FIRST_STEP_USING = {
     **dict.fromkeys(("final_learning_rate", "final_epochs", "final_distillation_weight",
                      "final_hidden_distillation_weight"), "finetune_compact"),
     "export_formats": "export",
+    "export_min_agreement": "export",
     "report_examples": "report",
 }
 
@@ -59,11 +60,11 @@ def resolve_args(args):
         raise common.UsageError(f"--export_formats must be drawn from "
                                 f"{','.join(EXPORT_FORMATS)}; got {args.export_formats!r}.")
     import importlib.util
-    for fmt, packages in (("onnx", ("tf2onnx", "onnxruntime")), ("litert", ("ai_edge_litert",))):
+    for fmt, (packages, extra) in EXPORT_PACKAGES.items():
         missing = [p for p in packages if fmt in formats and not importlib.util.find_spec(p)]
         if missing:  # before hours of pruning, not at the export step
             raise common.UsageError(f"--export_formats {fmt} needs {', '.join(missing)}: "
-                                    f"pip install \"keras-flop[{fmt}]\".")
+                                    f"pip install \"keras-flop[{extra}]\".")
     if not toy and not args.data_dir:
         raise common.UsageError("--task needs --data_dir (the GLUE directory).")
     args.toy = toy
@@ -139,6 +140,9 @@ def resolve_args(args):
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
+    if not 0.0 <= args.export_min_agreement <= 1.0:
+        raise common.UsageError(f"--export_min_agreement must be in [0, 1] (a share of the dev "
+                                f"examples); got {args.export_min_agreement}.")
     if args.report_examples < 0:
         raise common.UsageError(f"--report_examples must be >= 0 (0: the whole dev set); got "
                                 f"{args.report_examples}.")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from apps import common, results
-from apps.prune.parser import SHORTFALL_TOLERANCE
+from apps.prune.parser import EXPORT_AGREEMENT_EXAMPLES, SHORTFALL_TOLERANCE
 
 
 def finetune(run):
@@ -220,5 +220,23 @@ def export_one(run, model, version, others_dir):
         print(f"   export: {path}")
     others = [f for f in formats if f != "saved_model"]
     if others:  # beside the version folders, which are all TF Serving reads
-        for fmt, path in keras_flop.export_formats(model, others_dir, others).items():
-            print(f"   export: {path} (logits checked in the {fmt} runtime)")
+        dev = None
+        if any(f.endswith("_int8") for f in others):  # agreement on dev, not on random ids
+            dev = next(iter(run.data.eval_dataset(next(iter(run.data.evals)),
+                                                  EXPORT_AGREEMENT_EXAMPLES)))[0]
+        files = keras_flop.export_formats(model, others_dir, others, agreement_batch=dev,
+                                          min_agreement=run.args.export_min_agreement)
+        for fmt, path in files.items():
+            print(f"   export: {path} ({export_check_text(fmt, files.checks[fmt])})")
+
+
+def export_check_text(fmt, check):
+    """What verifying an exported file measured, in words: its size and runtime, and for an
+    INT8 file its float counterpart's size, its agreement and largest logit difference."""
+    runtime = "onnxruntime" if fmt.startswith("onnx") else "LiteRT"
+    if "agreement" not in check:
+        return f"logits checked in {runtime}, {check['bytes'] / 1e6:.1f} MB"
+    return (f"int8 weights, {check['bytes'] / 1e6:.1f} MB against "
+            f"{check['float_bytes'] / 1e6:.1f} MB in float32; agrees with the float model on "
+            f"{check['agreement']:.1%} of {check['examples']} dev examples in {runtime} "
+            f"(largest logit difference {check['max_abs_diff']:.3g})")
