@@ -14,7 +14,7 @@ The subpackages, one concept each:
 - `models`: the BERT classifier, its config and activations;
 - `layers`: the Keras layers (factorized dense, L0 gate, attention, pruned block);
 - `checkpoints`: models in (TF1 checkpoints, Hugging Face directories, keras-hub);
-- `text`: the tokenizer and preprocessor; `export`: SavedModel, ONNX, LiteRT;
+- `text`: the tokenizer and preprocessor; `export`: SavedModel, ONNX, LiteRT (float, INT8);
 - `gates`: where the gates are, what each controls (the cost account), sparsity, calibration,
   compaction and the parameter report;
 - `lagrangian`: SVD factorization, the `PruningModel` and its families of targets;
