@@ -44,8 +44,9 @@ def tokenize_examples(examples, task, preprocessor, labeled=True, pad_to_max_len
     columns = {"text_a": [e.text_a for e in examples]}
     if examples[0].text_b is not None:
         columns["text_b"] = [e.text_b for e in examples]
+    pack = preprocessor.traced_pack(pairs="text_b" in columns)
     chunks = tf.data.Dataset.from_tensor_slices(columns).batch(1024).map(
-        lambda batch: preprocessor.pack(batch["text_a"], batch.get("text_b")),
+        lambda batch: pack(*(batch[name] for name in ("text_a", "text_b") if name in batch)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     token_ids, segment_ids = zip(*chunks)
     targets = label_ids(task, examples) if labeled else None

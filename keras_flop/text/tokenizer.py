@@ -128,6 +128,9 @@ class BertTokenizer(tf.Module):
         return tf_text.regex_split(self.normalize(text), delim_regex_pattern=f" +|{_PUNCTUATION}",
                                    keep_delim_regex_pattern=_PUNCTUATION)
 
+    # Plain TF and TF Text ops: nothing for autograph to convert (converting them, as
+    # `Dataset.map` and `tf.function` do by default, multiplied the time to trace).
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, text):
         words = self.words(tf.convert_to_tensor(text, tf.string))
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
