@@ -1,10 +1,13 @@
 """The selection split: training examples held out for choices, so that dev is not chosen on."""
 
+import json
+
 import numpy as np
 import pytest
 
-from apps import toy_task
+from apps import glue_finetune, toy_task
 from keras_flop.training import data as training_data
+from tf1_bert import random_weights, tf1_shapes, write_tf1_checkpoint
 
 CONFIG = dict(vocab_size=len(toy_task.vocabulary()), hidden_size=16, num_hidden_layers=1,
               num_attention_heads=2, intermediate_size=32, hidden_act="gelu",
@@ -97,3 +100,60 @@ def test_bad_selection_sizes_are_one_line_errors(toy, kwargs, error, words):
     with pytest.raises(error) as info:
         _load(toy, **kwargs)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def _sweep_rows(selection):
+    rows = []
+    for rate, dev, held in ((1e-4, 0.90, 0.80), (5e-5, 0.85, 0.86)):
+        row = {"task": "sst2", "learning_rate": rate, "eval_score": dev, "eval_accuracy": dev,
+               "eval_loss": 0.3, "global_step": 10, "train_time": 5.0}
+        if selection:
+            row.update(selection_eval_score=held, selection_eval_examples=8)
+        rows.append(row)
+    return rows
+
+
+def test_the_sweep_chooses_by_the_selection_split_when_it_was_held_out(tmp_path):
+    lines = open(glue_finetune.write_sweep_tables(str(tmp_path), _sweep_rows(True))).read()
+    lines = lines.splitlines()
+    assert lines[0].startswith("| task | learning rate | selection score | dev score |")
+    assert lines[2:4] == ["| sst2 | 0.0001 | 0.8000 | 0.9000 | 0.9000 | 0.3000 | 10 | 5 |  |",
+                          "| sst2 | 5e-05 | 0.8600 | 0.8500 | 0.8500 | 0.3000 | 10 | 5 | "
+                          "**best** |"]
+    assert "chosen by the selection split's score (8 training examples held out" in lines[-1]
+    assert glue_finetune.best_runs(_sweep_rows(True))["sst2"]["learning_rate"] == 5e-5
+    # Without one, dev chooses, as the table always did.
+    assert glue_finetune.best_runs(_sweep_rows(False))["sst2"]["learning_rate"] == 1e-4
+    plain = open(glue_finetune.write_sweep_tables(str(tmp_path), _sweep_rows(False))).read()
+    assert "selection" not in plain and plain.splitlines()[2].endswith("| **best** |")
+
+
+def test_glue_finetune_scores_and_chooses_on_the_selection_split(toy, tmp_path, capsys):
+    data_dir, vocab = toy
+    write_tf1_checkpoint(tmp_path / "ckpt", CONFIG, random_weights(tf1_shapes(CONFIG)),
+                         vocab=toy_task.vocabulary())
+    rows = glue_finetune.main(["--task", "sst2", "--data_dir", data_dir, "--init_checkpoint",
+                               str(tmp_path / "ckpt"), "--output_dir", str(tmp_path / "sweep"),
+                               "--learning_rates", "1e-3,1e-4", "--num_train_epochs", "1",
+                               "--max_seq_length", "16", "--train_batch_size", "16",
+                               "--selection_examples", "12", "--selection_seed", "4"])
+    printed = capsys.readouterr().out
+    assert "48 training examples, 12 held out for selection" in printed
+    assert "chosen by the selection split's score (12 training examples" in printed
+    run = json.loads((tmp_path / "sweep" / "sst2" / "lr_0.001" / "eval_results.json")
+                     .read_text())
+    assert run["train_examples"] == 48 and run["selection_eval_examples"] == 12
+    assert run["selection_seed"] == 4 and "selection_eval_score" in run
+    assert [row["selection_eval_score"] for row in rows] == [
+        json.loads((tmp_path / "sweep" / "sst2" / f"lr_{rate}" / "eval_results.json")
+                   .read_text())["selection_eval_score"] for rate in ("0.001", "0.0001")]
+
+
+def test_glue_finetune_refuses_a_negative_selection_size_in_one_line(toy, tmp_path, capsys):
+    argv = ["--task", "sst2", "--data_dir", toy[0], "--init_checkpoint", str(tmp_path / "none"),
+            "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as info:
+        glue_finetune.main(argv + ["--selection_examples", "-3"])
+    error = capsys.readouterr().err
+    assert info.value.code == 2 and error.count("\n") == 1
+    assert error.startswith("error: --selection_examples must be >= 0; got -3.")
