@@ -1,11 +1,13 @@
 """The selection split: training examples held out for choices, so that dev is not chosen on."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from apps import glue_finetune, toy_task
+from apps import prune as prune_app
 from keras_flop.training import data as training_data
 from tf1_bert import random_weights, tf1_shapes, write_tf1_checkpoint
 
@@ -149,11 +151,63 @@ def test_glue_finetune_scores_and_chooses_on_the_selection_split(toy, tmp_path, 
                    .read_text())["selection_eval_score"] for rate in ("0.001", "0.0001")]
 
 
-def test_glue_finetune_refuses_a_negative_selection_size_in_one_line(toy, tmp_path, capsys):
-    argv = ["--task", "sst2", "--data_dir", toy[0], "--init_checkpoint", str(tmp_path / "none"),
-            "--output_dir", str(tmp_path / "out")]
+@pytest.mark.parametrize("app", ["prune", "finetune"])
+def test_apps_refuse_a_negative_selection_size_in_one_line(toy, tmp_path, capsys, app):
+    if app == "prune":
+        module, argv = prune_app, ["--output_dir", str(tmp_path / "out")]
+    else:
+        module, argv = glue_finetune, ["--task", "sst2", "--data_dir", toy[0],
+                                       "--init_checkpoint", str(tmp_path / "none"),
+                                       "--output_dir", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as info:
-        glue_finetune.main(argv + ["--selection_examples", "-3"])
+        module.main(argv + ["--selection_examples", "-3"])
     error = capsys.readouterr().err
     assert info.value.code == 2 and error.count("\n") == 1
     assert error.startswith("error: --selection_examples must be >= 0; got -3.")
+
+
+def test_a_pruning_run_records_its_selection_split_and_refuses_another(tmp_path, capsys):
+    output = tmp_path / "run"
+
+    def prepared(*flags):
+        args = prune_app.build_parser().parse_args(["--output_dir", str(output), *flags])
+        return prune_app.prepare_run(prune_app.resolve_args(args))
+
+    prepared("--selection_examples", "100", "--selection_seed", "2")
+    saved = json.loads((output / "hparams.json").read_text())
+    assert (saved["selection_examples"], saved["selection_seed"]) == (100, 2)
+    (output / "finetune").mkdir()  # a step has finished: the settings are the run's
+    for flags, changed in ((["--selection_examples", "50", "--selection_seed", "2"],
+                            "selection_examples"),
+                           (["--selection_examples", "100"], "selection_seed")):
+        with pytest.raises(ValueError, match=rf"other settings \({changed}\), used from the "
+                                             r"step finetune on"):
+            prepared(*flags)
+    prepared("--selection_examples", "100", "--selection_seed", "2")  # the same: continued
+    # A run recorded before the setting existed held nothing out: it continues without one.
+    del saved["selection_examples"], saved["selection_seed"]
+    (output / "hparams.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"other settings \(selection_examples, "
+                                         r"selection_seed\)"):
+        prepared("--selection_examples", "100", "--selection_seed", "2")
+    assert prepared() == str(output)
+
+
+def test_a_pruning_run_trains_without_the_selection_split_and_scores_it(tmp_path, capsys):
+    from apps.prune.context import PruningRun
+
+    args = prune_app.resolve_args(prune_app.build_parser().parse_args(
+        ["--output_dir", str(tmp_path / "run"), "--selection_examples", "40",
+         "--max_eval_examples", "24", "--seed", "1"]))
+    run = PruningRun(args, str(tmp_path / "run"))
+    held = _ids(run.data.evals["selection"])
+    assert len(held) == 40 and len(run.data.train) == 2000 - 40
+    assert not set(held) & set(_ids(run.data.train))
+    model, _ = run.source.dense_model(run.config, 2)
+    flat = run.evaluate_to(model, "finetune")
+    saved = json.loads((tmp_path / "run" / "finetune" / "eval_results.json").read_text())
+    assert saved == json.loads(json.dumps(flat))
+    assert saved["selection_eval_examples"] == 40 and saved["eval_examples"] == 24
+    assert "selection_eval_score" in saved
+    printed = capsys.readouterr().out
+    assert re.search(r"finetune: dev eval_accuracy [\d.]+, .*; selection eval_accuracy", printed)
