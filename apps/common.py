@@ -95,6 +95,24 @@ def add_batching_flags(parser):
                              "128,... up to --max_seq_length, which is always the last.")
 
 
+def add_selection_flags(parser, use):
+    """--selection_examples and --selection_seed; `use` says what the app does with the
+    split."""
+    parser.add_argument("--selection_examples", type=int, default=0,
+                        help="Hold this many training examples out as the split `selection`, "
+                             "never trained on (taken out before --max_train_examples draws "
+                             f"its subset); {use}. 0: no selection split.")
+    parser.add_argument("--selection_seed", type=int, default=0,
+                        help="Draws the --selection_examples, apart from --seed: runs with "
+                             "other seeds hold out the same examples.")
+
+
+def check_selection_flags(args):
+    for flag in ("selection_examples", "selection_seed"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
+
+
 def bucket_boundaries(args):
     """`--bucket_boundaries` as a list of ints (None: the default), checked."""
     if not args.bucket_boundaries:

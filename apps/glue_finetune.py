@@ -9,7 +9,9 @@ For each task present in `--data_dir` (absent ones are skipped with a message) a
 learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
 `test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras` with
 its `vocab.txt` (`python -m apps.prune --dense_model .../model.keras` prunes it); per sweep
-`OUTPUT_DIR/results.md` and `results.json`: every run, best per task. Rerunning the same
+`OUTPUT_DIR/results.md` and `results.json`: every run, best per task (by the dev score, or by
+the score on `--selection_examples` held-out training examples when given, so that dev is not
+chosen on). Rerunning the same
 command continues the sweep: finished runs are kept, and an interrupted one goes on from its
 last step checkpoint (every tenth of the run).
 """
@@ -21,6 +23,9 @@ import time
 
 from apps import common, results
 from apps.workers import make_strategy
+
+# The score the sweep chooses by when a selection split was held out (eval_results' key).
+SELECTION_SCORE = "selection_eval_score"
 
 
 def build_parser():
@@ -59,6 +64,9 @@ def build_parser():
                         help="Train on a random subset of this size (quick runs).")
     parser.add_argument("--max_eval_examples", type=int, default=None,
                         help="Evaluate on a random subset of this size; default: all.")
+    common.add_selection_flags(parser, "every run is scored on it beside dev (selection_* in "
+                                       "eval_results), and the sweep picks each task's best "
+                                       "learning rate by it instead of by dev")
     parser.add_argument("--jit_compile", action="store_true",
                         help="XLA (faster on GPUs; measured slower on our 2-core CPU).")
     parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
@@ -104,6 +112,7 @@ def check_common_args(args):
             raise common.UsageError(f"--{flag} must be >= 1; got {getattr(args, flag)}.")
     if args.num_train_epochs <= 0:
         raise common.UsageError(f"--num_train_epochs must be > 0; got {args.num_train_epochs}.")
+    common.check_selection_flags(args)
 
 
 def select_tasks(task_arg, data_dir):
@@ -145,10 +154,12 @@ def run_one(args, checkpoint, data, learning_rate, run_dir):
     board.write({k: v for k, v in next(iter(evaluation.values())).items()
                  if k.startswith("eval_") and k not in ("eval_time", "eval_examples")}, "eval")
     steps = epochs * -(-len(data.train) // args.train_batch_size)
-    flat = results.write_eval_results(run_dir, evaluation, {
-        "global_step": steps, "loss": float(history.history["loss"][-1]),
-        "train_time": train_time, "learning_rate": learning_rate,
-        "train_examples": len(data.train), "seed": args.seed})
+    extra = {"global_step": steps, "loss": float(history.history["loss"][-1]),
+             "train_time": train_time, "learning_rate": learning_rate,
+             "train_examples": len(data.train), "seed": args.seed}
+    if args.selection_examples:
+        extra["selection_seed"] = args.selection_seed
+    flat = results.write_eval_results(run_dir, evaluation, extra)
     results.write_test_results(run_dir, model, data, args.eval_batch_size)
     shutil.copyfile(vocab, os.path.join(run_dir, "vocab.txt"))  # the model's inputs' meaning
     common.save_model(model, os.path.join(run_dir, "model.keras"))  # the run is done
@@ -156,21 +167,44 @@ def run_one(args, checkpoint, data, learning_rate, run_dir):
     return flat
 
 
+def chosen_by(rows):
+    """The score the sweep picks a learning rate by: the selection split's when the runs were
+    scored on one (held-out training examples), so that dev is only reported; else dev's."""
+    return SELECTION_SCORE if rows and all(SELECTION_SCORE in r for r in rows) \
+        else "eval_score"
+
+
+def best_runs(rows):
+    """The run of each task with the best score (`chosen_by` its task's runs), by task."""
+    best = {}
+    for task in dict.fromkeys(row["task"] for row in rows):
+        runs = [row for row in rows if row["task"] == task]
+        key = chosen_by(runs)
+        best[task] = max(runs, key=lambda row: row[key])  # the first of equal scores
+    return best
+
+
 def write_sweep_tables(output_dir, rows):
     common.write_json(os.path.join(output_dir, "results.json"), rows)
-    lines = ["| task | learning rate | score | accuracy | eval loss | steps | train s | best |",
-             "|---|---|---|---|---|---|---|---|"]
-    best = {}
-    for row in rows:
-        if row["task"] not in best or row["eval_score"] > best[row["task"]]["eval_score"]:
-            best[row["task"]] = row
+    selection = chosen_by(rows) == SELECTION_SCORE
+    dev = "dev " if selection else ""  # which split each column scores, once there are two
+    lines = ["| task | learning rate | " + ("selection score | " if selection else "") +
+             f"{dev}score | {dev}accuracy | {dev or 'eval '}loss | steps | train s | best |",
+             "|---" * (8 + selection) + "|"]
+    best = best_runs(rows)
     for row in rows:
         mark = "**best**" if best[row["task"]] is row else ""
         accuracy = row.get("eval_accuracy")  # none for STS-B, a regression
         accuracy = "–" if accuracy is None else f"{accuracy:.4f}"
-        lines.append(f"| {row['task']} | {row['learning_rate']:g} | {row['eval_score']:.4f} | "
-                     f"{accuracy} | {row['eval_loss']:.4f} | "
+        chosen = f"{row[SELECTION_SCORE]:.4f} | " if selection else ""
+        lines.append(f"| {row['task']} | {row['learning_rate']:g} | {chosen}"
+                     f"{row['eval_score']:.4f} | {accuracy} | {row['eval_loss']:.4f} | "
                      f"{row['global_step']} | {row['train_time']:.0f} | {mark} |")
+    if selection:
+        held = rows[0].get("selection_eval_examples", "--selection_examples")
+        lines += ["", f"Best learning rate chosen by the selection split's score ({held} "
+                      "training examples held out, never trained on); the dev columns are "
+                      "reported, not chosen on."]
     path = os.path.join(output_dir, "results.md")
     common.write_text(path, "\n".join(lines) + "\n")
     return path
@@ -225,7 +259,8 @@ def sweep(args, tasks, rates, checkpoint, output_dir):
                 args.data_dir, task, checkpoint.vocab_file, args.max_seq_length,
                 args.max_train_examples, args.max_eval_examples, args.seed,
                 pad_to_max_length=args.pad_to_max_length,
-                boundaries=common.bucket_boundaries(args))
+                boundaries=common.bucket_boundaries(args),
+                selection_examples=args.selection_examples, selection_seed=args.selection_seed)
         except ValueError as e:
             if args.task.lower() != "all":
                 raise
@@ -233,14 +268,19 @@ def sweep(args, tasks, rates, checkpoint, output_dir):
             continue
         for rate in rates:
             run_dir = os.path.join(output_dir, task.name, f"lr_{rate:g}")
-            print(f"== {task.name}, learning rate {rate:g}: {len(data.train)} training examples")
+            held = f", {args.selection_examples} held out for selection" \
+                if args.selection_examples else ""
+            print(f"== {task.name}, learning rate {rate:g}: {len(data.train)} training "
+                  f"examples{held}")
             started = time.perf_counter()
             if os.path.exists(os.path.join(run_dir, "model.keras")):
                 print("   done already")
                 flat = common.read_json(os.path.join(run_dir, "eval_results.json"))
             else:
                 flat = run_one(args, checkpoint, data, rate, run_dir)
-            print(f"   {task.name} lr {rate:g}: score {flat['eval_score']:.4f} "
+            chosen = f", selection score {flat[SELECTION_SCORE]:.4f}" \
+                if SELECTION_SCORE in flat else ""
+            print(f"   {task.name} lr {rate:g}: score {flat['eval_score']:.4f}{chosen} "
                   f"({time.perf_counter() - started:.0f} s) -> {run_dir}")
             rows.append({"task": task.name, **flat})
             write_sweep_tables(output_dir, rows)

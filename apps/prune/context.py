@@ -41,7 +41,8 @@ class PruningRun(RunDirectory):
             self.source.data_dir, args.task, self.vocab, args.max_seq_length,
             args.max_train_examples, args.max_eval_examples, args.seed,
             pad_to_max_length=args.pad_to_max_length,
-            boundaries=common.bucket_boundaries(args))
+            boundaries=common.bucket_boundaries(args),
+            selection_examples=args.selection_examples, selection_seed=args.selection_seed)
 
     def given_latency_table(self):
         """--latency_table, checked against the model; a note when another device made it."""
@@ -158,7 +159,9 @@ class PruningRun(RunDirectory):
         shutil.rmtree(self.out(step, "checkpoints"), ignore_errors=True)
 
     def evaluate_to(self, model, step, extra=None):
-        """Dev metrics of `model`, written to `<step>/eval_results.*` with `extra`, printed."""
+        """Dev metrics of `model` (and the selection split's, when held out), written to
+        `<step>/eval_results.*` with `extra`, printed."""
+        from keras_flop.training.data import SELECTION
         from keras_flop.training.evaluation import evaluate
 
         flat = results.write_eval_results(self.out(step), evaluate(
@@ -168,7 +171,12 @@ class PruningRun(RunDirectory):
             # prune step's periodic evaluation names them.
             self.counter.write({k: v for k, v in flat.items() if k.startswith("eval_")
                                 and "examples" not in k and "time" not in k}, "eval")
-        print(f"   {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in flat.items()
-                                             if k.startswith("eval_") and "time" not in k
-                                             and "examples" not in k))
+        shown = []
+        for split, prefix in (("dev", ""), (SELECTION, f"{SELECTION}_")):
+            metrics = [f"{k[len(prefix):]} {v:.4f}" for k, v in flat.items()
+                       if k.startswith(f"{prefix}eval_") and "time" not in k
+                       and "examples" not in k]
+            if metrics:
+                shown.append(f"{split} " + ", ".join(metrics))
+        print(f"   {step}: " + "; ".join(shown))
         return flat

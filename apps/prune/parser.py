@@ -76,6 +76,8 @@ def build_parser():
                       help="Train on a random subset of this size (quick runs); default: all.")
     data.add_argument("--max_eval_examples", type=int, default=None,
                       help="Evaluate on a random subset of this size; default: all.")
+    common.add_selection_flags(data, "each step's results score it beside dev "
+                                     "(selection_* in <step>/eval_results.json)")
     common.add_batching_flags(data)
     data.add_argument("--hidden_dropout_prob", type=float, default=None,
                       help="Default: the BERT config's.")

@@ -138,6 +138,7 @@ def resolve_args(args):
                  "final_distillation_weight", "final_hidden_distillation_weight"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise common.UsageError(f"--{flag} must be >= 0; got {getattr(args, flag)}.")
+    common.check_selection_flags(args)
     if args.final_epochs < 0:
         raise common.UsageError(f"--final_epochs must be >= 0; got {args.final_epochs}.")
     if not 0.0 <= args.export_min_agreement <= 1.0:

@@ -9,6 +9,13 @@ import numpy as np
 if TYPE_CHECKING:
     import keras_flop
 
+# The split of training examples held out for choices (learning rate, recipe, target), so
+# that the dev split is scored once per final model instead of being chosen on.
+SELECTION = "selection"
+# Mixed into the selection split's seed: drawn with the same number as `seed`, it still picks
+# examples unrelated to the training subset's.
+_SELECTION_STREAM = 0x5E1EC7
+
 
 @dataclasses.dataclass
 class TaskData:
@@ -17,7 +24,7 @@ class TaskData:
 
     task: "keras_flop.glue.GlueTask"
     train: list
-    evals: dict  # split -> examples
+    evals: dict  # split -> examples; dev first, then "selection" when held out
     tests: dict  # split -> examples
     preprocessor: "keras_flop.BertPreprocessor"
     pad_to_max_length: bool = False
@@ -94,11 +101,16 @@ def for_strategy(dataset):
 
 def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_examples=None,
                    max_eval_examples=None, seed=0, need_train=True, pad_to_max_length=False,
-                   boundaries=None):
+                   boundaries=None, selection_examples=0, selection_seed=0):
     """A `TaskData` of the splits of `task` present in `data_dir` (tsv layout), tokenized
     with the WordPiece vocabulary `vocab_file` to `max_seq_length`; a missing train split is a
     ValueError if `need_train`, a missing dev split always. `max_train_examples` and
     `max_eval_examples` draw random subsets (by `seed`).
+
+    `selection_examples` > 0 holds that many training examples out as the eval split
+    `"selection"` (after the dev split), drawn by `selection_seed` alone: runs with other
+    `seed`s share it. They are taken out before `max_train_examples` draws its subset, so no
+    run trains on them. At 0 (the default) nothing changes.
 
     Example:
     >>> import os, tempfile
@@ -121,11 +133,15 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
     Traceback (most recent call last):
     ...
     ValueError: No train split for rte in .../RTE (expected train.tsv).
+    >>> data = load_task_data(data_dir, "sst2", vocab, 16, selection_examples=1)
+    >>> len(data.train), {split: len(examples) for split, examples in data.evals.items()}
+    (2, {'dev': 2, 'selection': 1})
     """
     from keras_flop import glue
     from keras_flop.text.preprocessor import BertPreprocessor
 
     task = glue.get_task(task)
+    _check_selection(selection_examples, selection_seed)
     splits = glue.available_splits(data_dir, task)
     if need_train and "train" not in splits:
         raise ValueError(f"No train split for {task.name} in "
@@ -142,13 +158,45 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
             return [examples[i] for i in keep]
         return examples
 
-    train = subset(glue.read_split(data_dir, task, "train"), max_train_examples) \
-        if "train" in splits else []
+    train = glue.read_split(data_dir, task, "train") if "train" in splits else []
+    train, selection = _hold_out(train, selection_examples, selection_seed, task,
+                                 glue.readers.task_dir(data_dir, task))
+    train = subset(train, max_train_examples)
     evals = {s: subset(glue.read_split(data_dir, task, s), max_eval_examples)
              for s in eval_splits}
+    if selection_examples:
+        evals[SELECTION] = selection
     tests = {s: glue.read_split(data_dir, task, s) for s in task.test_splits if s in splits}
     preprocessor = BertPreprocessor(vocab_file, max_seq_length)
     return TaskData(task, train, evals, tests, preprocessor, pad_to_max_length, boundaries)
+
+
+def _check_selection(count, seed):
+    for name, value in (("selection_examples", count), ("selection_seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{name}` must be an integer; got {value!r} of type "
+                            f"{type(value).__name__}.")
+        if value < 0:
+            raise ValueError(f"`{name}` must be >= 0" + (" (0: no selection split)" if
+                             name == "selection_examples" else "") + f"; got {value}.")
+
+
+def _hold_out(train, count, seed, task, where):
+    """(the training examples left, the `count` held out, in file order), drawn by `seed`."""
+    if not count:
+        return train, []
+    if not train:
+        raise ValueError(f"`selection_examples` holds out training examples, and {task.name} "
+                         f"has no train split in {where}: pass selection_examples=0.")
+    if count >= len(train):
+        what = "leave none to train on" if count == len(train) else "exceed them"
+        raise ValueError(f"`selection_examples` must be smaller than the {len(train)} training "
+                         f"examples of {task.name}: {count} would {what}; pass fewer.")
+    rng = np.random.default_rng([_SELECTION_STREAM, seed])
+    held = np.zeros(len(train), bool)
+    held[rng.choice(len(train), count, replace=False)] = True
+    return ([e for e, h in zip(train, held) if not h],
+            [e for e, h in zip(train, held) if h])
 
 
 def task_loss(task):
