@@ -283,6 +283,7 @@ def test_prune_app_under_mirrored_strategy_a_short_run_and_its_continuation(tmp_
     assert trace["step"] == list(range(1, 17))
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     from apps import prune as prune_app
     from keras_flop.gates.structure import STRUCTURES
@@ -315,6 +316,7 @@ def test_prune_app_with_structured_gates_and_distillation(tmp_path, capsys):
     assert compact_model.count_params() == info["pruned_total_params"]
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_runs_of_one_teacher_share_its_outputs(tmp_path, capsys):
     """Logit distillation while pruning and in the final fine-tuning: the teacher's outputs
     are computed once for the run, and a second run whose dense model comes out the same
@@ -380,6 +382,7 @@ def test_prune_app_from_a_keras_hub_classifier_to_all_formats(tmp_path, capsys):
                          "onnxruntime", printed)
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_from_a_given_dense_model_and_its_errors(tmp_path, capsys):
     import shutil
 
@@ -441,6 +444,7 @@ def test_prune_app_export_format_flags_are_checked(tmp_path, capsys):
     assert "need --task" in capsys.readouterr().err
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     from apps import prune as prune_app
 
@@ -572,6 +576,7 @@ def test_prune_app_ctrl_c_says_where_in_one_line(tmp_path):
     assert sum(line.startswith("device: CPU") for line in printed) == 1
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path, capsys):
     from apps import prune as prune_app
     from keras_flop import LatencyTable
@@ -633,6 +638,7 @@ def test_prune_app_to_a_target_speedup_measures_and_reports_the_latency(tmp_path
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_family_gives_one_model_export_and_report_row_per_member(tmp_path, capsys):
     from apps import prune as prune_app
 
@@ -728,6 +734,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.process  # a whole app run: the second tier
 @pytest.mark.parametrize("distilled", [False, True])
 def test_interrupted_fine_tuning_resumes_to_the_uninterrupted_weights(tmp_path, capsys,
                                                                       distilled):
@@ -837,6 +844,7 @@ def test_prune_app_takes_the_int8_formats_with_the_library_s_names_and_packages(
     assert args.export_min_agreement == 0.9
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_exports_int8_checked_on_dev_examples(tmp_path, capsys):
     """The export step measures an INT8 file's agreement on the run's dev examples."""
     import types

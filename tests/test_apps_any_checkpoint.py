@@ -34,6 +34,7 @@ def toy(tmp_path_factory):
     return root, data_dir
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_prune_app_runs_end_to_end_from_a_hugging_face_directory(toy, tmp_path, capsys):
     root, data_dir = toy
     output = tmp_path / "run"

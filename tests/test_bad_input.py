@@ -255,6 +255,7 @@ def test_a_failed_start_does_not_block_the_corrected_command(good, tmp_path, cap
         prune.prepare_run(args)
 
 
+@pytest.mark.process  # a whole app run: the second tier
 def test_a_fine_tuned_model_is_the_dense_model_of_a_pruning_run(good, tmp_path, capsys):
     module, argv = _argv("finetune", Path(good), [], tmp_path / "sweep")
     module.main(argv)
