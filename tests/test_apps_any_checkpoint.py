@@ -10,13 +10,10 @@ import pytest
 from apps import glue_finetune
 from apps import prune as prune_app
 from apps import toy_task
-from tf1_bert import random_weights, tf1_shapes, write_hf_checkpoint
+from tf1_bert import random_weights, tf1_shapes, tiny_config, write_hf_checkpoint
 
 WORDS = toy_task.vocabulary()
-CONFIG = dict(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1,
-              num_attention_heads=2, intermediate_size=32, hidden_act="gelu",
-              hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-              max_position_embeddings=32, type_vocab_size=2, initializer_range=0.02)
+CONFIG = tiny_config(len(WORDS))
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,9 @@ import pytest
 from apps import glue_finetune, toy_task
 from apps import prune as prune_app
 from keras_flop.training import data as training_data
-from tf1_bert import random_weights, tf1_shapes, write_tf1_checkpoint
+from tf1_bert import random_weights, tf1_shapes, tiny_config, write_tf1_checkpoint
 
-CONFIG = dict(vocab_size=len(toy_task.vocabulary()), hidden_size=16, num_hidden_layers=1,
-              num_attention_heads=2, intermediate_size=32, hidden_act="gelu",
-              hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-              max_position_embeddings=16, type_vocab_size=2, initializer_range=0.02)
+CONFIG = tiny_config(len(toy_task.vocabulary()), max_position_embeddings=16)
 
 
 @pytest.fixture(scope="module")

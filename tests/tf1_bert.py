@@ -51,6 +51,15 @@ def tf1_shapes(config, num_labels=None, pretraining_heads=False):
     return shapes
 
 
+def tiny_config(vocab_size, **overrides):
+    """A `bert_config.json` dict of a tiny model (one layer, hidden 16, two heads)."""
+    config = dict(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1,
+                  num_attention_heads=2, intermediate_size=32, hidden_act="gelu",
+                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                  max_position_embeddings=32, type_vocab_size=2, initializer_range=0.02)
+    return {**config, **overrides}
+
+
 def random_weights(shapes, std=0.2, seed=0):
     """Weights that make mapping mistakes visible: gammas near 1, non-zero betas and biases."""
     rng = np.random.RandomState(seed)
