@@ -121,9 +121,10 @@ def test_the_runtime_table_in_report_json_and_report_md(tiny_run, capsys, monkey
         (model, runtime) for model in ("dense", "compact") for runtime in ["keras"] + FORMATS]
     assert table["reference"] == "dense keras"
     assert [c["key"] for c in table["configs"]] == CONFIGS
-    assert [c["batches"] for c in table["configs"]] == [3, 3, 24, 24]
+    assert [(c["batches"], c["examples"]) for c in table["configs"]] == [(3, 24), (3, 24),
+                                                                         (24, 24), (24, 24)]
     assert table["threads"] == tf_threads()
-    assert (table["metric_examples"], table["timed_examples"]) == (24, 24)
+    assert (table["metric_examples"], table["split_examples"]) == (24, 24)
     # Every latency and speedup is the one the stored rounds give.
     for config in table["configs"]:
         rounds = {name: np.array(times) for name, times in table["rounds"][config["key"]].items()}
@@ -182,16 +183,20 @@ def test_the_runtime_table_in_report_json_and_report_md(tiny_run, capsys, monkey
     # Progress while it measures.
     assert "report: runtime table of the dense and the compact model in Keras and onnx, " \
            "onnx_int8, litert, litert_int8" in printed
-    assert "report: runtime table: latency in turn (3 rounds) on 24 of 24 dev examples" \
-        in printed
+    assert "report: runtime table: latency in turn (3 rounds) at batch 8 and 1, up to 32 " \
+        "batches of each drawn from the 24 dev examples" in printed
+    assert "milliseconds per batch, at batch 8 on 24 and at batch 1 on 24 of the 24 dev " \
+        "examples (drawn once)" in markdown
 
 
-@pytest.mark.parametrize("report_examples, total, timed", [
-    (512, 872, 256), (0, 9815, 256), (100, 872, 96), (512, 24, 24), (512, 5, 5), (0, 12, 8)])
-def test_latencies_are_timed_on_a_bounded_multiple_of_the_batch(report_examples, total, timed):
+@pytest.mark.parametrize("report_examples, total, batch_size, timed", [
+    (512, 872, 8, 256), (512, 872, 1, 32), (0, 9815, 8, 256), (100, 872, 8, 96),
+    (20, 872, 1, 20), (512, 24, 8, 24), (512, 5, 8, 5), (0, 12, 8, 8)])
+def test_latencies_are_timed_on_whole_batches_at_most_32(report_examples, total, batch_size,
+                                                         timed):
     import types
 
     from apps.prune import runtime_table
 
     args = types.SimpleNamespace(report_examples=report_examples)
-    assert runtime_table.timed_examples(args, total) == timed
+    assert runtime_table.timed_examples(args, total, batch_size) == timed

@@ -29,10 +29,10 @@ MODELS = {"dense": ("finetune", "dense (fine-tuned)"),
           "compact": ("finetune_compact", "compact (final)")}
 REFERENCE = "dense keras"
 BATCH_SIZES = (8, 1)
-# Latencies are timed on this many of the report's dev examples (a multiple of 8): 32 batches
-# of 8 and 256 single examples per runtime and round keep the table to a few times the
-# report's own timing, whatever --report_examples is.
-TIMED_EXAMPLES = 256
+# Each runtime runs this many batches of each size per round (256 examples at batch 8, 32 at
+# batch 1): the table's timing then costs about what the report's own does, whatever
+# --report_examples is.
+TIMED_BATCHES = 32
 SCRATCH = "report_scratch"
 ROUNDS = 3
 
@@ -44,12 +44,11 @@ def runtime_formats(args):
     return [fmt for fmt in RUNTIMES if fmt != "keras" and fmt in asked]
 
 
-def timed_examples(args, total):
-    """How many dev examples the latencies are timed on: --report_examples (all when 0),
-    at most `TIMED_EXAMPLES`, a multiple of the largest batch size when there are enough."""
-    limit = min(args.report_examples or total, total, TIMED_EXAMPLES)
-    step = max(BATCH_SIZES)
-    return limit // step * step if limit >= step else limit
+def timed_examples(args, total, batch_size):
+    """How many dev examples the latencies at `batch_size` are timed on: --report_examples
+    (all when 0), at most `TIMED_BATCHES` batches, whole batches when there are enough."""
+    limit = min(args.report_examples or total, total, TIMED_BATCHES * batch_size)
+    return limit // batch_size * batch_size if limit >= batch_size else limit
 
 
 def config_key(batch_size, padding):
@@ -135,7 +134,7 @@ def dev_metrics(run, runners, rows):
     return len(labels)
 
 
-def latencies(run, runners, rows, timed):
+def latencies(run, runners, rows, total):
     """Times every runner in turn (`calls_in_turn`) at each batch size and padding; fills
     each row's `latency_ms` and `speedup` (`[median, min, max]` over the rounds) and returns
     `(configs, rounds)`."""
@@ -145,6 +144,7 @@ def latencies(run, runners, rows, timed):
 
     configs, rounds = [], {}
     for batch_size in BATCH_SIZES:
+        timed = timed_examples(run.args, total, batch_size)
         padded, _, _ = timed_batches(run, batch_size=batch_size, limit=timed)
         for padding, batches in padded.items():
             key = config_key(batch_size, padding)
@@ -152,7 +152,7 @@ def latencies(run, runners, rows, timed):
             rounds[key] = calls_in_turn(runners, [runtimes.feature_batch(b) for b in batches],
                                         ROUNDS)
             configs.append({"key": key, "batch_size": batch_size, "padding": padding,
-                            "batches": len(batches)})
+                            "batches": len(batches), "examples": timed})
             for row in rows:
                 ms = [1e3 * s / len(batches) for s in rounds[key][row["name"]]]
                 row.setdefault("latency_ms", {})[key] = [statistics.median(ms), min(ms),
@@ -178,7 +178,6 @@ def measure(run, loaded):
     threads = tf_threads()
     scratch = os.path.join(run.write_dir, SCRATCH)
     total = len(run.data.tokenized(next(iter(run.data.evals))))
-    timed = timed_examples(run.args, total)
     print(f"   report: runtime table of the dense and the compact model in Keras and "
           f"{', '.join(formats)}, {threads} threads each; the dense model's files exported to "
           f"{SCRATCH}/ (deleted once measured)", flush=True)
@@ -187,16 +186,17 @@ def measure(run, loaded):
         print("   report: runtime table: the dev metric computed by each runtime on the whole "
               "dev set", flush=True)
         examples = dev_metrics(run, runners, rows)
-        print(f"   report: runtime table: latency in turn ({ROUNDS} rounds) on {timed} of "
-              f"{total} dev examples at batch {' and '.join(map(str, BATCH_SIZES))}", flush=True)
-        configs, rounds = latencies(run, runners, rows, timed)
+        print(f"   report: runtime table: latency in turn ({ROUNDS} rounds) at batch "
+              f"{' and '.join(map(str, BATCH_SIZES))}, up to {TIMED_BATCHES} batches of each "
+              f"drawn from the {total} dev examples", flush=True)
+        configs, rounds = latencies(run, runners, rows, total)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for row in rows:
         del row["name"]
     return {"threads": threads,
             "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            "metric_examples": examples, "timed_examples": timed, "split_examples": total,
+            "metric_examples": examples, "split_examples": total,
             "rounds_per_config": ROUNDS, "reference": REFERENCE, "configs": configs,
             "rows": rows, "rounds": rounds}
 
@@ -221,6 +221,8 @@ def section(table, args):
                          f"({slow:.2f}–{fast:.2f})")
         lines.append("| " + " | ".join(cells) + " |")
     inter = table["tf_inter_op_threads"] or "TensorFlow's default"
+    sampled = " and ".join(dict.fromkeys(f"at batch {c['batch_size']} on {c['examples']}"
+                                         for c in configs))
     lines += [
         "",
         f"Every runtime on {table['threads']} threads: TensorFlow's intra-op threads (inter-op: "
@@ -228,9 +230,9 @@ def section(table, args):
         f"`num_threads`. Dev metrics: computed by each runtime from its own logits on the "
         f"whole dev set ({table['metric_examples']} examples, batch {args.eval_batch_size}); "
         "the agreement is the share of them on which a row predicts what the same model "
-        "predicts in Keras. Latency: milliseconds per batch on "
-        f"{table['timed_examples']} of the {table['split_examples']} dev examples, the median "
-        f"of {table['rounds_per_config']} rounds that run every row in turn (the rounds' "
+        f"predicts in Keras. Latency: milliseconds per batch, {sampled} of the "
+        f"{table['split_examples']} dev examples (drawn once), the median of "
+        f"{table['rounds_per_config']} rounds that run every row in turn (the rounds' "
         "min–max); speedup: the dense model's Keras time over the row's, within each round "
         "(median round, min–max). File: `model.keras` for Keras rows, else the ONNX or "
         "LiteRT file (the compact model's in `export/`; the dense model's exported by the "
