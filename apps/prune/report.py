@@ -1,7 +1,8 @@
 """The run's report: size, memory and latency of the dense and the compact model measured side
 by side in this process (`keras_flop.latency.timing`), their dev metrics from the run
-directory, the pruning curves, and the warnings a reader must see; `report.md` and, for
-programs, `report.json`."""
+directory, each model in the runtimes it was exported to (`apps.prune.runtime_table`), the
+pruning curves, and the warnings a reader must see; `report.md` and, for programs,
+`report.json`."""
 
 import gc
 import os
