@@ -90,7 +90,8 @@ def batch_of(vocab_size, batch_size, seq_length):
 def runners(model, directory, names, threads):
     """`{runtime: fn(batch) -> logits}` for one model."""
     import keras_flop
-    from keras_flop.export.formats import RUNNERS, export_formats
+    from keras_flop.export.formats import export_formats
+    from keras_flop.export.runtimes import RUNNERS
     from keras_flop.latency.timing import compiled_forward
 
     result = {}

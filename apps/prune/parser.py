@@ -239,13 +239,17 @@ def build_parser():
     train.add_argument("--report_examples", type=int, default=512,
                        help="Dev examples the report times, dense and compact in turn (a "
                             "sample drawn once, enough for a stable ratio; the rounds' spread "
-                            "is shown); 0 times the whole dev set.")
+                            "is shown); 0 times the whole dev set. Its runtime table times at "
+                            "most 32 batches of each size of them.")
     train.add_argument("--export_formats", default="saved_model",
                        help="Comma-separated, from saved_model, onnx, litert, onnx_int8, "
                             "litert_int8 (onnx* and litert* need pip install "
                             "\"keras-flop[onnx]\" / \"keras-flop[litert]\"). The _int8 files "
                             "have int8 weights; each is checked against the float model's "
-                            f"predictions on {EXPORT_AGREEMENT_EXAMPLES} dev examples.")
+                            f"predictions on {EXPORT_AGREEMENT_EXAMPLES} dev examples. With onnx* "
+                            "or litert*, the report adds a runtime table: the dense and the "
+                            "compact model in Keras and each of these formats (dev metric, "
+                            "latency at batch 8 and 1, speedup, file size).")
     train.add_argument("--export_min_agreement", type=float, default=0.9,
                        help="The smallest share of those dev examples on which an _int8 file "
                             "must predict what the float model predicts; below it the export "

@@ -1,7 +1,8 @@
 """The run's report: size, memory and latency of the dense and the compact model measured side
 by side in this process (`keras_flop.latency.timing`), their dev metrics from the run
-directory, the pruning curves, and the warnings a reader must see; `report.md` and, for
-programs, `report.json`."""
+directory, each model in the runtimes it was exported to (`apps.prune.runtime_table`), the
+pruning curves, and the warnings a reader must see; `report.md` and, for programs,
+`report.json`."""
 
 import gc
 import os
@@ -10,23 +11,24 @@ import statistics
 import numpy as np
 
 from apps import common
-from apps.prune import family
+from apps.prune import family, runtime_table
 from apps.prune.parser import SHORTFALL_TOLERANCE
 
 
-def timed_batches(run, paddings=("fixed", "bucketed")):
+def timed_batches(run, paddings=("fixed", "bucketed"), batch_size=None, limit=None):
     """The dev batches the report times, for each of `paddings` ("fixed": every batch padded
-    to --max_seq_length; "bucketed": to the length buckets a service would run):
-    `--report_examples` of the first dev split, drawn once (seed 0, kept in their order) so
-    that the sample's lengths are the split's; all of it when the split is no larger or the
-    flag is 0. The split's tokenization is the run's own (tokenized once). Returns
+    to --max_seq_length; "bucketed": to the length buckets a service would run), of
+    `batch_size` examples (default --eval_batch_size): `limit` (default --report_examples)
+    examples of the first dev split, drawn once (seed 0, kept in their order) so that the
+    sample's lengths are the split's; all of it when the split is no larger or the limit is
+    0. The split's tokenization is the run's own (tokenized once). Returns
     `({padding: batches}, examples timed, examples in the split)`."""
     from keras_flop import glue
 
     args, data = run.args, run.data
     tokenized = data.tokenized(next(iter(data.evals)))
     total = len(tokenized)
-    limit = getattr(args, "report_examples", 0)
+    limit = getattr(args, "report_examples", 0) if limit is None else limit
     keep = None
     if limit and total > limit:
         keep = np.sort(np.random.default_rng(0).choice(total, limit, replace=False))
@@ -34,7 +36,7 @@ def timed_batches(run, paddings=("fixed", "bucketed")):
     for padding in paddings:
         chosen = tokenized.select(keep, pad_to_max_length=padding == "fixed")
         batches[padding] = [x for x, _ in glue.make_dataset(chosen, data.task, None,
-                                                            args.eval_batch_size)]
+                                                            batch_size or args.eval_batch_size)]
     return batches, total if keep is None else len(keep), total
 
 
@@ -188,6 +190,9 @@ def write_report(run):
             "results": common.read_json(run.path(step, "eval_results.json")),
         }
     dense, compact = rows["dense (fine-tuned)"], rows["compact (final)"]
+    # Each model in the runtimes it was exported to (none without an ONNX or LiteRT format).
+    runtimes = runtime_table.measure(run, {"dense": loaded["dense (fine-tuned)"],
+                                           "compact": loaded["compact (final)"]})
     info = common.read_json(run.path("compact", "info.json"))
     metric_keys = dev_metric_keys(dense["results"])
     # Which method produced the compact model.
@@ -257,6 +262,8 @@ def write_report(run):
             f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",
             "",
         ]
+    if runtimes:
+        lines += runtime_table.section(runtimes, args)
     lines += training_curves_section(run, title)
     # The same figures for programs (benchmarks/frontier.py reads them).
     common.write_json(os.path.join(run.write_dir, "report.json"), {
@@ -269,7 +276,10 @@ def write_report(run):
         "timed_examples": timed,
         # Dense over compact time, and its min–max over the rounds.
         "speedup_fixed": speedups["fixed"], "speedup_bucketed": speedups["bucketed"],
-        "dense": dense, "compact": compact, "compact_info": info})
+        "dense": dense, "compact": compact, "compact_info": info,
+        # One row per model and runtime (None without an ONNX or LiteRT format), with the
+        # rounds every latency and speedup was taken from.
+        "runtimes": runtimes})
     return finish_report(run, lines,
                          report_warnings(args, data, split, dense["results"], info))
 

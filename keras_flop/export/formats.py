@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_flop.export import quantized
+# The runners verify the files; `formats.OnnxRunner` and `LiteRTRunner` stay importable.
+from keras_flop.export.runtimes import RUNNERS, LiteRTRunner, OnnxRunner  # noqa: F401
 
 FORMATS = ("saved_model", "onnx", "litert", "onnx_int8", "litert_int8")
 FILE_NAMES = {"onnx": "model.onnx", "litert": "model.tflite", "onnx_int8": "model_int8.onnx",
@@ -50,7 +52,6 @@ _REQUIREMENTS = {"onnx": ("tf2onnx", "onnxruntime"), "litert": ("ai_edge_litert"
                  "onnx_int8": ("tf2onnx", "onnxruntime", "onnx"),
                  "litert_int8": ("ai_edge_litert",)}
 EXTRAS = {"onnx": "onnx", "litert": "litert", "onnx_int8": "onnx", "litert_int8": "litert"}
-_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 def check_formats(formats):
@@ -221,59 +222,6 @@ def export_litert(model, path):
     return write_file(path, flatbuffer)
 
 
-class OnnxRunner:
-    """Runs a `model.onnx` in onnxruntime: `runner(batch)` -> logits (numpy)."""
-
-    def __init__(self, path, threads=None):
-        require("onnx")
-        import onnxruntime
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(os.fspath(path), options,
-                                                    providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, batch):
-        feed = {}
-        for name in self.names:
-            key = next(k for k in _INPUTS if name.startswith(k))
-            feed[name] = np.asarray(batch[key], bool if key == "padding_mask" else np.int32)
-        return self.session.run(None, feed)[0]
-
-
-class LiteRTRunner:
-    """Runs a `model.tflite` in ai-edge-litert: `runner(batch)` -> logits (numpy).
-
-    The inputs are resized to each batch's shape when it changes (LiteRT's dynamic shapes).
-    """
-
-    def __init__(self, path, threads=None):
-        require("litert")
-        from ai_edge_litert.interpreter import Interpreter
-        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
-        self.shape = None
-
-    def __call__(self, batch):
-        interpreter = self.interpreter
-        details = interpreter.get_input_details()
-        shape = tuple(np.shape(batch["token_ids"]))
-        if shape != self.shape:
-            for detail in details:
-                interpreter.resize_tensor_input(detail["index"], shape, strict=False)
-            interpreter.allocate_tensors()
-            details = interpreter.get_input_details()
-            self.shape = shape
-        for detail in details:
-            key = next(k for k in _INPUTS if k in detail["name"])
-            interpreter.set_tensor(detail["index"], np.asarray(batch[key], detail["dtype"]))
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
-RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner, "onnx_int8": OnnxRunner,
-           "litert_int8": LiteRTRunner}
 # A float writer returns the path; an INT8 writer the size of the float file it quantized.
 _WRITERS = {"onnx": export_onnx, "litert": export_litert, **quantized.WRITERS}
 

@@ -4,9 +4,10 @@ Every latency figure of the library, the apps' reports and the benchmarks comes 
 that "2x" means one protocol: graph-mode inference (`compiled_forward`), an untimed pass
 first (tracing), then rounds that run each model in turn over the same batches (load on a
 shared machine hits all of them alike within a round), and ratios taken within each round
-(`ratio_spread`). `PerCallTimer` times one fixed input repeatedly (the latency table's block
-times), `call_seconds` any runtime's inference call; `peak_memory_mb` reads the process' peak
-resident set.
+(`ratio_spread`); `calls_in_turn` is the same protocol for the inference calls of other
+runtimes (ONNX Runtime, LiteRT). `PerCallTimer` times one fixed input repeatedly (the latency
+table's block times), `call_seconds` any runtime's inference call; `peak_memory_mb` reads the
+process' peak resident set.
 """
 
 import math
@@ -41,7 +42,8 @@ def run_all(forward, batches):
 def time_in_turn(models, batches, repeats=3):
     """`{name: [seconds of each round]}` to run every batch through each of `models`.
 
-    After an untimed pass of each, `repeats` rounds time one pass of every model in turn.
+    After an untimed pass of each, `repeats` rounds time one pass of every model in turn
+    (`calls_in_turn` of their `compiled_forward`).
 
     Example:
     >>> import numpy as np
@@ -54,14 +56,37 @@ def time_in_turn(models, batches, repeats=3):
     if not models or not batches:
         raise ValueError("`time_in_turn` needs at least one model and one batch; got "
                          f"{len(models)} model(s) and {len(batches)} batch(es).")
-    forwards = {name: compiled_forward(model) for name, model in models.items()}
-    for forward in forwards.values():
-        run_all(forward, batches)
-    times = {name: [] for name in forwards}
+    return calls_in_turn({name: compiled_forward(model) for name, model in models.items()},
+                         batches, repeats)
+
+
+def calls_in_turn(calls, batches, repeats=3):
+    """`{name: [seconds of each round]}` to run every batch through each of `calls`: the
+    protocol of `time_in_turn` for inference calls of any runtime (an onnxruntime session or
+    a LiteRT interpreter wrapped by `keras_flop.export.runtimes`, a `compiled_forward`).
+
+    After an untimed pass of each, `repeats` rounds time one pass of every call in turn, in
+    the order of `calls`, each result brought to the host.
+
+    Example:
+    >>> rounds = calls_in_turn({"double": lambda x: x * 2, "same": lambda x: x},
+    ...                        [np.ones(3)], repeats=2)
+    >>> sorted(rounds), len(rounds["double"])
+    (['double', 'same'], 2)
+    """
+    if not calls or not batches:
+        raise ValueError("`calls_in_turn` needs at least one call and one batch; got "
+                         f"{len(calls)} call(s) and {len(batches)} batch(es).")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"`repeats` must be a whole number of rounds, at least 1; got "
+                         f"{repeats!r}.")
+    for call in calls.values():
+        run_all(call, batches)
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        for name, forward in forwards.items():
+        for name, call in calls.items():
             start = time.perf_counter()
-            run_all(forward, batches)
+            run_all(call, batches)
             times[name].append(time.perf_counter() - start)
     return times
 
