@@ -1,4 +1,11 @@
-"""`BertConfig`: the architecture of a BERT encoder, as in `bert_config.json`."""
+"""`BertConfig`: the architecture of a BERT-family encoder, as in `bert_config.json`.
+
+Besides BERT's own hyper-parameters the config records what differs between the families
+this library prunes (BERT and ELECTRA, RoBERTa and XLM-RoBERTa, DistilBERT): the layer-norm
+epsilon, whether there are token types, where position ids start, and the classifier head.
+Their defaults are BERT's, so a config without them (an older `.keras` file, a
+`bert_config.json`) is BERT's.
+"""
 
 import dataclasses
 import json
@@ -22,6 +29,14 @@ IGNORED_KEYS = frozenset({
 
 # Keys that would change the computation: accepted only at the value this model implements.
 FIXED_KEYS = {"model_type": "bert", "layer_norm_eps": 1e-12, "position_embedding_type": "absolute"}
+
+# The classifier heads, all on the first token's ([CLS] or `<s>`) last hidden state:
+# - "bert": the tanh pooler, dropout, the classifier (BERT, ELECTRA);
+# - "roberta": dropout, a tanh dense layer, dropout, the classifier (keras-hub's
+#   `RobertaTextClassifier` and `XLMRobertaTextClassifier`, Hugging Face's
+#   `RobertaClassificationHead`);
+# - "distilbert": a ReLU pre-classifier, dropout, the classifier.
+CLASSIFIER_HEADS = ("bert", "roberta", "distilbert")
 
 
 def check_fixed_keys(values):
@@ -55,6 +70,16 @@ class BertConfig:
     `hidden_act="gelu"` is the tanh approximation, as the original TF1 `modeling.py`
     defines it; `"gelu_exact"` is the erf form (what Hugging Face calls `"gelu"`).
 
+    The last four fields say which family the encoder is; their defaults are BERT's:
+
+    - `type_vocab_size`: rows of the token-type (segment) embedding; 0 for a family without
+      token types (RoBERTa, XLM-RoBERTa, DistilBERT), whose model ignores `segment_ids`.
+    - `layer_norm_epsilon`: 1e-12 for BERT and DistilBERT, 1e-5 for RoBERTa and XLM-R.
+    - `position_offset`: the position id of the first token. Hugging Face's RoBERTa and
+      XLM-R count from `padding_idx + 1` = 2 (their tables have 2 more rows); keras-hub's
+      count from 0 in a table without those rows.
+    - `classifier_head`: one of `CLASSIFIER_HEADS` ("bert", "roberta", "distilbert").
+
     Example:
     >>> config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
     ...                     num_attention_heads=4, intermediate_size=64)
@@ -75,6 +100,9 @@ class BertConfig:
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     initializer_range: float = 0.02
+    layer_norm_epsilon: float = 1e-12
+    position_offset: int = 0
+    classifier_head: str = "bert"
 
     def __post_init__(self):
         self.validate()
@@ -86,11 +114,28 @@ class BertConfig:
     def validate(self):
         """Raises `ValueError` naming the first field that is out of range."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+                     "intermediate_size", "max_position_embeddings"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(
                     f"BertConfig.{name} must be a positive integer; got {value!r}.")
+        for name in ("type_vocab_size", "position_offset"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"BertConfig.{name} must be a non-negative integer (0 for "
+                                 f"none); got {value!r}.")
+        if self.position_offset >= self.max_position_embeddings:
+            raise ValueError(
+                f"BertConfig.position_offset ({self.position_offset}) must be below "
+                f"max_position_embeddings ({self.max_position_embeddings}): the position "
+                "table holds the offset rows too.")
+        value = self.layer_norm_epsilon
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"BertConfig.layer_norm_epsilon must be a positive number (1e-12 "
+                             f"for BERT, 1e-5 for RoBERTa); got {value!r}.")
+        if self.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(f"BertConfig.classifier_head must be one of {CLASSIFIER_HEADS}; "
+                             f"got {self.classifier_head!r}.")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \

@@ -4,8 +4,10 @@ The functions here say what the model computes, in order: the embeddings; per en
 the attention block (query, key and value projections, `ScaledDotProductAttention`, the
 optional head gate, the output projection, the optional block gate, dropout, residual sum,
 LayerNorm) and the FFN block (the same with the intermediate layer and unit gate); the
-pooled-[CLS] classifier. They take every layer from a layer source and run on whatever tensors
-they are given:
+classifier head on the first token. What differs between the families (token types, the
+first position id, the layer-norm epsilon, the head) is read from the `BertConfig`, never
+from layer names. They take every layer from a layer source and run on whatever tensors they
+are given:
 
 - `BertClassifier`'s constructor runs them once on its symbolic inputs with a `LayerMaker`,
   which makes each layer when the pass first asks for it: that is the functional graph.
@@ -103,7 +105,8 @@ class LayerMaker:
         return keras.layers.Add(name=name, dtype=self.policy)
 
     def layer_norm(self, name):
-        return keras.layers.LayerNormalization(epsilon=1e-12, name=name, dtype=self.policy)
+        return keras.layers.LayerNormalization(epsilon=self.config.layer_norm_epsilon, name=name,
+                                               dtype=self.policy)
 
 
 class _ModelLayers:
@@ -153,11 +156,17 @@ def embed(layers, inputs):
                                                    dtype=policy)
 
     words = layers.get("word_embeddings", embedding(config.vocab_size))(inputs["token_ids"])
-    positions = layers.get("position_embeddings", lambda name: keras_hub.layers.PositionEmbedding(
-        config.max_position_embeddings, initializer=init, name=name, dtype=policy))(words)
-    types = layers.get("token_type_embeddings",
-                       embedding(config.type_vocab_size))(inputs["segment_ids"])
-    x = layers.add("embeddings_add")([words, positions, types])
+    position_layer = layers.get("position_embeddings", lambda name: (
+        keras_hub.layers.PositionEmbedding(config.max_position_embeddings, initializer=init,
+                                           name=name, dtype=policy)))
+    # RoBERTa's positions start past the padding index; BERT's graph stays as it was.
+    positions = position_layer(words, start_index=config.position_offset) \
+        if config.position_offset else position_layer(words)
+    summed = [words, positions]
+    if config.type_vocab_size:  # a family without token types ignores `segment_ids`
+        summed.append(layers.get("token_type_embeddings",
+                                 embedding(config.type_vocab_size))(inputs["segment_ids"]))
+    x = layers.add("embeddings_add")(summed)
     x = layers.layer_norm("embeddings_layer_norm")(x)
     return layers.dropout("embeddings_dropout")(x)
 
@@ -219,12 +228,17 @@ def ffn_block(layers, index, x, unit_mask=None):
 
 
 def classify(layers, x):
-    """The logits (float32) of the last hidden state `x`: its [CLS] vector through the tanh
-    pooler and the classifier."""
+    """The logits (float32) of the last hidden state `x`: its first token's ([CLS] or `<s>`)
+    vector through the config's `classifier_head` (see `CLASSIFIER_HEADS`)."""
     config, policy = layers.config, layers.policy
+    head = config.classifier_head
+    activation = "relu" if head == "distilbert" else "tanh"
+    first = x[:, 0, :]
+    if head == "roberta":  # RoBERTa drops out before its dense layer too
+        first = layers.dropout("pooler_dropout")(first)
     pooled = layers.get("pooler", lambda name: keras.layers.Dense(
-        config.hidden_size, activation="tanh", name=name,
-        kernel_initializer=layers.initializer(), dtype=policy))(x[:, 0, :])
+        config.hidden_size, activation=activation, name=name,
+        kernel_initializer=layers.initializer(), dtype=policy))(first)
     pooled = layers.dropout("classifier_dropout")(pooled)
     return layers.get("classifier", lambda name: keras.layers.Dense(
         layers.num_labels, name=name, dtype="float32",
