@@ -153,3 +153,12 @@ def test_a_hugging_face_config_json_is_not_taken_for_a_keras_hub_one(checkpoints
     assert json.loads((root / "hub" / "config.json").read_text())["class_name"] == \
         "BertBackbone"
     assert detect_checkpoint(root / "hub")[0] == "keras_hub"
+
+
+def test_a_roberta_family_preset_says_to_convert_it_in_python(tmp_path):
+    backbone = keras_hub.models.RobertaBackbone(vocabulary_size=40, num_layers=1, num_heads=2,
+                                                hidden_dim=16, intermediate_dim=32,
+                                                max_sequence_length=16)
+    backbone.save_to_preset(tmp_path / "roberta")
+    with pytest.raises(ValueError, match="keras_flop.from_keras_hub and tokenize with keras-hub"):
+        describe_checkpoint(tmp_path / "roberta")

@@ -1,4 +1,5 @@
-"""from_keras_hub: keras-hub BERT and ELECTRA models become BertClassifiers, logit for logit."""
+"""from_keras_hub: keras-hub BERT, ELECTRA, RoBERTa, XLM-RoBERTa and DistilBERT models become
+BertClassifiers, logit for logit."""
 
 import os
 import shutil
@@ -87,14 +88,64 @@ def test_backbones_get_a_fresh_head_on_an_equal_encoder():
                                    _hub_outputs(backbone, batch)["pooled_output"], atol=1e-5)
 
 
+FAMILIES = {
+    "roberta": (lambda: keras_hub.models.RobertaBackbone(vocabulary_size=len(WORDS), **SMALL),
+                keras_hub.models.RobertaTextClassifier),
+    "xlm_roberta": (
+        lambda: keras_hub.models.XLMRobertaBackbone(vocabulary_size=len(WORDS), **SMALL),
+        keras_hub.models.XLMRobertaTextClassifier),
+    "distilbert": (
+        lambda: keras_hub.models.DistilBertBackbone(vocabulary_size=len(WORDS), **SMALL),
+        keras_hub.models.DistilBertTextClassifier),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_text_classifier_logits_are_equal(family, tmp_path):
+    make_backbone, classifier = FAMILIES[family]
+    hub = _randomize(classifier(make_backbone(), num_classes=3, preprocessor=None))
+    model = keras_flop.from_keras_hub(hub)
+    batch = _batch(len(WORDS))
+    config = model.bert_config
+    assert config.classifier_head == family.replace("xlm_", "")
+    assert (config.type_vocab_size, config.hidden_act, config.position_offset) == \
+        (0, "gelu_exact", 0)
+    assert config.layer_norm_epsilon == (1e-12 if family == "distilbert" else 1e-5)
+    hub_logits = _hub_outputs(hub, {k: v for k, v in batch.items() if k != "segment_ids"})
+    np.testing.assert_allclose(model(batch), hub_logits, atol=1e-5)
+    # It prunes and saves like any other: factorized with open gates, compacted, reloaded.
+    pruning_model = keras_flop.factorize(model, structure="heads+ffn")
+    np.testing.assert_allclose(pruning_model(batch, training=False), model(batch), atol=1e-4)
+    compact = keras_flop.compact(pruning_model)
+    compact.save(tmp_path / "compact.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "compact.keras")(batch),
+                               hub_logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_backbone_gets_a_fresh_head_on_an_equal_encoder(family, caplog):
+    backbone = _randomize(FAMILIES[family][0]())
+    with caplog.at_level("INFO", logger="keras_flop.checkpoints.keras_hub"):
+        model = keras_flop.from_keras_hub(backbone, num_labels=4)
+    assert model.num_labels == 4
+    assert "has no classifier head: initialized a fresh 4-label" in caplog.text
+    assert "pooler and classifier" in caplog.text
+    batch = _batch(len(WORDS))
+    last = model.get_layer(f"layer_{SMALL['num_layers'] - 1}_output_layer_norm").output
+    sequence = keras.Model(model.inputs, last)(batch)
+    hub = _hub_outputs(backbone, {k: v for k, v in batch.items() if k != "segment_ids"})
+    mask = batch["padding_mask"]
+    np.testing.assert_allclose(np.asarray(sequence)[mask], np.asarray(hub)[mask], atol=1e-5)
+
+
 def test_unsupported_models_are_one_line_errors():
     roberta = keras_hub.models.RobertaBackbone(vocabulary_size=len(WORDS), **SMALL)
-    distil = keras_hub.models.DistilBertBackbone(vocabulary_size=len(WORDS), **SMALL)
     cases = [
-        (keras_hub.models.RobertaTextClassifier(roberta, 2, preprocessor=None),
-         "epsilon 1e-5"),
-        (keras_hub.models.DistilBertTextClassifier(distil, 2, preprocessor=None),
-         "ReLU pre-classifier"),
+        (keras_hub.models.AlbertBackbone(vocabulary_size=len(WORDS), embedding_dim=16,
+                                         num_groups=1, num_inner_repetitions=1, **SMALL),
+         "ALBERT shares one encoder layer's weights"),
+        (keras_hub.models.RobertaTextClassifier(roberta, 2, preprocessor=None, hidden_dim=8),
+         "hidden_dim=8 != the backbone's 32"),
         (keras_hub.models.ElectraBackbone(vocab_size=len(WORDS), embedding_dim=16, **SMALL),
          "embedding_dim=16 != hidden_dim=32"),
         (keras_hub.models.BertTextClassifier(

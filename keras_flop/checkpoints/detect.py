@@ -279,6 +279,11 @@ def _describe_keras_hub(path, vocab_file):
                          f"({' '.join(str(error).split())}).") from None
     _split(backbone, 2)  # a BERT-family backbone, or an error naming what is supported
     config = config_from_keras_hub(backbone)
+    if config.classifier_head == "roberta":
+        # Their byte-level BPE and SentencePiece tokenizers have no WordPiece vocabulary.
+        raise ValueError(f"{path}: a RoBERTa-family preset's tokenizer is not WordPiece, "
+                         "which the apps' text pipeline needs; convert the model in Python "
+                         "with keras_flop.from_keras_hub and tokenize with keras-hub.")
     task_file = os.path.join(path, "task.json")
     num_labels = None
     if os.path.isfile(task_file):
