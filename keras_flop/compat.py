@@ -12,7 +12,8 @@ versions lack; the test suite fails on any, and `check_hooks()` raises at the po
   `_loss_tracker`, the metric behind the `loss` of Keras' logs, from a custom `train_step`.
   Keras' epoch iterator's `data_adapter.get_tf_dataset()` gives the `tf.data` pipeline.
 - keras-hub's `TransformerEncoder` has no public accessors for its sublayers
-  (`encoder_sublayers`).
+  (`encoder_sublayers`), and its BERT's tanh GELU has no public name
+  (`keras_hub_gelu_approximate`).
 - tf2onnx's optimizer registry `tf2onnx.optimizer._optimizers` is the only way to turn one
   pass off (`tf2onnx_without_pass`).
 """
@@ -122,6 +123,15 @@ def encoder_sublayers(layer):
     return found
 
 
+def keras_hub_gelu_approximate():
+    """The function keras-hub's BERT and ELECTRA encoders use as their tanh GELU: reading a
+    backbone's activation needs it, and keras-hub exports it under no public name
+    (`keras.activations.gelu` is a different function object)."""
+    from keras_hub.src.utils.keras_utils import gelu_approximate
+
+    return gelu_approximate
+
+
 @contextlib.contextmanager
 def tf2onnx_without_pass(name):
     """tf2onnx's conversion without its optimizer pass `name` (restored on exit)."""
@@ -185,8 +195,15 @@ def _missing_keras_hub_sublayers():
     if attention is not None:
         names += [f"TransformerEncoder.{ENCODER_SUBLAYERS['attention']}.{attr}"
                   for attr in ATTENTION_SUBLAYERS.values() if not hasattr(attention, attr)]
-    return [f"keras_hub {name} (encoder_sublayers; keras-hub {keras_hub.__version__}, tested "
-            f"{TESTED['keras-hub']})" for name in names]
+    missing = [f"keras_hub {name} (encoder_sublayers; keras-hub {keras_hub.__version__}, "
+               f"tested {TESTED['keras-hub']})" for name in names]
+    try:
+        keras_hub_gelu_approximate()
+    except ImportError:
+        missing.append(f"keras_hub.src.utils.keras_utils.gelu_approximate "
+                       f"(keras_hub_gelu_approximate; keras-hub {keras_hub.__version__}, tested "
+                       f"{TESTED['keras-hub']})")
+    return missing
 
 
 def check_hooks():

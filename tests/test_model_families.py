@@ -116,3 +116,13 @@ def test_fisher_method_prunes_a_distilbert_family_model():
     assert compact_model.bert_config.classifier_head == "distilbert"
     assert sum(heads for heads, _ in compact_model.layer_shapes) < 8
     assert np.all(np.isfinite(np.asarray(compact_model(x))))
+
+
+def test_position_offset_shortens_the_longest_sequence(tmp_path, vocab_file):
+    config = BertConfig(**ROBERTA)
+    assert (config.max_position_embeddings, config.max_sequence_length) == (20, 18)
+    with pytest.raises(ValueError, match="max_position_embeddings 20 less position_offset 2"):
+        keras_flop.measure_latency_table(config, seq_length=19)
+    model = build_bert_classifier(config)
+    with pytest.raises(ValueError, match="max_seq_length 19 exceeds"):
+        keras_flop.export_saved_model(model, tmp_path / "export", vocab_file, 19)

@@ -19,6 +19,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_flop.compat import keras_hub_gelu_approximate
 from keras_flop.models.config import BertConfig
 
 SUPPORTED = ("keras_hub.models.BertTextClassifier, RobertaTextClassifier, "
@@ -53,8 +54,7 @@ def family_of(backbone):
 
 def hub_activation(function):
     """The `BertConfig.hidden_act` of a keras-hub FFN activation, or None."""
-    from keras_hub.src.utils.keras_utils import gelu_approximate
-    if function is gelu_approximate:
+    if function is keras_hub_gelu_approximate():
         return "gelu"  # BertConfig's "gelu" is the tanh form, as TF1 BERT's
     name = keras.activations.serialize(function)
     name = name if isinstance(name, str) else getattr(function, "__name__", None)

@@ -25,11 +25,12 @@ def _next_version(export_dir):
 
 
 def embedding_limits(network):
-    """`(vocab_size, max_position_embeddings)` of a BERT network: its `BertClassifier` config,
-    else its `word_embeddings` and `position_embeddings` layers; None for what it lacks."""
+    """`(vocab_size, longest sequence)` of a BERT network: its `BertClassifier` config (whose
+    `max_sequence_length` discounts a RoBERTa-style position offset), else its
+    `word_embeddings` and `position_embeddings` layers; None for what it lacks."""
     config = getattr(network, "bert_config", None)
     if config is not None:
-        return config.vocab_size, config.max_position_embeddings
+        return config.vocab_size, config.max_sequence_length
     layers = {layer.name: layer for layer in getattr(network, "layers", [])}
     words, positions = layers.get("word_embeddings"), layers.get("position_embeddings")
     return (getattr(words, "input_dim", None), getattr(positions, "sequence_length", None))

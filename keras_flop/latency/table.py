@@ -334,9 +334,11 @@ def measure_latency_table(config, batch_size=8, seq_length=128, ffn_points=16, r
                        ("ffn_points", ffn_points), ("rounds", rounds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{arg}` must be a positive integer; got {value!r}.")
-    if seq_length > config.max_position_embeddings:
+    if seq_length > config.max_sequence_length:
         raise ValueError(f"`seq_length` {seq_length} exceeds the model's "
-                         f"max_position_embeddings {config.max_position_embeddings}.")
+                         f"max_position_embeddings {config.max_position_embeddings}"
+                         + (f" less position_offset {config.position_offset}"
+                            if config.position_offset else "") + ".")
     began = time.perf_counter()
     rng = np.random.default_rng(0)
     inputs = {"token_ids": rng.integers(1, config.vocab_size, (batch_size, seq_length))

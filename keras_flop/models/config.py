@@ -111,6 +111,12 @@ class BertConfig:
     def head_size(self):
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def max_sequence_length(self):
+        """The longest input the position table covers: `max_position_embeddings` less the
+        `position_offset` rows before the first position."""
+        return self.max_position_embeddings - self.position_offset
+
     def validate(self):
         """Raises `ValueError` naming the first field that is out of range."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
