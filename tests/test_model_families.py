@@ -126,3 +126,16 @@ def test_position_offset_shortens_the_longest_sequence(tmp_path, vocab_file):
     model = build_bert_classifier(config)
     with pytest.raises(ValueError, match="max_seq_length 19 exceeds"):
         keras_flop.export_saved_model(model, tmp_path / "export", vocab_file, 19)
+
+
+def test_a_distilbert_family_student_distills_from_its_teacher():
+    keras.utils.set_random_seed(0)
+    config = BertConfig(**DISTILBERT)
+    teacher = build_bert_classifier(config)
+    student = build_bert_classifier(config, layer_shapes=[(2, 32), (4, 0)])
+    distiller = keras_flop.Distiller(student, teacher, distillation_weight=0.7,
+                                     hidden_distillation_weight=0.5)
+    distiller.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    history = distiller.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
