@@ -126,7 +126,7 @@ def _check_structure(config, layer_shapes):
 
 @keras.saving.register_keras_serializable(package="keras_flop")
 class BertClassifier(DistributedBuildMixin, CheckedData, keras.Model):
-    """A BERT encoder with a pooled-[CLS] head that knows its own architecture.
+    """A BERT-family encoder with a classifier head that knows its own architecture.
 
     Classification, or regression for `num_labels=1`. The model exposes what it was built
     from (`bert_config`, `num_labels`, `layer_shapes`, `gates`, `gate_config`) and keeps it
@@ -134,8 +134,10 @@ class BertClassifier(DistributedBuildMixin, CheckedData, keras.Model):
     `build_bert_classifier` (or `load_tf1_checkpoint`, `factorize`, `compact`).
 
     Args:
-        bert_config: a `BertConfig` (or its dict). A compact model keeps its original config;
-            its smaller layers are in `layer_shapes`.
+        bert_config: a `BertConfig` (or its dict). Its family fields (token types, position
+            offset, layer-norm epsilon, `classifier_head`) choose BERT's, RoBERTa's or
+            DistilBERT's embeddings and head. A compact model keeps its original config; its
+            smaller layers are in `layer_shapes`.
         num_labels: number of classes; `1` makes a regressor (STS-B).
         layer_shapes: per encoder layer `(num_heads, intermediate_size)`; default the config's
             for every layer. 0 heads (0 units) replaces the attention (FFN) block by a
