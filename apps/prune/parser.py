@@ -236,7 +236,7 @@ def build_parser():
                        help="XLA for the training steps (measured slower on a 2-core CPU).")
     train.add_argument("--mixed_precision", action="store_true", help="mixed_float16.")
 
-    train.add_argument("--report_examples", type=int, default=512,
+    train.add_argument("--report_examples", type=int, default=256,
                        help="Dev examples the report times, dense and compact in turn (a "
                             "sample drawn once, enough for a stable ratio; the rounds' spread "
                             "is shown); 0 times the whole dev set. Its runtime table times at "

@@ -1,8 +1,8 @@
 """The one timer: a model's inference pass as a graph, timed in turn with others.
 
 Every latency figure of the library, the apps' reports and the benchmarks comes from here, so
-that "2x" means one protocol: graph-mode inference (`compiled_forward`), an untimed pass
-first (tracing), then rounds that run each model in turn over the same batches (load on a
+that "2x" means one protocol: graph-mode inference (`compiled_forward`), untimed calls
+first on one batch of each shape (tracing), then rounds that run each model in turn over the same batches (load on a
 shared machine hits all of them alike within a round), and ratios taken within each round
 (`ratio_spread`); `calls_in_turn` is the same protocol for the inference calls of other
 runtimes (ONNX Runtime, LiteRT). `PerCallTimer` times one fixed input repeatedly (the latency
@@ -42,8 +42,8 @@ def run_all(forward, batches):
 def time_in_turn(models, batches, repeats=3):
     """`{name: [seconds of each round]}` to run every batch through each of `models`.
 
-    After an untimed pass of each, `repeats` rounds time one pass of every model in turn
-    (`calls_in_turn` of their `compiled_forward`).
+    After untimed calls that trace every batch shape, `repeats` rounds time one pass of every
+    model in turn (`calls_in_turn` of their `compiled_forward`).
 
     Example:
     >>> import numpy as np
@@ -60,13 +60,24 @@ def time_in_turn(models, batches, repeats=3):
                          batches, repeats)
 
 
+def _one_batch_per_shape(batches):
+    """The first batch of each distinct shape: enough for the untimed calls to trace (or
+    plan) every shape the timed rounds meet, at a fraction of a whole pass's cost."""
+    first = {}
+    for x in batches:
+        parts = [x[k] for k in sorted(x)] if isinstance(x, dict) else [x]
+        first.setdefault(tuple(np.shape(part) for part in parts), x)
+    return list(first.values())
+
+
 def calls_in_turn(calls, batches, repeats=3):
     """`{name: [seconds of each round]}` to run every batch through each of `calls`: the
     protocol of `time_in_turn` for inference calls of any runtime (an onnxruntime session or
     a LiteRT interpreter wrapped by `keras_flop.export.runtimes`, a `compiled_forward`).
 
-    After an untimed pass of each, `repeats` rounds time one pass of every call in turn, in
-    the order of `calls`, each result brought to the host.
+    After an untimed call of each on one batch of every shape (the first trace or plan of
+    each shape is not timed), `repeats` rounds time one pass of every call in turn, in the
+    order of `calls`, each result brought to the host.
 
     Example:
     >>> rounds = calls_in_turn({"double": lambda x: x * 2, "same": lambda x: x},
@@ -80,8 +91,9 @@ def calls_in_turn(calls, batches, repeats=3):
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"`repeats` must be a whole number of rounds, at least 1; got "
                          f"{repeats!r}.")
+    warmup = _one_batch_per_shape(batches)
     for call in calls.values():
-        run_all(call, batches)
+        run_all(call, warmup)
     times = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
