@@ -47,6 +47,7 @@ print(json.dumps({"ids": {k: v.numpy().tolist() for k, v in ids.items()},
 """
 
 
+@pytest.mark.process  # a new Python process per model: the second tier
 @pytest.mark.parametrize("num_labels", [2, 1])
 def test_saved_model_loads_in_a_process_without_keras_flop(tmp_path, vocab_file, num_labels):
     model, path = _export(tmp_path, vocab_file, num_labels)
@@ -75,6 +76,7 @@ def test_saved_model_loads_in_a_process_without_keras_flop(tmp_path, vocab_file,
         np.testing.assert_allclose(np.sum(served["ids"]["probabilities"], -1), 1.0, atol=1e-6)
 
 
+@pytest.mark.process  # the saved_model_cli process: the second tier
 def test_saved_model_cli_lists_both_signatures(tmp_path, vocab_file):
     model, path = _export(tmp_path, vocab_file, 2)
     # Every weight is stored once. The vocabulary table is an asset (assets/vocab.txt), not a
