@@ -316,9 +316,15 @@ def build_from_variables(config, shapes, read, num_labels, source):
     model = build_bert_classifier(config, num_labels=num_labels)
     variables = {v.path: v for v in model.weights}
     mapping = tf1_variable_map(config.num_hidden_layers)
+    if not config.type_vocab_size:  # a family without token types has no table for them
+        del mapping["bert/embeddings/token_type_embeddings"]
     if has_head:
         mapping["output_weights"] = "classifier/kernel"
         mapping["output_bias"] = "classifier/bias"
+    elif config.classifier_head != "bert":
+        # RoBERTa's and DistilBERT's dense layer before the classifier is part of their head.
+        for name in ("bert/pooler/dense/kernel", "bert/pooler/dense/bias"):
+            del mapping[name]
 
     missing = [name for name in mapping if name not in shapes]
     if missing:
@@ -338,7 +344,9 @@ def build_from_variables(config, shapes, read, num_labels, source):
         logger.warning("Ignored %d variable(s) the model does not use: %s", len(unused),
                        ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
     if not has_head:
-        logger.warning("%s has no classifier head (output_weights): initialized a fresh "
-                       "%d-label head.", source[0].upper() + source[1:], num_labels)
+        logger.warning("%s has no classifier head: initialized a fresh %d-label head%s.",
+                       source[0].upper() + source[1:], num_labels,
+                       "" if config.classifier_head == "bert"
+                       else f" ({config.classifier_head}'s dense layer and classifier)")
     logger.info("Loaded %d variables from %s.", len(mapping), source)
     return model
