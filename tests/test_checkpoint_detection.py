@@ -3,11 +3,15 @@ apart by the files present; errors say what was found and what is expected."""
 
 import dataclasses
 import json
+import os
 import shutil
 
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
+
+import keras_flop
 
 from keras_flop.checkpoints.detect import describe_checkpoint, detect_checkpoint, load_checkpoint
 from tf1_bert import (random_weights, reference_logits, tf1_shapes, write_hf_checkpoint,
@@ -100,12 +104,12 @@ def _copy(root, name, target):
 @pytest.mark.parametrize("case, message", [
     ("empty", "holds no BERT checkpoint (found nothing); expected one of: a TF1 checkpoint "
               "(bert_model.ckpt.index and .data-*, bert_config.json, vocab.txt); a Hugging Face "
-              "BERT directory (config.json, model.safetensors, vocab.txt); or a keras-hub "
-              "preset"),
+              "BERT-family directory (config.json, model.safetensors, vocab.txt or a "
+              "RoBERTa/XLM-R tokenizer file); or a keras-hub preset"),
     ("other files", "holds no BERT checkpoint (found notes.txt, weights.bin)"),
     ("missing", "does not exist; expected one of: a TF1 checkpoint"),
-    ("hf without vocab", "vocab.txt (a Hugging Face BERT directory keeps its WordPiece "
-                         "vocabulary there)"),
+    ("hf without vocab", "is a Hugging Face bert checkpoint, whose tokenizer is vocab.txt, "
+                         "but it holds no tokenizer file"),
     ("hf without weights", "Weights not found"),
     ("hf with a config file", "applies to TF1 checkpoints only"),
     ("hf head of 3 for 2 labels", "a 3-label head, but num_labels=2 was asked"),
@@ -155,10 +159,19 @@ def test_a_hugging_face_config_json_is_not_taken_for_a_keras_hub_one(checkpoints
     assert detect_checkpoint(root / "hub")[0] == "keras_hub"
 
 
-def test_a_roberta_family_preset_says_to_convert_it_in_python(tmp_path):
+def test_a_roberta_family_preset_reads_its_bpe_tokenizer(tmp_path):
     backbone = keras_hub.models.RobertaBackbone(vocabulary_size=40, num_layers=1, num_heads=2,
                                                 hidden_dim=16, intermediate_dim=32,
                                                 max_sequence_length=16)
     backbone.save_to_preset(tmp_path / "roberta")
-    with pytest.raises(ValueError, match="keras_flop.from_keras_hub and tokenize with keras-hub"):
+    with pytest.raises(ValueError, match="keeps its tokenizer in assets/tokenizer/vocabulary"
+                                         ".json or assets/tokenizer/vocabulary.spm, and this"):
         describe_checkpoint(tmp_path / "roberta")
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "a", "aa"]
+    keras_hub.models.RobertaTokenizer(vocabulary={t: i for i, t in enumerate(tokens)},
+                                      merges=["a a"]).save_to_preset(tmp_path / "roberta")
+    checkpoint = describe_checkpoint(tmp_path / "roberta")
+    assert checkpoint.vocab_file.endswith(os.path.join("tokenizer", "vocabulary.json"))
+    preprocessor = keras_flop.BertPreprocessor(checkpoint.vocab_file, 8)
+    assert preprocessor(tf.constant(["a"]), tf.constant(["aa"]))["token_ids"].numpy().tolist() \
+        == [[0, 5, 2, 2, 6, 2, 1, 1]]

@@ -4,15 +4,18 @@
 Three kinds, all read offline:
 - `"tf1"`: a google-research/bert checkpoint, its directory or prefix: `bert_model.ckpt.index`
   and `.data-*`, `bert_config.json`, `vocab.txt`;
-- `"hugging_face"`: a Hugging Face BERT directory (`save_pretrained`): `config.json`,
-  `model.safetensors`, `vocab.txt`;
+- `"hugging_face"`: a Hugging Face BERT, RoBERTa, XLM-RoBERTa or DistilBERT directory
+  (`save_pretrained`): `config.json`, `model.safetensors`, and the tokenizer file of its model
+  type (`HF_TOKENIZER_FILES`: `vocab.txt`, RoBERTa's `vocab.json` + `merges.txt`, XLM-R's
+  `sentencepiece.bpe.model`);
 - `"keras_hub"`: a keras-hub preset directory (`save_to_preset`): `config.json` (a Keras
   serialized backbone, which tells it from Hugging Face's), `metadata.json`, `model.weights.h5`,
-  `assets/tokenizer/vocabulary.txt`; a classifier's also `task.json` and `task.weights.h5`.
+  `assets/tokenizer/vocabulary.txt` (RoBERTa's `vocabulary.json` + `merges.txt`, XLM-R's
+  `vocabulary.spm`); a classifier's also `task.json` and `task.weights.h5`.
 
 A fine-tuned checkpoint is one with a classification head: TF1's `output_weights`, Hugging
-Face's `classifier.weight`, a keras-hub preset of a `TextClassifier` (its `task.json`). The
-others get a fresh head of `num_labels` outputs.
+Face's `classifier` (RoBERTa's `classifier.out_proj`), a keras-hub preset of a
+`TextClassifier` (its `task.json`). The others get a fresh head of `num_labels` outputs.
 
 Example:
 >>> checkpoint = describe_checkpoint("bert-base-uncased/")    # doctest: +SKIP
@@ -34,12 +37,15 @@ KINDS = (TF1, HUGGING_FACE, KERAS_HUB)
 
 _DESCRIPTIONS = {
     TF1: "a TF1 checkpoint (bert_model.ckpt.index and .data-*, bert_config.json, vocab.txt)",
-    HUGGING_FACE: "a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt)",
+    HUGGING_FACE: "a Hugging Face BERT-family directory (config.json, model.safetensors, "
+                  "vocab.txt or a RoBERTa/XLM-R tokenizer file)",
     KERAS_HUB: "a keras-hub preset directory (config.json, metadata.json, model.weights.h5, "
                "assets/tokenizer/vocabulary.txt)",
 }
 EXPECTED = "one of: {}; {}; or {}".format(*_DESCRIPTIONS.values())
 KERAS_HUB_VOCABULARY = os.path.join("assets", "tokenizer", "vocabulary.txt")
+KERAS_HUB_SUBWORD = (os.path.join("assets", "tokenizer", "vocabulary.json"),
+                     os.path.join("assets", "tokenizer", "vocabulary.spm"))
 # BertConfig fields that only change training, not the weights: a config given to `load`
 # may differ from the checkpoint's in these.
 _TRAINING_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
@@ -107,8 +113,9 @@ def detect_checkpoint(path):
 
 
 class LoadedCheckpoint(NamedTuple):
-    """What `load_checkpoint` returns: the dense `BertClassifier`, the WordPiece vocabulary
-    file, and whether the checkpoint was fine-tuned (had a classification head)."""
+    """What `load_checkpoint` returns: the dense `BertClassifier`, the tokenizer file (see
+    `keras_flop.text.subword`), and whether the checkpoint was fine-tuned (had a
+    classification head)."""
 
     model: object
     vocab_file: str
@@ -123,7 +130,8 @@ class Checkpoint:
         kind: `"tf1"`, `"hugging_face"` or `"keras_hub"`.
         path: the directory (or TF1 prefix) it is read from.
         config: its `BertConfig`.
-        vocab_file: its WordPiece vocabulary, checked against `config.vocab_size`.
+        vocab_file: its tokenizer file (a WordPiece `vocab.txt`, RoBERTa's `vocab.json`,
+            XLM-R's SentencePiece model), checked against `config.vocab_size` and the family.
         fine_tuned: whether it has a classification head.
         num_labels: that head's number of outputs, or None.
         config_file: a TF1 checkpoint's `bert_config.json` when given apart from it.
@@ -198,6 +206,7 @@ def _check_same_architecture(config, checkpoint_config, path):
 
 def _vocabulary(path, vocab_file, default, config, kind):
     from keras_flop.checkpoints.tf1 import check_vocabulary
+    from keras_flop.text.subword import check_tokenizer_for
 
     vocab = os.fspath(vocab_file) if vocab_file else os.path.join(path, default)
     if not os.path.isfile(vocab):
@@ -205,8 +214,32 @@ def _vocabulary(path, vocab_file, default, config, kind):
             f" ({_short(kind)} keeps its WordPiece vocabulary there)"
         raise ValueError(f"Vocabulary file not found: {vocab}{where}; pass the vocab.txt the "
                          "model was trained with.")
+    check_tokenizer_for(config, vocab)
     check_vocabulary(vocab, config)
     return vocab
+
+
+# The tokenizer file of each Hugging Face model type, where `save_pretrained` writes it.
+HF_TOKENIZER_FILES = {"bert": "vocab.txt", "distilbert": "vocab.txt", "roberta": "vocab.json",
+                      "xlm-roberta": "sentencepiece.bpe.model"}
+
+
+def _hf_tokenizer(path, vocab_file, config):
+    """The tokenizer file of a Hugging Face directory: `vocab_file`, else the one its model
+    type keeps (a RoBERTa `vocab.json` with `merges.txt`, XLM-R's SentencePiece model, BERT's
+    and DistilBERT's `vocab.txt`); a one-line error when it holds another kind only."""
+    if vocab_file:
+        return _vocabulary(path, vocab_file, None, config, HUGGING_FACE)
+    model_type = _read_json(os.path.join(path, "config.json")).get("model_type", "bert")
+    default = os.path.join(path, HF_TOKENIZER_FILES.get(model_type, "vocab.txt"))
+    if not os.path.isfile(default):
+        present = [name for name in sorted(set(HF_TOKENIZER_FILES.values()))
+                   if os.path.isfile(os.path.join(path, name))]
+        holds = f"holds {' and '.join(present)} only" if present else "holds no tokenizer file"
+        raise ValueError(f"{path} is a Hugging Face {model_type} checkpoint, whose tokenizer is "
+                         f"{os.path.basename(default)}, but it {holds}: pass the "
+                         "tokenizer file the model was trained with (--vocab_file).")
+    return _vocabulary(path, default, None, config, HUGGING_FACE)
 
 
 def _short(kind):
@@ -225,12 +258,14 @@ def describe_checkpoint(path, config_file=None, vocab_file=None):
     its weights.
 
     Args:
-        path: a TF1 checkpoint directory or prefix, a Hugging Face BERT directory or a
+        path: a TF1 checkpoint directory or prefix, a Hugging Face BERT-family directory or a
             keras-hub preset directory; the kind is told from the files present.
         config_file: a TF1 checkpoint's `bert_config.json`, when it is not beside it (an error
             for the other kinds, which carry their own `config.json`).
-        vocab_file: the WordPiece vocabulary, when it is not where the kind keeps it
-            (`vocab.txt`, or a keras-hub preset's `assets/tokenizer/vocabulary.txt`).
+        vocab_file: the tokenizer file, when it is not where the kind keeps it (`vocab.txt`,
+            a Hugging Face RoBERTa's `vocab.json` or XLM-R's `sentencepiece.bpe.model`, a
+            keras-hub preset's `assets/tokenizer/vocabulary.txt`); one of another family's
+            kind is an error.
 
     Raises:
         ValueError: naming what was found and what is expected, or the file at fault (a
@@ -256,7 +291,7 @@ def describe_checkpoint(path, config_file=None, vocab_file=None):
 
         config = read_hf_config(path)
         fine_tuned = hf_has_classifier_head(path)
-        vocab = _vocabulary(path, vocab_file, "vocab.txt", config, kind)
+        vocab = _hf_tokenizer(path, vocab_file, config)
         return Checkpoint(kind, path, config, vocab, fine_tuned)
     return _describe_keras_hub(path, vocab_file)
 
@@ -279,18 +314,24 @@ def _describe_keras_hub(path, vocab_file):
                          f"({' '.join(str(error).split())}).") from None
     _split(backbone, 2)  # a BERT-family backbone, or an error naming what is supported
     config = config_from_keras_hub(backbone)
-    if config.classifier_head == "roberta":
-        # Their byte-level BPE and SentencePiece tokenizers have no WordPiece vocabulary.
-        raise ValueError(f"{path}: a RoBERTa-family preset's tokenizer is not WordPiece, "
-                         "which the apps' text pipeline needs; convert the model in Python "
-                         "with keras_flop.from_keras_hub and tokenize with keras-hub.")
+    default = KERAS_HUB_VOCABULARY
+    if config.classifier_head == "roberta" and not vocab_file:
+        # keras-hub saves RoBERTa's BPE as vocabulary.json + merges.txt, XLM-R's SentencePiece
+        # as vocabulary.spm.
+        found = [name for name in KERAS_HUB_SUBWORD
+                 if os.path.isfile(os.path.join(path, name))]
+        if not found:
+            raise ValueError(f"{path}: a RoBERTa-family preset keeps its tokenizer in "
+                             f"{' or '.join(KERAS_HUB_SUBWORD)}, and this one has neither: "
+                             "save the tokenizer with the preset, or pass --vocab_file.")
+        default = found[0]
     task_file = os.path.join(path, "task.json")
     num_labels = None
     if os.path.isfile(task_file):
         task = _read_json(task_file)
         if "TextClassifier" in str(task.get("class_name", "")):
             num_labels = int(task.get("config", {}).get("num_classes", 2))
-    vocab = _vocabulary(path, vocab_file, KERAS_HUB_VOCABULARY, config, KERAS_HUB)
+    vocab = _vocabulary(path, vocab_file, default, config, KERAS_HUB)
     return Checkpoint(KERAS_HUB, path, config, vocab, num_labels is not None, num_labels)
 
 

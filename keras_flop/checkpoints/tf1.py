@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_flop.models.config import BertConfig
 from keras_flop.models.bert import build_bert_classifier
+from keras_flop.text.subword import tokenizer_for_file, tokenizer_kind
 
 logger = logging.getLogger("keras_flop")
 
@@ -110,7 +111,8 @@ def resolve_checkpoint(path):
 
 
 def check_vocabulary(vocab_file, config):
-    """Number of tokens in `vocab_file`, checked against `config.vocab_size`.
+    """Number of tokens in the tokenizer file `vocab_file` (a WordPiece `vocab.txt`, or a
+    RoBERTa `vocab.json` or XLM-R SentencePiece model), checked against `config.vocab_size`.
 
     A vocabulary shorter than the embedding table is accepted: released checkpoints often pad
     the table (the unused rows are never looked up). A longer one would produce ids with no
@@ -138,8 +140,11 @@ def check_vocabulary(vocab_file, config):
     if not os.path.isfile(vocab_file):
         raise ValueError(f"Vocabulary file not found: {vocab_file} (pass the vocab.txt the "
                          "checkpoint was trained with).")
-    with open(vocab_file, encoding="utf-8") as f:
-        size = sum(1 for _ in f)
+    if tokenizer_kind(vocab_file) == "wordpiece":
+        with open(vocab_file, encoding="utf-8") as f:
+            size = sum(1 for _ in f)
+    else:  # RoBERTa's vocab.json, XLM-R's SentencePiece model (built, not run: cheap)
+        size = tokenizer_for_file(vocab_file).vocabulary_size
     if size > config.vocab_size:
         raise ValueError(f"{vocab_file} has {size} tokens but the BERT config says "
                          f"vocab_size={config.vocab_size}: ids past {config.vocab_size - 1} "

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_flop.text.preprocessor import BertPreprocessor
-from keras_flop.text.tokenizer import BertTokenizer
+from keras_flop.text.subword import tokenizer_for_file
 
 ID_SIGNATURE = "serving_default"
 TEXT_SIGNATURE = "predict_text"
@@ -65,15 +65,18 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
     - `predict_text_pair`: `text_a`, `text_b` (string `[batch]`) → the same outputs.
     - `tokenize_text`, `tokenize_text_pair`: the ids those two feed the model (for checking a
       client's own tokenization).
-    Text is tokenized by the very `BertPreprocessor` the training data went through
-    (google-research/bert's rules) and padded to the longest text of the request.
+    Text is tokenized by the very `BertPreprocessor` the training data went through (the
+    model family's tokenizer and packing: google-research/bert's WordPiece rules, RoBERTa's
+    byte-level BPE or XLM-R's SentencePiece) and padded to the longest text of the request.
 
     Args:
         model: a dense, pruning or compact model (a `PruningModel` exports its network, i.e.
             the deterministic mask; compact it first for speed).
         export_dir: the model base path; the version folder is created inside it.
-        vocab_file: the checkpoint's `vocab.txt` (copied into the SavedModel's assets), when
-            no `preprocessor` is given.
+        vocab_file: the checkpoint's tokenizer file, when no `preprocessor` is given: a
+            WordPiece `vocab.txt` (copied into the SavedModel's assets), a RoBERTa
+            `vocab.json` (`merges.txt` beside it) or an XLM-R `sentencepiece.bpe.model` (both
+            held in the graph).
         max_seq_length: longest sequence the text signatures keep, when no `preprocessor`.
         lowercase: lowercase and strip accents; `None` follows the vocabulary's casing, as
             the training pipeline does.
@@ -99,7 +102,7 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
         if vocab_file is None or max_seq_length is None:
             raise ValueError("Pass `preprocessor` (the training data's BertPreprocessor), or "
                              "`vocab_file` and `max_seq_length`.")
-        preprocessor = BertPreprocessor(BertTokenizer(vocab_file, lowercase=lowercase),
+        preprocessor = BertPreprocessor(tokenizer_for_file(vocab_file, lowercase=lowercase),
                                         max_seq_length)
     elif vocab_file is not None or max_seq_length is not None or lowercase is not None:
         raise ValueError("`preprocessor` already fixes the vocabulary, casing and length: "
@@ -163,6 +166,7 @@ def export_saved_model(model, export_dir, vocab_file=None, max_seq_length=None, 
     with open(os.path.join(temporary, "assets.extra", METADATA_FILE), "w") as f:
         json.dump({"max_seq_length": preprocessor.max_seq_length,
                    "lowercase": preprocessor.tokenizer.lowercase,
+                   "packing": preprocessor.tokenizer.packing,
                    "regression": bool(regression), "label_names": label_names,
                    "signatures": [ID_SIGNATURE, TEXT_SIGNATURE, TEXT_PAIR_SIGNATURE,
                                   TOKENIZE_SIGNATURE, TOKENIZE_PAIR_SIGNATURE]}, f,

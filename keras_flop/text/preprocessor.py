@@ -7,17 +7,25 @@ it in the SavedModel's text signatures, so a served model sees the ids it was ev
 
 import tensorflow as tf
 
+from keras_flop.text.subword import SubwordTokenizer, tokenizer_for_file
 from keras_flop.text.tokenizer import BertTokenizer
 
 
 class BertPreprocessor(tf.Module):
-    """Tokenizes one or two texts and packs them: `[CLS] a [SEP] (b [SEP])`, segment ids 0/1,
+    """Tokenizes one or two texts and packs them the way the tokenizer's model family does,
     the longer segment truncated first so the whole fits `max_seq_length` (as the original
-    `run_classifier.py`), padded with `[PAD]`.
+    `run_classifier.py`), padded with the tokenizer's padding id:
+
+    - BERT and DistilBERT (a WordPiece `BertTokenizer`): `[CLS] a [SEP] (b [SEP])`, segment
+      ids 0/1, padded with `[PAD]`;
+    - RoBERTa and XLM-R (a `keras_flop.text.subword.SubwordTokenizer`):
+      `<s> a </s> (</s> b </s>)`, segment ids all 0 (the models have no token types), padded
+      with `<pad>` (id 1).
 
     Args:
-        tokenizer: a `keras_flop.BertTokenizer`, or the path of a `vocab.txt` (casing then
-            follows the vocabulary).
+        tokenizer: a `keras_flop.BertTokenizer` or `SubwordTokenizer`, or the path of a
+            tokenizer file (`vocab.txt`, whose casing then follows the vocabulary; a RoBERTa
+            `vocab.json` with `merges.txt` beside it; an XLM-R `sentencepiece.bpe.model`).
         max_seq_length: longest packed sequence, special tokens included (>= 3).
 
     `__call__(text_a, text_b=None, pad_to_max_length=True)` takes string tensors `[batch]` and
@@ -50,8 +58,8 @@ class BertPreprocessor(tf.Module):
 
     def __init__(self, tokenizer, max_seq_length):
         super().__init__(name="bert_preprocessor")
-        if not isinstance(tokenizer, BertTokenizer):
-            tokenizer = BertTokenizer(tokenizer)
+        if not isinstance(tokenizer, (BertTokenizer, SubwordTokenizer)):
+            tokenizer = tokenizer_for_file(tokenizer)
         if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) \
                 or max_seq_length < 3:
             raise ValueError(f"`max_seq_length` must be an integer >= 3 ([CLS], one token, "
@@ -67,7 +75,9 @@ class BertPreprocessor(tf.Module):
 
         As `run_classifier.py`: a second text with no tokens is left out (no second `[SEP]`),
         and of two segments longer than `max_seq_length - 3` tokens together the longer one
-        loses its last token until they fit (ties: the second).
+        loses its last token until they fit (ties: the second). RoBERTa's packing keeps
+        `max_seq_length - 4` and truncates as Hugging Face's fast tokenizers do
+        (`longest_first`: the longer text keeps the odd token; ties, the second).
 
         Example:
         >>> import os, tempfile
@@ -85,23 +95,34 @@ class BertPreprocessor(tf.Module):
         >>> segment_ids.to_list()
         [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0]]
         """
-        a = self.tokenizer(text_a)
-        b = self.tokenizer(text_b) if text_b is not None else a[:, :0]
+        tokenizer = self.tokenizer
+        # RoBERTa's pair separator is `</s></s>`: one more special token than BERT's `[SEP]`.
+        extra = 1 if tokenizer.packing == "roberta" else 0
+        a = tokenizer(text_a)
+        b = tokenizer(text_b) if text_b is not None else a[:, :0]
         len_a, len_b = a.row_lengths(), b.row_lengths()
-        budget = tf.where(len_b > 0, tf.constant(self.max_seq_length - 3, tf.int64),
+        budget = tf.where(len_b > 0, tf.constant(self.max_seq_length - 3 - extra, tf.int64),
                           tf.constant(self.max_seq_length - 2, tf.int64))
+        # Of two long texts, one keeps half the budget, rounded up: the first text in
+        # run_classifier.py; the longer text (ties: the second) in Hugging Face's fast
+        # tokenizers, which RoBERTa's fine-tuning recipes use.
         half = budget // 2
-        a = _first(a, tf.minimum(len_a, tf.maximum(budget - half, budget - len_b)))
-        b = _first(b, tf.minimum(len_b, tf.maximum(half, budget - len_a)))
+        first_up = len_a > len_b if extra else tf.ones_like(len_a, tf.bool)
+        half_a = tf.where(first_up, budget - half, half)
+        a = _first(a, tf.minimum(len_a, tf.maximum(half_a, budget - len_b)))
+        b = _first(b, tf.minimum(len_b, tf.maximum(budget - half_a, budget - len_a)))
         column = tf.RaggedTensor.from_tensor(tf.ones_like(len_a, tf.int32)[:, None])
-        second_sep = tf.RaggedTensor.from_row_lengths(
-            tf.fill([tf.reduce_sum(tf.cast(b.row_lengths() > 0, tf.int32))],
-                    self.tokenizer.sep_id), tf.cast(b.row_lengths() > 0, tf.int64))
-        first = tf.concat([column * self.tokenizer.cls_id, a, column * self.tokenizer.sep_id],
-                          axis=1)
-        second = tf.concat([b, second_sep], axis=1)
+        has_b = tf.cast(b.row_lengths() > 0, tf.int64)
+        # Separators around the second text: `[SEP]` after it, and RoBERTa's `</s>` before.
+        before_b = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(has_b) * extra], tokenizer.sep_id), has_b * extra)
+        after_b = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(has_b)], tokenizer.sep_id), has_b)
+        first = tf.concat([column * tokenizer.cls_id, a, column * tokenizer.sep_id], axis=1)
+        second = tf.concat([before_b, b, after_b], axis=1)
         token_ids = tf.concat([first, second], axis=1)
-        segment_ids = tf.concat([tf.zeros_like(first), tf.ones_like(second)], axis=1)
+        second_segment = tf.zeros_like(second) if extra else tf.ones_like(second)
+        segment_ids = tf.concat([tf.zeros_like(first), second_segment], axis=1)
         return token_ids, segment_ids
 
     def traced_pack(self, pairs=False):

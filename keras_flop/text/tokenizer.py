@@ -80,6 +80,8 @@ class BertTokenizer(tf.Module):
     [[4, 5, 6, 7]]
     """
 
+    packing = "bert"  # `[CLS] a [SEP] b [SEP]`, segment ids 0/1 (see `BertPreprocessor`)
+
     def __init__(self, vocab_file, lowercase=None):
         super().__init__(name="bert_tokenizer")
         self.vocab_file = os.fspath(vocab_file)
