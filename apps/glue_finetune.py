@@ -3,12 +3,13 @@
     python -m apps.glue_finetune --task all --data_dir GLUE_DIR \\
         --init_checkpoint CHECKPOINT_DIR --output_dir runs/glue
 
-`CHECKPOINT_DIR` is a TF1 checkpoint, a Hugging Face BERT directory (config.json,
-model.safetensors, vocab.txt) or a keras-hub preset directory, told apart by its files.
+`CHECKPOINT_DIR` is a TF1 checkpoint, a Hugging Face BERT, RoBERTa, XLM-RoBERTa or DistilBERT
+directory (config.json, model.safetensors, and vocab.txt, vocab.json + merges.txt or
+sentencepiece.bpe.model) or a keras-hub preset directory, told apart by its files.
 For each task present in `--data_dir` (absent ones are skipped with a message) and each
 learning rate, writes `OUTPUT_DIR/<task>/lr_<rate>/eval_results.txt` (and `.json`),
 `test_results.tsv` in GLUE's submission format, TensorBoard `logs/`, and `model.keras` with
-its `vocab.txt` (`python -m apps.prune --dense_model .../model.keras` prunes it); per sweep
+its tokenizer file (`python -m apps.prune --dense_model .../model.keras` prunes it); per sweep
 `OUTPUT_DIR/results.md` and `results.json`: every run, best per task (by the dev score, or by
 the score on `--selection_examples` held-out training examples when given, so that dev is not
 chosen on). Rerunning the same
@@ -38,15 +39,20 @@ def build_parser():
     parser.add_argument("--init_checkpoint", required=True,
                         help="BERT checkpoint, told apart by its files: a TF1 checkpoint "
                              "directory (bert_config.json, vocab.txt, bert_model.ckpt*) or "
-                             "prefix, a Hugging Face BERT directory (config.json, "
-                             "model.safetensors, vocab.txt) or a keras-hub preset directory "
+                             "prefix, a Hugging Face BERT, RoBERTa, XLM-RoBERTa or DistilBERT "
+                             "directory (config.json, model.safetensors, and vocab.txt, "
+                             "vocab.json + merges.txt or sentencepiece.bpe.model) or a "
+                             "keras-hub preset directory "
                              "(save_to_preset: config.json, model.weights.h5, "
                              "assets/tokenizer/vocabulary.txt).")
     parser.add_argument("--bert_config_file", default=None,
                         help="TF1 checkpoints: default bert_config.json beside the checkpoint.")
     parser.add_argument("--vocab_file", default=None,
-                        help="Default: the checkpoint's own (vocab.txt beside it, or a "
-                             "keras-hub preset's assets/tokenizer/vocabulary.txt).")
+                        help="The tokenizer file, of the checkpoint's family (a WordPiece "
+                             "vocab.txt, RoBERTa's vocab.json with merges.txt beside it, "
+                             "XLM-R's sentencepiece.bpe.model). Default: the checkpoint's own "
+                             "(beside it, or a keras-hub preset's "
+                             "assets/tokenizer/vocabulary.txt).")
     parser.add_argument("--learning_rates", default="5e-5,4e-5,3e-5,2e-5",
                         help="Comma-separated learning rates of the sweep: one run each.")
     parser.add_argument("--num_train_epochs", type=float, default=3.0,
@@ -92,9 +98,10 @@ def describe_checkpoint(args):
 
     checkpoint = describe(args.init_checkpoint, args.bert_config_file, args.vocab_file)
     config = checkpoint.config
-    if args.max_seq_length > config.max_position_embeddings:
+    if args.max_seq_length > config.max_sequence_length:
         raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the model's "
-                                f"max_position_embeddings {config.max_position_embeddings}.")
+                                f"longest sequence, {config.max_sequence_length} "
+                                "(max_position_embeddings less RoBERTa's position offset).")
     return checkpoint
 
 
@@ -136,6 +143,7 @@ def select_tasks(task_arg, data_dir):
 def run_one(args, checkpoint, data, learning_rate, run_dir):
     from keras_flop.training.callbacks import PruningTensorBoard
     from keras_flop.training.evaluation import evaluate
+    from keras_flop.text.subword import copy_tokenizer
     from keras_flop.training.fine_tuning import fine_tune
 
     common.set_seed(args.seed, not args.nondeterministic)
@@ -161,7 +169,7 @@ def run_one(args, checkpoint, data, learning_rate, run_dir):
         extra["selection_seed"] = args.selection_seed
     flat = results.write_eval_results(run_dir, evaluation, extra)
     results.write_test_results(run_dir, model, data, args.eval_batch_size)
-    shutil.copyfile(vocab, os.path.join(run_dir, "vocab.txt"))  # the model's inputs' meaning
+    copy_tokenizer(vocab, run_dir)  # the model's inputs' meaning
     common.save_model(model, os.path.join(run_dir, "model.keras"))  # the run is done
     shutil.rmtree(checkpoints, ignore_errors=True)
     return flat

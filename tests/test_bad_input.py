@@ -117,7 +117,7 @@ CASES = [
     ("heads do not divide hidden", "finetune", [], _config(num_attention_heads=3),
      "num_attention_heads (3) must divide hidden_size (16)"),
     ("seq longer than positions", "finetune", ["--max_seq_length", "64"], None,
-     "--max_seq_length 64 exceeds the model's max_position_embeddings 16"),
+     "--max_seq_length 64 exceeds the model's longest sequence, 16"),
     ("unknown task", "finetune", ["--task", "sst3"], None, "Unknown GLUE task 'sst3'"),
     ("negative learning rate", "finetune", ["--learning_rates=-1e-5"], None,
      "--learning_rates must be positive"),

@@ -6,7 +6,8 @@ again, export, report.
         --output_dir runs/sst2 --target_sparsity 0.5
 
 `CKPT_DIR` is a BERT checkpoint of any of three kinds, told apart by its files: a TF1
-checkpoint, a Hugging Face BERT directory or a keras-hub preset directory.
+checkpoint, a Hugging Face BERT, RoBERTa, XLM-RoBERTa or DistilBERT directory or a keras-hub
+preset directory.
 
 Every step writes its outputs under `OUTPUT_DIR/<step>/` before the next starts. Rerunning the
 same command continues after the last finished step (Ctrl-C, then the same command, continues

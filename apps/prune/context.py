@@ -29,10 +29,11 @@ class PruningRun(RunDirectory):
                                                    "attention_probs_dropout_prob")
                      if getattr(args, k) is not None}
         self.config = dataclasses.replace(self.source.config, **overrides)
-        if args.max_seq_length > self.config.max_position_embeddings:
+        if args.max_seq_length > self.config.max_sequence_length:
             raise common.UsageError(f"--max_seq_length {args.max_seq_length} exceeds the "
-                                    "model's max_position_embeddings "
-                                    f"{self.config.max_position_embeddings}.")
+                                    "model's longest sequence, "
+                                    f"{self.config.max_sequence_length} (max_position_embeddings "
+                                    "less RoBERTa's position offset).")
         self.vocab = self.source.vocab
         self.latency_table = None
         if args.latency_table:  # checked before any training

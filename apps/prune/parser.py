@@ -43,15 +43,19 @@ def build_parser():
     data.add_argument("--init_checkpoint", default=None,
                       help="BERT checkpoint (pre-trained or fine-tuned), told apart by its "
                            "files: a TF1 checkpoint dir or prefix (bert_config.json, vocab.txt, "
-                           "bert_model.ckpt*), a Hugging Face BERT dir (config.json, "
-                           "model.safetensors, vocab.txt) or a keras-hub preset dir "
+                           "bert_model.ckpt*), a Hugging Face BERT, RoBERTa, XLM-RoBERTa or "
+                           "DistilBERT dir (config.json, model.safetensors, and vocab.txt, "
+                           "vocab.json + merges.txt or sentencepiece.bpe.model) or a "
+                           "keras-hub preset dir "
                            "(save_to_preset: config.json, model.weights.h5, "
                            "assets/tokenizer/vocabulary.txt).")
     data.add_argument("--bert_config_file", default=None,
                       help="TF1 checkpoints: default bert_config.json beside the checkpoint.")
     data.add_argument("--vocab_file", default=None,
-                      help="Default: the checkpoint's own (vocab.txt beside it, or a keras-hub "
-                           "preset's assets/tokenizer/vocabulary.txt).")
+                      help="The tokenizer file, of the checkpoint's family (a WordPiece "
+                           "vocab.txt, RoBERTa's vocab.json with merges.txt beside it, XLM-R's "
+                           "sentencepiece.bpe.model). Default: the checkpoint's own (beside "
+                           "it, or a keras-hub preset's assets/tokenizer/vocabulary.txt).")
     data.add_argument("--keras_hub_model", default=None,
                       help="A fine-tuned keras-hub classifier's .keras file (BERT family, see "
                            "keras_flop.from_keras_hub), instead of --init_checkpoint; the dense "
@@ -61,8 +65,8 @@ def build_parser():
                       help="A fine-tuned keras-flop classifier's .keras file (apps.glue_finetune's "
                            "model.keras, or a run's finetune/model.keras), instead of "
                            "--init_checkpoint: one teacher for many pruning runs; the dense "
-                           "fine-tuning is skipped. Vocabulary: vocab.txt beside it, else "
-                           "--vocab_file.")
+                           "fine-tuning is skipped. Tokenizer: the vocab.txt, vocab.json or "
+                           "sentencepiece.bpe.model beside it, else --vocab_file.")
     data.add_argument("--pipeline", choices=("seed", "paper"), default="seed",
                       help="seed: fine-tune dense, then train only gates and λ (model lr 0); "
                            "paper: factorize the pre-trained model, train all jointly.")

@@ -10,7 +10,7 @@ from apps import common
 
 
 class ModelSource:
-    """`config` and `vocab` (a WordPiece file) are known on construction; `data_dir` is the
+    """`config` and `vocab` (its tokenizer file) are known on construction; `data_dir` is the
     GLUE directory; `dense_model` builds the dense classifier."""
 
     def dense_model(self, config, num_labels):
@@ -38,7 +38,7 @@ class ToySource(ModelSource):
 
 class CheckpointSource(ModelSource):
     """A BERT checkpoint, pre-trained or fine-tuned: a google-research/bert TF1 checkpoint, a
-    Hugging Face BERT directory or a keras-hub preset directory, told apart by its files
+    Hugging Face BERT-family directory or a keras-hub preset directory, told apart by its files
     (`keras_flop.checkpoints.detect`)."""
 
     def __init__(self, args, write_dir):
@@ -88,11 +88,13 @@ class KerasHubSource(ModelSource):
 
 class DenseModelSource(ModelSource):
     """A fine-tuned keras-flop classifier's `.keras` file (apps.glue_finetune's model.keras,
-    or a run's finetune/model.keras): vocab.txt beside it, else --vocab_file."""
+    or a run's finetune/model.keras): the tokenizer file beside it (vocab.txt, vocab.json or
+    sentencepiece.bpe.model, as `copy_tokenizer` leaves it), else --vocab_file."""
 
     def __init__(self, args, write_dir):
         from keras_flop.checkpoints.keras_file import load_keras_file
         from keras_flop.models.bert import bert_network
+        from keras_flop.text.subword import tokenizer_file_in
 
         path = self.path = args.dense_model
         self.data_dir = args.data_dir
@@ -106,8 +108,12 @@ class DenseModelSource(ModelSource):
             raise common.UsageError(f"--dense_model {path} has gates or factorized layers: "
                                     "pass the dense fine-tuned model (e.g. "
                                     "finetune/model.keras), not a pruning model.")
-        self.vocab = args.vocab_file or os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                     "vocab.txt")
+        beside = os.path.dirname(os.path.abspath(path))
+        self.vocab = args.vocab_file or tokenizer_file_in(beside)
+        if self.vocab is None:
+            raise common.UsageError(f"No tokenizer for --dense_model: {beside} holds no "
+                                    "vocab.txt, vocab.json or sentencepiece.bpe.model; pass "
+                                    "--vocab_file.")
         if not os.path.exists(self.vocab):
             raise common.UsageError(f"No vocabulary for --dense_model: {self.vocab} does not "
                                     "exist; pass --vocab_file.")

@@ -28,7 +28,9 @@ def finetune(run):
     os.makedirs(run.out("finetune"), exist_ok=True)
     run.evaluate_to(model, "finetune", extra)
     # With its vocabulary, the model is a --dense_model for other pruning runs.
-    shutil.copyfile(run.vocab, run.out("finetune", "vocab.txt"))
+    from keras_flop.text.subword import copy_tokenizer
+
+    copy_tokenizer(run.vocab, run.out("finetune"))
     run.save_fine_tuned(model, "finetune")
 
 

@@ -103,9 +103,10 @@ def load_task_data(data_dir, task, vocab_file, max_seq_length, max_train_example
                    max_eval_examples=None, seed=0, need_train=True, pad_to_max_length=False,
                    boundaries=None, selection_examples=0, selection_seed=0):
     """A `TaskData` of the splits of `task` present in `data_dir` (tsv layout), tokenized
-    with the WordPiece vocabulary `vocab_file` to `max_seq_length`; a missing train split is a
-    ValueError if `need_train`, a missing dev split always. `max_train_examples` and
-    `max_eval_examples` draw random subsets (by `seed`).
+    with the tokenizer file `vocab_file` (a WordPiece `vocab.txt`, a RoBERTa `vocab.json`, an
+    XLM-R SentencePiece model: `keras_flop.BertPreprocessor`) to `max_seq_length`; a missing
+    train split is a ValueError if `need_train`, a missing dev split always.
+    `max_train_examples` and `max_eval_examples` draw random subsets (by `seed`).
 
     `selection_examples` > 0 holds that many training examples out as the eval split
     `"selection"` (after the dev split), drawn by `selection_seed` alone: runs with other
