@@ -156,12 +156,24 @@ def test_tokenizer_files_and_mismatches(bpe, tmp_path):
         tokenizer_for_file(vocab_file, lowercase=True)
 
 
-@pytest.mark.process  # writing keras-hub's BPE graph into a SavedModel takes about 40 s
-def test_exported_text_signatures_use_the_family_tokenizer(bpe, tmp_path):
+@pytest.mark.process  # writing keras-hub's BPE graph into a SavedModel takes 20 to 40 s
+@pytest.mark.parametrize("kind", ["bpe", "sentencepiece_model"])
+def test_exported_text_signatures_use_the_family_tokenizer(request, tmp_path, kind):
     import keras_flop
 
-    vocab_file, reference, _ = bpe
-    config = BertConfig(vocab_size=420, hidden_size=16, num_hidden_layers=1,
+    if kind == "bpe":
+        vocab_file, reference, _ = request.getfixturevalue("bpe")
+        size = reference.get_vocab_size()
+
+        def expected(text):
+            return reference.encode(text).ids
+    else:
+        vocab_file, processor = request.getfixturevalue("sentencepiece_model")
+        size = processor.get_piece_size() + 2  # fairseq's offset and <mask>
+
+        def expected(text):
+            return [0] + _fairseq_ids(processor, text) + [2]
+    config = BertConfig(vocab_size=size, hidden_size=16, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=32, type_vocab_size=0,
                         max_position_embeddings=40, position_offset=2,
                         layer_norm_epsilon=1e-5, classifier_head="roberta")
@@ -172,7 +184,7 @@ def test_exported_text_signatures_use_the_family_tokenizer(bpe, tmp_path):
     tokens = loaded.signatures["tokenize_text"](text=tf.constant(texts))
     for row, text in enumerate(texts):
         mask = tokens["padding_mask"][row].numpy()
-        assert tokens["token_ids"][row].numpy()[mask].tolist() == reference.encode(text).ids
+        assert tokens["token_ids"][row].numpy()[mask].tolist() == expected(text)
     logits = loaded.signatures["predict_text"](text=tf.constant(texts))["logits"].numpy()
     np.testing.assert_allclose(logits, np.asarray(model(tokens)), atol=1e-5)
     with open(os.path.join(path, "assets.extra", "keras_flop_export.json")) as f:
