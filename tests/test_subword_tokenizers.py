@@ -189,3 +189,34 @@ def test_exported_text_signatures_use_the_family_tokenizer(request, tmp_path, ki
     np.testing.assert_allclose(logits, np.asarray(model(tokens)), atol=1e-5)
     with open(os.path.join(path, "assets.extra", "keras_flop_export.json")) as f:
         assert json.load(f)["packing"] == "roberta"
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sentencepiece_model"])
+def test_a_keras_hub_roberta_family_preprocessor_becomes_ours(request, tmp_path, kind):
+    """`preprocessor_from_keras_hub` writes a keras-hub RoBERTa or XLM-R tokenizer's files out
+    (the apps' `--keras_hub_model`), and packs as keras-hub's own preprocessor does."""
+    import keras_hub
+
+    from keras_flop.checkpoints.keras_hub import preprocessor_from_keras_hub
+
+    path = request.getfixturevalue(kind)[0]
+    if kind == "bpe":
+        tokenizer = keras_hub.models.RobertaTokenizer(
+            vocabulary=str(path), merges=str(path.parent / "merges.txt"))
+        hub = keras_hub.models.RobertaTextClassifierPreprocessor(tokenizer, sequence_length=40)
+    else:
+        tokenizer = keras_hub.models.XLMRobertaTokenizer(proto=str(path))
+        hub = keras_hub.models.XLMRobertaTextClassifierPreprocessor(
+            tokenizer, sequence_length=40)
+    ours = preprocessor_from_keras_hub(hub, tmp_path / "out" / "vocab.txt")
+    written = {"bpe": ["merges.txt", "vocab.json"],
+               "sentencepiece_model": ["sentencepiece.bpe.model"]}[kind]
+    assert sorted(os.listdir(tmp_path / "out")) == written
+    assert ours.tokenizer.vocab_file == str(tmp_path / "out" / written[-1])
+    a, b = tf.constant(HARD[:4]), tf.constant(HARD[4:8])
+    for texts in ((a,), (a, b)):
+        expected = hub(x=texts)
+        got = ours(*texts)
+        for key in ("token_ids", "padding_mask"):
+            np.testing.assert_array_equal(np.asarray(got[key]).astype("int32"),
+                                          np.asarray(expected[key]).astype("int32"), key)

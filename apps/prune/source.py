@@ -73,9 +73,10 @@ class KerasHubSource(ModelSource):
         if self.vocab is None:
             if getattr(self.hub_model, "preprocessor", None) is None:
                 raise common.UsageError(f"{self.path} holds no preprocessor: pass --vocab_file.")
-            self.vocab = os.path.join(write_dir, "keras_hub", "vocab.txt")
-            keras_flop.preprocessor_from_keras_hub(self.hub_model.preprocessor, self.vocab,
-                                                   args.max_seq_length)
+            # A RoBERTa-family tokenizer's files are written beside, under their own names.
+            self.vocab = keras_flop.preprocessor_from_keras_hub(
+                self.hub_model.preprocessor, os.path.join(write_dir, "keras_hub", "vocab.txt"),
+                args.max_seq_length).tokenizer.vocab_file
 
     def dense_model(self, config, num_labels):
         import keras_flop

@@ -33,11 +33,13 @@ Declined, with an error saying why: ALBERT (layers share weights), DeBERTa (rela
 attention), an ELECTRA embedding smaller than its hidden size, a classifier head whose width
 is not the hidden size, and any other model.
 
-Tokenization: a keras-hub BERT vocabulary is a WordPiece vocabulary, so
-`preprocessor_from_keras_hub` writes it out and builds a `keras_flop.BertPreprocessor` over it
-for the data pipelines and the exported text signatures.
+Tokenization: `preprocessor_from_keras_hub` writes a keras-hub tokenizer's files out (a BERT
+WordPiece vocabulary, RoBERTa's BPE vocabulary and merges, XLM-R's SentencePiece model) and
+builds a `keras_flop.BertPreprocessor` over them for the data pipelines and the exported text
+signatures.
 """
 
+import json
 import logging
 import os
 
@@ -50,6 +52,7 @@ from keras_flop.checkpoints.keras_hub_families import (  # noqa: F401 (SUPPORTED
 from keras_flop.compat import encoder_sublayers
 from keras_flop.models.bert import BertClassifier
 from keras_flop.text.preprocessor import BertPreprocessor
+from keras_flop.text.subword import CANONICAL_NAMES, BPE_MERGES, SubwordTokenizer
 from keras_flop.text.tokenizer import BertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -143,13 +146,16 @@ def _copy_norm(ours, theirs):
 
 
 def preprocessor_from_keras_hub(preprocessor, vocab_file, max_seq_length=None):
-    """A `keras_flop.BertPreprocessor` over a keras-hub BERT tokenizer's WordPiece vocabulary.
+    """A `keras_flop.BertPreprocessor` over a keras-hub BERT-family tokenizer's vocabulary.
 
     Args:
         preprocessor: a keras-hub `BertTextClassifierPreprocessor` (its `tokenizer` and
-            `sequence_length` are used), a `BertTokenizer`, or a classifier carrying either.
-        vocab_file: where to write the vocabulary (`vocab.txt`, one token a line); it becomes
-            an asset of exported SavedModels.
+            `sequence_length` are used), a `BertTokenizer`, or a classifier carrying either;
+            or RoBERTa's or XLM-R's (`RobertaTokenizer`, `XLMRobertaTokenizer`).
+        vocab_file: where to write a WordPiece vocabulary (`vocab.txt`, one token a line); it
+            becomes an asset of exported SavedModels. RoBERTa's and XLM-R's files are written
+            beside it under Hugging Face's names (`vocab.json` + `merges.txt`,
+            `sentencepiece.bpe.model`); the result's `tokenizer.vocab_file` says which.
         max_seq_length: default the preprocessor's `sequence_length`.
 
     Casing follows the keras-hub tokenizer's `lowercase`. One difference remains: with
@@ -169,20 +175,41 @@ def preprocessor_from_keras_hub(preprocessor, vocab_file, max_seq_length=None):
     if isinstance(getattr(preprocessor, "preprocessor", None), keras.layers.Layer):
         preprocessor = preprocessor.preprocessor
     tokenizer = getattr(preprocessor, "tokenizer", preprocessor)
-    if not isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
-        raise ValueError(f"Expected a keras-hub BERT preprocessor or WordPiece tokenizer; got "
-                         f"{type(tokenizer).__name__}. Pass --vocab_file (a vocab.txt) "
-                         "instead.")
+    subword = (keras_hub.models.RobertaTokenizer, keras_hub.models.XLMRobertaTokenizer)
+    if not isinstance(tokenizer, (keras_hub.tokenizers.WordPieceTokenizer,) + subword):
+        raise ValueError(f"Expected a keras-hub BERT-family preprocessor or tokenizer "
+                         f"(WordPiece, RoBERTa's or XLM-R's); got {type(tokenizer).__name__}. "
+                         "Pass --vocab_file (the tokenizer file) instead.")
     if max_seq_length is None:
         max_seq_length = getattr(preprocessor, "sequence_length", None)
         if max_seq_length is None:
             raise ValueError("A keras-hub tokenizer has no sequence length: pass "
                              "`max_seq_length`.")
-    vocabulary = tokenizer.get_vocabulary()
     directory = os.path.dirname(os.fspath(vocab_file))
     if directory:
         os.makedirs(directory, exist_ok=True)
+    if isinstance(tokenizer, subword):
+        return BertPreprocessor(SubwordTokenizer(_write_subword(tokenizer, directory)),
+                                int(max_seq_length))
+    vocabulary = tokenizer.get_vocabulary()
     with open(vocab_file, "w", encoding="utf-8") as f:
         f.write("\n".join(vocabulary) + "\n")
     return BertPreprocessor(BertTokenizer(vocab_file, lowercase=tokenizer.lowercase),
                             int(max_seq_length))
+
+
+def _write_subword(tokenizer, directory):
+    """Writes a keras-hub RoBERTa or XLM-R tokenizer's files into `directory` under Hugging
+    Face's names; returns the one that names the tokenizer."""
+    if isinstance(tokenizer, keras_hub.models.XLMRobertaTokenizer):
+        path = os.path.join(directory, CANONICAL_NAMES["sentencepiece"])
+        with open(path, "wb") as f:
+            f.write(tokenizer.proto)
+        return path
+    path = os.path.join(directory, CANONICAL_NAMES["bpe"])
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(tokenizer.vocabulary, f, ensure_ascii=False)
+    with open(os.path.join(directory, BPE_MERGES), "w", encoding="utf-8") as f:
+        merges = [merge for merge in tokenizer.merges if not merge.startswith("#version")]
+        f.write("#version: 0.2\n" + "".join(f"{merge}\n" for merge in merges))
+    return path
