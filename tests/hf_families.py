@@ -175,3 +175,24 @@ def write_bpe_vocabulary(directory, size=VOCAB):
                                                             for i in range(size - 5)]
     (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (directory / "merges.txt").write_text("#version: 0.2\n")
+
+
+def train_sentencepiece(path, vocab_size=60):
+    """A SentencePiece BPE model at `path`, trained with sentencepiece's trainer on a few
+    sentences, as XLM-R's `sentencepiece.bpe.model` is (ids `<unk>` 0, `<s>` 1, `</s>` 2)."""
+    import os
+    import tempfile
+
+    import sentencepiece as spm
+
+    texts = ["the movie was great", "a charming and moving journey", "the plot is thin",
+             "jokes fall flat", "not a bad film at all", "café naïve 日本語"] * 10
+    with tempfile.TemporaryDirectory() as directory:
+        corpus = os.path.join(directory, "corpus.txt")
+        with open(corpus, "w", encoding="utf-8") as f:
+            f.write("\n".join(texts))
+        spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(directory, "sp"),
+                                       vocab_size=vocab_size, model_type="bpe",
+                                       character_coverage=1.0, minloglevel=2)
+        os.replace(os.path.join(directory, "sp.model"), path)
+    return path

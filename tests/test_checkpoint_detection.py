@@ -175,3 +175,22 @@ def test_a_roberta_family_preset_reads_its_bpe_tokenizer(tmp_path):
     preprocessor = keras_flop.BertPreprocessor(checkpoint.vocab_file, 8)
     assert preprocessor(tf.constant(["a"]), tf.constant(["aa"]))["token_ids"].numpy().tolist() \
         == [[0, 5, 2, 2, 6, 2, 1, 1]]
+
+
+def test_an_xlm_r_preset_reads_its_sentencepiece_model(tmp_path):
+    from hf_families import train_sentencepiece
+
+    backbone = keras_hub.models.XLMRobertaBackbone(vocabulary_size=62, num_layers=1,
+                                                   num_heads=2, hidden_dim=16,
+                                                   intermediate_dim=32, max_sequence_length=16)
+    backbone.save_to_preset(tmp_path / "xlmr")
+    proto = train_sentencepiece(tmp_path / "sp.model", vocab_size=60)
+    keras_hub.models.XLMRobertaTokenizer(proto=str(proto)).save_to_preset(tmp_path / "xlmr")
+    checkpoint = describe_checkpoint(tmp_path / "xlmr")
+    assert checkpoint.vocab_file.endswith(os.path.join("tokenizer", "vocabulary.spm"))
+    hub = keras_hub.models.XLMRobertaTextClassifierPreprocessor(
+        keras_hub.models.XLMRobertaTokenizer(proto=str(proto)), sequence_length=12)
+    ours = keras_flop.BertPreprocessor(checkpoint.vocab_file, 12)
+    texts = tf.constant(["the movie", "café 日本語"]), tf.constant(["a film", "jokes"])
+    np.testing.assert_array_equal(ours(*texts)["token_ids"].numpy(),
+                                  np.asarray(hub(x=texts)["token_ids"]))

@@ -6,13 +6,14 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_flop
 from keras_flop.checkpoints.detect import describe_checkpoint
 from hf_families import (DISTILBERT_CONFIG, FFN, HIDDEN, LAYERS, ROBERTA_CONFIG, VOCAB,
                          distilbert_names, distilbert_reference, random_hf_weights,
-                         roberta_names, roberta_reference, write_bpe_vocabulary,
-                         write_hf_directory)
+                         roberta_names, roberta_reference, train_sentencepiece,
+                         write_bpe_vocabulary, write_hf_directory)
 
 
 def _ids(pad, lengths=(9, 5, 3), seq=9, seed=3):
@@ -183,3 +184,27 @@ def test_a_tokenizer_of_another_family_is_refused(tmp_path, model_type, present,
     with pytest.raises(ValueError) as error:
         describe_checkpoint(directory, vocab_file=vocab_file and directory / vocab_file)
     assert "\n" not in str(error.value) and message in str(error.value)
+
+
+def test_an_xlm_r_directory_is_described_with_its_sentencepiece_model(tmp_path):
+    config = dict(ROBERTA_CONFIG, model_type="xlm-roberta", vocab_size=62)
+    tensors = random_hf_weights(roberta_names(config, head=2))
+    directory = write_hf_directory(tmp_path / "hf", config, tensors)
+    train_sentencepiece(directory / "sentencepiece.bpe.model", vocab_size=60)
+    checkpoint = describe_checkpoint(directory)
+    assert checkpoint.vocab_file == str(directory / "sentencepiece.bpe.model")
+    inputs = keras_flop.BertPreprocessor(checkpoint.vocab_file, 16)(
+        tf.constant(["the movie", "jokes"]), tf.constant(["a film", "fall flat"]))
+    ids, mask = inputs["token_ids"].numpy(), inputs["padding_mask"].numpy()
+    assert ids[0, 0] == 0 and (ids[0] == 2).sum() == 3  # <s> a </s></s> b </s>
+    assert (ids[~mask] == 1).all()  # padded with <pad>, as the reference's mask assumes
+    model, _, _ = checkpoint.load()
+    np.testing.assert_allclose(np.asarray(model(_inputs(ids, mask))),
+                               roberta_reference(tensors, config, ids), atol=1e-5)
+    # 62 embedding rows for 60 pieces: fairseq's offset and <mask> make 62 ids; fewer rows
+    # would leave ids without an embedding.
+    small = dict(config, vocab_size=61)
+    write_hf_directory(tmp_path / "small", small, random_hf_weights(roberta_names(small, 2)))
+    train_sentencepiece(tmp_path / "small" / "sentencepiece.bpe.model", vocab_size=60)
+    with pytest.raises(ValueError, match="has 62 tokens but the BERT config says vocab_size=61"):
+        describe_checkpoint(tmp_path / "small")
