@@ -166,8 +166,8 @@ def test_hidden_states_of_an_emptied_layer_are_left_out():
 
 
 # float32 under XLA in the second tier: mixed precision here covers XLA and the loss scale
-@pytest.mark.parametrize("policy", [pytest.param("float32", marks=pytest.mark.process),
-                                    "mixed_float16"])
+@pytest.mark.process  # XLA compiles the whole step: the fast suite keeps test_structures' one
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_distiller_trains_under_xla(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import json, sys
 import tensorflow as tf
@@ -45,6 +47,7 @@ print(json.dumps({"replicas": mirrored.num_replicas_in_sync,
 """
 
 
+@pytest.mark.process  # a new process with two logical devices
 def test_mirrored_strategy_matches_one_device():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)

@@ -130,8 +130,8 @@ def test_bad_families_are_refused(kwargs, message):
 
 
 # float32 under XLA in the second tier: mixed precision here covers XLA and the loss scale
-@pytest.mark.parametrize("policy", [pytest.param("float32", marks=pytest.mark.process),
-                                    "mixed_float16"])
+@pytest.mark.process  # XLA compiles the whole step: the fast suite keeps test_structures' one
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_family_under_xla_and_mixed_precision(policy):
     """A tolerance that every step meets: each step snapshots the next member."""
     keras.mixed_precision.set_global_policy(policy)

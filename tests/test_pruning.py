@@ -133,8 +133,8 @@ def test_evaluate_and_predict_use_the_deterministic_mask():
 
 
 # float32 under XLA in the second tier: mixed precision here covers XLA and the loss scale
-@pytest.mark.parametrize("policy", [pytest.param("float32", marks=pytest.mark.process),
-                                    "mixed_float16"])
+@pytest.mark.process  # XLA compiles the whole step: the fast suite keeps test_structures' one
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_graph_and_xla_agree_on_the_first_step(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:

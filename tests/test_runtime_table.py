@@ -60,6 +60,7 @@ def tiny_run(tmp_path_factory):
     return TinyRun(run_dir, args, data), dense, compact
 
 
+@pytest.mark.process  # the tiny run exports and times every runtime
 def test_without_onnx_or_litert_there_is_no_runtime_table(tiny_run):
     from apps.prune import runtime_table
 
@@ -73,6 +74,7 @@ def test_without_onnx_or_litert_there_is_no_runtime_table(tiny_run):
     assert not (run_dir(run) / "report_scratch").exists()
 
 
+@pytest.mark.process  # the tiny run exports and times every runtime
 def test_a_missing_compact_file_names_the_step_to_redo(tiny_run):
     from apps import common
     from apps.prune import runtime_table
@@ -96,6 +98,7 @@ def run_dir(run):
     return Path(run.run_dir)
 
 
+@pytest.mark.process  # the tiny run exports and times every runtime
 def test_the_runtime_table_in_report_json_and_report_md(tiny_run, capsys, monkeypatch):
     from apps.prune import report
     from keras_flop.export import runtimes
