@@ -127,6 +127,7 @@ def test_the_sweep_chooses_by_the_selection_split_when_it_was_held_out(tmp_path)
     assert "selection" not in plain and plain.splitlines()[2].endswith("| **best** |")
 
 
+@pytest.mark.process  # a whole apps.glue_finetune sweep
 def test_glue_finetune_scores_and_chooses_on_the_selection_split(toy, tmp_path, capsys):
     data_dir, vocab = toy
     write_tf1_checkpoint(tmp_path / "ckpt", CONFIG, random_weights(tf1_shapes(CONFIG)),
