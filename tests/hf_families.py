@@ -177,16 +177,18 @@ def write_bpe_vocabulary(directory, size=VOCAB):
     (directory / "merges.txt").write_text("#version: 0.2\n")
 
 
-def train_sentencepiece(path, vocab_size=60):
-    """A SentencePiece BPE model at `path`, trained with sentencepiece's trainer on a few
-    sentences, as XLM-R's `sentencepiece.bpe.model` is (ids `<unk>` 0, `<s>` 1, `</s>` 2)."""
+def train_sentencepiece(path, vocab_size=60, texts=None):
+    """A SentencePiece BPE model at `path`, trained with sentencepiece's trainer on `texts` (by
+    default a few sentences), as XLM-R's `sentencepiece.bpe.model` is (ids `<unk>` 0, `<s>` 1,
+    `</s>` 2)."""
     import os
     import tempfile
 
     import sentencepiece as spm
 
-    texts = ["the movie was great", "a charming and moving journey", "the plot is thin",
-             "jokes fall flat", "not a bad film at all", "café naïve 日本語"] * 10
+    if texts is None:
+        texts = ["the movie was great", "a charming and moving journey", "the plot is thin",
+                 "jokes fall flat", "not a bad film at all", "café naïve 日本語"] * 10
     with tempfile.TemporaryDirectory() as directory:
         corpus = os.path.join(directory, "corpus.txt")
         with open(corpus, "w", encoding="utf-8") as f:
@@ -196,3 +198,9 @@ def train_sentencepiece(path, vocab_size=60):
                                        character_coverage=1.0, minloglevel=2)
         os.replace(os.path.join(directory, "sp.model"), path)
     return path
+
+
+def fairseq_ids(processor, text):
+    """Hugging Face's `XLMRobertaTokenizer`: fairseq puts `<s>` `<pad>` `</s>` `<unk>` at 0-3,
+    so SentencePiece's ids move up one and its `<unk>` (0) becomes 3."""
+    return [3 if i == 0 else i + 1 for i in processor.encode(text)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hf_families import fairseq_ids
 from keras_flop import BertConfig, BertPreprocessor
 from keras_flop.text.subword import (SubwordTokenizer, check_tokenizer_for, tokenizer_files,
                                      tokenizer_for_file)
@@ -60,12 +61,6 @@ def sentencepiece_model(tmp_path_factory):
     return path, spm.SentencePieceProcessor(model_file=str(path))
 
 
-def _fairseq_ids(processor, text):
-    """Hugging Face's `XLMRobertaTokenizer`: fairseq puts `<s>` `<pad>` `</s>` `<unk>` at 0-3,
-    so SentencePiece's ids move up one and its `<unk>` (0) becomes 3."""
-    return [3 if i == 0 else i + 1 for i in processor.encode(text)]
-
-
 def test_bpe_ids_match_hugging_face_tokenizers(bpe):
     _, reference, tokenizer = bpe
     ours = tokenizer(tf.constant(HARD)).to_list()
@@ -80,7 +75,7 @@ def test_sentencepiece_ids_match_xlm_r_layout(sentencepiece_model):
     tokenizer = SubwordTokenizer(path)
     ours = tokenizer(tf.constant(HARD)).to_list()
     for text, ids in zip(HARD, ours):
-        assert ids == _fairseq_ids(processor, text), text
+        assert ids == fairseq_ids(processor, text), text
     assert any(3 in ids for ids in ours)  # some character was unknown: <unk> is 3
     assert (tokenizer.cls_id, tokenizer.pad_id, tokenizer.sep_id) == (0, 1, 2)
 
@@ -112,7 +107,7 @@ def test_xlm_r_packing(sentencepiece_model):
     path, processor = sentencepiece_model
     preprocessor = BertPreprocessor(str(path), 32)
     inputs = preprocessor(tf.constant(["Héllo wörld!"]), tf.constant(["日本語"]))
-    a, b = _fairseq_ids(processor, "Héllo wörld!"), _fairseq_ids(processor, "日本語")
+    a, b = fairseq_ids(processor, "Héllo wörld!"), fairseq_ids(processor, "日本語")
     expected = [0] + a + [2, 2] + b + [2]
     assert inputs["token_ids"].numpy()[0].tolist() == expected + [1] * (32 - len(expected))
     assert inputs["padding_mask"].numpy()[0].sum() == len(expected)
@@ -172,7 +167,7 @@ def test_exported_text_signatures_use_the_family_tokenizer(request, tmp_path, ki
         size = processor.get_piece_size() + 2  # fairseq's offset and <mask>
 
         def expected(text):
-            return [0] + _fairseq_ids(processor, text) + [2]
+            return [0] + fairseq_ids(processor, text) + [2]
     config = BertConfig(vocab_size=size, hidden_size=16, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=32, type_vocab_size=0,
                         max_position_embeddings=40, position_offset=2,
