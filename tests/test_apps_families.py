@@ -109,7 +109,7 @@ def test_prune_app_lagrangian_from_an_xlm_r_directory(glue, xlm_r, tmp_path, cap
     assert (output / "finetune" / "sentencepiece.bpe.model").read_bytes() == \
         (directory / "sentencepiece.bpe.model").read_bytes()
     assert not (output / "finetune" / "vocab.txt").exists()
-    for text in ("the movie was not really charming, overall.", "an excellent film!"):
+    for text in ("the movie was charming", "a charming film!"):  # "!" is <unk>: 3
         # `<s> text </s>`, SentencePiece's ids moved up one past fairseq's specials.
         assert _exported_ids(output / "export" / "1", text, "roberta") == \
             [0] + fairseq_ids(processor, text) + [2], text
