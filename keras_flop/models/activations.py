@@ -28,7 +28,9 @@ def gelu_exact(x):
     >>> round(float(gelu_exact(1.0)), 4)  # 1.0 · Φ(1.0)
     0.8413
     """
-    return keras.activations.gelu(x, approximate=False)
+    # Written with erf: Keras' exact gelu lowers to TensorFlow's Erfc, which tf2onnx cannot
+    # convert (ONNX has Erf, not Erfc), so an exported model would not load in ONNX Runtime.
+    return 0.5 * x * (1.0 + keras.ops.erf(x * 0.7071067811865476))
 
 
 ACTIVATIONS = {
