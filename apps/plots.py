@@ -68,12 +68,13 @@ def training_curves(trace, path, title=None):
     return _save(plt, figure, path)
 
 
-def metric_against_speedup(points, path, metric, title=None, colors=None):
+def metric_against_speedup(points, path, metric, title=None, colors=None, markers=None):
     """Dev `metric` against measured speedup: one marker per `points` entry, a dict with
     `speedup`, `metric`, `label` and optional `method` (one colour and legend entry per
     method; the dense model is `method="dense"`). `colors` ({method: matplotlib colour})
-    keeps a method's colour the same across plots that show different methods. Writes `path`
-    and returns it; None without matplotlib or without points."""
+    keeps a method's colour the same across plots that show different methods; `markers`
+    ({method: matplotlib format, e.g. "s"}) draws a method's points with their own marker
+    and no line. Writes `path` and returns it; None without matplotlib or without points."""
     plt = _pyplot()
     if plt is None or not points:
         return None
@@ -83,7 +84,8 @@ def metric_against_speedup(points, path, metric, title=None, colors=None):
         group = sorted((p for p in points if p.get("method", "") == method),
                        key=lambda p: p["speedup"])
         ax.plot([p["speedup"] for p in group], [p["metric"] for p in group],
-                "*" if method == "dense" else "o-", markersize=12 if method == "dense" else 6,
+                "*" if method == "dense" else (markers or {}).get(method, "o-"),
+                markersize=12 if method == "dense" else 6,
                 label=method or None, **({"color": colors[method]}
                                          if colors and method in colors else {}))
         for p in group:

@@ -18,7 +18,12 @@ metric wins; its command is printed too; an interrupted sweep continues). Row ki
 - `fisher+finetune:S,...`: the same compact model, then apps.prune's final fine-tuning
   (`--final_epochs 1`, or what `--prune_flags` says);
 - `lagrangian+fisher:S,...`: `--init_mask fisher --target_speedup S` (the Lagrangian started
-  from the Fisher mask searched under the latency table).
+  from the Fisher mask searched under the latency table);
+- baselines, the models a user would pick instead (`benchmarks/baselines.py`): `minilm-l3`
+  (the 3-layer encoder fine-tuned by apps.glue_finetune with the teacher's recipe),
+  `minilm-l3+distill` (the same encoder fine-tuned from the teacher by apps.prune's final
+  step) and `dropped+distill:S` (the teacher's bottom round(L/S) layers, fine-tuned the same
+  way). The `minilm-l3` rows take no target.
 
 Each row's report (`report.json`) gives the dev metric and the speedup at batch 8 padded to
 128 tokens (the command's `--eval_batch_size 8 --max_seq_length 128`); the speedup at batch 1
@@ -46,8 +51,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import baselines  # noqa: E402
 from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
-                     machine_header, run, run_speedups, shown)
+                     machine_header, measured_speedups, run, shown)
 
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
@@ -66,18 +72,25 @@ COLUMNS = ("task", "method", "structure", "target", "speedup_b8", "speedup_b1", 
 
 def retraining_free_step(kind):
     """Whether a row kind prunes by apps.prune's fisher step (no factorize, no prune)."""
-    return KINDS[kind][0][:2] == ["--method", "fisher"]
+    return kind in KINDS and KINDS[kind][0][:2] == ["--method", "fisher"]
 
 
 def parse_rows(text):
-    """`"kind:t1,t2;kind:t3"` -> `[(kind, target), ...]`, with errors that name the kinds."""
+    """`"kind:t1,t2;kind:t3;minilm-l3"` -> `[(kind, target), ...]` (target None for a baseline
+    that takes none), with errors that name the kinds."""
     rows = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         kind, _, targets = part.partition(":")
-        if kind not in KINDS or not targets:
+        if baselines.BASELINES.get(kind) is False:
+            if targets:
+                raise argparse.ArgumentTypeError(f"{kind} takes no target; got {part!r}")
+            rows.append((kind, None))
+            continue
+        if (kind not in KINDS and kind not in baselines.BASELINES) or not targets:
             raise argparse.ArgumentTypeError(
-                f"each row group is KIND:T1,T2 with KIND one of {', '.join(KINDS)}; "
-                f"got {part!r}")
+                f"each row group is KIND:T1,T2 with KIND one of "
+                f"{', '.join(list(KINDS) + ['dropped+distill'])}, or minilm-l3 or "
+                f"minilm-l3+distill alone; got {part!r}")
         try:
             rows += [(kind, float(t)) for t in targets.split(",") if t.strip()]
         except ValueError:
@@ -94,8 +107,13 @@ def parse_args(argv=None):
     parser.add_argument("--rows", type=parse_rows,
                         default=parse_rows("lagrangian:1.5,2,3,4;fisher:1.5,2"),
                         help="KIND:T1,T2;KIND:T3 with KIND lagrangian, fisher, "
-                             "fisher+finetune or lagrangian+fisher, T a target speedup (default "
+                             "fisher+finetune, lagrangian+fisher or the baseline "
+                             "dropped+distill, T a target speedup; the baselines minilm-l3 and "
+                             "minilm-l3+distill alone (default "
                              "'lagrangian:1.5,2,3,4;fisher:1.5,2').")
+    parser.add_argument("--small_checkpoint", default=baselines.SMALL_CHECKPOINT,
+                        help="The smaller pre-trained encoder of the minilm-l3 rows, a folder "
+                             "of --data.")
     parser.add_argument("--teacher", default=None,
                         help="The fine-tuned dense model (.keras with vocab.txt beside it); "
                              "default: fine-tuned here by apps.glue_finetune.")
@@ -158,10 +176,17 @@ def row_command(args, teacher, kind, target, directory, table):
             *shlex.split(args.prune_flags)]
 
 
-def timed_speedups(args, directory, data, batch_sizes):
-    """`{batch: (speedup, low, high)}` of the finished run in `directory`: its dense and final
-    compact models timed in turn (`support.run_speedups`)."""
-    return run_speedups(directory, data, args.timed_examples, batch_sizes)
+def row_directory(args, kind, target):
+    """Where a row's run goes: `<output_dir>/<task>/<kind>_<target>` (`<kind>` without one)."""
+    name = kind if target is None else f"{kind}_{target:g}"
+    return os.path.join(args.output_dir, args.task, name)
+
+
+def timed_speedups(args, directory, data, batch_sizes, kind=None, teacher=None):
+    """`{batch: (speedup, low, high)}` of the finished row in `directory`: its dense (the
+    teacher) and final models timed in turn (`support.measured_speedups`)."""
+    models = baselines.load_models(baselines.model_paths(directory, kind, teacher, args.task))
+    return measured_speedups(*models, data, args.timed_examples, batch_sizes)
 
 
 def row_figures(args, kind, target, directory, data):
@@ -172,8 +197,10 @@ def row_figures(args, kind, target, directory, data):
     dense = report["dense"]["results"][metric]
     compact = report["compact"]["results"][metric]
     step = "fisher" if retraining_free_step(kind) else "prune"
-    with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
-        results = json.load(f)
+    results = {}  # a baseline prunes nothing: no pruning minutes
+    if not baselines.is_baseline(kind):
+        with open(os.path.join(directory, step, "eval_results.json"), encoding="utf-8") as f:
+            results = json.load(f)
     seconds = results.get("pruning_time", results.get("train_time"))
     init_mask = os.path.join(directory, "factorize", "init_mask.json")
     if seconds is not None and os.path.exists(init_mask):  # the Fisher start is pruning too
@@ -193,7 +220,8 @@ def row_figures(args, kind, target, directory, data):
 
 def row_key(row):
     """What names a row across invocations: its task, method and target (its directory)."""
-    return row["task"], row["method"], f"{float(row['target']):g}"
+    target = row["target"]
+    return row["task"], row["method"], "" if target in (None, "") else f"{float(target):g}"
 
 
 def write_csv(path, rows):
@@ -210,7 +238,7 @@ def write_csv(path, rows):
         writer.writeheader()
         writer.writerows(kept)
         for r in rows:
-            writer.writerow({k: (f"{r[k]:g}" if k == "target" else
+            writer.writerow({k: ("" if r[k] is None else f"{r[k]:g}" if k == "target" else
                                  f"{r[k]:.4f}" if isinstance(r[k], float) else
                                  "" if r[k] is None else r[k]) for k in COLUMNS})
 
@@ -221,13 +249,16 @@ def plot(args, rows):
     points = [{"speedup": 1.0, "metric": rows[0]["dense_metric"], "label": "dense",
                "method": "dense"}]
     points += [{"speedup": r["speedup_b8"], "metric": r["compact_metric"],
-                "label": f"{r['target']:g}", "method": r["method"]} for r in rows]
-    # One colour per method in every task's plot, whichever methods it shows.
-    colors = {method: f"C{i}" for i, method in enumerate(("dense",) + tuple(KINDS))}
+                "label": "" if r["target"] is None else f"{r['target']:g}",
+                "method": r["method"]} for r in rows]
+    # One colour per method in every task's plot, whichever methods it shows; a baseline's
+    # points have a marker of their own.
+    colors = {method: f"C{i}" for i, method in
+              enumerate(("dense",) + tuple(KINDS) + tuple(baselines.BASELINES))}
     return metric_against_speedup(points, os.path.join(args.output_dir, f"{args.task}.png"),
                                   rows[0]["metric"],
                                   title=f"{args.task}: MiniLM-L6, batch 8, length 128",
-                                  colors=colors)
+                                  colors=colors, markers=baselines.markers())
 
 
 def print_table(args, rows):
@@ -241,7 +272,8 @@ def print_table(args, rows):
     for r in rows:
         b8, b1 = r["speedup_b8_range"], r["speedup_b1_range"]
         minutes = "–" if r["prune_minutes"] is None else f"{r['prune_minutes']:.1f}"
-        print(f"| {r['method']} | {r['target']:g} | {r['parameters']:,} "
+        target = "–" if r["target"] is None else f"{r['target']:g}"
+        print(f"| {r['method']} | {target} | {r['parameters']:,} "
               f"({r['parameters'] / r['dense_parameters']:.2f}) | {r['speedup_b8']:.2f}x "
               f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
               f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
@@ -259,7 +291,7 @@ def recorded_rows(args, summary, flag):
     for kind, target in args.rows:
         row = recorded.get(row_key({"task": args.task, "method": kind, "target": target}))
         if row is None or "command" not in row:
-            raise SystemExit(f"{flag}: no recorded row {kind}:{target:g} for {args.task} in "
+            raise SystemExit(f"{flag}: no recorded row {row_name(kind, target)} for {args.task} in "
                              f"{summary}; run it first (without {flag}).")
         rows.append(row)
     return rows
@@ -279,14 +311,20 @@ def save_results(args, kind, results):
         json.dump(kept + results, f, indent=2)
 
 
-def retime(args, summary, data):
-    """`--retime`: the finished rows of `args.rows` timed again at batch 8 and 1, printed
-    beside their recorded speedups (the rows themselves are kept as they are)."""
+def row_name(kind, target):
+    """`kind:target`, or the kind alone for a row without a target."""
+    return kind if target is None else f"{kind}:{target:g}"
+
+
+def retime(args, summary, data, teacher):
+    """`--retime`: the finished rows of `args.rows` timed again at batch 8 and 1, one after
+    the other in this process, printed beside their recorded speedups (the rows themselves
+    are kept as they are)."""
     results = []
     for (kind, target), row in zip(args.rows, recorded_rows(args, summary, "--retime")):
-        print(f"== timing {kind} {target:g} again", flush=True)
-        timed = timed_speedups(args, os.path.join(args.output_dir, args.task,
-                                                  f"{kind}_{target:g}"), data, (8, 1))
+        print(f"== timing {row_name(kind, target)} again", flush=True)
+        timed = timed_speedups(args, row_directory(args, kind, target), data, (8, 1), kind,
+                               teacher)
         results.append({"method": kind, "target": target, "recorded_b8": row["speedup_b8"],
                         "recorded_b1": row["speedup_b1"], "b8": timed[8], "b1": timed[1]})
         save_results(args, "retime", results)
@@ -297,7 +335,8 @@ def retime(args, summary, data):
     print("|---|---|---|---|---|---|")
     for r in results:
         b8, b1 = r["b8"], r["b1"]
-        print(f"| {r['method']} | {r['target']:g} | {r['recorded_b8']:.2f}x | {b8[0]:.2f}x "
+        target = "–" if r["target"] is None else f"{r['target']:g}"
+        print(f"| {r['method']} | {target} | {r['recorded_b8']:.2f}x | {b8[0]:.2f}x "
               f"({b8[1]:.2f}–{b8[2]:.2f}) | {r['recorded_b1']:.2f}x | {b1[0]:.2f}x "
               f"({b1[1]:.2f}–{b1[2]:.2f}) |")
     return results
@@ -307,12 +346,17 @@ def rerun(args, summary):
     """`--rerun`: each row of `args.rows` built again by its recorded command in a fresh
     directory; prints recorded and rebuilt dev metrics. Returns the comparisons."""
     results = []
-    for (kind, target), row in zip(args.rows, recorded_rows(args, summary, "--rerun")):
+    rows = recorded_rows(args, summary, "--rerun")
+    for (kind, target), row in zip(args.rows, rows):
+        if "apps.prune" not in row["command"]:
+            raise SystemExit(f"--rerun compares apps.prune reports: run the {kind} row's "
+                             f"recorded command by hand ({row['command']}).")
+    for (kind, target), row in zip(args.rows, rows):
         command = shlex.split(row["command"])
         at = command.index("--output_dir") + 1
         command[at] = command[at].rstrip("/") + "_rerun"
         command[0] = sys.executable
-        print(f"\n== rerun of {kind} {target:g}", flush=True)
+        print(f"\n== rerun of {row_name(kind, target)}", flush=True)
         run(command, command[at] + ".log")
         with open(os.path.join(command[at], "report.json"), encoding="utf-8") as f:
             report = json.load(f)
@@ -349,7 +393,7 @@ def main(argv=None):
     data = training_data.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
                                         need_train=False)
     if args.retime:
-        retime(args, summary, data)
+        retime(args, summary, data, teacher)
         return
     # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
     rows = []
@@ -359,17 +403,21 @@ def main(argv=None):
                     {row_key({"task": args.task, "method": k, "target": t}) for k, t in args.rows}]
     table = args.latency_table
     for index, (kind, target) in enumerate(args.rows, 1):
-        directory = os.path.join(args.output_dir, args.task, f"{kind}_{target:g}")
-        command = row_command(args, teacher, kind, target, directory, table)
-        print(f"\n== row {index} of {len(args.rows)}: {kind} {target:g}", flush=True)
-        # The run directory is apps.prune's alone: the log goes beside it.
+        directory = row_directory(args, kind, target)
+        command = (baselines.command(args, teacher, kind, target, directory)
+                   if baselines.is_baseline(kind) else
+                   row_command(args, teacher, kind, target, directory, table))
+        print(f"\n== row {index} of {len(args.rows)}: {row_name(kind, target)}", flush=True)
+        # The run directory is the app's alone: the log goes beside it.
         run(command, f"{directory}.log")
-        if KINDS[kind][1] == "--target_speedup" and table is None:  # measured once
-            # The step that prices units holds it.
+        if kind in KINDS and KINDS[kind][1] == "--target_speedup" and table is None:
+            # Measured once; the step that prices units holds it.
             step = "fisher" if retraining_free_step(kind) else "factorize"
             table = os.path.join(directory, step, "latency_table.json")
-        rows.append(dict(row_figures(args, kind, target, directory, data),
-                         command=shown(command)))
+        figures = (baselines.fine_tuned_figures(args, kind, target, directory, teacher, data)
+                   if kind == "minilm-l3" else
+                   row_figures(args, kind, target, directory, data))
+        rows.append(dict(figures, command=shown(command)))
         with open(summary, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")

@@ -151,25 +151,41 @@ def shown(command):
     return shlex.join(["python"] + list(command[1:]))
 
 
-def fine_tuned_teacher(data, task, directory, seed, learning_rates="5e-5", flags=()):
-    """The `.keras` path of a dense model of `task` fine-tuned from the MiniLM checkpoint in
-    `data` by `apps.glue_finetune` into `directory`, over `learning_rates` (comma-separated;
-    the best dev metric wins), with more `flags` of that app. The sweep runs unless it
-    finished (an interrupted one continues: the app resumes the same command); its command is
-    printed and its output kept in `<directory>.log`."""
-    from apps import common
-
+def fine_tuned_teacher(data, task, directory, seed, learning_rates="5e-5", flags=(),
+                       checkpoint=CHECKPOINT, name="teacher"):
+    """The `.keras` path of a dense model of `task` fine-tuned from `checkpoint` (a folder in
+    `data`, default the MiniLM-L6 one) by `apps.glue_finetune` into `directory`, over
+    `learning_rates` (comma-separated; the app's pick wins: the best dev metric, or the best
+    on `--selection_examples` when `flags` hold them), with more `flags` of that app. The
+    sweep runs unless it finished (an interrupted one continues: the app resumes the same
+    command); its command is printed and its output kept in `<directory>.log`."""
     results = os.path.join(directory, "results.json")
     if not os.path.exists(results):
-        run(app_command("apps.glue_finetune", "--task", task, "--data_dir",
-                        os.path.join(data, "glue"), "--init_checkpoint",
-                        os.path.join(data, CHECKPOINT), "--output_dir", directory,
-                        "--learning_rates", learning_rates, "--seed", seed, *flags),
+        run(finetune_command(data, task, directory, seed, learning_rates, flags, checkpoint),
             directory.rstrip("/") + ".log")
-    runs = [r for r in common.read_json(results) if r["task"] == task]
-    best = max(runs, key=lambda r: r["eval_score"])
+    return best_fine_tuned(directory, task, name)
+
+
+def finetune_command(data, task, directory, seed, learning_rates, flags=(),
+                     checkpoint=CHECKPOINT):
+    """The `apps.glue_finetune` command of `fine_tuned_teacher`."""
+    return app_command("apps.glue_finetune", "--task", task, "--data_dir",
+                       os.path.join(data, "glue"), "--init_checkpoint",
+                       os.path.join(data, checkpoint), "--output_dir", directory,
+                       "--learning_rates", learning_rates, "--seed", seed, *flags)
+
+
+def best_fine_tuned(directory, task, name="teacher"):
+    """The `.keras` path of the run `apps.glue_finetune` picked in `directory` (its
+    `results.json` marks it best), said in one line that starts with `name`."""
+    from apps import common
+    from apps.glue_finetune import best_runs
+
+    runs = [r for r in common.read_json(os.path.join(directory, "results.json"))
+            if r["task"] == task]
+    best = best_runs(runs)[task]
     scores = ", ".join(f"{r['learning_rate']:g}: {r['eval_score']:.4f}" for r in runs)
-    print(f"teacher: learning rate {best['learning_rate']:g} (dev by learning rate {scores})")
+    print(f"{name}: learning rate {best['learning_rate']:g} (dev by learning rate {scores})")
     return os.path.join(directory, task, f"lr_{best['learning_rate']:g}", "model.keras")
 
 

@@ -5,7 +5,7 @@ Public API: `BertConfig`, `BertClassifier` (built by `build_bert_classifier`), `
 `describe_checkpoint`, `load_tf1_checkpoint`, `load_hf_checkpoint`, `from_keras_hub`,
 `preprocessor_from_keras_hub`, `factorize`, `factorize_model`, `PruningModel`, `Distiller`
 (fine-tuning with distillation), `expected_sparsity`, `kept_parameters`, `LatencyTable`,
-`measure_latency_table`, `expected_latency`, `predicted_speedup`, `compact`,
+`measure_latency_table`, `expected_latency`, `predicted_speedup`, `compact`, `drop_layers`,
 `prune_post_training` (retraining-free pruning), `parameter_report`, `export_saved_model`,
 `export_formats`, and the modules `layers` (`FactorizedDense`, `HardConcreteMask`),
 `optimizers`, `cost` (what each gate controls) and `latency`.
@@ -32,7 +32,7 @@ from keras_flop.export.formats import export_formats
 from keras_flop.export.saved_model import export_saved_model
 from keras_flop.fisher.post_training import post_training_masks, prune_post_training
 from keras_flop.gates import cost
-from keras_flop.gates.compaction import compact
+from keras_flop.gates.compaction import compact, drop_layers
 from keras_flop.gates.report import parameter_report, write_parameter_report
 from keras_flop.gates.sparsity import (calibrate_mask, expected_sparsity, kept_parameters,
                                        realized_sparsity)
@@ -55,7 +55,8 @@ __all__ = [
     "BertClassifier", "BertConfig", "BertPreprocessor", "BertTokenizer",
     "build_bert_classifier", "calibrate_mask", "callbacks", "compact", "cost",
     "describe_checkpoint", "device",
-    "distillation", "Distiller", "expected_latency", "expected_sparsity", "export_formats",
+    "distillation", "Distiller", "drop_layers", "expected_latency", "expected_sparsity",
+    "export_formats",
     "export_saved_model", "factorize", "factorize_model", "family", "from_keras_hub", "glue",
     "kept_parameters", "latency", "LatencyTable", "layers", "load_checkpoint",
     "load_hf_checkpoint",

@@ -217,3 +217,30 @@ def test_compact_of_a_fully_pruned_encoder_keeps_embeddings_layer_norms_and_bias
     encoder_kinds = {type(layer).__name__ for layer in compact_model.layers
                      if layer.name.startswith("layer_")}
     assert encoder_kinds == {"PrunedSublayer", "Dropout", "Add", "LayerNormalization"}
+
+
+def test_drop_layers_keeps_the_bottom_layers_and_the_head(tmp_path):
+    keras.utils.set_random_seed(0)
+    dense = build_bert_classifier(BertConfig(**dict(TINY, num_hidden_layers=3)), num_labels=3)
+    x = _inputs()
+    kept = keras_flop.drop_layers(dense, 2)
+    assert kept.bert_config.num_hidden_layers == 2 and kept.num_labels == 3
+    assert dense.bert_config.num_hidden_layers == 3  # the original is left as it is
+    # The second layer's output goes straight to the classifier head.
+    _, states = kept.forward_view()(x, hidden_states=True)
+    _, original = dense.forward_view()(x, hidden_states=True)
+    for mine, theirs in zip(states, original[:3]):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), atol=1e-5)
+    pooled = dense.get_layer("pooler")(np.asarray(states[-1])[:, 0])
+    np.testing.assert_allclose(np.asarray(kept(x)),
+                               np.asarray(dense.get_layer("classifier")(pooled)), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(keras_flop.drop_layers(dense, 3)(x)),
+                               np.asarray(dense(x)), atol=1e-6)
+    kept.save(tmp_path / "kept.keras")
+    again = keras.saving.load_model(tmp_path / "kept.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(kept(x)), atol=1e-6)
+    for bad in (0, 4, 1.5, True):
+        with pytest.raises(ValueError, match="integer from 1 to the model's 3"):
+            keras_flop.drop_layers(dense, bad)
+    with pytest.raises(ValueError, match="drop layers of the dense fine-tuned model"):
+        keras_flop.drop_layers(keras_flop.factorize(dense, structure="heads+ffn"), 1)

@@ -139,3 +139,98 @@ def test_row_figures_read_the_run_directory(tmp_path, monkeypatch):
     (run / "factorize" / "init_mask.json").write_text(json.dumps({"seconds": 30.0}))
     row = frontier.row_figures(args, "lagrangian+fisher", 2.0, str(run), data)
     assert row["prune_minutes"] == pytest.approx(1.5)
+
+
+def test_baseline_rows_parse_and_their_commands(monkeypatch):
+    import baselines
+
+    assert frontier.parse_rows("lagrangian+fisher:2;minilm-l3;minilm-l3+distill;"
+                               "dropped+distill:2,3") == [
+        ("lagrangian+fisher", 2.0), ("minilm-l3", None), ("minilm-l3+distill", None),
+        ("dropped+distill", 2.0), ("dropped+distill", 3.0)]
+    for text, message in (("minilm-l3:2", "minilm-l3 takes no target"),
+                          ("dropped+distill", "KIND:T1,T2")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            frontier.parse_rows(text)
+    assert [baselines.kept_layers(6, s) for s in (1, 1.5, 2, 3, 100)] == [6, 4, 3, 2, 1]
+    args = SimpleNamespace(task="sst2", data="/data", seed=0, output_dir="/out",
+                           learning_rates="1e-4", teacher_flags="--num_train_epochs 1",
+                           small_checkpoint=baselines.SMALL_CHECKPOINT,
+                           prune_flags="--pruning_steps 500 --init_mask=fisher --final_epochs 2 "
+                                       "--final_distillation_weight 1")
+    # The teacher's recipe, from the 3-layer encoder.
+    text = " ".join(baselines.command(args, "/t/m.keras", "minilm-l3", None, "/out/sst2/l3"))
+    assert "-m apps.glue_finetune" in text and "--learning_rates 1e-4" in text
+    assert f"--init_checkpoint /data/{baselines.SMALL_CHECKPOINT}" in text
+    assert text.endswith("--seed 0 --num_train_epochs 1")
+    # The same final fine-tuning as the pruned rows, without the pruning steps' flags.
+    command = baselines.command(args, "/t/m.keras", "minilm-l3+distill", None, "/out/r")
+    assert command[1:3] == ["-m", "apps.prune"]
+    assert command[-4:] == ["--final_epochs", "2", "--final_distillation_weight", "1"]
+    assert "--pruning_steps" not in command and "--init_mask=fisher" not in command
+    assert f"--student_checkpoint /data/{baselines.SMALL_CHECKPOINT}" in " ".join(command)
+    assert "--teacher_outputs /out/sst2/teacher_outputs.npz" in " ".join(command)
+    monkeypatch.setattr(baselines, "teacher_layers", lambda teacher: 6)
+    command = baselines.command(args, "/t/m.keras", "dropped+distill", 2.0, "/out/r")
+    assert "--method drop_layers --keep_layers 3" in " ".join(command)
+
+
+def test_baseline_rows_in_the_csv_table_and_timing(tmp_path, monkeypatch, capsys):
+    import baselines
+
+    l3 = _row(method="minilm-l3", target=None, metric=0.85, prune_minutes=None,
+              structure="model")
+    path = tmp_path / "frontier.csv"
+    frontier.write_csv(path, [_row(method="lagrangian+fisher"), l3])
+    frontier.write_csv(path, [dict(l3, compact_metric=0.86)])  # replaces the read-back row
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["target"], r["compact_metric"]) for r in rows] == [
+        ("lagrangian+fisher", "2", "0.9000"), ("minilm-l3", "", "0.8600")]
+    args = SimpleNamespace(task="sst2", output_dir=str(tmp_path), timed_examples=4)
+    assert frontier.row_directory(args, "minilm-l3", None) == str(tmp_path / "sst2" / "minilm-l3")
+    assert frontier.row_directory(args, "dropped+distill", 2.0).endswith("dropped+distill_2")
+
+    # A minilm-l3 row: apps.glue_finetune's pick, timed against the teacher.
+    teacher = tmp_path / "teacher" / "sst2" / "lr_0.0001"
+    teacher.mkdir(parents=True)
+    (teacher / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.91}))
+    run = tmp_path / "sst2" / "minilm-l3"
+    for rate, dev, selection in ((5e-5, 0.88, 0.80), (1e-4, 0.86, 0.90)):
+        (run / "sst2" / f"lr_{rate:g}").mkdir(parents=True)
+        (run / "sst2" / f"lr_{rate:g}" / "eval_results.json").write_text(
+            json.dumps({"eval_accuracy": dev}))
+    (run / "results.json").write_text(json.dumps([
+        {"task": "sst2", "learning_rate": rate, "eval_score": dev,
+         "selection_eval_score": selection}
+        for rate, dev, selection in ((5e-5, 0.88, 0.80), (1e-4, 0.86, 0.90))]))
+    loaded = []
+
+    def fake_load(paths):
+        loaded.append(list(paths))
+        return [SimpleNamespace(count_params=lambda n=n: n) for n in (1000, 700)]
+
+    monkeypatch.setattr(baselines, "load_models", fake_load)
+    monkeypatch.setattr(baselines, "measured_speedups",
+                        lambda dense, model, data, count, sizes: {8: (2.4, 2.3, 2.5),
+                                                                  1: (2.9, 2.8, 3.0)})
+    data = SimpleNamespace(task=SimpleNamespace(main_metric="accuracy"))
+    row = baselines.fine_tuned_figures(args, "minilm-l3", None, str(run),
+                                       str(teacher / "model.keras"), data)
+    # The held-out selection split picks the learning rate, not dev.
+    assert loaded == [[str(teacher / "model.keras"),
+                       str(run / "sst2" / "lr_0.0001" / "model.keras")]]
+    assert row["compact_metric"] == 0.86 and row["delta_points"] == pytest.approx(-5.0)
+    assert row["speedup_b8"] == 2.4 and row["speedup_b1_range"] == [2.8, 3.0]
+    assert row["parameters"] == 700 and row["prune_minutes"] is None
+    monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
+    frontier.print_table(args, [dict(_row(method="lagrangian+fisher"), parameters=800,
+                                     dense_parameters=1000, speedup_b8_range=[2.0, 2.2],
+                                     speedup_b1_range=[1.8, 2.0]), row])
+    out = capsys.readouterr().out
+    assert "| minilm-l3 | – | 700 (0.70) | 2.40x (2.30–2.50) | 2.90x (2.80–3.00) | 0.8600 | " \
+           "-5.00 | – |" in out
+    os.remove(teacher / "eval_results.json")
+    with pytest.raises(SystemExit, match="pass a teacher fine-tuned by apps.glue_finetune"):
+        baselines.fine_tuned_figures(args, "minilm-l3", None, str(run),
+                                     str(teacher / "model.keras"), data)

@@ -29,7 +29,7 @@ def run(args):
         workers.agree("preparing the run directory")
         pipeline = Pipeline(args, run_dir, workers)
         pipeline.run()
-    logs = "" if args.method == "fisher" else ", TensorBoard logs in prune/logs"
+    logs = ", TensorBoard logs in prune/logs" if args.method == "lagrangian" else ""
     if not workers.chief:
         print(f"\nWorker {workers.index} of {workers.count} done; the chief (worker 0) wrote "
               f"the outputs to {run_dir}.")

@@ -5,7 +5,11 @@ from apps import common
 
 STEPS = ("finetune", "factorize", "prune", "compact", "finetune_compact", "export", "report")
 FISHER_STEPS = ("finetune", "fisher", "compact", "finetune_compact", "export", "report")
-METHODS = ("lagrangian", "fisher")
+# The compact models a user would pick instead of pruning (apps.prune.baselines): made by the
+# compact step, then fine-tuned, exported and reported as a pruned one is.
+BASELINE_METHODS = ("drop_layers", "student")
+BASELINE_STEPS = ("finetune", "compact", "finetune_compact", "export", "report")
+METHODS = ("lagrangian", "fisher") + BASELINE_METHODS
 SCHEDULES = ("run", "noam")
 # How far short of the target a run may end before the app reports failure (exit status
 # EXIT_SHORT): keras_flop.gates.sparsity.TARGET_TOLERANCE, spelled out so that --help needs no
@@ -29,6 +33,12 @@ EXPORT_PACKAGES = {"onnx": (("tf2onnx", "onnxruntime"), "onnx"),
                    "litert_int8": (("ai_edge_litert",), "litert")}
 # The dev examples an INT8 export's agreement with the float model is measured on.
 EXPORT_AGREEMENT_EXAMPLES = 256
+
+
+def method_steps(method):
+    """The steps of a run of `--method method`, in order."""
+    return FISHER_STEPS if method == "fisher" else \
+        BASELINE_STEPS if method in BASELINE_METHODS else STEPS
 
 
 def build_parser():
@@ -73,7 +83,18 @@ def build_parser():
     data.add_argument("--method", choices=METHODS, default="lagrangian",
                       help="lagrangian: gates trained under the Lagrangian (FLOP); fisher: "
                            "retraining-free pruning of heads and FFN units in minutes (Kwon et "
-                           "al. 2022: Fisher scores, mask search, least-squares tuning).")
+                           "al. 2022: Fisher scores, mask search, least-squares tuning); "
+                           "baselines, not pruning: drop_layers keeps the dense model's bottom "
+                           "--keep_layers encoder layers (Sajjad et al.), student is the "
+                           "pre-trained --student_checkpoint with a fresh head; either is then "
+                           "fine-tuned by the final step (distilled from the dense model with "
+                           "--final_distillation_weight).")
+    data.add_argument("--keep_layers", type=int, default=None,
+                      help="--method drop_layers: how many encoder layers to keep, from the "
+                           "bottom.")
+    data.add_argument("--student_checkpoint", default=None,
+                      help="--method student: a smaller pre-trained BERT checkpoint (any kind "
+                           "--init_checkpoint takes) with the dense model's vocabulary.")
     data.add_argument("--max_seq_length", type=int, default=None,
                       help="Default 128 (32 for the toy task).")
     data.add_argument("--max_train_examples", type=int, default=None,

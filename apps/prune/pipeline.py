@@ -5,9 +5,9 @@ workers of a multi-worker run, every write the chief's."""
 import shutil
 
 from apps import common
-from apps.prune import family, lagrangian, report, steps
+from apps.prune import baselines, family, lagrangian, report, steps
 from apps.prune.context import PruningRun
-from apps.prune.parser import FISHER_STEPS, STEPS
+from apps.prune.parser import BASELINE_METHODS, method_steps
 from apps.prune.run_dir import CONTINUED
 
 # What each step runs for a single target, and for a family (the steps after pruning once per
@@ -25,9 +25,11 @@ class Pipeline(PruningRun):
     """The steps of a run (`run`), or one of them by name (`pipeline.finetune()`)."""
 
     def step_names(self):
-        return FISHER_STEPS if self.args.method == "fisher" else STEPS
+        return method_steps(self.args.method)
 
     def run_step(self, step):
+        if step == "compact" and self.args.method in BASELINE_METHODS:
+            return baselines.compact(self)
         (SINGLE if self.args.family is None else FAMILY)[step](self)
 
     def finetune(self):
@@ -60,6 +62,8 @@ class Pipeline(PruningRun):
 
     def shortfall(self, what):
         """What to do when the compact model(s) fell short of the target(s), or None."""
+        if self.args.method in BASELINE_METHODS:
+            return None  # no target
         if self.args.family is not None:
             return family.shortfall(self, what)
         return steps.sparsity_shortfall(self.sparsity()["realized"], self.args.target_sparsity,

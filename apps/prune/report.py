@@ -11,8 +11,8 @@ import statistics
 import numpy as np
 
 from apps import common
-from apps.prune import family, runtime_table
-from apps.prune.parser import SHORTFALL_TOLERANCE
+from apps.prune import baselines, family, runtime_table
+from apps.prune.parser import BASELINE_METHODS, SHORTFALL_TOLERANCE
 
 
 def timed_batches(run, paddings=("fixed", "bucketed"), batch_size=None, limit=None):
@@ -85,6 +85,8 @@ def report_warnings(args, data, split, dense_results, info, tolerance=SHORTFALL_
             "is compared with a model that learned nothing: fine-tune the dense model first "
             "(another --finetune_learning_rate or more --finetune_epochs, or a fine-tuned "
             "--init_checkpoint).")
+    if getattr(args, "method", None) in BASELINE_METHODS:
+        return warnings  # no target to fall short of
     key = "dense_sparsity" if getattr(args, "sparsity_denominator", "dense") == "dense" \
         else "dense_sparsity_of_factorized"
     what = "sparsity"
@@ -201,13 +203,18 @@ def write_report(run):
            f"{args.final_epochs} epoch(s) of fine-tuning" if method == "fisher" else
            f"Lagrangian gate training, initial mask `{getattr(args, 'init_mask', 'none')}`")
     title = report_title(args, data)
+    if method in BASELINE_METHODS:
+        intro = baselines.describe(args, info)
+    elif "target_speedup" not in info:
+        intro = (f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
+                 f"{args.sparsity_denominator} denominator), ")
+    else:
+        intro = (f"Method `{method}` ({how}; target speedup {info['target_speedup']:.4g}x "
+                 "under the latency table), ")
     lines = [
         f"# Pruning report: {title}",
         "",
-        (f"Method `{method}` ({how}; target sparsity {args.target_sparsity}, "
-         f"{args.sparsity_denominator} denominator), " if "target_speedup" not in info else
-         f"Method `{method}` ({how}; target speedup {info['target_speedup']:.4g}x under the "
-         "latency table), ") +
+        intro +
         f"pipeline `{args.pipeline}`, eval mask `{args.eval_mask}`, seed {args.seed}. "
         f"{final_fine_tuning_text(args)} "
         f"Dev split `{split}`: {len(data.evals[split])} examples, batch {args.eval_batch_size}, "
@@ -269,7 +276,8 @@ def write_report(run):
     common.write_json(os.path.join(run.write_dir, "report.json"), {
         "method": method, "init_mask": getattr(args, "init_mask", "none"),
         # Fisher pruning removes heads and FFN units whatever --structure says.
-        "structure": "heads+ffn" if method == "fisher" else args.structure,
+        "structure": "heads+ffn" if method == "fisher" else
+        baselines.structure(method) or args.structure,
         "target_sparsity": args.target_sparsity,
         "target_speedup": info.get("target_speedup"), "dev_split": split,
         "eval_batch_size": args.eval_batch_size, "max_seq_length": args.max_seq_length,

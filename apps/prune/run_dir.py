@@ -6,7 +6,7 @@ import os
 import shutil
 
 from apps import common
-from apps.prune.parser import FISHER_STEPS, STEPS, build_parser
+from apps.prune.parser import STEPS, build_parser, method_steps
 from apps.prune.settings import RUN_CONTROL, first_step_using
 
 # Where a finished prune step waits while a longer run continues it.
@@ -42,7 +42,7 @@ def prepare_run(args, write=True):
                          if k not in RUN_CONTROL and previous.get(k, defaults.get(k)) !=
                          settings.get(k))
         if changed:
-            steps = FISHER_STEPS if args.method == "fisher" else STEPS
+            steps = method_steps(args.method)
             first = min((first_step_using(flag, steps) for flag in changed), key=steps.index)
             if args.start_from is None or steps.index(args.start_from) > steps.index(first):
                 raise common.UsageError(

@@ -5,7 +5,8 @@ import os
 import time
 
 from apps import common
-from apps.prune.parser import EXPORT_FORMATS, EXPORT_PACKAGES, FAMILY_LENGTH, FISHER_STEPS, STEPS
+from apps.prune.parser import (BASELINE_METHODS, EXPORT_FORMATS, EXPORT_PACKAGES, FAMILY_LENGTH,
+                               method_steps)
 
 # Flags that do not change what a run computes: they may differ when a run is continued.
 RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
@@ -31,7 +32,7 @@ FIRST_STEP_USING = {
                      "pruning_steps",
                      "target_sparsity_warmup", "family_hold_steps", "family_tolerance"),
                     "prune"),
-    "compact_threshold": "compact",
+    **dict.fromkeys(("compact_threshold", "keep_layers", "student_checkpoint"), "compact"),
     **dict.fromkeys(("final_learning_rate", "final_epochs", "final_distillation_weight",
                      "final_hidden_distillation_weight"), "finetune_compact"),
     "export_formats": "export",
@@ -97,7 +98,8 @@ def resolve_args(args):
         raise common.UsageError("--init_mask fisher starts the Lagrangian's head and FFN-unit "
                                 "gates: use it with --method lagrangian and --structure "
                                 "heads+ffn, heads+ffn+layers or all.")
-    steps = FISHER_STEPS if fisher else STEPS
+    resolve_baseline(args)
+    steps = method_steps(args.method)
     if args.start_from and args.start_from not in steps:
         raise common.UsageError(f"--method {args.method} has the steps {', '.join(steps)}; "
                                 f"--start_from {args.start_from} is not one of them.")
@@ -170,6 +172,25 @@ def resolve_args(args):
     return args
 
 
+def resolve_baseline(args):
+    """Checks the flags of the baseline methods (`--method drop_layers` and `student`)."""
+    for flag, method in (("keep_layers", "drop_layers"), ("student_checkpoint", "student")):
+        given = getattr(args, flag) is not None
+        if given != (args.method == method):
+            raise common.UsageError(f"--method {method} needs --{flag}, and --{flag} is read "
+                                    f"by --method {method} only.")
+    if args.method not in BASELINE_METHODS:
+        return
+    targets = [flag for flag in ("target_sparsity", "target_speedup", "targets",
+                                 "target_speedups") if getattr(args, flag) not in (None, "", [])]
+    if targets or args.pipeline != "seed":
+        raise common.UsageError(f"--method {args.method} prunes nothing: drop --"
+                                f"{', --'.join(targets) or 'pipeline'} (its speed is measured "
+                                "by the report).")
+    if args.keep_layers is not None and args.keep_layers < 1:
+        raise common.UsageError(f"--keep_layers must be >= 1; got {args.keep_layers}.")
+
+
 def _number_list(flag, text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -224,4 +245,7 @@ def resolve_family(args):
 def first_step_using(flag, steps):
     """The first of `steps` whose result depends on `flag` (see FIRST_STEP_USING)."""
     step = FIRST_STEP_USING.get(flag, steps[0])
-    return step if step in steps else "fisher"  # factorize and prune, under --method fisher
+    if step in steps:
+        return step
+    # factorize and prune: the fisher step under --method fisher, compact for a baseline
+    return "fisher" if "fisher" in steps else "compact"

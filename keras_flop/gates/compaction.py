@@ -1,5 +1,7 @@
-"""`compact`: fold the inference gates into the weights and cut what they prune (§5)."""
+"""`compact`: fold the inference gates into the weights and cut what they prune (§5);
+`drop_layers`: keep the bottom encoder layers of a dense model (the layer-dropping baseline)."""
 
+import dataclasses
 import numbers
 
 import keras
@@ -158,3 +160,46 @@ def compact(model, threshold=0.0):
         else:  # a block removed before keeps its bias layer as it is
             layer.set_weights(network.get_layer(layer.name).get_weights())
     return compact_model
+
+
+def drop_layers(model, num_layers):
+    """The dense `model` with only its bottom `num_layers` encoder layers (Sajjad et al.'s
+    top-layer dropping): the embeddings, those layers, the pooler and the classifier keep their
+    weights; the last kept layer's output goes to the classifier head.
+
+    Args:
+        model: a dense `BertClassifier` (no gates, no factorized layers), e.g. a fine-tuned
+            teacher.
+        num_layers: how many encoder layers to keep, from 1 to the model's count.
+
+    Returns:
+        A new `BertClassifier` whose config has `num_hidden_layers = num_layers`; `model` is
+        left as it is.
+
+    Example:
+    >>> import keras_flop
+    >>> config = keras_flop.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=3,
+    ...                                num_attention_heads=2, intermediate_size=16,
+    ...                                max_position_embeddings=16)
+    >>> dense = keras_flop.build_bert_classifier(config)
+    >>> keras_flop.drop_layers(dense, 1).bert_config.num_hidden_layers
+    1
+    """
+    network = getattr(model, "network", model)
+    config, num_labels, shapes = bert_structure_of(network)
+    if not network.is_dense():
+        raise ValueError(f"Model {network.name!r} has gates or factorized layers: drop layers of "
+                         "the dense fine-tuned model (compact a pruning model with "
+                         "keras_flop.compact instead).")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or \
+            not 1 <= num_layers <= config.num_hidden_layers:
+        raise ValueError(f"`num_layers` must be an integer from 1 to the model's "
+                         f"{config.num_hidden_layers} encoder layers; got {num_layers!r}.")
+    kept = build_bert_classifier(dataclasses.replace(config, num_hidden_layers=int(num_layers)),
+                                 num_labels, layer_shapes=shapes[:num_layers],
+                                 name=f"{network.name}_{num_layers}_layers",
+                                 dtype=network.dtype_policy)
+    for layer in kept.layers:
+        if layer.weights:  # every kept layer has its namesake in the original
+            layer.set_weights(network.get_layer(layer.name).get_weights())
+    return kept
