@@ -173,6 +173,7 @@ def int8_files(decisive_model, tmp_path_factory):
                           agreement_batch=batch)
 
 
+@pytest.mark.process  # quantizes and converts twice: the second tier
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
 def test_an_int8_file_is_smaller_and_agrees_with_the_float_model(fmt, decisive_model,
                                                                  int8_files):
@@ -200,6 +201,7 @@ def test_an_int8_file_is_smaller_and_agrees_with_the_float_model(fmt, decisive_m
     assert 1e-6 < check["max_abs_diff"] < 0.05 * np.max(np.abs(expected))
 
 
+@pytest.mark.process  # quantizes and converts twice: the second tier
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
 def test_an_int8_file_is_served_without_keras_flop(fmt, decisive_model, int8_files, tmp_path):
     pytest.importorskip(PACKAGES[fmt])
@@ -216,6 +218,7 @@ def test_an_int8_file_is_served_without_keras_flop(fmt, decisive_model, int8_fil
     np.testing.assert_allclose(logits, model(batch), atol=0.05 * np.max(np.abs(model(batch))))
 
 
+@pytest.mark.process  # quantizes and converts twice: the second tier
 def test_onnx_int8_keeps_the_embeddings_and_the_classifier_in_float(int8_files, tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
