@@ -113,13 +113,21 @@ def fine_tuned_figures(args, kind, target, directory, teacher, data):
     compact = common.read_json(os.path.join(os.path.dirname(path), "eval_results.json"))[metric]
     models = load_models((dense_path, path))
     timed = measured_speedups(*models, data, args.timed_examples, (8, 1))
-    return {"task": args.task, "method": kind, "structure": "model", "target": target,
-            "speedup_b8": timed[8][0], "speedup_b8_range": list(timed[8][1:]),
-            "speedup_b1": timed[1][0], "speedup_b1_range": list(timed[1][1:]),
-            "metric": data.task.main_metric, "dense_metric": dense, "compact_metric": compact,
-            "delta_points": 100.0 * (compact - dense), "prune_minutes": None,
-            "parameters": models[1].count_params(),
-            "dense_parameters": models[0].count_params()}
+    return frontier_row(args.task, kind, target, "model", timed[8], timed[1],
+                        data.task.main_metric, dense, compact, None,
+                        models[1].count_params(), models[0].count_params())
+
+
+def frontier_row(task, kind, target, structure, batch8, batch1, metric, dense, compact,
+                 minutes, parameters, dense_parameters):
+    """One row of the frontier's table and CSV, pruned or baseline: `batch8` and `batch1`
+    are `(speedup, low, high)`, `dense` and `compact` the dev `metric`."""
+    return {"task": task, "method": kind, "structure": structure, "target": target,
+            "speedup_b8": batch8[0], "speedup_b8_range": list(batch8[1:]),
+            "speedup_b1": batch1[0], "speedup_b1_range": list(batch1[1:]),
+            "metric": metric, "dense_metric": dense, "compact_metric": compact,
+            "delta_points": 100.0 * (compact - dense), "prune_minutes": minutes,
+            "parameters": parameters, "dense_parameters": dense_parameters}
 
 
 def markers():

@@ -207,15 +207,11 @@ def row_figures(args, kind, target, directory, data):
         with open(init_mask, encoding="utf-8") as f:
             seconds += json.load(f)["seconds"]
     batch1 = timed_speedups(args, directory, data, (1,))[1]
-    return {"task": args.task, "method": kind, "structure": report["structure"],
-            "target": target, "speedup_b8": report["speedup_fixed"][0],
-            "speedup_b8_range": report["speedup_fixed"][1:], "speedup_b1": batch1[0],
-            "speedup_b1_range": list(batch1[1:]), "metric": data.task.main_metric,
-            "dense_metric": dense, "compact_metric": compact,
-            "delta_points": 100.0 * (compact - dense),
-            "prune_minutes": None if seconds is None else seconds / 60.0,
-            "parameters": report["compact"]["parameters"],
-            "dense_parameters": report["dense"]["parameters"]}
+    return baselines.frontier_row(args.task, kind, target, report["structure"],
+                                  report["speedup_fixed"], batch1, data.task.main_metric,
+                                  dense, compact, None if seconds is None else seconds / 60.0,
+                                  report["compact"]["parameters"],
+                                  report["dense"]["parameters"])
 
 
 def row_key(row):
