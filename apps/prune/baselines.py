@@ -10,8 +10,6 @@ from apps import common
 def compact(run):
     """The baseline's model in `compact/`: its sizes beside the dense model's (`info.json`),
     its dev results and `model.keras`."""
-    import keras
-
     import keras_flop
 
     args = run.args
@@ -24,7 +22,7 @@ def compact(run):
         model = keras_flop.drop_layers(dense, args.keep_layers)
         how = f"the bottom {args.keep_layers} of the dense model's {layers} encoder layers"
     else:
-        model = student_model(run, keras)
+        model = student_model(run)
         how = (f"the pre-trained {args.student_checkpoint} "
                f"({model.bert_config.num_hidden_layers} encoder layers, hidden size "
                f"{model.bert_config.hidden_size}) with a fresh classifier head")
@@ -37,9 +35,11 @@ def compact(run):
     common.save_model(model, run.out("compact", "model.keras"))
 
 
-def student_model(run, keras):
+def student_model(run):
     """The `--student_checkpoint` classifier for the run's task, its head drawn from --seed;
     its vocabulary must be the dense model's (the data is tokenized once, with that one)."""
+    import keras
+
     from keras_flop.checkpoints.detect import describe_checkpoint
 
     args = run.args

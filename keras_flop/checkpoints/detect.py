@@ -30,6 +30,8 @@ import json
 import os
 from typing import NamedTuple
 
+from keras_flop.text.subword import CANONICAL_NAMES
+
 TF1 = "tf1"
 HUGGING_FACE = "hugging_face"
 KERAS_HUB = "keras_hub"
@@ -219,9 +221,11 @@ def _vocabulary(path, vocab_file, default, config, kind):
     return vocab
 
 
-# The tokenizer file of each Hugging Face model type, where `save_pretrained` writes it.
-HF_TOKENIZER_FILES = {"bert": "vocab.txt", "distilbert": "vocab.txt", "roberta": "vocab.json",
-                      "xlm-roberta": "sentencepiece.bpe.model"}
+# The tokenizer file of each Hugging Face model type, where `save_pretrained` writes it (the
+# names `keras_flop.text.subword` gives each kind).
+HF_TOKENIZER_FILES = {model_type: CANONICAL_NAMES[kind] for model_type, kind in (
+    ("bert", "wordpiece"), ("distilbert", "wordpiece"), ("roberta", "bpe"),
+    ("xlm-roberta", "sentencepiece"))}
 
 
 def _hf_tokenizer(path, vocab_file, config):
