@@ -21,6 +21,14 @@ ROBERTA_CONFIG = {
     "position_embedding_type": "absolute", "use_cache": True, "classifier_dropout": None,
     "torch_dtype": "float32", "transformers_version": "4.44.2",
 }
+# apps.prune at toy sizes from a tiny Hugging Face directory: one fine-tuning epoch, 20
+# Lagrangian steps, no final fine-tuning (the family app tests' shared flags).
+TOY_PRUNE_FLAGS = ["--task", "sst2", "--method", "lagrangian", "--max_seq_length", "16",
+                   "--max_train_examples", "64", "--train_batch_size", "16",
+                   "--finetune_epochs", "1", "--pruning_steps", "20", "--final_epochs", "0",
+                   "--eval_every_n_steps", "20", "--checkpoint_every_n_steps", "20",
+                   "--allow_short"]
+
 DISTILBERT_CONFIG = {
     "architectures": ["DistilBertForSequenceClassification"], "model_type": "distilbert",
     "vocab_size": VOCAB, "dim": HIDDEN, "n_layers": LAYERS, "n_heads": HEADS,

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from apps import prune as prune_app
 from apps import toy_task
-from hf_families import (DISTILBERT_CONFIG, ROBERTA_CONFIG, distilbert_names, fairseq_ids,
-                         random_hf_weights, roberta_names, train_sentencepiece,
+from hf_families import (DISTILBERT_CONFIG, ROBERTA_CONFIG, TOY_PRUNE_FLAGS, distilbert_names,
+                         fairseq_ids, random_hf_weights, roberta_names, train_sentencepiece,
                          write_hf_directory)
 
 
@@ -63,13 +63,9 @@ def xlm_r(glue, tmp_path_factory):
 
 
 def _prune(directory, data_dir, output, capsys):
-    prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--init_checkpoint",
-                    str(directory), "--output_dir", str(output), "--method", "lagrangian",
-                    "--max_seq_length", "16", "--max_train_examples", "64",
-                    "--train_batch_size", "16", "--finetune_epochs", "1",
-                    "--pruning_steps", "20", "--final_epochs", "0",
-                    "--eval_every_n_steps", "20", "--checkpoint_every_n_steps", "20",
-                    "--allow_short", "--export_formats", "saved_model,onnx,litert"])
+    prune_app.main(TOY_PRUNE_FLAGS + ["--data_dir", str(data_dir), "--init_checkpoint",
+                                      str(directory), "--output_dir", str(output),
+                                      "--export_formats", "saved_model,onnx,litert"])
     assert "used as it is" not in capsys.readouterr().out  # pre-trained: fine-tuned here
     info = json.loads((output / "compact" / "info.json").read_text())
     assert info["dense_sparsity"] > 0

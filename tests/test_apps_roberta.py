@@ -11,7 +11,8 @@ import tensorflow as tf
 from apps import glue_finetune
 from apps import prune as prune_app
 from apps import toy_task
-from hf_families import ROBERTA_CONFIG, random_hf_weights, roberta_names, write_hf_directory
+from hf_families import (ROBERTA_CONFIG, TOY_PRUNE_FLAGS, random_hf_weights, roberta_names,
+                         write_hf_directory)
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
@@ -52,13 +53,8 @@ def _check_export(export_dir, reference, text):
 def test_prune_app_lagrangian_from_a_roberta_directory(roberta, tmp_path, capsys):
     directory, data_dir, reference = roberta
     output = tmp_path / "run"
-    prune_app.main(["--task", "sst2", "--data_dir", str(data_dir), "--init_checkpoint",
-                    str(directory), "--output_dir", str(output), "--method", "lagrangian",
-                    "--max_seq_length", "16", "--max_train_examples", "64",
-                    "--train_batch_size", "16", "--finetune_epochs", "1",
-                    "--pruning_steps", "20", "--final_epochs", "0",
-                    "--eval_every_n_steps", "20", "--checkpoint_every_n_steps", "20",
-                    "--allow_short"])
+    prune_app.main(TOY_PRUNE_FLAGS + ["--data_dir", str(data_dir), "--init_checkpoint",
+                                      str(directory), "--output_dir", str(output)])
     assert "used as it is" not in capsys.readouterr().out  # pre-trained: fine-tuned here
     # The fine-tuned model keeps its tokenizer beside it, under Hugging Face's names.
     assert (output / "finetune" / "vocab.json").read_text() == \
