@@ -71,7 +71,8 @@ def training_curves(trace, path, title=None):
 def metric_against_speedup(points, path, metric, title=None, colors=None, markers=None):
     """Dev `metric` against measured speedup: one marker per `points` entry, a dict with
     `speedup`, `metric`, `label` and optional `method` (one colour and legend entry per
-    method; the dense model is `method="dense"`). `colors` ({method: matplotlib colour})
+    method; the dense model is `method="dense"`), `metric_std` and `speedup_range` (`[low,
+    high]`), drawn as error bars. `colors` ({method: matplotlib colour})
     keeps a method's colour the same across plots that show different methods; `markers`
     ({method: matplotlib format, e.g. "s"}) draws a method's points with their own marker
     and no line. Writes `path` and returns it; None without matplotlib or without points."""
@@ -88,6 +89,16 @@ def metric_against_speedup(points, path, metric, title=None, colors=None, marker
                 markersize=12 if method == "dense" else 6,
                 label=method or None, **({"color": colors[method]}
                                          if colors and method in colors else {}))
+        bars = [p for p in group if p.get("metric_std") or p.get("speedup_range")]
+        if bars:  # the spread over seeds: metric std, speedup min–max
+            ax.errorbar([p["speedup"] for p in bars], [p["metric"] for p in bars],
+                        yerr=[p.get("metric_std") or 0.0 for p in bars],
+                        xerr=[[p["speedup"] - (p.get("speedup_range") or [p["speedup"]] * 2)[0]
+                               for p in bars],
+                              [(p.get("speedup_range") or [p["speedup"]] * 2)[1] - p["speedup"]
+                               for p in bars]],
+                        fmt="none", capsize=3, elinewidth=1,
+                        **({"ecolor": colors[method]} if colors and method in colors else {}))
         for p in group:
             if p.get("label"):
                 ax.annotate(p["label"], (p["speedup"], p["metric"]), textcoords="offset points",

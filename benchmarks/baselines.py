@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 
+import seed_rows
 from support import best_fine_tuned, finetune_command, measured_speedups
 
 # The baseline kinds, and whether a row needs a target speedup.
@@ -113,17 +114,24 @@ def fine_tuned_figures(args, kind, target, directory, teacher, data):
     compact = common.read_json(os.path.join(os.path.dirname(path), "eval_results.json"))[metric]
     models = load_models((dense_path, path))
     timed = measured_speedups(*models, data, args.timed_examples, (8, 1))
+    real = measured_speedups(*models, data, args.timed_examples, (8,), padding="bucketed")
     return frontier_row(args.task, kind, target, "model", timed[8], timed[1],
                         data.task.main_metric, dense, compact, None,
-                        models[1].count_params(), models[0].count_params())
+                        models[1].count_params(), models[0].count_params(),
+                        speedup_b8_real=real[8][0],
+                        total_minutes=seed_rows.total_minutes(directory, {}))
 
 
 def frontier_row(task, kind, target, structure, batch8, batch1, metric, dense, compact,
-                 minutes, parameters, dense_parameters):
+                 minutes, parameters, dense_parameters, speedup_b8_real=None,
+                 total_minutes=None):
     """One row of the frontier's table and CSV, pruned or baseline: `batch8` and `batch1`
-    are `(speedup, low, high)`, `dense` and `compact` the dev `metric`."""
+    are `(speedup, low, high)`, `dense` and `compact` the dev `metric`; `speedup_b8_real`
+    batch 8's speedup on length-bucketed dev batches, `total_minutes` what the row's command
+    cost (`seed_rows.total_minutes`)."""
     return {"task": task, "method": kind, "structure": structure, "target": target,
             "speedup_b8": batch8[0], "speedup_b8_range": list(batch8[1:]),
+            "speedup_b8_real": speedup_b8_real, "total_minutes": total_minutes,
             "speedup_b1": batch1[0], "speedup_b1_range": list(batch1[1:]),
             "metric": metric, "dense_metric": dense, "compact_metric": compact,
             "delta_points": 100.0 * (compact - dense), "prune_minutes": minutes,

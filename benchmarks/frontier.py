@@ -25,14 +25,21 @@ metric wins; its command is printed too; an interrupted sweep continues). Row ki
   step) and `dropped+distill:S` (the teacher's bottom round(L/S) layers, fine-tuned the same
   way). The `minilm-l3` rows take no target.
 
-Each row's report (`report.json`) gives the dev metric and the speedup at batch 8 padded to
-128 tokens (the command's `--eval_batch_size 8 --max_seq_length 128`); the speedup at batch 1
-is measured here, dense and compact run in turn. Printed: one table per task; written:
-`--csv` (columns `task, method, structure, target, speedup_b8, speedup_b1, metric,
-dense_metric, compact_metric, delta_points, prune_minutes`) and `<output_dir>/<task>.png`
-(dev metric against measured speedup). The pruning minutes are the prune step's (with the
-Fisher mask's search of a `lagrangian+fisher` row; a `fisher` row's whole retraining-free
-step). A finished row is read back, not run again: apps.prune finds its steps done.
+Each row's report (`report.json`) gives the dev metric and the speedup at batch 8, padded to
+128 tokens (the command's `--eval_batch_size 8 --max_seq_length 128`) and length-bucketed as
+served text comes (`speedup_b8_real`); the speedup at batch 1 is measured here, dense and
+compact run in turn. Printed: one table per task and seed; written: `--csv` (columns in
+`seed_rows.COLUMNS`) and `<output_dir>/<task>.png` (dev metric against measured speedup). The
+pruning minutes are the prune step's (with the Fisher mask's search of a `lagrangian+fisher`
+row; a `fisher` row's whole retraining-free step); the total minutes everything the row's
+command cost run alone (`seed_rows`). A finished row is read back, not run again: apps.prune
+finds its steps done.
+
+`--seeds 0,1,2`: each seed fine-tunes its own teacher with the same recipe and prunes it with
+the same seed, in `<output_dir>/seed<S>`; the CSV's row is the mean and std over the seeds
+(`seeds`, `compact_mean`, `compact_std`, `delta_mean`, `delta_std`: Δ against each seed's own
+teacher), and the plot draws them as error bars. A seed's finished rows are read back, so
+seeds can be run one invocation at a time (`--seeds 1`) and joined later (`--seeds 0,1,2`).
 
 `--rerun` checks that rows reproduce: each row of `--rows` already in the task's table is
 built again from scratch by its recorded command, into `<row>_rerun` (the only change), and
@@ -52,8 +59,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import baselines  # noqa: E402
+import seed_rows  # noqa: E402
+from seed_rows import COLUMNS  # noqa: E402,F401 -- the CSV's columns, named here too
 from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
-                     machine_header, measured_speedups, run, shown)
+                     machine_header, measured_speedups, parse_seeds, run, shown)
 
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
@@ -64,10 +73,6 @@ KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian+fisher": (["--structure", "heads+ffn+layers", "--init_mask", "fisher"],
                           "--target_speedup"),
 }
-
-
-COLUMNS = ("task", "method", "structure", "target", "speedup_b8", "speedup_b1", "metric",
-           "dense_metric", "compact_metric", "delta_points", "prune_minutes")
 
 
 def retraining_free_step(kind):
@@ -135,9 +140,11 @@ def parse_args(argv=None):
                         help="Where the rows go as CSV (default <output_dir>/frontier.csv); "
                              "rows of other tasks already in the file are kept.")
     parser.add_argument("--seed", type=int, default=0,
-                        help="The teacher's and every row's seed; rows of another seed need "
-                             "another --output_dir (a row's directory names its method and "
-                             "target only).")
+                        help="The teacher's and every row's seed (one seed, in --output_dir).")
+    parser.add_argument("--seeds", type=parse_seeds, default=None,
+                        help="Several seeds, e.g. 0,1,2: each seed fine-tunes its own teacher "
+                             "and prunes it with the same seed, in <output_dir>/seed<S>; a "
+                             "row is the mean ± std over the seeds (replaces --seed).")
     parser.add_argument("--retime", action="store_true",
                         help="Time the finished rows of --rows again (dense and compact in "
                              "turn, batch 8 and 1) and print them beside the recorded "
@@ -149,7 +156,17 @@ def parse_args(argv=None):
     if args.teacher and not os.path.exists(args.teacher):
         parser.error(f"--teacher {args.teacher} does not exist: pass a fine-tuned model's "
                      ".keras file (vocab.txt beside it), or leave it out to fine-tune one.")
+    if args.teacher and args.seeds and len(args.seeds) > 1:
+        parser.error("--seeds fine-tunes one teacher per seed: leave --teacher out.")
     return args
+
+
+def seed_arguments(args, seed):
+    """The arguments of one seed's teacher and rows: `--seed`, and with `--seeds` its own
+    `<output_dir>/seed<S>` (its teacher, teacher outputs and rows)."""
+    return argparse.Namespace(**{**vars(args), "seed": seed, "output_dir": (
+        args.output_dir if args.seeds is None else
+        os.path.join(args.output_dir, f"seed{seed}"))})
 
 
 def teacher_model(args):
@@ -189,7 +206,7 @@ def timed_speedups(args, directory, data, batch_sizes, kind=None, teacher=None):
     return measured_speedups(*models, data, args.timed_examples, batch_sizes)
 
 
-def row_figures(args, kind, target, directory, data):
+def row_figures(args, kind, target, directory, data, table=None):
     """A frontier row from a finished apps.prune run in `directory`."""
     with open(os.path.join(directory, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
@@ -211,13 +228,27 @@ def row_figures(args, kind, target, directory, data):
                                   report["speedup_fixed"], batch1, data.task.main_metric,
                                   dense, compact, None if seconds is None else seconds / 60.0,
                                   report["compact"]["parameters"],
-                                  report["dense"]["parameters"])
+                                  report["dense"]["parameters"],
+                                  speedup_b8_real=(report.get("speedup_bucketed") or [None])[0],
+                                  total_minutes=seed_rows.total_minutes(
+                                      directory, shared_files(args, kind, directory, table)))
 
 
-def row_key(row):
-    """What names a row across invocations: its task, method and target (its directory)."""
-    target = row["target"]
-    return row["task"], row["method"], "" if target in (None, "") else f"{float(target):g}"
+def shared_files(args, kind, directory, table):
+    """`{name: path}` of the one-off files a row's command reads that rows share: the teacher
+    outputs (every apps.prune row) and the latency table (the rows at a target speedup: the
+    one given, or the one this row measures in its own directory)."""
+    if kind == "minilm-l3":  # apps.glue_finetune: no teacher, no table
+        return {}
+    files = {"teacher_outputs": os.path.join(args.output_dir, args.task,
+                                             "teacher_outputs.npz")}
+    if kind in KINDS and KINDS[kind][1] == "--target_speedup":
+        step = "fisher" if retraining_free_step(kind) else "factorize"
+        files["latency_table"] = table or os.path.join(directory, step, "latency_table.json")
+    return files
+
+
+row_key = seed_rows.key  # what names a row across invocations (its directory) and seeds
 
 
 def write_csv(path, rows):
@@ -230,30 +261,37 @@ def write_csv(path, rows):
             kept = [r for r in csv.DictReader(f) if row_key(r) not in replaced]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, COLUMNS)
+        # Rows of older files lack the newer columns: they stay empty.
+        writer = csv.DictWriter(f, COLUMNS, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(kept)
         for r in rows:
-            writer.writerow({k: ("" if r[k] is None else f"{r[k]:g}" if k == "target" else
-                                 f"{r[k]:.4f}" if isinstance(r[k], float) else
-                                 "" if r[k] is None else r[k]) for k in COLUMNS})
+            writer.writerow({k: seed_rows.csv_value(k, r.get(k)) for k in COLUMNS})
 
 
 def plot(args, rows):
     from apps.plots import metric_against_speedup
 
+    # Over several seeds: the teachers' mean, and each row's mean with its std (metric) and
+    # the min–max of its seeds' speedups as error bars.
+    teachers = {seed: row["dense_metric"] for r in rows
+                for seed, row in r.get("per_seed", {}).items()}
     points = [{"speedup": 1.0, "metric": rows[0]["dense_metric"], "label": "dense",
-               "method": "dense"}]
+               "method": "dense", "metric_std": seed_rows.spread(list(teachers.values()))}]
     points += [{"speedup": r["speedup_b8"], "metric": r["compact_metric"],
                 "label": "" if r["target"] is None else f"{r['target']:g}",
-                "method": r["method"]} for r in rows]
+                "method": r["method"], "metric_std": r.get("compact_std"),
+                "speedup_range": r.get("speedup_b8_range") if r.get("compact_std") else None}
+               for r in rows]
     # One colour per method in every task's plot, whichever methods it shows; a baseline's
     # points have a marker of their own.
     colors = {method: f"C{i}" for i, method in
               enumerate(("dense",) + tuple(KINDS) + tuple(baselines.BASELINES))}
     return metric_against_speedup(points, os.path.join(args.output_dir, f"{args.task}.png"),
                                   rows[0]["metric"],
-                                  title=f"{args.task}: MiniLM-L6, batch 8, length 128",
+                                  title=f"{args.task}: MiniLM-L6, batch 8, length 128" + (
+                                      f", mean ± std over {len(teachers)} seeds"
+                                      if len(teachers) > 1 else ""),
                                   colors=colors, markers=baselines.markers())
 
 
@@ -377,12 +415,35 @@ def rerun(args, summary):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_flop.training import data as training_data
-
-    summary = os.path.join(args.output_dir, f"{args.task}.json")
-    if args.rerun:
-        rerun(args, summary)
+    per_seed = {}
+    for seed in args.seeds or [args.seed]:
+        seed_args = seed_arguments(args, seed)
+        if args.seeds:
+            print(f"\n== seed {seed}: {seed_args.output_dir}", flush=True)
+        summary = os.path.join(seed_args.output_dir, f"{args.task}.json")
+        if args.rerun:
+            rerun(seed_args, summary)
+            continue
+        rows = seed_rows_of(seed_args, summary)
+        if rows is not None:
+            per_seed[seed] = rows
+    if not per_seed:
         return
+    rows = seed_rows.over_seeds(per_seed)
+    csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")
+    write_csv(csv_path, rows)
+    if len(per_seed) > 1:
+        print(f"\n{machine_header()}")
+        print("\n".join(seed_rows.table_lines(args.task, rows)))
+    figure = plot(args, rows)
+    print(f"\nRows: {csv_path}" + (f"; plot: {figure}" if figure else ""))
+
+
+def seed_rows_of(args, summary):
+    """One seed's teacher and rows (`args` of that seed): each row run, or read back when
+    finished, and printed as a table; returns the seed's rows of the task (those of earlier
+    invocations too), or None for `--retime`."""
+    from keras_flop.training import data as training_data
 
     teacher = teacher_model(args)
     vocab = os.path.join(os.path.dirname(os.path.abspath(teacher)), "vocab.txt")
@@ -390,7 +451,7 @@ def main(argv=None):
                                         need_train=False)
     if args.retime:
         retime(args, summary, data, teacher)
-        return
+        return None
     # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
     rows = []
     if os.path.exists(summary):
@@ -404,23 +465,22 @@ def main(argv=None):
                    if baselines.is_baseline(kind) else
                    row_command(args, teacher, kind, target, directory, table))
         print(f"\n== row {index} of {len(args.rows)}: {row_name(kind, target)}", flush=True)
-        # The run directory is the app's alone: the log goes beside it.
-        run(command, f"{directory}.log")
-        if kind in KINDS and KINDS[kind][1] == "--target_speedup" and table is None:
-            # Measured once; the step that prices units holds it.
-            step = "fisher" if retraining_free_step(kind) else "factorize"
-            table = os.path.join(directory, step, "latency_table.json")
+        # The run directory is the app's alone: the log and wall time go beside it.
+        done = os.path.exists(os.path.join(directory, "report.json")) or (
+            kind == "minilm-l3" and os.path.exists(os.path.join(directory, "results.json")))
+        seed_rows.timed_run(run, command, directory, done,
+                            shared_files(args, kind, directory, table))
         figures = (baselines.fine_tuned_figures(args, kind, target, directory, teacher, data)
                    if kind == "minilm-l3" else
-                   row_figures(args, kind, target, directory, data))
-        rows.append(dict(figures, command=shown(command)))
+                   row_figures(args, kind, target, directory, data, table))
+        if kind in KINDS and KINDS[kind][1] == "--target_speedup" and table is None:
+            # Measured once; the step that prices units holds it.
+            table = shared_files(args, kind, directory, None)["latency_table"]
+        rows.append(dict(figures, seed=args.seed, command=shown(command)))
         with open(summary, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
-    csv_path = args.csv or os.path.join(args.output_dir, "frontier.csv")
-    write_csv(csv_path, rows)
     print_table(args, rows)
-    figure = plot(args, rows)
-    print(f"\nRows: {csv_path}" + (f"; plot: {figure}" if figure else ""))
+    return rows
 
 
 if __name__ == "__main__":

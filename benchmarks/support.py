@@ -105,17 +105,18 @@ def fine_tuned_dense(path, data, checkpoint, seed, epochs=2):
     return dense, f"fine-tuned in {seconds:.0f} s"
 
 
-def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1)):
+def measured_speedups(dense, compact, data, count, batch_sizes=(8, 1), padding="fixed"):
     """`{batch: (speedup, low, high)}`: dense over compact time, run in turn
     (`keras_flop.latency.timing.speedup_in_turn`, median round and min–max over rounds), on
-    the first dev examples of `data` padded to its `max_seq_length`: `count` of them at the
-    first batch size, half as many at the others."""
+    the first dev examples of `data` padded to its `max_seq_length` (`padding="fixed"`) or
+    batched by length as served text is (`"bucketed"`, the apps' length buckets): `count` of
+    them at the first batch size, half as many at the others."""
     from keras_flop import glue
     from keras_flop.latency.timing import speedup_in_turn
 
     split = next(iter(data.evals))
     tokenized = glue.tokenize_examples(data.evals[split][:count], data.task, data.preprocessor,
-                                       pad_to_max_length=True)
+                                       pad_to_max_length=padding == "fixed")
     speedups = {}
     for index, batch in enumerate(batch_sizes):
         limit = count if index == 0 else count // 2

@@ -699,6 +699,8 @@ def test_prune_app_family_gives_one_model_export_and_report_row_per_member(tmp_p
     (["--target_speedups", "1.5,2", "--structure", "rank"], "use --structure heads+ffn"),
     (["--targets", "0.3,0.5", "--method", "fisher"], "pruned by the Lagrangian"),
     (["--family_hold_steps", "3"], "read with --targets or --target_speedups only"),
+    (["--targets", "0.3,0.5", "--target_start", "gates"],
+     "--target_start gates is the single target's"),
 ])
 def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
     from apps import prune as prune_app

@@ -8,6 +8,7 @@ import os
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -128,7 +129,7 @@ def test_row_figures_read_the_run_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(frontier, "timed_speedups",
                         lambda args, directory, data, sizes: {1: (1.8, 1.7, 1.9)})
     data = SimpleNamespace(task=SimpleNamespace(main_metric="accuracy"))
-    args = SimpleNamespace(task="sst2")
+    args = SimpleNamespace(task="sst2", output_dir=str(tmp_path))
     row = frontier.row_figures(args, "fisher", 2.0, str(run), data)
     assert row["speedup_b8"] == 2.2 and row["speedup_b8_range"] == [2.0, 2.4]
     assert row["speedup_b1"] == 1.8 and row["delta_points"] == pytest.approx(-1.0)
@@ -212,8 +213,9 @@ def test_baseline_rows_in_the_csv_table_and_timing(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(baselines, "load_models", fake_load)
     monkeypatch.setattr(baselines, "measured_speedups",
-                        lambda dense, model, data, count, sizes: {8: (2.4, 2.3, 2.5),
-                                                                  1: (2.9, 2.8, 3.0)})
+                        lambda dense, model, data, count, sizes, padding="fixed": {
+                            8: (2.4, 2.3, 2.5) if padding == "fixed" else (1.9, 1.8, 2.0),
+                            1: (2.9, 2.8, 3.0)})
     data = SimpleNamespace(task=SimpleNamespace(main_metric="accuracy"))
     row = baselines.fine_tuned_figures(args, "minilm-l3", None, str(run),
                                        str(teacher / "model.keras"), data)
@@ -223,6 +225,7 @@ def test_baseline_rows_in_the_csv_table_and_timing(tmp_path, monkeypatch, capsys
     assert row["compact_metric"] == 0.86 and row["delta_points"] == pytest.approx(-5.0)
     assert row["speedup_b8"] == 2.4 and row["speedup_b1_range"] == [2.8, 3.0]
     assert row["parameters"] == 700 and row["prune_minutes"] is None
+    assert row["speedup_b8_real"] == 1.9 and row["total_minutes"] is None  # no wall on record
     monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
     frontier.print_table(args, [dict(_row(method="lagrangian+fisher"), parameters=800,
                                      dense_parameters=1000, speedup_b8_range=[2.0, 2.2],
@@ -234,3 +237,105 @@ def test_baseline_rows_in_the_csv_table_and_timing(tmp_path, monkeypatch, capsys
     with pytest.raises(SystemExit, match="pass a teacher fine-tuned by apps.glue_finetune"):
         baselines.fine_tuned_figures(args, "minilm-l3", None, str(run),
                                      str(teacher / "model.keras"), data)
+
+
+def _fake_row_run(metric_by_seed):
+    """A stand-in for `support.run` that leaves what apps.prune leaves: the report (dev metric
+    by the command's seed) and, for the first row, the latency table and teacher outputs."""
+    import numpy as np
+
+    def fake_run(command, log):
+        out = command[command.index("--output_dir") + 1]
+        seed = int(command[command.index("--seed") + 1])
+        os.makedirs(os.path.join(out, "factorize"), exist_ok=True)
+        os.makedirs(os.path.join(out, "prune"), exist_ok=True)
+        with open(os.path.join(out, "report.json"), "w") as f:
+            json.dump({"structure": "heads+ffn+layers", "speedup_fixed": [2.0 + seed / 10, 1.9,
+                                                                          2.3],
+                       "speedup_bucketed": [1.7, 1.6, 1.8],
+                       "dense": {"results": {"eval_accuracy": 0.90 + seed / 100},
+                                 "parameters": 1000},
+                       "compact": {"results": {"eval_accuracy": metric_by_seed[seed]},
+                                   "parameters": 500}}, f)
+        with open(os.path.join(out, "prune", "eval_results.json"), "w") as f:
+            json.dump({"train_time": 60.0}, f)
+        if "--latency_table" not in command:
+            with open(os.path.join(out, "factorize", "latency_table.json"), "w") as f:
+                json.dump({"info": {"measurement_seconds": 120.0}}, f)
+        outputs = command[command.index("--teacher_outputs") + 1]
+        if not os.path.exists(outputs):
+            with open(outputs, "wb") as f:
+                np.savez(f, outputs=np.zeros((2, 2)), fingerprint=np.array("x"),
+                         seconds=np.array(60.0))
+    return fake_run
+
+
+def test_seeds_prune_their_own_teachers_into_mean_and_std_rows(tmp_path, monkeypatch, capsys):
+    import seed_rows
+    from keras_flop.training import data as training_data
+
+    teachers = []
+
+    def fake_teacher(args):
+        teachers.append((args.seed, args.output_dir))
+        path = os.path.join(args.output_dir, "teacher", "model.keras")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    monkeypatch.setattr(frontier, "teacher_model", fake_teacher)
+    monkeypatch.setattr(training_data, "load_task_data", lambda *a, **k: SimpleNamespace(
+        task=SimpleNamespace(main_metric="accuracy")))
+    monkeypatch.setattr(frontier, "run", _fake_row_run({0: 0.89, 1: 0.88, 2: 0.91}))
+    monkeypatch.setattr(frontier, "timed_speedups",
+                        lambda args, directory, data, sizes: {1: (1.8, 1.7, 1.9)})
+    monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
+    out = tmp_path / "frontier"
+    argv = ["--data", str(tmp_path), "--rows", "lagrangian+fisher:2,3", "--seeds", "0,1,2",
+            "--output_dir", str(out)]
+    frontier.main(argv)
+    # Each seed fine-tunes its own teacher in its own directory.
+    assert teachers == [(s, str(out / f"seed{s}")) for s in (0, 1, 2)]
+    with open(out / "frontier.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(frontier.COLUMNS) and len(rows) == 2
+    row = rows[0]
+    assert (row["method"], row["target"], row["seeds"]) == ("lagrangian+fisher", "2", "0,1,2")
+    # Δ against each seed's own teacher: -1, -3, -1 points.
+    assert float(row["delta_mean"]) == pytest.approx(-5 / 3, abs=1e-4)
+    assert float(row["delta_std"]) == pytest.approx(np.std([-1, -3, -1], ddof=1), abs=1e-4)
+    assert float(row["compact_mean"]) == pytest.approx(0.8933, abs=1e-4)
+    assert float(row["speedup_b8"]) == pytest.approx(2.1) and row["speedup_b8_real"] == "1.7000"
+    # The first row made the table and the outputs; the second is charged for both.
+    made = json.loads((out / "seed0" / "sst2" / "lagrangian+fisher_2.wall.json").read_text())
+    assert made["made"] == ["latency_table", "teacher_outputs"]
+    second = json.loads((out / "seed0" / "sst2" / "lagrangian+fisher_3.wall.json").read_text())
+    assert second["made"] == []
+    # The stand-in runs take no time: the second row's minutes are the table's 2 and the
+    # outputs' 1.
+    assert [float(r["total_minutes"]) for r in rows] == [pytest.approx(0.0, abs=0.05),
+                                                         pytest.approx(3.0, abs=0.05)]
+    assert "| lagrangian+fisher | 2 | 0,1,2 | 2.10x (2.00–2.20) | 1.70x | 1.80x | " \
+           "0.8933 ± 0.0153 | -1.67 ± 1.15 |" in capsys.readouterr().out
+    # Run again, every row is read back, not run: the wall times stay those of the first run.
+    monkeypatch.setattr(frontier, "run", lambda command, log: None)
+    frontier.main(argv)
+    assert json.loads((out / "seed0" / "sst2" / "lagrangian+fisher_3.wall.json")
+                      .read_text()) == second
+    assert seed_rows.total_minutes(str(tmp_path / "nowhere"), {}) is None
+
+
+def test_one_seed_keeps_its_output_dir_and_writes_no_spread(tmp_path):
+    args = frontier.parse_args(["--data", str(tmp_path), "--output_dir", str(tmp_path)])
+    assert frontier.seed_arguments(args, 0).output_dir == str(tmp_path)
+    import seed_rows
+
+    rows = seed_rows.over_seeds({0: [_row(speedup_b8_range=[2.0, 2.2])]})
+    path = tmp_path / "one.csv"
+    frontier.write_csv(path, rows)
+    with open(path, newline="") as f:
+        row, = csv.DictReader(f)
+    assert row["seeds"] == "0" and row["compact_std"] == "" and row["delta_std"] == ""
+    assert row["total_minutes"] == ""  # not on record
+    with pytest.raises(SystemExit):
+        frontier.parse_args(["--data", str(tmp_path), "--output_dir", str(tmp_path),
+                             "--seeds", "0,0"])

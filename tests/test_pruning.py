@@ -76,6 +76,9 @@ def test_expected_sparsity_at_full_rank():
     ({"regularization_scale": -1.0}, "`regularization_scale` must be >= 0"),
     ({"constraint": "inequality"}, "`constraint` must be one of"),
     ({"pruning_steps": 0}, "`pruning_steps` must be an integer >= 1"),
+    ({"target_sparsity_start": 1.0}, "`target_sparsity_start` must be a number in [0, 1)"),
+    ({"targets": [0.3, 0.5], "pruning_steps": 100, "target_sparsity_start": 0.2},
+     "`target_sparsity_start` is the single target's"),
 ])
 def test_pruning_model_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -119,6 +122,24 @@ def test_target_sparsity_warmup_and_l2():
     assert len(kernels) == 2 * 12 + 1
     assert history["l2_regularization_loss"][-1] > 0
     assert history["model_lr"][-1] > 0
+
+
+def test_target_warmup_starts_where_the_gates_start():
+    pruning_model = _pruning_model(target_sparsity=0.6, target_sparsity_warmup=8)
+    for gate in all_gates(pruning_model.network):  # every other rank closed, as a mask would
+        gate.log_alpha.assign(np.where(np.arange(gate.size) % 2, 5.0, -5.0).astype("float32"))
+    start = float(pruning_model.expected_sparsity())
+    assert 0.0 < start < 0.6
+    pruning_model.target_sparsity_start = start
+    pruning_model.compile()
+    x, y = _data()
+    history = pruning_model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    # Logged after steps 3 and 7 (0-based): t = t0 + (0.6 - t0) · step / 8.
+    np.testing.assert_allclose(history["target_sparsity"],
+                               [start + (0.6 - start) * s / 8 for s in (3, 7)], rtol=1e-5)
+    assert float(pruning_model.target_sparsity_at(12)) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="`target_sparsity_start` must be a number"):
+        pruning_model.target_sparsity_start = "half"
 
 
 def test_evaluate_and_predict_use_the_deterministic_mask():
@@ -174,7 +195,8 @@ def test_mixed_precision_keeps_gates_lambda_and_loss_in_float32():
 
 
 def test_pruning_model_keras_round_trip(tmp_path):
-    pruning_model = _pruning_model(target_sparsity=0.3, target_sparsity_warmup=5)
+    pruning_model = _pruning_model(target_sparsity=0.3, target_sparsity_warmup=5,
+                                   target_sparsity_start=0.125)
     gate = all_gates(pruning_model.network)[2]
     gate.log_alpha.assign(np.linspace(-3.0, 3.0, gate.size).astype("float32"))
     pruning_model.lambda_1.assign(0.25)
@@ -183,6 +205,7 @@ def test_pruning_model_keras_round_trip(tmp_path):
     restored = keras.saving.load_model(path)
     assert isinstance(restored, keras_flop.PruningModel)
     assert restored.target_sparsity == 0.3 and restored.target_sparsity_warmup == 5
+    assert restored.target_sparsity_start == 0.125
     assert float(restored.lambda_1) == 0.25
     x, _ = _data(n=4)
     np.testing.assert_array_equal(np.asarray(restored(x)), np.asarray(pruning_model(x)))

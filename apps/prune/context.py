@@ -90,6 +90,12 @@ class PruningRun(RunDirectory):
             return self.args.target_sparsity_warmup
         return default_target_warmup(self.pruning_steps(), self.args.family is not None)
 
+    def target_start(self, pruning_model):
+        """--target_start: 0, or the pruning model's expected cost as its gates start."""
+        if self.args.target_start == "zero":
+            return 0.0
+        return min(max(float(pruning_model.expected_sparsity()), 0.0), 0.999)
+
     def measured_latency_table(self):
         """The run's latency table: --latency_table, or measured on this device at
         --eval_batch_size and --max_seq_length; saved as `<step>/latency_table.json` of the

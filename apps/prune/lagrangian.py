@@ -107,6 +107,11 @@ def train_gates(run):
         # The run's length is the prune step's setting: size the target warmup to it.
         pruning_model.pruning_steps = steps
         pruning_model.target_sparsity_warmup = run.target_warmup()
+        if args.family is None:
+            pruning_model.target_sparsity_start = run.target_start(pruning_model)
+            if args.target_start == "gates":
+                print(f"   the target's warmup starts at the gates' expected "
+                      f"{run.cost_name()} {pruning_model.target_sparsity_start:.3f}")
         if args.family is not None:  # sized to the run, like the warmup
             pruning_model.family.hold_steps = args.family_hold_steps
             pruning_model.family.tolerance = args.family_tolerance

@@ -178,6 +178,11 @@ def build_parser():
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
                             "pruning steps (a fifth for a family: its first ramp).")
+    train.add_argument("--target_start", choices=("zero", "gates"), default="zero",
+                       help="Where the target's warmup starts: at 0 (zero), or at the gates' "
+                            "expected cost when pruning starts (gates: under --init_mask "
+                            "fisher, the Fisher mask's, which the Lagrangian then keeps "
+                            "instead of reopening gates to meet a target that starts at 0).")
     train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
                        default="dense",
                        help="What the sparsity is a fraction of: the dense kernels' parameters, "

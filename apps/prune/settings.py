@@ -30,7 +30,8 @@ FIRST_STEP_USING = {
     **dict.fromkeys(("learning_rate", "schedule", "learning_rate_warmup",
                      "alpha_learning_rate", "lambda_learning_rate", "num_train_epochs",
                      "pruning_steps",
-                     "target_sparsity_warmup", "family_hold_steps", "family_tolerance"),
+                     "target_sparsity_warmup", "target_start", "family_hold_steps",
+                     "family_tolerance"),
                     "prune"),
     **dict.fromkeys(("compact_threshold", "keep_layers", "student_checkpoint"), "compact"),
     **dict.fromkeys(("final_learning_rate", "final_epochs", "final_distillation_weight",
@@ -125,6 +126,9 @@ def resolve_args(args):
         if fisher or args.init_mask == "fisher":
             raise common.UsageError("A family (--targets, --target_speedups) is pruned by the "
                                     "Lagrangian: use --method lagrangian and --init_mask none.")
+        if args.target_start != "zero":
+            raise common.UsageError("--target_start gates is the single target's: a family's "
+                                    "schedule ramps from 0 through its members.")
         if args.target_speedups and args.structure in ("rank", "all"):
             raise common.UsageError(
                 "--target_speedups prices heads, FFN units and blocks from a latency table of "

@@ -13,7 +13,7 @@ CONSTRAINTS = ("equality", "absolute")
 # The keyword arguments of `PruningModel` that `factorize` passes on, by the kind of value each
 # takes (None is allowed for all of them); the strings and the latency table are checked by
 # the model itself.
-_REALS = ("target_sparsity", "regularization_scale", "distillation_weight",
+_REALS = ("target_sparsity", "target_sparsity_start", "regularization_scale", "distillation_weight",
           "distillation_temperature", "hidden_distillation_weight", "target_speedup",
           "target_tolerance")
 _INTEGERS = ("pruning_steps", "target_sparsity_warmup", "hold_steps", "ramp_steps")
@@ -66,6 +66,18 @@ def check_pruning_arguments(arguments, caller="factorize"):
         if name == "teacher" and not isinstance(value, keras.Model):
             raise TypeError(f"{caller}: `teacher` must be a Keras model (the fine-tuned dense "
                             f"model); got {type(value).__name__}.")
+
+
+def check_target_start(value):
+    """`target_sparsity_start` as a float, or a `ValueError` saying what it takes.
+
+    >>> check_target_start(0.45)
+    0.45
+    """
+    if not is_real(value) or not 0.0 <= value < 1.0:
+        raise ValueError("`target_sparsity_start` must be a number in [0, 1) (the target at "
+                         f"step 0, e.g. the gates' expected sparsity); got {shown(value)}.")
+    return float(value)
 
 
 def check_pruning_values(target_sparsity, target_speedup, targets, target_speedups, cost,

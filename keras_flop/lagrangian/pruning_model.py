@@ -127,6 +127,8 @@ class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups
             (`T = 1 - 1/S`).
         target_sparsity_warmup: steps `W` of the linear warmup of the target (0: none);
             default a third of `pruning_steps` (a fifth for a family).
+        target_sparsity_start: `t0`, where the warmup starts (default 0); after starting
+            the gates from a mask, their `expected_sparsity()` keeps the mask's cost.
         sparsity_denominator: `"dense"` or `"factorized"` (see `expected_sparsity`).
         regularization_scale: scale of `Σ ‖K‖² / 2` over the factor and pooler kernels.
         teacher: optional model with the same inputs and outputs to distill from.
@@ -176,6 +178,7 @@ class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups
     loss_scale_growth_steps = 2000
 
     def __init__(self, network, target_sparsity=None, target_sparsity_warmup=None,
+                 target_sparsity_start=0.0,
                  sparsity_denominator="dense", regularization_scale=0.0, teacher=None,
                  distillation_weight=0.0, distillation_temperature=1.0,
                  hidden_distillation_weight=0.0, constraint="absolute", pruning_steps=None,
@@ -244,6 +247,7 @@ class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups
             targets, network.trainable_variables, speedups=target_speedups,
             hold_steps=hold_steps, ramp_steps=ramp_steps, tolerance=target_tolerance,
             name="family")
+        self.target_sparsity_start = target_sparsity_start
         self.built = True
 
     # -- model API -------------------------------------------------------------------------
@@ -296,17 +300,6 @@ class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups
             self.alpha_optimizer.build(self.gate_variables)
         if not self.lambda_optimizer.built:
             self.lambda_optimizer.build(self.lambda_variables)
-
-    def target_sparsity_at(self, step):
-        """`t(step) = T · min(1, step / W)` (or `T` without warmup); for a family, the target
-        of its schedule's current member."""
-        if self.family is not None:
-            return self.family.target(step, self.target_sparsity_warmup,
-                                      self.family_ramp_steps)[0]
-        if self.target_sparsity_warmup <= 0:
-            return ops.convert_to_tensor(self.target_sparsity, "float32")
-        fraction = ops.cast(step, "float32") / float(self.target_sparsity_warmup)
-        return self.target_sparsity * ops.minimum(fraction, 1.0)
 
     def expected_sparsity(self):
         """`ŝ` of the model's cost (`"params"`: `keras_flop.expected_sparsity`; `"latency"`:
@@ -470,6 +463,7 @@ class PruningModel(DistributedBuildMixin, RunLength, CheckedData, VariableGroups
             "latency_table": (self.cost_model.table.to_dict() if self.cost == "latency"
                               else None),
             "target_sparsity_warmup": self._target_warmup,  # None: sized to the run
+            "target_sparsity_start": self.target_sparsity_start,
             "sparsity_denominator": self.sparsity_denominator,
             "regularization_scale": self.regularization_scale,
             "teacher": (None if self.teacher is None else

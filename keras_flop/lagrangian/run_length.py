@@ -1,4 +1,5 @@
-"""The length of a pruning run and what is sized to it: the target's warmup, the default gate
+"""The length of a pruning run and what is sized to it: the target's warmup (from where it
+starts to the target), the default gate
 and λ schedules (`compile`'s, sized to `pruning_steps`, or to `fit`'s steps when that is not
 given), their continuation over the added steps of a later `fit`, their state across a
 `.keras` reload, and the warning when a run ends off its target.
@@ -14,6 +15,7 @@ import keras
 from keras import ops
 
 from keras_flop.gates.sparsity import TARGET_TOLERANCE
+from keras_flop.lagrangian.arguments import check_target_start
 from keras_flop.training import optimizers as flop_optimizers
 
 # The default gate and λ optimizers (`compile`), each sized to the run: peak rate × steps.
@@ -51,6 +53,40 @@ class RunLength:
         if steps is not None and (isinstance(steps, bool) or int(steps) < 0):
             raise ValueError(f"`target_sparsity_warmup` must be an integer >= 0; got {steps}.")
         self.__dict__["_target_warmup"] = None if steps is None else int(steps)
+
+    @property
+    def target_sparsity_start(self):
+        """`t0`, the target at step 0 of the warmup: 0 (every gate open), or where the gates
+        start, so that a run started from a mask keeps it instead of reopening gates to meet
+        a target that starts at 0. Read when the train step is traced: set it before `fit`.
+
+        >>> # after `keras_flop.init_gates_from_masks(pruning_model, masks)`:
+        >>> # pruning_model.target_sparsity_start = float(pruning_model.expected_sparsity())
+        """
+        return self.__dict__.get("_target_start", 0.0)
+
+    @target_sparsity_start.setter
+    def target_sparsity_start(self, value):
+        value = check_target_start(value)
+        if value and getattr(self, "family", None) is not None:
+            raise ValueError("`target_sparsity_start` is the single target's: a family's "
+                             "schedule ramps from 0 through its members.")
+        if value != self.target_sparsity_start and getattr(self, "train_function", None):
+            self.make_train_function(force=True)
+        self.__dict__["_target_start"] = value
+
+    def target_sparsity_at(self, step):
+        """`t(step) = t0 + (T - t0) · min(1, step / W)` (or `T` without warmup), `t0` the
+        `target_sparsity_start`; for a family, the target of its schedule's current member."""
+        if self.family is not None:
+            return self.family.target(step, self.target_sparsity_warmup,
+                                      self.family_ramp_steps)[0]
+        if self.target_sparsity_warmup <= 0:
+            return ops.convert_to_tensor(self.target_sparsity, "float32")
+        fraction = ops.minimum(ops.cast(step, "float32") / float(self.target_sparsity_warmup),
+                               1.0)
+        start = self.target_sparsity_start
+        return start + (self.target_sparsity - start) * fraction
 
     def _run_sized_optimizer(self, name):
         """A default gate or λ optimizer sized to the schedule (to one step until the run's

@@ -89,23 +89,29 @@ def teacher_outputs(teacher, data, keep=(), read=(), batch_size=64):
     that holds outputs of the same teacher weights on the same tokenized examples (its
     fingerprint) is read instead, and the outputs are written to each file of `keep` that does
     not hold them yet (a run's checkpoint directory, or one file shared by the runs of one
-    teacher: apps.prune `--teacher_outputs`)."""
+    teacher: apps.prune `--teacher_outputs`), with the seconds computing them took (`seconds`,
+    read by `benchmarks/frontier.py` to charge every run that reads them)."""
     fingerprint = outputs_fingerprint(teacher, data.tokenized("train"))
     held = [path for path in [*keep, *read] if _holds_outputs(path, fingerprint)]
     if held:
         with np.load(held[0]) as kept:
             outputs = kept["outputs"]
+            # What computing them cost, for the runs that read them (files of older versions
+            # have no record: nan).
+            seconds = float(kept["seconds"]) if "seconds" in kept else float("nan")
         print(f"   teacher outputs read from {held[0]}")
     else:
         began = time.perf_counter()
         outputs = np.asarray(data.tokenized("train").predict(teacher, batch_size))
+        seconds = time.perf_counter() - began
         print(f"   teacher outputs on {len(data.train):,} training examples computed once "
-              f"({time.perf_counter() - began:.0f} s)")
+              f"({seconds:.0f} s)")
     for path in keep:
         if path not in held:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path + ".tmp", "wb") as f:  # a crash mid-write leaves no torn file
-                np.savez(f, outputs=outputs, fingerprint=np.array(fingerprint))
+                np.savez(f, outputs=outputs, fingerprint=np.array(fingerprint),
+                         seconds=np.array(seconds))
             os.replace(path + ".tmp", path)
     return outputs
 
