@@ -59,6 +59,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import baselines  # noqa: E402
+import runtime_rows  # noqa: E402
 import seed_rows  # noqa: E402
 from seed_rows import COLUMNS  # noqa: E402,F401 -- the CSV's columns, named here too
 from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
@@ -145,6 +146,12 @@ def parse_args(argv=None):
                         help="Several seeds, e.g. 0,1,2: each seed fine-tunes its own teacher "
                              "and prunes it with the same seed, in <output_dir>/seed<S>; a "
                              "row is the mean ± std over the seeds (replaces --seed).")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="Add a row per runtime of each apps.prune row exported to ONNX or "
+                             "LiteRT (its report's runtime table, e.g. --prune_flags "
+                             "'--export_formats saved_model,onnx,onnx_int8'): the compact model "
+                             "in each, and the dense model alone in each (the baseline pruning "
+                             "must beat there); the CSV's `runtime` column names it.")
     parser.add_argument("--retime", action="store_true",
                         help="Time the finished rows of --rows again (dense and compact in "
                              "turn, batch 8 and 1) and print them beside the recorded "
@@ -280,7 +287,7 @@ def plot(args, rows):
                "method": "dense", "metric_std": seed_rows.spread(list(teachers.values()))}]
     points += [{"speedup": r["speedup_b8"], "metric": r["compact_metric"],
                 "label": "" if r["target"] is None else f"{r['target']:g}",
-                "method": r["method"], "metric_std": r.get("compact_std"),
+                "method": runtime_rows.label(r), "metric_std": r.get("compact_std"),
                 "speedup_range": r.get("speedup_b8_range") if r.get("compact_std") else None}
                for r in rows]
     # One colour per method in every task's plot, whichever methods it shows; a baseline's
@@ -307,7 +314,7 @@ def print_table(args, rows):
         b8, b1 = r["speedup_b8_range"], r["speedup_b1_range"]
         minutes = "–" if r["prune_minutes"] is None else f"{r['prune_minutes']:.1f}"
         target = "–" if r["target"] is None else f"{r['target']:g}"
-        print(f"| {r['method']} | {target} | {r['parameters']:,} "
+        print(f"| {runtime_rows.label(r)} | {target} | {r['parameters']:,} "
               f"({r['parameters'] / r['dense_parameters']:.2f}) | {r['speedup_b8']:.2f}x "
               f"({b8[0]:.2f}–{b8[1]:.2f}) | {r['speedup_b1']:.2f}x ({b1[0]:.2f}–{b1[1]:.2f}) | "
               f"{r['compact_metric']:.4f} | {r['delta_points']:+.2f} | {minutes} |")
@@ -476,7 +483,9 @@ def seed_rows_of(args, summary):
         if kind in KINDS and KINDS[kind][1] == "--target_speedup" and table is None:
             # Measured once; the step that prices units holds it.
             table = shared_files(args, kind, directory, None)["latency_table"]
-        rows.append(dict(figures, seed=args.seed, command=shown(command)))
+        figures = dict(figures, seed=args.seed, command=shown(command))
+        rows = runtime_rows.replace_rows(rows, [figures] + (
+            runtime_rows.runtime_rows(figures, directory) if args.runtimes else []), row_key)
         with open(summary, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     print_table(args, rows)

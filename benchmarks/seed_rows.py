@@ -18,10 +18,10 @@ import statistics
 import time
 
 # The CSV's columns: one row per (task, method, target) over `seeds`.
-COLUMNS = ("task", "method", "structure", "target", "seeds", "speedup_b8", "speedup_b8_real",
-           "speedup_b1", "metric", "dense_metric", "compact_metric", "compact_mean",
-           "compact_std", "delta_points", "delta_mean", "delta_std", "prune_minutes",
-           "total_minutes")
+COLUMNS = ("task", "method", "structure", "target", "runtime", "seeds", "speedup_b8",
+           "speedup_b8_real", "speedup_b1", "metric", "dense_metric", "compact_metric",
+           "compact_mean", "compact_std", "delta_points", "delta_mean", "delta_std",
+           "agreement", "megabytes", "prune_minutes", "total_minutes")
 
 
 def _mean(values):
@@ -35,9 +35,12 @@ def spread(values):
 
 
 def key(row):
-    """What names a row across seeds and invocations: its task, method and target."""
+    """What names a row across seeds and invocations: its task, method and target, and its
+    runtime when it is not Keras (`runtime_rows`)."""
     target = row["target"]
-    return row["task"], row["method"], "" if target in (None, "") else f"{float(target):g}"
+    runtime = row.get("runtime") or "keras"
+    return (row["task"], row["method"], "" if target in (None, "") else f"{float(target):g}",
+            *(() if runtime == "keras" else (runtime,)))
 
 
 def over_seeds(rows_by_seed):
@@ -73,6 +76,9 @@ def over_seeds(rows_by_seed):
         rows.append({
             **{k: first.get(k) for k in ("task", "method", "structure", "target", "metric",
                                          "parameters", "dense_parameters")},
+            "runtime": first.get("runtime") or "keras",
+            "agreement": _mean([row.get("agreement") for _, row in group]),
+            "megabytes": _mean([row.get("megabytes") for _, row in group]),
             "seeds": ",".join(str(seed) for seed, _ in group),
             "per_seed": {str(seed): row for seed, row in group},
             "speedup_b8": _mean(speeds), "speedup_b8_range": [min(speeds), max(speeds)],
@@ -91,6 +97,7 @@ def over_seeds(rows_by_seed):
 def table_lines(task, rows):
     """The rows over seeds as a markdown table: mean ± std of the dev metric and of Δ against
     each seed's own teacher; batch 8's mean speedup (min–max over the seeds)."""
+    from runtime_rows import label
     from support import mean_std
 
     lines = [f"{task}: rows over seeds (each seed's compact model against its own teacher; "
@@ -104,7 +111,7 @@ def table_lines(task, rows):
         real = "–" if r["speedup_b8_real"] is None else f"{r['speedup_b8_real']:.2f}x"
         minutes = "–" if r["total_minutes"] is None else f"{r['total_minutes']:.1f}"
         target = "–" if r["target"] is None else f"{r['target']:g}"
-        lines.append(f"| {r['method']} | {target} | {r['seeds']} | {r['speedup_b8']:.2f}x "
+        lines.append(f"| {label(r)} | {target} | {r['seeds']} | {r['speedup_b8']:.2f}x "
                      f"({low:.2f}–{high:.2f}) | {real} | {r['speedup_b1']:.2f}x | "
                      f"{mean_std(s['compact_metric'] for s in seeds)} | "
                      f"{mean_std((s['delta_points'] for s in seeds), 2)} | {minutes} |")

@@ -339,3 +339,55 @@ def test_one_seed_keeps_its_output_dir_and_writes_no_spread(tmp_path):
     with pytest.raises(SystemExit):
         frontier.parse_args(["--data", str(tmp_path), "--output_dir", str(tmp_path),
                              "--seeds", "0,0"])
+
+
+def _runtime_entry(model, runtime, accuracy, speedup, megabytes=10.0):
+    return {"model": model, "runtime": runtime, "dev": {"eval_accuracy": accuracy},
+            "agreement": 1.0 if runtime == "keras" else 0.98, "bytes": megabytes * 1e6,
+            "speedup": {"batch_8_fixed": [speedup, speedup - 0.1, speedup + 0.1],
+                        "batch_8_bucketed": [speedup - 0.5, 0, 0],
+                        "batch_1_fixed": [speedup + 0.5, 0, 0]}}
+
+
+def test_runtimes_give_a_row_per_runtime_and_the_dense_model_alone(
+        tmp_path, monkeypatch, capsys):
+    import runtime_rows
+
+    row = _row(method="lagrangian+fisher", parameters=500, dense_parameters=1000,
+               speedup_b8_range=[2.0, 2.2], speedup_b1_range=[1.8, 2.0], command="c")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert runtime_rows.runtime_rows(row, str(run)) == []  # no report
+    (run / "report.json").write_text(json.dumps({"runtimes": {"rows": [
+        _runtime_entry("dense", "keras", 0.91, 1.0), _runtime_entry("dense", "onnx_int8", 0.90,
+                                                                    2.3),
+        _runtime_entry("compact", "keras", 0.90, 2.0),
+        _runtime_entry("compact", "onnx_int8", 0.89, 5.0)]}}))
+    rows = runtime_rows.runtime_rows(row, str(run))
+    assert [(r["method"], r["target"], r["runtime"], r["parameters"]) for r in rows] == [
+        ("dense", None, "onnx_int8", 1000), ("lagrangian+fisher", 2.0, "onnx_int8", 500)]
+    dense_int8, compact_int8 = rows
+    # Every Δ against the dense model in Keras, from the report's own dev metrics.
+    assert dense_int8["delta_points"] == pytest.approx(-1.0)
+    assert compact_int8["delta_points"] == pytest.approx(-2.0)
+    assert compact_int8["speedup_b8"] == 5.0 and compact_int8["speedup_b8_real"] == 4.5
+    assert compact_int8["speedup_b1"] == 5.5 and compact_int8["megabytes"] == 10.0
+    assert dense_int8["prune_minutes"] is None and compact_int8["agreement"] == 0.98
+    # A runtime row has its own key; the dense rows of two pruned rows appear once.
+    keys = {frontier.row_key(r) for r in rows}
+    assert len(keys) == 2 and frontier.row_key(row) not in keys
+    merged = runtime_rows.replace_rows(rows, [dict(dense_int8, compact_metric=0.905)],
+                                       frontier.row_key)
+    assert [r["compact_metric"] for r in merged if r["method"] == "dense"] == [0.905]
+    path = tmp_path / "runtimes.csv"
+    import seed_rows
+
+    frontier.write_csv(path, seed_rows.over_seeds({0: [row] + rows}))
+    with open(path, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [(r["method"], r["runtime"], r["agreement"]) for r in written] == [
+        ("lagrangian+fisher", "keras", ""), ("dense", "onnx_int8", "0.9800"),
+        ("lagrangian+fisher", "onnx_int8", "0.9800")]
+    monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
+    frontier.print_table(SimpleNamespace(task="sst2"), [row] + rows)
+    assert "| lagrangian+fisher [onnx_int8] | 2 | 500 (0.50) | 5.00x" in capsys.readouterr().out
