@@ -514,6 +514,10 @@ def test_prune_app_fisher_method_and_fisher_initial_mask(tmp_path, capsys):
     (["--family_hold_steps", "3"], "read with --targets or --target_speedups only"),
     (["--targets", "0.3,0.5", "--target_start", "gates"],
      "--target_start gates is the single target's"),
+    (["--latency_lengths", "train"], "--latency_lengths train measures the latency table of a "
+                                     "--target_speedup run"),
+    (["--latency_lengths", "train", "--target_speedup", "2", "--latency_table", "t.json"],
+     "a given --latency_table keeps the lengths"),
 ])
 def test_prune_app_refuses_bad_families(tmp_path, capsys, flags, message):
     from apps import prune as prune_app

@@ -227,3 +227,47 @@ def test_expected_counts_equal_realized_counts_once_gates_decide():
             getattr(account, kind)(RealizedCounts()))
     assert float(pruning_model.expected_sparsity()) == pytest.approx(
         keras_flop.realized_sparsity(pruning_model, cost=None), abs=1e-6)
+
+
+def test_a_table_of_the_task_s_lengths_mixes_one_table_per_length(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from apps.prune.context import PruningRun
+    from keras_flop.glue.batching import TokenizedExamples
+    from keras_flop.latency.table import mix_tables
+
+    config = BertConfig(**TINY)
+    # Six short examples and two long ones: batches of 2 padded to 4 (three) and to 8 (one).
+    token_ids = tf.ragged.constant([[2, 3]] * 6 + [[2] * 7] * 2, tf.int32)
+    tokenized = TokenizedExamples(token_ids, tf.zeros_like(token_ids), boundaries=[4, 8])
+    assert tokenized.length_shares(2) == {4: 0.75, 8: 0.25}
+    run = SimpleNamespace(
+        args=SimpleNamespace(latency_lengths="train", eval_batch_size=2, max_seq_length=8,
+                             verbose=False),
+        latency_table=None, config=config, data=SimpleNamespace(tokenized=lambda split: tokenized),
+        out=lambda step, name: str(tmp_path / name), pricing_step=lambda: "factorize")
+    measured = []
+    real = keras_flop.measure_latency_table
+
+    def measure(config, batch_size=8, seq_length=128, **kwargs):
+        measured.append((batch_size, seq_length, kwargs.get("lengths")))
+        return real(config, batch_size, seq_length, ffn_points=2, rounds=1, min_seconds=0.001,
+                    lengths=kwargs.get("lengths"))
+
+    monkeypatch.setattr(keras_flop, "measure_latency_table", measure)
+    table = PruningRun.measured_latency_table(run)
+    assert measured == [(2, 8, {4: 0.75, 8: 0.25})]
+    assert table.info["lengths"] == {"4": 0.75, "8": 0.25} and table.seq_length == 8
+    assert LatencyTable.load(str(tmp_path / "latency_table.json")) == table
+    # Each block's time is the weighted mean of the two lengths' tables.
+    short, long = (LatencyTable.from_dict(dict(table.to_dict(), seq_length=n,
+                                               fixed_seconds=t, info={}))
+                   for n, t in ((4, 1.0), (8, 3.0)))
+    assert mix_tables([(short, 3), (long, 1)]).fixed_seconds == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="tables of one model, batch size and grid"):
+        mix_tables([(short, 1), (LatencyTable.from_dict(dict(long.to_dict(), batch_size=4)),
+                                 1)])
+    with pytest.raises(ValueError, match="weights >= 0 with a positive sum"):
+        mix_tables([])
+    with pytest.raises(ValueError, match="`lengths` must map sequence lengths"):
+        real(config, 2, 8, lengths={"long": 1.0})

@@ -105,11 +105,16 @@ class PruningRun(RunDirectory):
         args = self.args
         table = self.latency_table
         if table is None:
-            print(f"   measuring the latency table: batch {args.eval_batch_size}, length "
-                  f"{args.max_seq_length}")
+            lengths = None
+            if args.latency_lengths == "train":  # the batches' padded lengths, as served
+                lengths = self.data.tokenized("train").length_shares(args.eval_batch_size)
+            print(f"   measuring the latency table: batch {args.eval_batch_size}, " + (
+                f"length {args.max_seq_length}" if lengths is None else
+                "the training set's lengths " + ", ".join(f"{n}: {w:.0%}"
+                                                          for n, w in lengths.items())))
             table = keras_flop.measure_latency_table(
                 self.config, batch_size=args.eval_batch_size, seq_length=args.max_seq_length,
-                verbose=args.verbose)
+                verbose=args.verbose, lengths=lengths)
             print(f"   latency table measured in {table.info['measurement_seconds']:.0f} s")
         elif (table.batch_size, table.seq_length) != (args.eval_batch_size,
                                                       args.max_seq_length):

@@ -178,6 +178,13 @@ def build_parser():
     train.add_argument("--target_sparsity_warmup", type=int, default=None,
                        help="Steps of the target's linear warmup; default a third of the "
                             "pruning steps (a fifth for a family: its first ramp).")
+    train.add_argument("--latency_lengths", choices=("padded", "train"), default="padded",
+                       help="The lengths the measured latency table times (without "
+                            "--latency_table): every input --max_seq_length long (padded), or "
+                            "the training set's batches at their bucketed lengths (train), so "
+                            "that --target_speedup aims at the speed of text at its real "
+                            "length; the report then compares it with the length-bucketed "
+                            "speedup.")
     train.add_argument("--target_start", choices=("zero", "gates"), default="zero",
                        help="Where the target's warmup starts: at 0 (zero), or at the gates' "
                             "expected cost when pruning starts (gates: under --init_mask "

@@ -255,16 +255,22 @@ def write_report(run):
         "",
     ]
     if "predicted_speedup" in info:
-        measured, low, high = speedups["fixed"]
+        # A table of the task's lengths predicts the length-bucketed speed.
+        lengths = info.get("latency_table_lengths")
+        measured, low, high = speedups["bucketed" if lengths else "fixed"]
+        shape = "length-bucketed" if lengths else f"padded to {args.max_seq_length}"
         lines += [
             "| speedup on this device | predicted by the latency table | measured |",
             "|---|---|---|",
-            f"| batch {args.eval_batch_size}, padded to {args.max_seq_length} (target "
+            f"| batch {args.eval_batch_size}, {shape} (target "
             f"{info['target_speedup']:.4g}x) | {info['predicted_speedup']:.2f}x | "
             f"{measured:.2f}x (rounds {low:.2f}–{high:.2f}) |",
             "",
             f"The table (`{run.pricing_step()}/latency_table.json`) was measured at batch "
-            f"{info['latency_table_batch_size']}, length {info['latency_table_seq_length']}: it "
+            f"{info['latency_table_batch_size']}, " + (
+                "the training set's lengths (" + ", ".join(
+                    f"{n}: {w:.0%}" for n, w in lengths.items()) + ")" if lengths else
+                f"length {info['latency_table_seq_length']}") + ": it "
             f"predicts the dense model at {info['predicted_dense_latency_s'] * 1e3:.2f} ms and "
             f"the compact one at {info['predicted_latency_s'] * 1e3:.2f} ms per batch.",
             "",

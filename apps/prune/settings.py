@@ -23,6 +23,7 @@ FIRST_STEP_USING = {
                      "hidden_distillation_weight", "target_sparsity",
                      "sparsity_denominator", "regularization_scale", "eval_mask",
                      "constraint", "factorize_rank", "target_speedup", "latency_table",
+                     "latency_lengths",
                      "targets", "target_speedups"),
                     "factorize"),  # the pruning model's (and the latency table it holds)
     # The run's length: a larger --num_train_epochs with --start_from prune continues pruning
@@ -109,6 +110,11 @@ def resolve_args(args):
     if args.latency_table and args.target_speedup is None and not args.target_speedups:
         raise common.UsageError("--latency_table is read with --target_speedup or "
                                 "--target_speedups only.")
+    if args.latency_lengths != "padded" and (args.latency_table or (
+            args.target_speedup is None and not args.target_speedups)):
+        raise common.UsageError("--latency_lengths train measures the latency table of a "
+                                "--target_speedup run; a given --latency_table keeps the "
+                                "lengths it was measured at.")
     if args.target_speedup is not None:
         if args.target_sparsity is not None:
             raise common.UsageError("Pass either --target_speedup or --target_sparsity (a "

@@ -151,7 +151,9 @@ def compact_one(run, pruning_model, directory, target_speedup, target, expected=
                        "predicted_dense_latency_s": dense_seconds,
                        "predicted_latency_s": dense_seconds / speedup,
                        "latency_table_batch_size": table.batch_size,
-                       "latency_table_seq_length": table.seq_length})
+                       "latency_table_seq_length": table.seq_length,
+                       # {length: weight} of a table of the task's lengths (--latency_lengths)
+                       "latency_table_lengths": table.info.get("lengths")})
     os.makedirs(run.out(directory), exist_ok=True)
     keras_flop.write_parameter_report(report, run.out(directory))
     if expected is None:  # the fisher step's is relative to the report just written

@@ -254,6 +254,20 @@ class TokenizedExamples:
         ordered[np.concatenate(plan)] = outputs
         return ordered
 
+    def length_shares(self, batch_size):
+        """`{padded length: share of batches}` of these examples in length-ordered batches of
+        `batch_size`: the lengths a service running them calls the model at, for a latency
+        table of the task's own lengths (`keras_flop.measure_latency_table(lengths=...)`).
+
+        Example:
+        >>> token_ids = tf.ragged.constant([[2, 3]] * 3 + [[2] * 12], tf.int32)
+        >>> TokenizedExamples(token_ids, tf.zeros_like(token_ids),
+        ...                   boundaries=[8, 16]).length_shares(2)
+        {8: 0.5, 16: 0.5}
+        """
+        widths = [self.padded_width(batch) for batch in ordered_plan(self.lengths, batch_size)]
+        return {int(w): widths.count(w) / len(widths) for w in sorted(set(widths))}
+
     def distinct_shapes(self, plan):
         """The distinct `(batch size, padded length)` pairs of a plan (bounded: see module)."""
         return sorted({(len(batch), self.padded_width(batch)) for batch in plan})

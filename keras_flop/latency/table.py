@@ -296,8 +296,53 @@ def ffn_grid(intermediate_size, points=16):
     return sorted({0, 1} | steps)
 
 
+def mix_tables(weighted):
+    """`[(table, weight), ...]` (tables of one model and batch size, e.g. measured at several
+    lengths) -> the table of their weighted mean: a block's time is the mean of its times,
+    so the model's predicted time is the mean of theirs (latency is linear in the table).
+    Its `seq_length` is the longest, `info["lengths"]` each length's weight.
+
+    Example:
+    >>> model = {"hidden_size": 8, "num_attention_heads": 1, "intermediate_size": 4,
+    ...          "num_hidden_layers": 1}
+    >>> short, long = (LatencyTable(model, 1, n, [0, 1], [0.0, t], [0, 4], [0.0, t], t)
+    ...                for n, t in ((8, 1.0), (32, 3.0)))
+    >>> mixed = mix_tables([(short, 0.75), (long, 0.25)])
+    >>> mixed.dense_seconds(), mixed.seq_length, mixed.info["lengths"]
+    (4.5, 32, {'8': 0.75, '32': 0.25})
+    """
+    tables = [(as_table(t), float(w)) for t, w in weighted]
+    weights = [w for _, w in tables]
+    if not tables or sum(weights) <= 0 or min(weights) < 0:
+        raise ValueError("mix_tables needs at least one table and weights >= 0 with a "
+                         f"positive sum; got {weights}.")
+    total = sum(weights)
+    first = tables[0][0]
+    for table, _ in tables:
+        if (table.model, table.batch_size, table.attention_heads, table.ffn_units) != (
+                first.model, first.batch_size, first.attention_heads, first.ffn_units):
+            raise ValueError("mix_tables mixes tables of one model, batch size and grid; "
+                             "measure them with the same config, batch_size and ffn_points.")
+
+    def mean(field):
+        return [sum(w * getattr(t, field)[i] for t, w in tables) / total
+                for i in range(len(getattr(first, field)))]
+
+    info = {"lengths": {str(t.seq_length): w / total for t, w in tables},
+            "measurement_seconds": sum(t.info.get("measurement_seconds", 0.0)
+                                       for t, _ in tables),
+            "device": first.info.get("device")}
+    if all("measured_dense_seconds" in t.info for t, _ in tables):
+        info["measured_dense_seconds"] = sum(
+            w * t.info["measured_dense_seconds"] for t, w in tables) / total
+    return LatencyTable(first.model, first.batch_size, max(t.seq_length for t, _ in tables),
+                        first.attention_heads, mean("attention_seconds"), first.ffn_units,
+                        mean("ffn_seconds"),
+                        sum(w * t.fixed_seconds for t, w in tables) / total, info)
+
+
 def measure_latency_table(config, batch_size=8, seq_length=128, ffn_points=16, rounds=7,
-                          warmup=2, min_seconds=0.05, verbose=False):
+                          warmup=2, min_seconds=0.05, verbose=False, lengths=None):
     """Measures a `LatencyTable` for models of `config` on this device.
 
     Each block count is timed in a compact `BertClassifier` built with that count in every
@@ -316,6 +361,10 @@ def measure_latency_table(config, batch_size=8, seq_length=128, ffn_points=16, r
         ffn_points: even steps of the FFN grid (`ffn_grid`); heads are timed at every count.
         rounds, warmup, min_seconds: as above.
         verbose: print one line per timed shape.
+        lengths: `{seq_length: weight}`, e.g. a task's `TokenizedExamples.length_shares`:
+            one table measured at each length, mixed by weight (`mix_tables`), so that a
+            target speedup aims at the speed of text at its real lengths (None: every
+            input `seq_length` long).
 
     Returns:
         A `LatencyTable` (`save` it to reuse it).
@@ -330,6 +379,13 @@ def measure_latency_table(config, batch_size=8, seq_length=128, ffn_points=16, r
 
     if not isinstance(config, BertConfig):
         raise ValueError(f"`config` must be a BertConfig; got {type(config).__name__}.")
+    if lengths is not None:
+        if not lengths or any(not isinstance(n, int) or isinstance(n, bool) for n in lengths):
+            raise ValueError("`lengths` must map sequence lengths (integers) to weights, e.g. "
+                             f"{{16: 0.7, 128: 0.3}}; got {lengths!r}.")
+        return mix_tables([(measure_latency_table(config, batch_size, n, ffn_points, rounds,
+                                                  warmup, min_seconds, verbose), weight)
+                           for n, weight in sorted(lengths.items())])
     for arg, value in (("batch_size", batch_size), ("seq_length", seq_length),
                        ("ffn_points", ffn_points), ("rounds", rounds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
