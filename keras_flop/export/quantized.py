@@ -138,9 +138,12 @@ def quantize_onnx(float_path, path, per_channel=False):
     # (VNNI); quantize_dynamic always takes the activations as uint8. Only MatMul: Gather
     # would store the embedding tables in int8. quantize_dynamic's default MatMulConstBOnly
     # keeps the attention's activation × activation products in float.
+    # DefaultTensorType: the graph is float32 throughout; shape inference cannot type the
+    # outputs of onnxruntime's fused operators (a graph from its transformer optimizer).
     quantize_dynamic(os.fspath(float_path), temporary, op_types_to_quantize=["MatMul"],
                      per_channel=per_channel, weight_type=QuantType.QInt8,
-                     nodes_to_exclude=[classifier])
+                     nodes_to_exclude=[classifier],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     os.replace(temporary, path)
     return os.fspath(path)
 
