@@ -125,13 +125,45 @@ def classifier_matmul(onnx_model):
                      "classifier cannot be kept in float.")
 
 
-def quantize_onnx(float_path, path, per_channel=False):
+def layer_matmuls(onnx_model, layer_names):
+    """The names of the MatMuls of the Keras layers `layer_names` (e.g. `"layer_3_output"`,
+    `"pooler"`) in an ONNX graph tf2onnx converted: a node belongs to a layer when a `/`-part
+    of its name is the layer's name, with the `_N` suffix TensorFlow's name scopes add. Raises
+    a `ValueError` naming a layer that owns no MatMul (a misspelt name, or another converter's
+    naming).
+
+    >>> import onnx
+    >>> node = onnx.helper.make_node("MatMul", ["x", "w"], ["y"],
+    ...                              name="bert_classifier_1/layer_0_output_1/Tensordot/MatMul")
+    >>> graph = onnx.helper.make_graph([node], "g", [], [])
+    >>> layer_matmuls(onnx.helper.make_model(graph), ["layer_0_output"])
+    ['bert_classifier_1/layer_0_output_1/Tensordot/MatMul']
+    """
+    import re
+
+    matmuls = [node.name for node in onnx_model.graph.node if node.op_type == "MatMul"]
+    found = []
+    for layer in layer_names:
+        pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
+        names = [name for name in matmuls if pattern.search(name)]
+        if not names:
+            raise ValueError(f"No MatMul of the layer {layer!r} in the ONNX graph; its MatMuls "
+                             f"are {matmuls[:6]}{' ...' if len(matmuls) > 6 else ''}.")
+        found += names
+    return found
+
+
+def quantize_onnx(float_path, path, per_channel=False, float_layers=()):
     """Writes to `path` the ONNX file `float_path` with its MatMul weights in int8 (onnxruntime's
-    `quantize_dynamic`), the classifier's MatMul and everything but MatMuls left in float."""
+    `quantize_dynamic`), the classifier's MatMul and everything but MatMuls left in float, and
+    the MatMuls of the Keras layers `float_layers` too (`layer_matmuls`: the layers whose
+    quantization costs the most accuracy, kept float)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    classifier = classifier_matmul(onnx.load(os.fspath(float_path)))
+    graph = onnx.load(os.fspath(float_path))
+    classifier = classifier_matmul(graph)
+    kept_float = [classifier] + layer_matmuls(graph, float_layers)
     temporary = os.fspath(path) + ".tmp"
     # QInt8 weights: symmetric int8 around a zero point of 0 suits weights centred on 0 and
     # gives uint8 × int8 (U8S8) matmuls, the kernels onnxruntime makes fastest on x86
@@ -142,7 +174,7 @@ def quantize_onnx(float_path, path, per_channel=False):
     # outputs of onnxruntime's fused operators (a graph from its transformer optimizer).
     quantize_dynamic(os.fspath(float_path), temporary, op_types_to_quantize=["MatMul"],
                      per_channel=per_channel, weight_type=QuantType.QInt8,
-                     nodes_to_exclude=[classifier],
+                     nodes_to_exclude=kept_float,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     os.replace(temporary, path)
     return os.fspath(path)
