@@ -135,8 +135,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as directory:
         paths["fp32"] = keras_flop.export_formats(model, directory, ["onnx"])["onnx"]
         groups = parts(paths["fp32"])
-        ranges = input_ranges(model, batches[:4], [n for names in groups.values()
-                                                    for n in names if n != "pooler"])
+        encoder = [n for names in groups.values() for n in names if n != "pooler"]
+        ranges = input_ranges(model, batches[:4], list(dict.fromkeys(encoder)))
 
         def variant(name, **kwargs):
             path = os.path.join(directory, f"{len(paths)}.onnx")
