@@ -8,9 +8,10 @@ by `keras_flop.export.quantized.quantize_onnx` several ways: every MatMul weight
 `onnx_int8` export), per-channel scales, and with the MatMuls of one part kept float: each
 encoder layer, every attention projection, every FFN, the pooler. Each file computes the
 whole dev set in ONNX Runtime: its dev metric and its agreement with the Keras model's
-predictions. Then the `--keep` encoder layers whose INT8 weights change the most answers (agreement with
-Keras) are kept float together, and Keras, the float file, the INT8 files (per-matrix and
-per-channel scales) and that one are timed in turn at batch 8 on length-bucketed dev batches (`keras_flop.latency.timing.calls_in_turn`).
+predictions. Then the `--keep` encoder layers whose INT8 weights change the most answers
+(agreement with Keras) are kept float together, and Keras, the float file, the INT8 files
+(per-matrix and per-channel scales) and that one are timed in turn at batch 8 on
+length-bucketed dev batches (`keras_flop.latency.timing.calls_in_turn`).
 
 Every `quantize_onnx` file quantizes the activations of each MatMul at run time (uint8, one
 range per tensor), so a part whose inputs carry a few large values loses the most: the table
