@@ -3,7 +3,7 @@
     python benchmarks/int8_sensitivity.py --model RUN/finetune_compact/model.keras \\
         --task sst2 [--data ../shared/data] [--keep 2]
 
-The model (vocab.txt beside it, as apps.prune leaves it) is exported to ONNX, then quantized
+The model (its vocab.txt beside it or in the run's `finetune/`) is exported to ONNX, then quantized
 by `keras_flop.export.quantized.quantize_onnx` several ways: every MatMul weight int8 (the
 `onnx_int8` export), per-channel scales, and with the MatMuls of one part kept float: each
 encoder layer, every attention projection, every FFN, the pooler. Each file computes the
@@ -39,6 +39,9 @@ def parse_args(argv=None):
     add_data_argument(parser)
     parser.add_argument("--model", required=True,
                         help="A fine-tuned .keras model (dense or compact), vocab.txt beside it.")
+    parser.add_argument("--vocab", default=None,
+                        help="The model's vocab.txt; default beside --model, else in the "
+                             "apps.prune run's finetune/ (for RUN/finetune_compact/model.keras).")
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--keep", type=int, default=2,
                         help="How many of the most sensitive parts the last file keeps float.")
@@ -47,6 +50,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model} does not exist.")
+    folder = os.path.dirname(os.path.abspath(args.model))
+    candidates = [args.vocab] if args.vocab else [
+        os.path.join(folder, "vocab.txt"),
+        os.path.join(os.path.dirname(folder), "finetune", "vocab.txt")]
+    args.vocab = next((path for path in candidates if os.path.exists(path)), None)
+    if args.vocab is None:
+        parser.error(f"no vocabulary at {' or '.join(candidates)}: pass --vocab.")
     return args
 
 
@@ -115,9 +125,8 @@ def main(argv=None):
     from keras_flop.training import data as training_data
 
     model = keras.saving.load_model(args.model, compile=False)
-    vocab = os.path.join(os.path.dirname(os.path.abspath(args.model)), "vocab.txt")
-    data = training_data.load_task_data(os.path.join(args.data, "glue"), args.task, vocab, 128,
-                                        need_train=False)
+    data = training_data.load_task_data(os.path.join(args.data, "glue"), args.task, args.vocab,
+                                        128, need_train=False)
     split = next(iter(data.evals))
     pairs = [(runtimes.feature_batch(x), np.asarray(y))
              for x, y in data.eval_dataset(split, 8)]
