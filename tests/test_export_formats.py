@@ -239,11 +239,11 @@ def test_onnx_int8_keeps_the_embeddings_and_the_classifier_in_float(int8_files, 
     assert "classifier" in classifier and classifier in float_matmuls
     # Beside it, only the attention's two products of activations per layer.
     assert len(float_matmuls) == 1 + 2 * INT8_TINY["num_hidden_layers"]
-    # One scale (and zero point) per matrix by default; per column with per_channel.
-    assert not [a for a in int8_arrays(int8_files["onnx_int8"]) if a.ndim == 1]
-    quantized.quantize_onnx(int8_files["onnx"], tmp_path / "per_channel.onnx", per_channel=True)
-    assert {a.shape for a in int8_arrays(tmp_path / "per_channel.onnx") if a.ndim == 1} == {
+    # One scale (and zero point) per weight column by default; per matrix without per_channel.
+    assert {a.shape for a in int8_arrays(int8_files["onnx_int8"]) if a.ndim == 1} == {
         (hidden,), (units,)}
+    quantized.quantize_onnx(int8_files["onnx"], tmp_path / "per_matrix.onnx", per_channel=False)
+    assert not [a for a in int8_arrays(tmp_path / "per_matrix.onnx") if a.ndim == 1]
 
 
 def test_an_int8_file_that_disagrees_is_refused_and_leaves_nothing(compact_model, tmp_path,
@@ -271,8 +271,8 @@ def test_an_int8_file_that_disagrees_is_refused_and_leaves_nothing(compact_model
                                          f"agree with the float model's on {share:.1%} of 8 "
                                          r"examples \(< min_agreement=0.9\); no file"):
         export_formats(compact_model, tmp_path / "out", ["onnx", "onnx_int8"],
-                       agreement_batch=batch, per_channel=True)
-    assert not (tmp_path / "out").exists() and options == [{"per_channel": True}]
+                       agreement_batch=batch, per_channel=False)
+    assert not (tmp_path / "out").exists() and options == [{"per_channel": False}]
     # Accepting less writes both; the agreement batch is `batch` when only that is given.
     files = export_formats(compact_model, tmp_path / "out", ["onnx", "onnx_int8"], batch=batch,
                            min_agreement=0)

@@ -270,7 +270,7 @@ def _verify(fmt, expected, got, atol, min_agreement):
 
 def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, atol=1e-4,
                    overwrite=False, agreement_batch=None, min_agreement=0.9,
-                   per_channel=False):
+                   per_channel=True):
     """Exports `model` to ONNX and/or LiteRT, in float32 or INT8, in `export_dir`, verifying
     each file in its own runtime.
 
@@ -292,7 +292,8 @@ def export_formats(model, export_dir, formats=("onnx", "litert"), batch=None, at
         min_agreement: the smallest share of those examples on which an INT8 file must
             predict what the float Keras model predicts (the same argmax; for a one-output
             regressor, an output within 5% of the largest float output).
-        per_channel: `onnx_int8` only: one scale per weight column instead of one per matrix
+        per_channel: `onnx_int8` only: one scale per weight column (default), or one per matrix
+            (False)
             (LiteRT's dynamic-range weights are per channel already).
 
     The INT8 files keep some layers in float: `onnx_int8` the word, position and token-type

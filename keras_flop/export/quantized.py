@@ -13,8 +13,11 @@ counterpart.
   word, position and token-type embedding tables and their lookups (Gather), the attention's
   two products of activations (scores and context), LayerNorm, GELU, softmax, every bias, and
   the classifier's MatMul: its weight is a small share of the file, and its error reaches the
-  prediction directly, with no later layer to average it out. `per_channel=True` gives each
-  weight column its own scale.
+  prediction directly, with no later layer to average it out. Each weight column has its own
+  scale (`per_channel=True`, the default): on SST-2 it raised the share of dev answers equal
+  to the float model's from 97.1 % to 98.3 % (dense MiniLM-L6) and from 98.4 % to 99.7 % (its
+  2× compact model) at the same speed (`benchmarks/int8_sensitivity.py`); `per_channel=False`
+  gives one scale per matrix.
 - `litert_int8` (`model_int8.tflite`): TensorFlow's `TFLiteConverter` in its dynamic-range mode
   (`optimizations=[tf.lite.Optimize.DEFAULT]`, no representative dataset), from a float32 copy
   of a mixed-precision model. Every constant weight of at least 1024 elements is stored int8:
@@ -153,7 +156,7 @@ def layer_matmuls(onnx_model, layer_names):
     return found
 
 
-def quantize_onnx(float_path, path, per_channel=False, float_layers=()):
+def quantize_onnx(float_path, path, per_channel=True, float_layers=()):
     """Writes to `path` the ONNX file `float_path` with its MatMul weights in int8 (onnxruntime's
     `quantize_dynamic`), the classifier's MatMul and everything but MatMuls left in float, and
     the MatMuls of the Keras layers `float_layers` too (`layer_matmuls`: the layers whose
@@ -180,7 +183,7 @@ def quantize_onnx(float_path, path, per_channel=False, float_layers=()):
     return os.fspath(path)
 
 
-def export_onnx_int8(model, path, per_channel=False):
+def export_onnx_int8(model, path, per_channel=True):
     """Writes `model` to the ONNX file `path` with int8 weights (`quantize_onnx` of the float
     file `export_onnx` writes). Returns the float file's size in bytes."""
     from keras_flop.export.formats import export_onnx
