@@ -185,11 +185,12 @@ def build_parser():
                             "that --target_speedup aims at the speed of text at its real "
                             "length; the report then compares it with the length-bucketed "
                             "speedup.")
-    train.add_argument("--target_start", choices=("zero", "gates"), default="zero",
+    train.add_argument("--target_start", choices=("auto", "zero", "gates"), default="auto",
                        help="Where the target's warmup starts: at 0 (zero), or at the gates' "
                             "expected cost when pruning starts (gates: under --init_mask "
                             "fisher, the Fisher mask's, which the Lagrangian then keeps "
-                            "instead of reopening gates to meet a target that starts at 0).")
+                            "instead of reopening gates to meet a target that starts at 0). "
+                            "auto: gates under --init_mask fisher, zero otherwise.")
     train.add_argument("--sparsity_denominator", choices=("dense", "factorized"),
                        default="dense",
                        help="What the sparsity is a fraction of: the dense kernels' parameters, "

@@ -96,6 +96,9 @@ def resolve_args(args):
         args.init_mask = ("fisher" if args.target_speedup is not None and not fisher
                           and args.pipeline == "seed" and args.structure != "rank"
                           else "none")
+    if args.target_start == "auto":  # a Fisher start kept, not reopened (docs/benchmarks.md)
+        args.target_start = ("gates" if args.init_mask == "fisher" and args.family is None
+                             else "zero")
     if args.init_mask == "fisher" and (fisher or args.structure in ("rank",)):
         raise common.UsageError("--init_mask fisher starts the Lagrangian's head and FFN-unit "
                                 "gates: use it with --method lagrangian and --structure "
