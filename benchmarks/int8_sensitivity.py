@@ -48,6 +48,13 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timed_batches", type=int, default=32)
     args = parser.parse_args(argv)
+    model_vocabulary(parser, args)
+    return args
+
+
+def model_vocabulary(parser, args):
+    """Checks `args.model` and sets `args.vocab`: given, beside the model, or in the
+    apps.prune run's `finetune/` (for `RUN/finetune_compact/model.keras`)."""
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model} does not exist.")
     folder = os.path.dirname(os.path.abspath(args.model))
@@ -57,7 +64,6 @@ def parse_args(argv=None):
     args.vocab = next((path for path in candidates if os.path.exists(path)), None)
     if args.vocab is None:
         parser.error(f"no vocabulary at {' or '.join(candidates)}: pass --vocab.")
-    return args
 
 
 def parts(onnx_path):

@@ -119,6 +119,34 @@ def test_litert_of_a_mixed_precision_model_is_converted_in_float32(tmp_path):
                                atol=1e-2)  # the Keras model's float16 round-off
 
 
+def test_litert_converter_settings_give_calibrated_int8_activations_and_name_a_bad_one():
+    pytest.importorskip("ai_edge_litert")
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_flop.export.formats import litert_flatbuffers
+
+    model = build_bert_classifier(BertConfig(**dict(TINY, num_hidden_layers=1)))
+    batches = [sample_batch(TINY["vocab_size"], 1, 8, seed=seed) for seed in range(4)]
+    dynamic, calibrated = litert_flatbuffers(model, [
+        {"optimizations": [tf.lite.Optimize.DEFAULT]},
+        {"optimizations": [tf.lite.Optimize.DEFAULT],
+         "representative_dataset": lambda: iter(batches)}])
+
+    def int8_activations(flatbuffer):  # int8 tensors that are not constant weights
+        interpreter = Interpreter(model_content=flatbuffer)
+        return [t["name"] for t in interpreter.get_tensor_details()
+                if t["dtype"] == np.int8 and len(t["shape"]) and t["shape"][0] == 1]
+
+    assert not int8_activations(dynamic) and int8_activations(calibrated)
+    runner = Interpreter(model_content=calibrated).get_signature_runner()
+    logits = runner(**{k: np.asarray(v, np.bool_ if k == "padding_mask" else np.int32)
+                       for k, v in batches[0].items()})["logits"]
+    assert np.abs(logits - np.asarray(model(batches[0]))).max() < 0.5
+    with pytest.raises(ValueError, match="no attribute 'representative_data'"):
+        litert_flatbuffers(model, [{"representative_data": lambda: iter(batches)}])
+
+
 # INT8: a tiny model whose dense layers (64 × 64 and up) dominate its files, so that int8
 # weights shrink them.
 INT8_TINY = dict(TINY, hidden_size=64, intermediate_size=128)

@@ -183,10 +183,13 @@ def float32_copy(network):
     return copy
 
 
-def litert_flatbuffers(network, optimizations=([],)):
-    """The LiteRT flatbuffers of `network`'s logits, one per entry of `optimizations` (the
-    converter's `optimizations` list: `[]` float32, `[tf.lite.Optimize.DEFAULT]` dynamic-range
-    INT8), all converted from one SavedModel."""
+def litert_flatbuffers(network, settings=({},)):
+    """The LiteRT flatbuffers of `network`'s logits, one per entry of `settings`, all converted
+    from one SavedModel. Each entry is a dict of `tf.lite.TFLiteConverter` attributes set
+    before converting: `{}` float32, `{"optimizations": [tf.lite.Optimize.DEFAULT]}`
+    dynamic-range INT8, and with a `representative_dataset` as well integer activations
+    calibrated on it; `supported_ops` sets `target_spec.supported_ops` (default: the builtin
+    float and int8 kernels)."""
     require("litert")
     network, logits = _logits_function(network)
     # Through a SavedModel written by Keras' ExportArchive, as Keras' own
@@ -197,11 +200,18 @@ def litert_flatbuffers(network, optimizations=([],)):
     flatbuffers = []
     with tempfile.TemporaryDirectory() as saved:
         archive.write_out(saved, verbose=False)
-        for optimization in optimizations:
+        for setting in settings:
+            setting = dict(setting)
             converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            converter.target_spec.supported_ops = setting.pop(
+                "supported_ops", [tf.lite.OpsSet.TFLITE_BUILTINS])
             converter.experimental_enable_resource_variables = True
-            converter.optimizations = list(optimization)
+            for name, value in setting.items():
+                if not hasattr(converter, name):
+                    raise ValueError(f"`TFLiteConverter` has no attribute {name!r}: pass its "
+                                     "attributes (optimizations, representative_dataset, "
+                                     "...) or supported_ops.")
+                setattr(converter, name, value)
             flatbuffers.append(converter.convert())
     return flatbuffers
 

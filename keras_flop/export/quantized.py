@@ -208,7 +208,8 @@ def export_litert_int8(model, path):
     from keras_flop.export.formats import float32_copy, litert_flatbuffers, write_file
 
     network = float32_copy(getattr(model, "network", model))
-    float_file, int8_file = litert_flatbuffers(network, [[], [tf.lite.Optimize.DEFAULT]])
+    float_file, int8_file = litert_flatbuffers(
+        network, [{}, {"optimizations": [tf.lite.Optimize.DEFAULT]}])
     write_file(path, int8_file)
     return len(float_file)
 
