@@ -44,6 +44,8 @@ seeds can be run one invocation at a time (`--seeds 1`) and joined later (`--see
 `--rerun` checks that rows reproduce: each row of `--rows` already in the task's table is
 built again from scratch by its recorded command, into `<row>_rerun` (the only change), and
 the two dev metrics are printed side by side; a row reproduces when they agree to 0.1 point.
+A flag whose default changed since the row was recorded (`CHANGED_DEFAULTS`) is passed with
+the recorded run's value.
 `--retime` times finished rows again, on an idle machine, beside their recorded speedups.
 """
 
@@ -383,6 +385,24 @@ def retime(args, summary, data, teacher):
     return results
 
 
+# apps.prune flags whose default changed after rows were recorded: {flag: (the hparams.json
+# key, the value of a run recorded before the key existed)}. A rerun passes the recorded run's
+# value when its command leaves the flag out, so that it rebuilds the same row.
+CHANGED_DEFAULTS = {"--target_start": ("target_start", "zero")}
+
+
+def pinned_defaults(command, directory):
+    """The flags (`CHANGED_DEFAULTS`) that pin the recorded run in `directory` to the
+    defaults it ran with; none when its `hparams.json` is gone."""
+    path = os.path.join(directory, "hparams.json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        settings = json.load(f)
+    return [value for flag, (key, before) in CHANGED_DEFAULTS.items() if flag not in command
+            for value in (flag, str(settings.get(key, before)))]
+
+
 def rerun(args, summary):
     """`--rerun`: each row of `args.rows` built again by its recorded command in a fresh
     directory; prints recorded and rebuilt dev metrics. Returns the comparisons."""
@@ -395,6 +415,7 @@ def rerun(args, summary):
     for (kind, target), row in zip(args.rows, rows):
         command = shlex.split(row["command"])
         at = command.index("--output_dir") + 1
+        command += pinned_defaults(command, command[at])
         command[at] = command[at].rstrip("/") + "_rerun"
         command[0] = sys.executable
         print(f"\n== rerun of {row_name(kind, target)}", flush=True)
