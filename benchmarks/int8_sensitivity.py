@@ -31,18 +31,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_model_arguments, machine_header, model_vocabulary  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_data_argument(parser)
-    parser.add_argument("--model", required=True,
-                        help="A fine-tuned .keras model (dense or compact), vocab.txt beside it.")
-    parser.add_argument("--vocab", default=None,
-                        help="The model's vocab.txt; default beside --model, else in the "
-                             "apps.prune run's finetune/ (for RUN/finetune_compact/model.keras).")
-    parser.add_argument("--task", default="sst2")
+    add_model_arguments(parser)
     parser.add_argument("--keep", type=int, default=2,
                         help="How many of the most sensitive parts the last file keeps float.")
     parser.add_argument("--threads", type=int, default=2)
@@ -50,20 +44,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     model_vocabulary(parser, args)
     return args
-
-
-def model_vocabulary(parser, args):
-    """Checks `args.model` and sets `args.vocab`: given, beside the model, or in the
-    apps.prune run's `finetune/` (for `RUN/finetune_compact/model.keras`)."""
-    if not os.path.exists(args.model):
-        parser.error(f"--model {args.model} does not exist.")
-    folder = os.path.dirname(os.path.abspath(args.model))
-    candidates = [args.vocab] if args.vocab else [
-        os.path.join(folder, "vocab.txt"),
-        os.path.join(os.path.dirname(folder), "finetune", "vocab.txt")]
-    args.vocab = next((path for path in candidates if os.path.exists(path)), None)
-    if args.vocab is None:
-        parser.error(f"no vocabulary at {' or '.join(candidates)}: pass --vocab.")
 
 
 def parts(onnx_path):

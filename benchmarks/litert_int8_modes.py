@@ -30,19 +30,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from int8_sensitivity import model_vocabulary  # noqa: E402
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_model_arguments, machine_header, model_vocabulary  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_data_argument(parser)
-    parser.add_argument("--model", required=True,
-                        help="A fine-tuned .keras model (dense or compact), vocab.txt beside it.")
-    parser.add_argument("--vocab", default=None,
-                        help="The model's vocab.txt; default beside --model, else in the "
-                             "apps.prune run's finetune/ (for RUN/finetune_compact/model.keras).")
-    parser.add_argument("--task", default="sst2")
+    add_model_arguments(parser)
     parser.add_argument("--calibration_examples", type=int, default=200,
                         help="Training examples whose activation ranges calibrate the "
                              "integer-activation modes (one per call, padded to 128).")

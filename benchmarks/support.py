@@ -22,6 +22,32 @@ def add_data_argument(parser):
                         help="The shared data folder (GLUE tasks, MiniLM checkpoint).")
 
 
+def add_model_arguments(parser):
+    """`--data`, `--model` (one fine-tuned .keras model), `--vocab` and `--task`: the
+    arguments of a benchmark of one model's exported files (checked by `model_vocabulary`)."""
+    add_data_argument(parser)
+    parser.add_argument("--model", required=True,
+                        help="A fine-tuned .keras model (dense or compact), vocab.txt beside it.")
+    parser.add_argument("--vocab", default=None,
+                        help="The model's vocab.txt; default beside --model, else in the "
+                             "apps.prune run's finetune/ (for RUN/finetune_compact/model.keras).")
+    parser.add_argument("--task", default="sst2")
+
+
+def model_vocabulary(parser, args):
+    """Checks `args.model` and sets `args.vocab`: given, beside the model, or in the
+    apps.prune run's `finetune/` (for `RUN/finetune_compact/model.keras`)."""
+    if not os.path.exists(args.model):
+        parser.error(f"--model {args.model} does not exist.")
+    folder = os.path.dirname(os.path.abspath(args.model))
+    candidates = [args.vocab] if args.vocab else [
+        os.path.join(folder, "vocab.txt"),
+        os.path.join(os.path.dirname(folder), "finetune", "vocab.txt")]
+    args.vocab = next((path for path in candidates if os.path.exists(path)), None)
+    if args.vocab is None:
+        parser.error(f"no vocabulary at {' or '.join(candidates)}: pass --vocab.")
+
+
 def machine_header():
     """One line: CPU model, cores, TensorFlow and Keras versions, thread settings."""
     import keras
