@@ -65,7 +65,7 @@ import runtime_rows  # noqa: E402
 import seed_rows  # noqa: E402
 from seed_rows import COLUMNS  # noqa: E402,F401 -- the CSV's columns, named here too
 from support import (add_data_argument, command_lines, fine_tuned_teacher,  # noqa: E402
-                     machine_header, measured_speedups, parse_seeds, run, shown)
+                     machine_header, measured_speedups, parse_seeds, run, run_json, shown)
 
 KINDS = {  # row kind: (flags of apps.prune, the target's flag)
     "lagrangian": (["--structure", "heads+ffn+layers", "--init_mask", "none"],
@@ -394,11 +394,9 @@ CHANGED_DEFAULTS = {"--target_start": ("target_start", "zero")}
 def pinned_defaults(command, directory):
     """The flags (`CHANGED_DEFAULTS`) that pin the recorded run in `directory` to the
     defaults it ran with; none when its `hparams.json` is gone."""
-    path = os.path.join(directory, "hparams.json")
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(directory, "hparams.json")):
         return []
-    with open(path, encoding="utf-8") as f:
-        settings = json.load(f)
+    settings = run_json(directory, "hparams.json")
     return [value for flag, (key, before) in CHANGED_DEFAULTS.items() if flag not in command
             for value in (flag, str(settings.get(key, before)))]
 

@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_model_arguments, machine_header, model_vocabulary  # noqa: E402
+from support import (add_model_arguments, feature_batches, machine_header,  # noqa: E402
+                     model_vocabulary, ms_and_speedup)
 
 
 def parse_args(argv=None):
@@ -107,16 +108,14 @@ def main(argv=None):
     from keras_flop import glue
     from keras_flop.export import quantized, runtimes
     from keras_flop.export.quantized import quantize_onnx
-    from keras_flop.latency.timing import calls_in_turn, compiled_forward, ratio_spread
+    from keras_flop.latency.timing import calls_in_turn, compiled_forward
     from keras_flop.training import data as training_data
 
     model = keras.saving.load_model(args.model, compile=False)
     data = training_data.load_task_data(os.path.join(args.data, "glue"), args.task, args.vocab,
                                         128, need_train=False)
     split = next(iter(data.evals))
-    pairs = [(runtimes.feature_batch(x), np.asarray(y))
-             for x, y in data.eval_dataset(split, 8)]
-    batches, labels = [x for x, _ in pairs], np.concatenate([y for _, y in pairs])
+    batches, labels = feature_batches(data.eval_dataset(split, 8))
     task = glue.get_task(data.task)
     metric = f"eval_{task.main_metric}"
     forward = compiled_forward(model)
@@ -177,10 +176,8 @@ def main(argv=None):
     print("| file | ms per batch | speedup |")
     print("|---|---|---|")
     for name in timed:
-        seconds = sorted(rounds[name])[len(rounds[name]) // 2]
-        low = ratio_spread(rounds, "keras", name)
-        print(f"| {name} | {1e3 * seconds / min(args.timed_batches, len(batches)):.2f} | "
-              f"{low[0]:.2f}x ({low[1]:.2f}–{low[2]:.2f}) |")
+        ms, low = ms_and_speedup(rounds, name, min(args.timed_batches, len(batches)))
+        print(f"| {name} | {ms:.2f} | {low[0]:.2f}x ({low[1]:.2f}–{low[2]:.2f}) |")
     return rows
 
 

@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_model_arguments, machine_header, model_vocabulary  # noqa: E402
+from support import (add_model_arguments, feature_batches, machine_header,  # noqa: E402
+                     model_vocabulary, ms_and_speedup)
 
 
 def parse_args(argv=None):
@@ -71,7 +72,7 @@ def main(argv=None):
     from keras_flop import glue
     from keras_flop.export import quantized, runtimes
     from keras_flop.export.formats import float32_copy, litert_flatbuffers, write_file
-    from keras_flop.latency.timing import calls_in_turn, compiled_forward, ratio_spread
+    from keras_flop.latency.timing import calls_in_turn, compiled_forward
     from keras_flop.training import data as training_data
 
     model = keras.saving.load_model(args.model, compile=False)
@@ -84,10 +85,6 @@ def main(argv=None):
     split = next(iter(data.evals))
     task = glue.get_task(data.task)
     metric = f"eval_{task.main_metric}"
-
-    def feature_batches(dataset):
-        pairs = [(runtimes.feature_batch(x), np.asarray(y)) for x, y in dataset]
-        return [x for x, _ in pairs], np.concatenate([y for _, y in pairs])
 
     batches, labels = feature_batches(bucketed.eval_dataset(split, 8))
     padded, _ = feature_batches(data.eval_dataset(split, 8))
@@ -137,9 +134,8 @@ def main(argv=None):
             continue
         cells = []
         for table in rounds.values():
-            seconds = sorted(table[mode])[len(table[mode]) // 2]
-            speedup = ratio_spread(table, "keras", mode)
-            cells.append(f"{1e3 * seconds / count:.2f}; {speedup[0]:.2f}x "
+            ms, speedup = ms_and_speedup(table, mode, count)
+            cells.append(f"{ms:.2f}; {speedup[0]:.2f}x "
                          f"({speedup[1]:.2f}–{speedup[2]:.2f})")
         size = "–" if megabytes is None else f"{megabytes:.1f}"
         print(f"| {mode} | {value:.4f} | {100 * (value - keras_value):+.2f} | {agreement:.1%} | "

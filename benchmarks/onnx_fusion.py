@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import CHECKPOINT, add_data_argument, machine_header  # noqa: E402
+from support import CHECKPOINT, add_data_argument, machine_header, ms_and_speedup  # noqa: E402
 
 FORMS = ("keras", "onnx", "onnx fused", "onnx int8", "onnx fused int8")
 
@@ -89,7 +89,7 @@ def measure(model, name, args):
     import numpy as np
 
     from keras_flop.export import runtimes
-    from keras_flop.latency.timing import calls_in_turn, compiled_forward, ratio_spread
+    from keras_flop.latency.timing import calls_in_turn, compiled_forward
 
     config = model.bert_config
     rng = np.random.default_rng(0)
@@ -119,9 +119,8 @@ def measure(model, name, args):
             batches = [batch(size) for _ in range(args.batches)]
             rounds = calls_in_turn(calls, batches, repeats=args.rounds)
             for form in FORMS:
-                median = sorted(rounds[form])[len(rounds[form]) // 2]
-                rows[form][f"b{size}_ms"] = 1e3 * median / len(batches)
-                rows[form][f"b{size}_speedup"] = ratio_spread(rounds, "keras", form)
+                rows[form][f"b{size}_ms"], rows[form][f"b{size}_speedup"] = ms_and_speedup(
+                    rounds, form, len(batches))
     return list(rows.values()), fusions
 
 

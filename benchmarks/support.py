@@ -48,6 +48,27 @@ def model_vocabulary(parser, args):
         parser.error(f"no vocabulary at {' or '.join(candidates)}: pass --vocab.")
 
 
+def feature_batches(dataset):
+    """The feature dicts (`keras_flop.export.runtimes.feature_batch`) of a labelled dataset's
+    batches, and all its labels concatenated."""
+    import numpy as np
+
+    from keras_flop.export.runtimes import feature_batch
+
+    pairs = [(feature_batch(x), np.asarray(y)) for x, y in dataset]
+    return [x for x, _ in pairs], np.concatenate([y for _, y in pairs])
+
+
+def ms_and_speedup(rounds, name, count, baseline="keras"):
+    """From `calls_in_turn` rounds over `count` batches: `name`'s milliseconds per batch in its
+    median round, and its speedup over `baseline` within each round (`ratio_spread`:
+    median, min, max)."""
+    from keras_flop.latency.timing import ratio_spread
+
+    seconds = sorted(rounds[name])
+    return 1e3 * seconds[len(seconds) // 2] / count, ratio_spread(rounds, baseline, name)
+
+
 def machine_header():
     """One line: CPU model, cores, TensorFlow and Keras versions, thread settings."""
     import keras
