@@ -344,14 +344,8 @@ def save_results(args, kind, results):
     """Keeps `results` in `<output_dir>/<task>_<kind>.json`, after every row: an interrupted
     check loses only the row it was on. Rows of earlier checks that `results` does not
     replace (other methods or targets) stay in the file."""
-    path = os.path.join(args.output_dir, f"{args.task}_{kind}.json")
-    replaced = {row_key({**r, "task": args.task}) for r in results}
-    kept = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            kept = [r for r in json.load(f) if row_key({**r, "task": args.task}) not in replaced]
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(kept + results, f, indent=2)
+    seed_rows.record_rows(os.path.join(args.output_dir, f"{args.task}_{kind}.json"), results,
+                          lambda r: row_key({**r, "task": args.task}))
 
 
 def row_name(kind, target):
@@ -479,11 +473,7 @@ def seed_rows_of(args, summary):
         retime(args, summary, data, teacher)
         return None
     # Rows of earlier invocations (other methods or targets, other --prune_flags) stay.
-    rows = []
-    if os.path.exists(summary):
-        with open(summary, encoding="utf-8") as f:
-            rows = [r for r in json.load(f) if row_key(r) not in
-                    {row_key({"task": args.task, "method": k, "target": t}) for k, t in args.rows}]
+    rows = seed_rows.record_rows(summary, [], row_key)
     table = args.latency_table
     for index, (kind, target) in enumerate(args.rows, 1):
         directory = row_directory(args, kind, target)
@@ -503,10 +493,8 @@ def seed_rows_of(args, summary):
             # Measured once; the step that prices units holds it.
             table = shared_files(args, kind, directory, None)["latency_table"]
         figures = dict(figures, seed=args.seed, command=shown(command))
-        rows = runtime_rows.replace_rows(rows, [figures] + (
+        rows = seed_rows.record_rows(summary, [figures] + (
             runtime_rows.runtime_rows(figures, directory) if args.runtimes else []), row_key)
-        with open(summary, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
     print_table(args, rows)
     return rows
 

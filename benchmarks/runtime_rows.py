@@ -32,13 +32,6 @@ def label(row):
     return row["method"] if runtime == KERAS else f"{row['method']} [{runtime}]"
 
 
-def replace_rows(rows, new, key):
-    """`rows` with those of `new`'s keys replaced by `new` (appended in its order): the dense
-    model's runtime rows, which every row exported from one teacher repeats, appear once."""
-    keys = {key(r) for r in new}
-    return [r for r in rows if key(r) not in keys] + list(new)
-
-
 def runtime_rows(row, directory):
     """The rows of the finished apps.prune run in `directory` in each exported runtime, from
     its `report.json`; [] when it has no runtime table.

@@ -11,6 +11,8 @@ the teacher outputs a first row computed). The teacher's own fine-tuning is not 
 user has the teacher.
 """
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -41,6 +43,40 @@ def key(row):
     runtime = row.get("runtime") or "keras"
     return (row["task"], row["method"], "" if target in (None, "") else f"{float(target):g}",
             *(() if runtime == "keras" else (runtime,)))
+
+
+def record_rows(summary, new, row_key):
+    """Writes `new` into the seed's summary `summary` (a JSON list of rows) in place of the
+    rows of the same `row_key` (appended in its order: the dense model's runtime rows, which
+    every row exported from one teacher repeats, appear once), and returns every row it now
+    holds.
+
+    The file is read again under a lock and replaced whole, so two invocations on one seed
+    (other rows, or `--runtimes` of a finished row) keep each other's rows, and a crash never
+    leaves half a file.
+    """
+    with _locked(f"{summary}.lock"):
+        rows = []
+        if os.path.exists(summary):
+            with open(summary, encoding="utf-8") as f:
+                rows = json.load(f)
+        keys = {row_key(r) for r in new}
+        rows = [r for r in rows if row_key(r) not in keys] + list(new)
+        partial = f"{summary}.partial"
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+        os.replace(partial, summary)
+    return rows
+
+
+@contextlib.contextmanager
+def _locked(path):
+    with open(path, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def over_seeds(rows_by_seed):

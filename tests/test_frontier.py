@@ -349,6 +349,39 @@ def test_one_seed_keeps_its_output_dir_and_writes_no_spread(tmp_path):
                              "--seeds", "0,0"])
 
 
+def test_two_invocations_on_one_seed_keep_each_others_rows(tmp_path):
+    """One invocation's rows are written while another, started earlier, runs: each write
+    reads the summary again, so neither takes back what the other wrote."""
+    import threading
+
+    import seed_rows
+
+    summary = str(tmp_path / "sst2.json")
+    seed_rows.record_rows(summary, [_row(target=2.0, metric=0.80)], frontier.row_key)
+    # The second invocation begins (reads the summary), then the first rewrites its row.
+    assert len(seed_rows.record_rows(summary, [], frontier.row_key)) == 1
+    seed_rows.record_rows(summary, [_row(target=2.0, metric=0.85)], frontier.row_key)
+    rows = seed_rows.record_rows(summary, [_row(target=3.0, metric=0.83)], frontier.row_key)
+    assert [(r["target"], r["compact_metric"]) for r in rows] == [(2.0, 0.85), (3.0, 0.83)]
+    with open(summary, encoding="utf-8") as f:
+        assert json.load(f) == rows
+    assert not os.path.exists(f"{summary}.partial")
+
+    def invocation(method):
+        for target in range(20):
+            seed_rows.record_rows(summary, [_row(method=method, target=float(target))],
+                                  frontier.row_key)
+
+    threads = [threading.Thread(target=invocation, args=(m,)) for m in ("fisher", "lagrangian")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with open(summary, encoding="utf-8") as f:
+        kinds = [(r["method"], r["target"]) for r in json.load(f)]
+    assert len(kinds) == len(set(kinds)) == 40  # the two targets above were among them
+
+
 def _runtime_entry(model, runtime, accuracy, speedup, megabytes=10.0):
     return {"model": model, "runtime": runtime, "dev": {"eval_accuracy": accuracy},
             "agreement": 1.0 if runtime == "keras" else 0.98, "bytes": megabytes * 1e6,
@@ -384,11 +417,15 @@ def test_runtimes_give_a_row_per_runtime_and_the_dense_model_alone(
     # A runtime row has its own key; the dense rows of two pruned rows appear once.
     keys = {frontier.row_key(r) for r in rows}
     assert len(keys) == 2 and frontier.row_key(row) not in keys
-    merged = runtime_rows.replace_rows(rows, [dict(dense_int8, compact_metric=0.905)],
-                                       frontier.row_key)
-    assert [r["compact_metric"] for r in merged if r["method"] == "dense"] == [0.905]
-    path = tmp_path / "runtimes.csv"
     import seed_rows
+
+    summary = str(tmp_path / "sst2.json")
+    seed_rows.record_rows(summary, [row] + rows, frontier.row_key)
+    merged = seed_rows.record_rows(summary, [dict(dense_int8, compact_metric=0.905)],
+                                   frontier.row_key)
+    assert [r["compact_metric"] for r in merged if r["method"] == "dense"] == [0.905]
+    assert len(merged) == 3
+    path = tmp_path / "runtimes.csv"
 
     frontier.write_csv(path, seed_rows.over_seeds({0: [row] + rows}))
     with open(path, newline="") as f:
