@@ -51,21 +51,18 @@ def record_rows(summary, new, row_key):
     every row exported from one teacher repeats, appear once), and returns every row it now
     holds.
 
-    The file is read again under a lock and replaced whole, so two invocations on one seed
-    (other rows, or `--runtimes` of a finished row) keep each other's rows, and a crash never
-    leaves half a file.
+    The file is read again under a lock and replaced whole (`apps.common.write_text`), so two
+    invocations on one seed (other rows, or `--runtimes` of a finished row) keep each other's
+    rows, and a crash never leaves half a file. With no `new` rows it is only read.
     """
+    from apps import common
+
     with _locked(f"{summary}.lock"):
-        rows = []
-        if os.path.exists(summary):
-            with open(summary, encoding="utf-8") as f:
-                rows = json.load(f)
-        keys = {row_key(r) for r in new}
-        rows = [r for r in rows if row_key(r) not in keys] + list(new)
-        partial = f"{summary}.partial"
-        with open(partial, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(partial, summary)
+        rows = common.read_json(summary, missing=[])
+        if new:  # nothing new: the rows as they are, the file untouched
+            keys = {row_key(r) for r in new}
+            rows = [r for r in rows if row_key(r) not in keys] + list(new)
+            common.write_text(summary, json.dumps(rows, indent=2))
     return rows
 
 

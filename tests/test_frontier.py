@@ -365,7 +365,9 @@ def test_two_invocations_on_one_seed_keep_each_others_rows(tmp_path):
     assert [(r["target"], r["compact_metric"]) for r in rows] == [(2.0, 0.85), (3.0, 0.83)]
     with open(summary, encoding="utf-8") as f:
         assert json.load(f) == rows
-    assert not os.path.exists(f"{summary}.partial")
+    assert not os.path.exists(f"{summary}.tmp")
+    assert seed_rows.record_rows(str(tmp_path / "none.json"), [], frontier.row_key) == []
+    assert not os.path.exists(tmp_path / "none.json")  # a read writes nothing
 
     def invocation(method):
         for target in range(20):
