@@ -1,7 +1,7 @@
 """The benchmarks that run apps.prune per row (prune_sst2, reach_target, target_speedup,
-input_lengths): their commands, what they read back from hand-made run directories, and their
-tables. Nothing here trains or times a model; the `slow` tests run each benchmark's `--smoke`
-mode end to end on the toy task."""
+input_lengths) and table_lengths, which reads a finished run: their commands, what they read
+back from hand-made run directories, and their tables. Nothing here trains or times a model;
+the `slow` tests run each benchmark's `--smoke` mode end to end on the toy task."""
 
 import json
 import os
@@ -18,6 +18,7 @@ import input_lengths  # noqa: E402
 import prune_sst2  # noqa: E402
 import reach_target  # noqa: E402
 import support  # noqa: E402
+import table_lengths  # noqa: E402
 import target_speedup  # noqa: E402
 
 
@@ -412,3 +413,75 @@ def test_smoke_run(benchmark, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Commands (one per" in printed and "$ " + shlex.quote(sys.executable) in printed
     assert (output / "results.json").exists()
+
+
+# -- table_lengths -------------------------------------------------------------------------
+
+def tiny_table(length):
+    """A hand-made latency table of a 2-layer model (2 heads, 8 FFN units) at `length`."""
+    from keras_flop.latency.table import LatencyTable
+
+    return LatencyTable({"hidden_size": 4, "num_attention_heads": 2, "intermediate_size": 8,
+                         "num_hidden_layers": 2}, batch_size=8, seq_length=length,
+                        attention_heads=[0, 1, 2], attention_seconds=[0.0, 3.0, 4.0],
+                        ffn_units=[0, 4, 8], ffn_seconds=[0.0, 2.0, 6.0], fixed_seconds=1.0)
+
+
+def test_table_lengths_splits_the_compact_model_into_its_blocks():
+    from keras_flop import BertConfig
+
+    config = BertConfig(vocab_size=30, hidden_size=4, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=8)
+    shapes = table_lengths.layer_shapes(config, [[2, 3], [0, 8]])
+    assert shapes == {"dense": [(2, 8), (2, 8)], "compact": [(2, 3), (0, 8)],
+                      "fixed": [(0, 0), (0, 0)], "compact attention": [(2, 0), (0, 0)],
+                      "compact FFN": [(0, 3), (0, 8)]}
+    assert set(shapes) == set(table_lengths.MODELS)
+
+
+def test_table_lengths_sets_each_prediction_beside_the_median_round():
+    shapes = {"dense": [(2, 8)] * 2, "compact": [(2, 4), (1, 0)], "fixed": [(0, 0)] * 2,
+              "compact attention": [(2, 0), (1, 0)], "compact FFN": [(0, 4), (0, 0)]}
+    # Seconds of each round over 2 batches; the table predicts dense 21, compact 10 s.
+    rounds = {"dense": [42.0, 40.0, 44.0], "compact": [24.0, 20.0, 22.0],
+              "fixed": [2.0, 2.0, 2.0], "compact attention": [8.0, 8.0, 8.0],
+              "compact FFN": [10.0, 10.0, 10.0]}
+    rows, speedup = table_lengths.length_rows(16, tiny_table(16), shapes, rounds, batches=2)
+    by_model = {row["model"]: row for row in rows}
+    assert by_model["dense"]["predicted_ms"] == pytest.approx(21e3)
+    assert by_model["dense"]["measured_ms"] == pytest.approx(21e3)
+    assert by_model["compact"]["predicted_ms"] == pytest.approx(10e3)
+    assert by_model["compact"]["measured_over_predicted"] == pytest.approx(1.1)
+    assert by_model["compact attention"]["predicted_ms"] == pytest.approx(8e3)
+    assert by_model["compact FFN"]["predicted_ms"] == pytest.approx(3e3)
+    assert by_model["fixed"]["measured_over_predicted"] == pytest.approx(1.0)
+    assert speedup["predicted"] == pytest.approx(2.1)
+    # The measured speedup is the ratio within each round: 42/24, 40/20, 44/22.
+    assert speedup["measured"] == pytest.approx((2.0, 1.75, 2.0))
+    lines = table_lengths.table_lines(rows, [speedup], {16: 1.0}, (1.9, 1.8, 2.0))
+    assert "| 16 | compact | 10000.00 | 11000.00 | 1.100 |" in lines
+    assert "| the tables' prediction | 2.10x |" in lines
+    assert "| the times measured here | 1.91x |" in lines
+    assert "| the dev batches, timed | 1.90x (1.80–2.00) |" in lines
+
+
+def test_table_lengths_mixes_lengths_by_their_weights():
+    rows = [{"length": n, "model": m, "predicted_ms": p, "measured_ms": q}
+            for n, m, p, q in ((8, "dense", 4.0, 4.0), (8, "compact", 2.0, 3.0),
+                               (64, "dense", 20.0, 20.0), (64, "compact", 10.0, 10.0))]
+    assert table_lengths.mixed_speedups(rows, {8: 0.5, 64: 0.5}) == pytest.approx(
+        (2.0, 24.0 / 13.0))
+    # All the weight on the short length: there the compact model measured 3 ms, not 2.
+    assert table_lengths.mixed_speedups(rows, {8: 1.0}) == pytest.approx((2.0, 4.0 / 3.0))
+
+
+def test_table_lengths_needs_a_finished_run_and_lengths_in_range(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        table_lengths.parse_args(["--run", str(tmp_path)])
+    assert "no finetune/model.keras" in capsys.readouterr().err
+    run = write_run(tmp_path, {"finetune/model.keras": "", "finetune_compact/model.keras": ""})
+    for bad in ("0,16", "16,256", "x"):
+        with pytest.raises(SystemExit):
+            table_lengths.parse_args(["--run", run, "--lengths", bad])
+        assert "--lengths needs integers in 1..128" in capsys.readouterr().err
+    assert table_lengths.parse_args(["--run", run, "--lengths", "64,16,64"]).lengths == [16, 64]
