@@ -382,7 +382,8 @@ def retime(args, summary, data, teacher):
 # apps.prune flags whose default changed after rows were recorded: {flag: (the hparams.json
 # key, the value of a run recorded before the key existed)}. A rerun passes the recorded run's
 # value when its command leaves the flag out, so that it rebuilds the same row.
-CHANGED_DEFAULTS = {"--target_start": ("target_start", "zero")}
+CHANGED_DEFAULTS = {"--target_start": ("target_start", "zero"),
+                    "--last_layer_heads": ("last_layer_heads", "0")}
 
 
 def pinned_defaults(command, directory):

@@ -145,6 +145,8 @@ CASES = [
      "Pass either --pruning_steps or --num_train_epochs"),
     ("zero pruning steps", "prune", ["--pruning_steps", "0"], None,
      "--pruning_steps must be >= 1"),
+    ("negative last-layer heads", "prune", ["--last_layer_heads=-1"], None,
+     "--last_layer_heads must be >= 0"),
     ("distillation temperature 0", "prune", ["--distillation_temperature", "0"], None,
      "--distillation_temperature must be > 0"),
     ("dropout out of range", "prune", ["--hidden_dropout_prob", "1.5"], None,

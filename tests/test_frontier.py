@@ -111,13 +111,17 @@ def test_rerun_rebuilds_from_the_recorded_command_and_compares(tmp_path, monkeyp
     results = frontier.rerun(args, str(summary))
     (command_run, log), = ran
     assert command_run[0] == sys.executable and command_run[-2:] == ["--target_speedup", "2"]
-    # A row recorded before --target_start auto ran its warmup from 0: its rerun too.
+    # A row recorded before --target_start auto ran its warmup from 0, and before
+    # --last_layer_heads its Fisher search kept no head by rule: its rerun too.
     directory.mkdir(parents=True)
-    for recorded, pinned in (({}, "zero"), ({"target_start": "gates"}, "gates")):
+    for recorded, start, heads in (({}, "zero", "0"),
+                                   ({"target_start": "gates", "last_layer_heads": 1}, "gates",
+                                    "1")):
         (directory / "hparams.json").write_text(json.dumps(recorded))
         shutil.rmtree(f"{directory}_rerun")
         frontier.rerun(args, str(summary))
-        assert ran[-1][0][-4:] == ["--target_speedup", "2", "--target_start", pinned]
+        assert ran[-1][0][-6:] == ["--target_speedup", "2", "--target_start", start,
+                                   "--last_layer_heads", heads]
     assert command_run[command_run.index("--output_dir") + 1] == f"{directory}_rerun"
     assert log == f"{directory}_rerun.log"
     assert results[0]["difference_points"] == pytest.approx(-0.3)

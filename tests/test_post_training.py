@@ -121,6 +121,48 @@ def test_search_keeps_the_most_fisher_score_within_the_budget():
     assert chosen == pytest.approx(best)
 
 
+@pytest.mark.parametrize("last_layer_heads", [1, 2])
+def test_search_keeps_the_last_layers_best_heads_when_asked(last_layer_heads):
+    rng = np.random.default_rng(2)
+    heads = [np.array([0.9, 0.8]), np.array([0.05, 0.1])]  # the last layer's score low
+    units = [rng.random(3), rng.random(3)]
+    head_cost, unit_cost, budget = 5, 2, 13
+    plain, _ = pt.search_masks(heads, units, head_cost, unit_cost, budget)
+    assert not plain[-1].any()  # the plain search prunes every head of the last layer
+    keep_heads, keep_units = pt.search_masks(heads, units, head_cost, unit_cost, budget,
+                                             last_layer_heads=last_layer_heads)
+    assert keep_heads[-1].sum() >= last_layer_heads and keep_heads[-1][1]  # its best first
+    kept = np.concatenate(keep_heads + keep_units)
+    costs = np.array([head_cost] * 4 + [unit_cost] * 6)
+    assert costs[kept].sum() <= budget
+    # The most score of any set that fits and keeps that many heads of the last layer.
+    scores = np.concatenate(heads + units)
+    best = max(scores[list(s)].sum() for r in range(11)
+               for s in itertools.combinations(range(10), r)
+               if costs[list(s)].sum() <= budget and sum(i in (2, 3) for i in s) >=
+               last_layer_heads)
+    assert scores[kept].sum() == pytest.approx(best)
+
+
+def test_the_last_layers_heads_are_checked_and_paid_for_under_a_latency_budget():
+    config = keras_flop.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=3,
+                                   num_attention_heads=4, intermediate_size=8)
+    table = _table(config)
+    heads = [np.full(4, 1.0), np.full(4, 1.0), np.array([0.0, 0.01, 0.0, 0.0])]
+    units = [np.full(8, 0.5) for _ in range(3)]
+    plain, _ = pt.search_masks_by_latency(heads, units, table, 9.5)
+    keep_heads, keep_units = pt.search_masks_by_latency(heads, units, table, 9.5,
+                                                        last_layer_heads=1)
+    assert not plain[-1].any() and keep_heads[-1].tolist() == [False, True, False, False]
+    assert sum(table.attention_time(h.sum()) + table.ffn_time(u.sum())
+               for h, u in zip(keep_heads, keep_units)) <= 9.5
+    for bad in (5, -1, True, 1.0):
+        with pytest.raises(ValueError, match="`last_layer_heads` must be an integer in 0..4"):
+            pt.search_masks_by_latency(heads, units, table, 9.5, last_layer_heads=bad)
+    with pytest.raises(ValueError, match="or lower `last_layer_heads`"):
+        pt.search_masks_by_latency(heads, units, table, 2.0, last_layer_heads=1)
+
+
 def test_rearrangement_keeps_the_count_and_lowers_the_block_fisher_loss():
     rng = np.random.default_rng(1)
     grads = rng.normal(size=(50, 12)) + rng.normal(size=(50, 1))  # correlated units

@@ -65,6 +65,7 @@ def start_from_fisher_mask(run, dense, pruning_model):
     masks = post_training_masks(
         dense, run.data.train_dataset(args.train_batch_size, args.seed),
         target_sparsity=args.target_sparsity, num_samples=args.num_fisher_samples,
+        last_layer_heads=args.last_layer_heads,
         tune=False, verbose=fit_verbosity(), **latency)
     init_gates_from_masks(pruning_model, masks)
     seconds = time.perf_counter() - began

@@ -209,6 +209,11 @@ def build_parser():
                             "--target_speedup, none otherwise.")
     train.add_argument("--num_fisher_samples", type=int, default=2048,
                        help="Training examples for the Fisher scores and mask tuning.")
+    train.add_argument("--last_layer_heads", type=int, default=1,
+                       help="Heads the Fisher mask keeps in the last encoder layer whatever "
+                            "their score: the classifier pools the first token, which reads "
+                            "the sentence through that layer's attention (with none, MiniLM "
+                            "gave every SST-2 sentence the same logits); 0: the plain search.")
     train.add_argument("--distillation_weight", type=float, default=0.0,
                        help="α_pred: weight of KL(teacher ‖ student) from the fine-tuned dense "
                             "model while pruning (0: no distillation).")

@@ -18,7 +18,7 @@ RUN_CONTROL = {"start_from", "overwrite", "verbose", "keep_intermediate",
 # (`finetune`), so a new flag is safe by default; list it here to let reruns keep more.
 # Names are of the Lagrangian's steps; under --method fisher, factorize and prune are `fisher`.
 FIRST_STEP_USING = {
-    **dict.fromkeys(("method", "structure", "init_mask", "num_fisher_samples",
+    **dict.fromkeys(("method", "structure", "init_mask", "num_fisher_samples", "last_layer_heads",
                      "distillation_weight", "distillation_temperature",
                      "hidden_distillation_weight", "target_sparsity",
                      "sparsity_denominator", "regularization_scale", "eval_mask",
@@ -159,6 +159,9 @@ def resolve_args(args):
     if not 0.0 <= args.export_min_agreement <= 1.0:
         raise common.UsageError(f"--export_min_agreement must be in [0, 1] (a share of the dev "
                                 f"examples); got {args.export_min_agreement}.")
+    if args.last_layer_heads < 0:
+        raise common.UsageError(f"--last_layer_heads must be >= 0 (0: no head kept by rule); "
+                                f"got {args.last_layer_heads}.")
     if args.report_examples < 0:
         raise common.UsageError(f"--report_examples must be >= 0 (0: the whole dev set); got "
                                 f"{args.report_examples}.")

@@ -51,6 +51,7 @@ def fisher(run):
     masks = post_training_masks(
         dense, run.data.train_dataset(args.train_batch_size, args.seed),
         target_sparsity=args.target_sparsity, num_samples=args.num_fisher_samples,
+        last_layer_heads=args.last_layer_heads,
         verbose=fit_verbosity(), **latency)
     gated = masked_model(dense, masks)
     seconds = time.perf_counter() - start

@@ -7,7 +7,8 @@ default, `keras_flop.fisher.inputs`) the method, one module of this package a st
 1. **Fisher scores** (`scores`): the diagonal empirical Fisher information of a mask on
    every attention head and FFN unit, from per-example gradients of the task loss.
 2. **Mask search** (`search`): under a parameter or latency budget, the heads and units of
-   highest total Fisher score across all layers.
+   highest total Fisher score across all layers, with at least one head kept in the last
+   layer (`last_layer_heads`: the classifier reads the sentence through it).
 3. **Mask rearrangement** (`search`): per layer, the same count of units, chosen under the
    block-diagonal Fisher approximation of the loss increase.
 4. **Mask tuning** (`tuning`): layer by layer, least-squares scales of the kept heads and
@@ -92,7 +93,7 @@ def kept_fraction(target_sparsity=None, target_speedup=None, cost=None, latency_
 
 def post_training_masks(model, dataset, *, target_sparsity=None, target_speedup=None,
                         cost=None, num_samples=2048, rearrange=True, tune=True, verbose=0,
-                        latency_table=None, target=None):
+                        latency_table=None, target=None, last_layer_heads=1):
     """The post-training masks of a fine-tuned dense model (steps 1-4 of the module
     docstring), as a `PostTrainingMasks`; `prune_post_training` compacts them.
 
@@ -117,10 +118,10 @@ def post_training_masks(model, dataset, *, target_sparsity=None, target_speedup=
     if cost == "latency":  # the fixed part (embeddings, classifier...) stays
         budget = keep * latency_table.dense_seconds(shapes) - latency_table.fixed_seconds
         head_keep, unit_keep = search_masks_by_latency(head_fisher, unit_fisher,
-                                                       latency_table, budget)
+                                                       latency_table, budget, last_layer_heads)
     else:
         head_keep, unit_keep = search_masks(head_fisher, unit_fisher, head_cost, unit_cost,
-                                            keep * total)
+                                            keep * total, last_layer_heads)
     seconds["search"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -144,7 +145,8 @@ def post_training_masks(model, dataset, *, target_sparsity=None, target_speedup=
 
 def prune_post_training(model, dataset, *, target_sparsity=None, target_speedup=None,
                         cost=None, num_samples=2048, rearrange=True, tune=True, verbose=0,
-                        return_masks=False, latency_table=None, target=None):
+                        return_masks=False, latency_table=None, target=None,
+                        last_layer_heads=1):
     """Prunes heads and FFN units of a fine-tuned dense BERT without retraining.
 
     Kwon et al. 2022 (module docstring): Fisher scores from per-example mask gradients on
@@ -167,6 +169,9 @@ def prune_post_training(model, dataset, *, target_sparsity=None, target_speedup=
             pruned costs nothing).
         num_samples: examples for the Fisher scores and the tuning (the paper's 2,048).
         rearrange, tune: run steps 3 and 4 (both on by default, as in the paper).
+        last_layer_heads: heads the last encoder layer keeps whatever their Fisher score
+            (`keras_flop.fisher.search`: with none, the first token's pooled vector reads no
+            attention in the last layer); 0 searches as the paper does.
         verbose: 0 silent, 1 progress bars, 2 one line per bar when it ends (for logs).
         return_masks: also return the `PostTrainingMasks`.
         latency_table: the `keras_flop.LatencyTable` of `cost="latency"`.
@@ -194,6 +199,7 @@ def prune_post_training(model, dataset, *, target_sparsity=None, target_speedup=
     masks = post_training_masks(model, dataset, target_sparsity=target_sparsity,
                                 target_speedup=target_speedup, cost=cost,
                                 num_samples=num_samples, rearrange=rearrange, tune=tune,
-                                verbose=verbose, latency_table=latency_table, target=target)
+                                verbose=verbose, latency_table=latency_table, target=target,
+                                last_layer_heads=last_layer_heads)
     compact_model = compact(masked_model(model, masks))
     return (compact_model, masks) if return_masks else compact_model
