@@ -15,6 +15,7 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 sys.path.insert(0, BENCHMARKS)
 
 import input_lengths  # noqa: E402
+import last_layer_heads  # noqa: E402
 import prune_sst2  # noqa: E402
 import reach_target  # noqa: E402
 import support  # noqa: E402
@@ -485,3 +486,32 @@ def test_table_lengths_needs_a_finished_run_and_lengths_in_range(tmp_path, capsy
             table_lengths.parse_args(["--run", run, "--lengths", bad])
         assert "--lengths needs integers in 1..128" in capsys.readouterr().err
     assert table_lengths.parse_args(["--run", run, "--lengths", "64,16,64"]).lengths == [16, 64]
+
+
+# -- last_layer_heads ----------------------------------------------------------------------
+
+def test_last_layer_heads_checks_its_lists_and_files(tmp_path, capsys):
+    teacher = write_run(tmp_path, {"t/model.keras": "", "t/vocab.txt": "", "table.json": "{}"})
+    base = ["--teacher", f"{teacher}/t/model.keras", "--latency_table", f"{teacher}/table.json"]
+    args = last_layer_heads.parse_args(base + ["--heads", "0,2", "--tune", "on"])
+    assert (args.heads, args.tune, args.target_speedups) == ([0, 2], [True], [2.0, 3.0])
+    for bad, message in ((["--heads", "x"], "--heads needs comma-separated numbers"),
+                         (["--tune", "of"], "--tune takes off, on or off,on")):
+        with pytest.raises(SystemExit):
+            last_layer_heads.parse_args(base + bad)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        last_layer_heads.parse_args(["--teacher", "missing.keras", "--latency_table", "t"])
+    assert "missing.keras does not exist" in capsys.readouterr().err
+
+
+def test_a_model_that_answers_every_sentence_alike_has_no_logit_spread():
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((3,))
+    constant = keras.Model(inputs, keras.ops.zeros_like(inputs[:, :2]) + 1.5)
+    varying = keras.Model(inputs, inputs[:, :2] * 2.0)
+    x = np.array([[0.0, 1.0, 0.0], [2.0, 3.0, 0.0]], "float32")
+    assert last_layer_heads.logit_spread(constant, x) == 0.0
+    assert last_layer_heads.logit_spread(varying, x) == pytest.approx(2.0)  # std 2 of each
