@@ -335,6 +335,8 @@ def as_ratio(speedup):
 
 
 def command_lines(rows, what="row"):
-    """The lines that end a printed table: the command of every row, as a user types it."""
-    return ["", f"Commands (one per {what}):"] + [
-        "    " + r.get("command", f"(not recorded with this {what})") for r in rows]
+    """The lines that end a printed table: the command of every row, as a user types it, each
+    once (the rows of one run, such as its runtimes, share it)."""
+    commands = [r.get("command", f"(not recorded with this {what})") for r in rows]
+    return ["", f"Commands (one per {what}, each once):"] + [
+        "    " + command for command in dict.fromkeys(commands)]

@@ -68,6 +68,14 @@ def test_a_speedup_as_a_latency_ratio_swaps_its_bounds():
     assert support.as_ratio((2.0, 1.6, 2.5)) == pytest.approx((0.5, 0.4, 0.625))
 
 
+def test_the_commands_ending_a_table_are_listed_once_each_in_order():
+    rows = [{"command": "python -m apps.prune A"}, {"command": "python -m apps.prune A"},
+            {"command": "python -m apps.prune B"}, {}]
+    assert support.command_lines(rows) == [
+        "", "Commands (one per row, each once):", "    python -m apps.prune A",
+        "    python -m apps.prune B", "    (not recorded with this row)"]
+
+
 def test_commands_are_shown_as_a_user_types_them():
     command = support.app_command("apps.prune", "--task", "sst2", "--seed", 0,
                                   "--output_dir", "runs/a b")
