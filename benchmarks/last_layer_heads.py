@@ -23,14 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_data_argument, machine_header  # noqa: E402
+from support import add_data_argument, comma_numbers, machine_header  # noqa: E402
 
 
 def numbers(text, kind, name):
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
+    values = comma_numbers(text, kind)
     if not values:
         raise argparse.ArgumentTypeError(f"{name} needs comma-separated numbers; got {text!r}")
     return values
@@ -72,8 +69,9 @@ def logit_spread(model, features):
     return float(np.asarray(model(features, training=False)).std(axis=0).mean())
 
 
-def row(dense, data, table, speedup, heads, tune, args):
-    """One mask: its kept heads, predicted speedup, dev results and logit spread."""
+def row(dense, data, features, table, speedup, heads, tune, args):
+    """One mask: its kept heads, predicted speedup, dev results and the logit spread on
+    `features` (the first dev batch)."""
     import keras
 
     import keras_flop
@@ -83,15 +81,14 @@ def row(dense, data, table, speedup, heads, tune, args):
     masks = post_training_masks(dense, data.train_dataset(32, 0), target_speedup=speedup,
                                 latency_table=table, num_samples=args.num_samples, tune=tune,
                                 last_layer_heads=heads)
-    compact = keras_flop.compact(masked_model(dense, masks))
+    gated = masked_model(dense, masks)
+    compact = keras_flop.compact(gated)
     compact.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
                     if compact.num_labels > 1 else "mse")
-    results = evaluate(compact, data, 64)["dev"]
-    features = next(iter(data.eval_dataset("dev", 256)))[0]
-    shapes = list(zip(masks.kept_heads, masks.kept_units))
+    results = evaluate(compact, data, 64)[next(iter(data.evals))]
     return {"target": speedup, "last_layer_heads": heads, "tune": tune,
             "kept_heads": masks.kept_heads,
-            "predicted": table.dense_seconds() / table.dense_seconds(shapes),
+            "predicted": float(keras_flop.predicted_speedup(gated, table)),
             "score": results["eval_score"], "loss": results["eval_loss"],
             "spread": logit_spread(compact, features)}
 
@@ -106,13 +103,14 @@ def main(argv=None):
     dense = keras.saving.load_model(args.teacher, compile=False)
     table = keras_flop.LatencyTable.load(args.latency_table)
     data = load_task_data(os.path.join(args.data, "glue"), args.task, args.vocab, 128)
-    spread = logit_spread(dense, next(iter(data.eval_dataset("dev", 256)))[0])
+    features = next(iter(data.eval_dataset(next(iter(data.evals)), 256)))[0]
+    spread = logit_spread(dense, features)
     rows = []
     cells = [(s, h, t) for s in args.target_speedups for t in args.tune for h in args.heads]
     for index, (speedup, heads, tune) in enumerate(cells, 1):
         print(f"[{index}/{len(cells)}] target {speedup:g}x, last_layer_heads {heads}, tuning "
               f"{'on' if tune else 'off'}", flush=True)
-        rows.append(row(dense, data, table, speedup, heads, tune, args))
+        rows.append(row(dense, data, features, table, speedup, heads, tune, args))
     print(machine_header())
     print(f"{args.teacher}: {args.task} dev, the teacher's logit spread {spread:.4f}; "
           f"{args.num_samples} training examples for the Fisher scores; "

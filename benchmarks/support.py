@@ -106,13 +106,23 @@ def add_seeds_argument(parser):
                         help="Draws the --max_train_examples subset, the same for every seed.")
 
 
+def comma_numbers(text, kind=float):
+    """The numbers of a comma-separated list such as `"2,3"` as `kind`; `[]` when one of them
+    is not a `kind` (the caller says what it needs).
+
+    >>> comma_numbers("2, 3,"), comma_numbers("0,x", int)
+    ([2.0, 3.0], [])
+    """
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        return []
+
+
 def parse_seeds(text):
     import argparse
 
-    try:
-        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
-    except ValueError:
-        seeds = []
+    seeds = comma_numbers(text, int)
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"needs distinct integers such as 0,1,2; got {text!r}")
     return seeds

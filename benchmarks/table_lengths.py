@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import add_data_argument, eval_data, machine_header  # noqa: E402
+from support import add_data_argument, comma_numbers, eval_data, machine_header  # noqa: E402
 
 MODELS = ("dense", "compact", "fixed", "compact attention", "compact FFN")
 
@@ -56,10 +56,7 @@ def parse_args(argv=None):
             parser.error(f"{args.run} has no {step}/model.keras: pass a finished apps.prune "
                          "run directory.")
     if args.lengths is not None:
-        try:
-            args.lengths = sorted({int(n) for n in args.lengths.split(",") if n.strip()})
-        except ValueError:
-            args.lengths = []
+        args.lengths = sorted(set(comma_numbers(args.lengths, int)))
         if not args.lengths or min(args.lengths) < 1 or max(args.lengths) > args.max_seq_length:
             parser.error(f"--lengths needs integers in 1..{args.max_seq_length} such as "
                          "16,32,64,128.")
