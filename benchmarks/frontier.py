@@ -292,16 +292,19 @@ def plot(args, rows):
                 "method": runtime_rows.label(r), "metric_std": r.get("compact_std"),
                 "speedup_range": r.get("speedup_b8_range") if r.get("compact_std") else None}
                for r in rows]
-    # One colour per method in every task's plot, whichever methods it shows; a baseline's
-    # points have a marker of their own.
-    colors = {method: f"C{i}" for i, method in
-              enumerate(("dense",) + tuple(KINDS) + tuple(baselines.BASELINES))}
     return metric_against_speedup(points, os.path.join(args.output_dir, f"{args.task}.png"),
                                   rows[0]["metric"],
                                   title=f"{args.task}: MiniLM-L6, batch 8, length 128" + (
                                       f", mean ± std over {len(teachers)} seeds"
                                       if len(teachers) > 1 else ""),
-                                  colors=colors, markers=baselines.markers())
+                                  colors=method_colors(), markers=baselines.markers())
+
+
+def method_colors():
+    """One colour per method in every task's plot, whichever methods it shows (a baseline's
+    points also have a marker of their own: `baselines.markers`)."""
+    return {method: f"C{i}" for i, method in
+            enumerate(("dense",) + tuple(KINDS) + tuple(baselines.BASELINES))}
 
 
 def print_table(args, rows):

@@ -442,3 +442,43 @@ def test_runtimes_give_a_row_per_runtime_and_the_dense_model_alone(
     monkeypatch.setattr(frontier, "machine_header", lambda: "machine")
     frontier.print_table(SimpleNamespace(task="sst2"), [row] + rows)
     assert "| lagrangian+fisher [onnx_int8] | 2 | 500 (0.50) | 5.00x" in capsys.readouterr().out
+
+
+def test_frontier_plot_draws_each_rows_delta_from_the_csv(tmp_path, capsys):
+    """benchmarks/frontier_plot.py: the CSV that frontier.py writes, drawn as Δ against the
+    speedup, with the std over seeds as the error bar; rows without the chosen speedup are
+    named, and --min_seeds keeps only rows over that many seeds."""
+    import doctest
+
+    import frontier_plot
+
+    assert doctest.testmod(frontier_plot).failed == 0
+    seeded = frontier.seed_rows.over_seeds({
+        0: [_row(method="lagrangian+fisher", metric=0.90, parameters=5, dense_parameters=9)],
+        1: [_row(method="lagrangian+fisher", metric=0.88, parameters=5, dense_parameters=9,
+                 speedup_b8=2.3)]})
+    single = frontier.seed_rows.over_seeds({0: [_row(method="fisher", metric=0.85,
+                                                     parameters=5, dense_parameters=9)]})
+    path = tmp_path / "frontier.csv"
+    frontier.write_csv(str(path), seeded + single)
+    drawn, left_out = frontier_plot.points(frontier_plot.read_rows(str(path), "sst2"))
+    assert [(p["method"], round(p["speedup"], 2), round(p["metric"], 2)) for p in drawn] == [
+        ("dense", 1.0, 0.0), ("lagrangian+fisher", 2.2, -2.0), ("fisher", 2.1, -6.0)]
+    assert drawn[1]["metric_std"] == pytest.approx(100 * np.std([0.90, 0.88], ddof=1), abs=1e-3)
+    assert drawn[2]["metric_std"] is None and left_out == []
+    # No real-length speedup in these rows: every one is left out and named.
+    assert frontier_plot.points(frontier_plot.read_rows(str(path), "sst2"),
+                                "speedup_b8_real")[1] == ["lagrangian+fisher 2", "fisher 2"]
+
+    pytest.importorskip("matplotlib")
+    output = tmp_path / "plot.png"
+    frontier_plot.main(["--csv", str(path), "--task", "sst2", "--output", str(output),
+                        "--min_seeds", "2"])
+    printed = capsys.readouterr().out
+    assert output.read_bytes().startswith(b"\x89PNG")
+    drawn_lines = [line.split()[0] for line in printed.splitlines() if "x " in line]
+    assert drawn_lines == ["lagrangian+fisher"] and "± 1.41" in printed
+    with pytest.raises(SystemExit, match="no mrpc rows"):
+        frontier_plot.main(["--csv", str(path), "--task", "mrpc"])
+    with pytest.raises(SystemExit):
+        frontier_plot.parse_args(["--task", "sst2", "--min_seeds", "0"])
