@@ -47,6 +47,8 @@ the two dev metrics are printed side by side; a row reproduces when they agree t
 A flag whose default changed since the row was recorded (`CHANGED_DEFAULTS`) is passed with
 the recorded run's value.
 `--retime` times finished rows again, on an idle machine, beside their recorded speedups.
+`--join` reads each seed's recorded rows of `--rows` and writes them over the seeds without
+running or timing anything (seeds run by separate invocations with other `--prune_flags`).
 """
 
 import argparse
@@ -161,7 +163,15 @@ def parse_args(argv=None):
     parser.add_argument("--rerun", action="store_true",
                         help="Rebuild the finished rows of --rows from their recorded commands "
                              "in <row>_rerun directories and compare their dev metrics.")
+    parser.add_argument("--join", action="store_true",
+                        help="Join the recorded rows of --rows over --seeds as they are (each "
+                             "seed's <task>.json), running and timing nothing: the CSV, table "
+                             "and plot of seeds run by separate invocations, also with other "
+                             "--prune_flags (e.g. exports on one seed only). Only --rows go to "
+                             "the CSV.")
     args = parser.parse_args(argv)
+    if sum((args.retime, args.rerun, args.join)) > 1:
+        parser.error("--retime, --rerun and --join each do one thing: pass one of them.")
     if args.teacher and not os.path.exists(args.teacher):
         parser.error(f"--teacher {args.teacher} does not exist: pass a fine-tuned model's "
                      ".keras file (vocab.txt beside it), or leave it out to fine-tune one.")
@@ -445,6 +455,9 @@ def main(argv=None):
         if args.seeds:
             print(f"\n== seed {seed}: {seed_args.output_dir}", flush=True)
         summary = os.path.join(seed_args.output_dir, f"{args.task}.json")
+        if args.join:
+            per_seed[seed] = recorded_rows(seed_args, summary, "--join")
+            continue
         if args.rerun:
             rerun(seed_args, summary)
             continue

@@ -482,3 +482,39 @@ def test_frontier_plot_draws_each_rows_delta_from_the_csv(tmp_path, capsys):
         frontier_plot.main(["--csv", str(path), "--task", "mrpc"])
     with pytest.raises(SystemExit):
         frontier_plot.parse_args(["--task", "sst2", "--min_seeds", "0"])
+
+
+def test_join_writes_the_recorded_rows_over_seeds_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    """--join: each seed's recorded rows of --rows, joined over the seeds as they are (no
+    run, no timing); only those rows reach the CSV, and a seed without one is named."""
+    import seed_rows
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("--join ran something")
+
+    monkeypatch.setattr(frontier, "run", no_run)
+    monkeypatch.setattr(frontier, "timed_speedups", no_run)
+    monkeypatch.setattr(frontier, "plot", lambda args, rows: None)
+    for seed, metric in ((0, 0.90), (1, 0.88)):
+        directory = tmp_path / f"seed{seed}"
+        directory.mkdir()
+        seed_rows.record_rows(str(directory / "sst2.json"), [
+            _row(method="fisher", metric=metric, seed=seed, command="python -m apps.prune",
+                 parameters=5, dense_parameters=9),
+            _row(method="lagrangian", metric=0.5, seed=seed, command="python -m apps.prune",
+                 parameters=5, dense_parameters=9)], frontier.row_key)
+    path = tmp_path / "frontier.csv"
+    frontier.main(["--data", str(tmp_path), "--output_dir", str(tmp_path), "--join",
+                   "--seeds", "0,1", "--rows", "fisher:2", "--csv", str(path)])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["seeds"]) for r in rows] == [("fisher", "0,1")]
+    assert float(rows[0]["compact_mean"]) == pytest.approx(0.89)
+    assert float(rows[0]["delta_mean"]) == pytest.approx(-2.0)
+    assert "| fisher | 2 | 0,1 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--join: no recorded row fisher:3"):
+        frontier.main(["--data", str(tmp_path), "--output_dir", str(tmp_path), "--join",
+                       "--seeds", "0,1", "--rows", "fisher:3", "--csv", str(path)])
+    with pytest.raises(SystemExit):
+        frontier.parse_args(["--data", str(tmp_path), "--output_dir", str(tmp_path),
+                             "--join", "--retime"])
