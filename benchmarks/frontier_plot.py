@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import baselines  # noqa: E402
 import frontier  # noqa: E402
+import runtime_rows  # noqa: E402
 
 SPEEDS = {"speedup_b8": "batch 8, padded to 128", "speedup_b8_real": "batch 8, real lengths",
           "speedup_b1": "batch 1, padded to 128"}
@@ -43,7 +44,7 @@ def read_rows(path, task, runtime="keras"):
         raise SystemExit(f"No CSV at {path}: pass the frontier's CSV with --csv.")
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["task"] == task
-                and (runtime == "all" or (r.get("runtime") or "keras") == runtime)]
+                and runtime in ("all", runtime_rows.runtime_of(r))]
     if not rows:
         raise SystemExit(f"{path} has no {task} rows in runtime {runtime!r}.")
     return rows
@@ -71,18 +72,18 @@ def points(rows, speed="speedup_b8", min_seeds=1):
               "metric_std": None}]
     left_out = []
     for row in rows:
-        runtime = row.get("runtime") or "keras"
-        method = row["method"] if runtime == "keras" else f"{row['method']} [{runtime}]"
-        delta = _number(row.get("delta_mean")) if row.get("delta_mean") else _number(
-            row.get("delta_points"))
-        name = f"{method} {row['target']}".strip()
-        if _seed_count(row) < min_seeds:
-            continue
-        if _number(row.get(speed)) is None or delta is None:
-            left_out.append(name)
-            continue
         seeds = _seed_count(row)
-        drawn.append({"speedup": _number(row[speed]), "metric": delta,
+        if seeds < min_seeds:
+            continue
+        method = runtime_rows.label(row)
+        speedup = _number(row.get(speed))
+        delta = _number(row.get("delta_mean"))
+        if delta is None:  # a row of an older CSV, from one run
+            delta = _number(row.get("delta_points"))
+        if speedup is None or delta is None:
+            left_out.append(f"{method} {row['target']}".strip())
+            continue
+        drawn.append({"speedup": speedup, "metric": delta,
                       "label": (row["target"] or "") + (f" ({seeds} seeds)" if seeds > 1
                                                         else ""),
                       "method": method, "metric_std": _number(row.get("delta_std"))})
