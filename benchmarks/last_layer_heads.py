@@ -69,9 +69,9 @@ def logit_spread(model, features):
     return float(np.asarray(model(features, training=False)).std(axis=0).mean())
 
 
-def row(dense, data, features, table, speedup, heads, tune, args):
-    """One mask: its kept heads, predicted speedup, dev results and the logit spread on
-    `features` (the first dev batch)."""
+def row(dense, data, split, features, table, speedup, heads, tune, args):
+    """One mask: its kept heads, predicted speedup, results on the eval `split` and the
+    logit spread on `features` (that split's first batch)."""
     import keras
 
     import keras_flop
@@ -85,7 +85,7 @@ def row(dense, data, features, table, speedup, heads, tune, args):
     compact = keras_flop.compact(gated)
     compact.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
                     if compact.num_labels > 1 else "mse")
-    results = evaluate(compact, data, 64)[next(iter(data.evals))]
+    results = evaluate(compact, data, 64)[split]
     return {"target": speedup, "last_layer_heads": heads, "tune": tune,
             "kept_heads": masks.kept_heads,
             "predicted": float(keras_flop.predicted_speedup(gated, table)),
@@ -103,14 +103,15 @@ def main(argv=None):
     dense = keras.saving.load_model(args.teacher, compile=False)
     table = keras_flop.LatencyTable.load(args.latency_table)
     data = load_task_data(os.path.join(args.data, "glue"), args.task, args.vocab, 128)
-    features = next(iter(data.eval_dataset(next(iter(data.evals)), 256)))[0]
+    split = next(iter(data.evals))  # the task's first eval split (dev, or dev_matched)
+    features = next(iter(data.eval_dataset(split, 256)))[0]
     spread = logit_spread(dense, features)
     rows = []
     cells = [(s, h, t) for s in args.target_speedups for t in args.tune for h in args.heads]
     for index, (speedup, heads, tune) in enumerate(cells, 1):
         print(f"[{index}/{len(cells)}] target {speedup:g}x, last_layer_heads {heads}, tuning "
               f"{'on' if tune else 'off'}", flush=True)
-        rows.append(row(dense, data, features, table, speedup, heads, tune, args))
+        rows.append(row(dense, data, split, features, table, speedup, heads, tune, args))
     print(machine_header())
     print(f"{args.teacher}: {args.task} dev, the teacher's logit spread {spread:.4f}; "
           f"{args.num_samples} training examples for the Fisher scores; "
