@@ -28,8 +28,10 @@ def _save(plt, figure, path):
     return path
 
 
-PLOTS_MISSING = ("figures need matplotlib: `pip install keras-flop[plots]`, then rerun with "
-                 "`--start_from report`")
+# What a caller without matplotlib is told: the install hint alone, and the prune app's form
+# of it, which also says how to draw the figures of a finished run.
+MATPLOTLIB_MISSING = "figures need matplotlib: `pip install keras-flop[plots]`"
+PLOTS_MISSING = f"{MATPLOTLIB_MISSING}, then rerun with `--start_from report`"
 
 # (column, label) per panel; a panel is drawn when the trace has its first column.
 _PANELS = (

@@ -109,7 +109,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from apps.plots import PLOTS_MISSING, metric_against_speedup
+    from apps.plots import MATPLOTLIB_MISSING, metric_against_speedup
 
     args = parse_args(argv)
     rows = read_rows(args.csv, args.task, args.runtime)
@@ -124,7 +124,7 @@ def main(argv=None):
         title=f"{args.task}: {SPEEDS[args.speed]}; bars: std over seeds",
         colors=frontier.method_colors(), markers=baselines.markers())
     if path is None:
-        raise SystemExit(PLOTS_MISSING.split(", then")[0] + ".")
+        raise SystemExit(f"{MATPLOTLIB_MISSING}.")
     for point in drawn[1:]:
         std = f" ± {point['metric_std']:.2f}" if point["metric_std"] is not None else ""
         print(f"{point['method']:<32} {point['label']:<14} {point['speedup']:.2f}x "

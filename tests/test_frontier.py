@@ -444,7 +444,7 @@ def test_runtimes_give_a_row_per_runtime_and_the_dense_model_alone(
     assert "| lagrangian+fisher [onnx_int8] | 2 | 500 (0.50) | 5.00x" in capsys.readouterr().out
 
 
-def test_frontier_plot_draws_each_rows_delta_from_the_csv(tmp_path, capsys):
+def test_frontier_plot_draws_each_rows_delta_from_the_csv(tmp_path, monkeypatch, capsys):
     """benchmarks/frontier_plot.py: the CSV that frontier.py writes, drawn as Δ against the
     speedup, with the std over seeds as the error bar; rows without the chosen speedup are
     named, and --min_seeds keeps only rows over that many seeds."""
@@ -482,6 +482,13 @@ def test_frontier_plot_draws_each_rows_delta_from_the_csv(tmp_path, capsys):
         frontier_plot.main(["--csv", str(path), "--task", "mrpc"])
     with pytest.raises(SystemExit):
         frontier_plot.parse_args(["--task", "sst2", "--min_seeds", "0"])
+    # Without matplotlib (the drawing returns None): the install hint, not the prune app's
+    # `--start_from report`.
+    import apps.plots
+    monkeypatch.setattr(apps.plots, "metric_against_speedup", lambda *a, **k: None)
+    with pytest.raises(SystemExit) as missing:
+        frontier_plot.main(["--csv", str(path), "--task", "sst2", "--output", str(output)])
+    assert str(missing.value) == "figures need matplotlib: `pip install keras-flop[plots]`."
 
 
 def test_join_writes_the_recorded_rows_over_seeds_and_runs_nothing(tmp_path, monkeypatch, capsys):
