@@ -19,6 +19,7 @@ import statistics
 import time
 
 from apps import common
+from apps.prune.dev_batches import timed_batches
 from apps.prune.parser import EXPORT_AGREEMENT_EXAMPLES
 
 # The rows of each model, in this order; the first is the reference of every speedup.
@@ -80,7 +81,7 @@ def build_rows(run, loaded, formats, scratch, threads):
     """`({name: runner}, [row])` for every model and runtime: the runners on `threads`
     threads, the rows with their file and its size."""
     from keras_flop.export import runtimes
-    from keras_flop.export.formats import FILE_NAMES
+    from keras_flop.export.requirements import FILE_NAMES
 
     files = {model: {"keras": run.path(step, "model.keras")} for model, (step, _) in
              MODELS.items()}
@@ -137,7 +138,6 @@ def latencies(run, runners, rows, total):
     """Times every runner in turn (`calls_in_turn`) at each batch size and padding; fills
     each row's `latency_ms` and `speedup` (`[median, min, max]` over the rounds) and returns
     `(configs, rounds)`."""
-    from apps.prune.report import timed_batches
     from keras_flop.export import runtimes
     from keras_flop.latency.timing import calls_in_turn, ratio_spread
 
