@@ -4,7 +4,7 @@
         --task sst2 [--data ../shared/data] [--calibration_examples 200]
 
 The model (its vocab.txt beside it or in the apps.prune run's `finetune/`) is converted to
-LiteRT from one SavedModel (`keras_flop.export.formats.litert_flatbuffers`) in each mode of the
+LiteRT from one SavedModel (`keras_flop.export.float_files.litert_flatbuffers`) in each mode of the
 converter:
 
 - `float32`: no quantization (the `litert` export);
@@ -71,7 +71,7 @@ def main(argv=None):
 
     from keras_flop import glue
     from keras_flop.export import quantized, runtimes
-    from keras_flop.export.formats import float32_copy, litert_flatbuffers, write_file
+    from keras_flop.export.float_files import float32_copy, litert_flatbuffers, write_file
     from keras_flop.latency.timing import calls_in_turn, compiled_forward
     from keras_flop.training import data as training_data
 

@@ -652,11 +652,11 @@ def test_sweep_table_marks_the_best_rate_and_has_no_accuracy_for_a_regression(tm
 def test_prune_app_takes_the_int8_formats_with_the_library_s_names_and_packages():
     from apps import prune as prune_app
     from apps.prune.parser import EXPORT_PACKAGES
-    from keras_flop.export import formats
+    from keras_flop.export import requirements
 
-    assert prune_app.parser.EXPORT_FORMATS == formats.FORMATS
-    assert EXPORT_PACKAGES == {fmt: (formats._REQUIREMENTS[fmt], formats.EXTRAS[fmt])
-                               for fmt in formats.FORMATS if fmt != "saved_model"}
+    assert prune_app.parser.EXPORT_FORMATS == requirements.FORMATS
+    assert EXPORT_PACKAGES == {fmt: (requirements._REQUIREMENTS[fmt], requirements.EXTRAS[fmt])
+                               for fmt in requirements.FORMATS if fmt != "saved_model"}
     pytest.importorskip("onnxruntime")
     pytest.importorskip("ai_edge_litert")
     args = prune_app.resolve_args(prune_app.build_parser().parse_args(

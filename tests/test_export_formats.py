@@ -12,7 +12,9 @@ import pytest
 import keras_flop
 from keras_flop import BertConfig, build_bert_classifier
 from keras_flop.export import quantized
-from keras_flop.export.formats import RUNNERS, check_formats, export_formats, sample_batch
+from keras_flop.export.formats import export_formats, sample_batch
+from keras_flop.export.requirements import check_formats
+from keras_flop.export.runtimes import RUNNERS
 
 TINY = dict(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=16)
@@ -124,7 +126,7 @@ def test_litert_converter_settings_give_calibrated_int8_activations_and_name_a_b
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_flop.export.formats import litert_flatbuffers
+    from keras_flop.export.float_files import litert_flatbuffers
 
     model = build_bert_classifier(BertConfig(**dict(TINY, num_hidden_layers=1)))
     batches = [sample_batch(TINY["vocab_size"], 1, 8, seed=seed) for seed in range(4)]

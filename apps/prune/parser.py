@@ -24,7 +24,7 @@ FAMILY_LENGTH = 1.5
 # keras_flop.gates.structure.STRUCTURES, spelled out so that --help and flag errors need no
 # TensorFlow import (a test keeps the two equal).
 STRUCTURES = ("rank", "heads+ffn", "heads+ffn+layers", "all")
-# keras_flop.export.formats.FORMATS, and the packages of each format (formats._REQUIREMENTS)
+# keras_flop.export.requirements.FORMATS, and the packages of each format (its _REQUIREMENTS)
 # with the extra that installs them, spelled out for the same reason (a test keeps them equal).
 EXPORT_FORMATS = ("saved_model", "onnx", "litert", "onnx_int8", "litert_int8")
 EXPORT_PACKAGES = {"onnx": (("tf2onnx", "onnxruntime"), "onnx"),

@@ -36,6 +36,10 @@ logit difference and the sizes of the INT8 file and of its float counterpart.
 import os
 
 import numpy as np
+import tensorflow as tf
+
+from keras_flop.export.float_files import (export_onnx, float32_copy, litert_flatbuffers,
+                                           write_file)
 
 INT8_FORMATS = ("onnx_int8", "litert_int8")
 # A one-output model (a regressor, STS-B) agrees on an example when its output is within this
@@ -186,8 +190,6 @@ def quantize_onnx(float_path, path, per_channel=True, float_layers=()):
 def export_onnx_int8(model, path, per_channel=True):
     """Writes `model` to the ONNX file `path` with int8 weights (`quantize_onnx` of the float
     file `export_onnx` writes). Returns the float file's size in bytes."""
-    from keras_flop.export.formats import export_onnx
-
     float_path = os.fspath(path) + ".float"
     try:
         export_onnx(model, float_path)
@@ -203,10 +205,6 @@ def export_onnx_int8(model, path, per_channel=True):
 def export_litert_int8(model, path):
     """Writes `model` to the LiteRT file `path` in the converter's dynamic-range mode (int8
     weights). Returns the size in bytes of the float file converted from the same SavedModel."""
-    import tensorflow as tf
-
-    from keras_flop.export.formats import float32_copy, litert_flatbuffers, write_file
-
     network = float32_copy(getattr(model, "network", model))
     float_file, int8_file = litert_flatbuffers(
         network, [{}, {"optimizations": [tf.lite.Optimize.DEFAULT]}])

@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from keras_flop.export.requirements import require
+
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
@@ -98,8 +100,6 @@ class OnnxRunner:
     """
 
     def __init__(self, path, threads=None):
-        from keras_flop.export.formats import require
-
         _check_threads(threads)
         require("onnx")
         import onnxruntime
@@ -127,8 +127,6 @@ class LiteRTRunner:
     """
 
     def __init__(self, path, threads=None):
-        from keras_flop.export.formats import require
-
         _check_threads(threads)
         require("litert")
         from ai_edge_litert.interpreter import Interpreter
@@ -152,7 +150,7 @@ class LiteRTRunner:
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
-# The runner of each file format of `keras_flop.export.formats`.
+# The runner of each file format of `keras_flop.export.requirements`.
 RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner, "onnx_int8": OnnxRunner,
            "litert_int8": LiteRTRunner}
 
