@@ -77,13 +77,11 @@ class Workers:
         self.strategy = strategy
         self.run_dir = run_dir
         self.timeout = timeout
-        import tensorflow as tf
+        from keras_flop.training.distribute import is_multi_worker
 
         extended = strategy.extended
-        # More replicas in sync than on this machine: some are on other workers.
         self.count = 1
-        self.multi = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-            strategy.num_replicas_in_sync > len(extended.worker_devices)
+        self.multi = is_multi_worker(strategy)
         self.chief = True
         self.index = 0
         if self.multi:

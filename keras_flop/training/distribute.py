@@ -6,7 +6,8 @@ import tensorflow as tf
 
 
 def is_multi_worker(strategy):
-    """Whether `strategy` spans several workers (Keras reduces its values with collectives).
+    """Whether `strategy` spans several workers (Keras reduces its values with collectives):
+    more replicas in sync than this worker's devices (public API only).
 
     Example:
     >>> import tensorflow as tf
@@ -14,9 +15,8 @@ def is_multi_worker(strategy):
     >>> is_multi_worker(tf.distribute.get_strategy())  # the default strategy: one process
     False
     """
-    extended = getattr(strategy, "extended", None)
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-        getattr(extended, "_in_multi_worker_mode", lambda: False)()
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
 
 
 __all__ = ["is_multi_worker"]
