@@ -77,7 +77,7 @@ class Workers:
         self.strategy = strategy
         self.run_dir = run_dir
         self.timeout = timeout
-        from keras_flop.training.distribute import is_multi_worker
+        from keras_flop.distribute import is_multi_worker
 
         extended = strategy.extended
         self.count = 1

@@ -54,7 +54,7 @@ class DistributedBuildMixin:
     def _make_function(self, step_function):
         import tensorflow as tf
 
-        from keras_flop.training.distribute import is_multi_worker
+        from keras_flop.distribute import is_multi_worker
 
         if not is_multi_worker(self.distribute_strategy):
             return super()._make_function(step_function)

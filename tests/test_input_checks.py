@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_flop
-from keras_flop.training.checks import check_arrays, checked_dataset, model_num_labels
+from keras_flop.input_checks import check_arrays, checked_dataset, model_num_labels
 
 TINY = dict(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=16)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_flop.layers import FactorizedDense, HardConcreteMask
-from keras_flop.lagrangian.svd import choose_rank, svd_factors
+from keras_flop.layers.svd import choose_rank, svd_factors
 
 
 def _random(shape, seed):

@@ -8,7 +8,7 @@ the Fisher scores are estimated and the masks tuned.
 from keras import ops
 
 from keras_flop.models.bert import bert_network
-from keras_flop.training.checks import check_batch, check_spec
+from keras_flop.input_checks import check_batch, check_spec
 
 
 def dense_network(model):
@@ -23,7 +23,7 @@ def dense_network(model):
 
 def sample_batches(dataset, num_samples, num_labels=None):
     """`(features, labels)` batches from `dataset` holding `num_samples` examples in all,
-    each checked as it is drawn (`keras_flop.training.checks`): batched, with labels, class
+    each checked as it is drawn (`keras_flop.input_checks`): batched, with labels, class
     ids in `[0, num_labels)`; a `tf.data.Dataset` from its spec first (unbatched, empty).
 
     Example:

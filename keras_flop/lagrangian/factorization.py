@@ -96,7 +96,7 @@ def factorize_model(model, rank=None, energy=None, sigma="full", rank_policy="mi
             kernel costs, so that the expected sparsity starts at 0 instead of below it), or
             None for full rank.
         energy: same as a float `rank`, by keyword.
-        sigma, rank_policy: see `keras_flop.lagrangian.svd.svd_factors`.
+        sigma, rank_policy: see `keras_flop.layers.svd.svd_factors`.
         gated: attach a rank gate to each factorized layer (default) or not.
         gate_config: keyword arguments of each `HardConcreteMask`.
 

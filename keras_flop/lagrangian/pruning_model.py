@@ -10,7 +10,7 @@ from keras_flop.training.distillation import (TEACHER_LOGITS, check_settings, ch
                                               feature_view, hidden_state_loss, logit_loss,
                                               split_teacher_logits, teacher_targets)
 from keras_flop.compat import DistributedBuildMixin, update_loss_metric
-from keras_flop.training.checks import CheckedData
+from keras_flop.input_checks import CheckedData
 from keras_flop.lagrangian.arguments import (PRUNING_ARGUMENTS, check_pruning_arguments,
                                              check_pruning_values)
 from keras_flop.lagrangian.family import DEFAULT_TOLERANCE, FamilySchedule, TargetFamily

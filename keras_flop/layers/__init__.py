@@ -1,4 +1,4 @@
-"""Keras layers of keras-flop."""
+"""Keras layers of keras-flop, and the SVD factors (`svd`) a `FactorizedDense` starts from."""
 
 from keras_flop.layers.attention import ScaledDotProductAttention
 from keras_flop.layers.factorized_dense import FactorizedDense

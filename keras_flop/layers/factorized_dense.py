@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_flop.layers.hard_concrete_mask import HardConcreteMask, derive_seed
-from keras_flop.lagrangian.svd import svd_factors
+from keras_flop.layers.svd import svd_factors
 
 
 @keras.saving.register_keras_serializable(package="keras_flop")

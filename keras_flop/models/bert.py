@@ -34,7 +34,7 @@ import keras
 from keras_flop.models.activations import get_activation
 from keras_flop.models.config import BertConfig
 from keras_flop.compat import DistributedBuildMixin
-from keras_flop.training.checks import CheckedData
+from keras_flop.input_checks import CheckedData
 # The layer names and gate kinds are the forward pass's; imported here for this module's
 # users too.
 from keras_flop.models.forward import (ENCODER_DENSE_SUFFIXES, HIDDEN_STATE_SUFFIX,  # noqa: F401

@@ -1,2 +1,1 @@
-"""Training: optimizers and schedules, callbacks, distillation, `tf.distribute` support and
-seeding."""
+"""Training: optimizers and schedules, callbacks, distillation, data and seeding."""

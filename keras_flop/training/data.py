@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import keras_flop
+    from keras_flop.glue.tasks import GlueTask
+    from keras_flop.text.preprocessor import BertPreprocessor
 
 # The split of training examples held out for choices (learning rate, recipe, target), so
 # that the dev split is scored once per final model instead of being chosen on.
@@ -22,11 +23,11 @@ class TaskData:
     """A task's examples, their preprocessing and how they are batched (`--pad_to_max_length`,
     `--bucket_boundaries`); each split is tokenized once, on first use."""
 
-    task: "keras_flop.glue.GlueTask"
+    task: "GlueTask"
     train: list
     evals: dict  # split -> examples; dev first, then "selection" when held out
     tests: dict  # split -> examples
-    preprocessor: "keras_flop.BertPreprocessor"
+    preprocessor: "BertPreprocessor"
     pad_to_max_length: bool = False
     boundaries: list = None
     _tokenized: dict = dataclasses.field(default_factory=dict, repr=False)

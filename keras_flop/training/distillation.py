@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_flop.compat import DistributedBuildMixin
-from keras_flop.training.checks import CheckedData
+from keras_flop.input_checks import CheckedData
 from keras_flop.models.bert import bert_structure_of, hidden_state_layers
 
 # Feature key of precomputed teacher logits: logit distillation from a frozen teacher

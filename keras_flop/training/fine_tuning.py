@@ -36,7 +36,7 @@ def fine_tune(model, data, learning_rate, epochs, batch_size, seed, callbacks=()
     import keras
 
     from keras_flop.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss
-    from keras_flop.training.checks import check_task_data
+    from keras_flop.input_checks import check_task_data
     from keras_flop.training.optimizers import model_optimizer
 
     check_task_data(model, data)

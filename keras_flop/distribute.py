@@ -11,7 +11,7 @@ def is_multi_worker(strategy):
 
     Example:
     >>> import tensorflow as tf
-    >>> from keras_flop.training.distribute import is_multi_worker
+    >>> from keras_flop.distribute import is_multi_worker
     >>> is_multi_worker(tf.distribute.get_strategy())  # the default strategy: one process
     False
     """
