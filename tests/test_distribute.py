@@ -1,4 +1,5 @@
-"""The pruning train_step under MirroredStrategy on two logical CPU devices."""
+"""The pruning train_step under MirroredStrategy on two logical CPU devices, and what a
+worker of a two-worker cluster finds it is."""
 
 import json
 import os
@@ -6,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+
+from test_multi_worker import ROOT, env, finish, read, start_workers
 
 SCRIPT = r"""
 import json, sys
@@ -58,3 +61,31 @@ def test_mirrored_strategy_matches_one_device():
         one, two = found["one"][key], found["two"][key]
         assert all(abs(a - b) <= 1e-4 * max(1.0, abs(a)) for a, b in zip(one, two)), \
             (key, one, two)
+
+
+WORKER_SCRIPT = r"""
+import json
+import tensorflow as tf
+from apps.workers import Workers
+from keras_flop.distribute import is_multi_worker
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+workers = Workers(strategy)
+print(json.dumps({"multi_worker": is_multi_worker(strategy), "count": workers.count,
+                  "chief": workers.chief, "index": workers.index}))
+"""
+
+
+@pytest.mark.process  # two worker processes, then one alone
+def test_a_worker_knows_it_is_one_of_two_and_a_process_alone_that_it_is_not(tmp_path):
+    script = tmp_path / "worker.py"  # a file: start_workers formats {index} in its arguments
+    script.write_text(WORKER_SCRIPT)
+    processes = start_workers([sys.executable, str(script)], tmp_path / "logs")
+    assert finish(processes, timeout=300) == [0, 0], read(tmp_path / "logs", 0, "err")[-3000:]
+    found = [json.loads(read(tmp_path / "logs", i).strip().splitlines()[-1]) for i in (0, 1)]
+    assert found == [{"multi_worker": True, "count": 2, "chief": True, "index": 0},
+                     {"multi_worker": True, "count": 2, "chief": False, "index": 1}]
+    alone = subprocess.run([sys.executable, str(script)], capture_output=True,
+                           text=True, cwd=ROOT, env=env(), timeout=300)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert json.loads(alone.stdout.strip().splitlines()[-1]) == \
+        {"multi_worker": False, "count": 1, "chief": True, "index": 0}
