@@ -11,6 +11,9 @@ versions lack; the test suite fails on any, and `check_hooks()` raises at the po
   strategy's scope, unlike the public `distribute_strategy`); `update_loss_metric` updates
   `_loss_tracker`, the metric behind the `loss` of Keras' logs, from a custom `train_step`.
   Keras' epoch iterator's `data_adapter.get_tf_dataset()` gives the `tf.data` pipeline.
+- Keras optimizers: `learning_rate_of` reads `_learning_rate`, the schedule or value the
+  optimizer was built with (the public `learning_rate` is the schedule's value at the current
+  step, which cannot tell a warmup's 0 from a frozen model's).
 - keras-hub's `TransformerEncoder` has no public accessors for its sublayers
   (`encoder_sublayers`), and its BERT's tanh GELU has no public name
   (`keras_hub_gelu_approximate`).
@@ -99,6 +102,20 @@ def update_loss_metric(model, loss, batch_size):
     model._loss_tracker.update_state(loss, sample_weight=batch_size)
 
 
+def learning_rate_of(optimizer):
+    """What `optimizer` was built with as its learning rate: a `LearningRateSchedule` (or
+    another callable), or a variable holding a constant.
+
+    Example:
+    >>> import keras
+    >>> from keras_flop.compat import learning_rate_of
+    >>> schedule = keras.optimizers.schedules.PolynomialDecay(1e-3, decay_steps=10)
+    >>> learning_rate_of(keras.optimizers.Adam(schedule)) is schedule
+    True
+    """
+    return optimizer._learning_rate
+
+
 def encoder_sublayers(layer):
     """`{name: sublayer}` of a keras-hub `TransformerEncoder`: its attention's query, key,
     value and output dense layers (`attention_query`, ...), its two layer norms and its FFN
@@ -171,6 +188,9 @@ def missing_hooks():
         if not hasattr(model, attribute):
             missing.append(f"keras.Model.{attribute} (keras {keras.__version__}, tested "
                            f"{TESTED['keras']})")
+    if not hasattr(keras.optimizers.Adam(), "_learning_rate"):
+        missing.append(f"keras.optimizers.Optimizer._learning_rate (learning_rate_of; keras "
+                       f"{keras.__version__}, tested {TESTED['keras']})")
     if importlib.util.find_spec("keras_hub"):
         missing += _missing_keras_hub_sublayers()
     if importlib.util.find_spec("tf2onnx"):

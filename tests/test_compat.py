@@ -22,6 +22,13 @@ def test_a_missing_hook_is_named(monkeypatch):
         compat.check_hooks()
 
 
+def test_a_missing_optimizer_hook_is_named(monkeypatch):
+    monkeypatch.setattr(keras.optimizers, "Adam", lambda: object())  # no `_learning_rate`
+    missing = compat.missing_hooks()
+    assert len(missing) == 1
+    assert missing[0].startswith("keras.optimizers.Optimizer._learning_rate (learning_rate_of;")
+
+
 def test_tf2onnx_pass_is_restored():
     optimizer = pytest.importorskip("tf2onnx.optimizer")
     before = dict(optimizer._optimizers)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_flop.compat import learning_rate_of
+
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
 
@@ -143,7 +145,8 @@ def sized_gate_optimizer(total_steps, peak=None):
     decay to 0 at its end, so that the mask settles before the run ends.
 
     Example:
-    >>> schedule = sized_gate_optimizer(200)._learning_rate   # peak 80 / 200 at step 10
+    >>> from keras_flop.compat import learning_rate_of
+    >>> schedule = learning_rate_of(sized_gate_optimizer(200))   # peak 80 / 200 at step 10
     >>> [round(float(schedule(step)), 3) for step in (0, 10, 105, 200)]
     [0.0, 0.4, 0.2, 0.0]
     """
@@ -162,7 +165,7 @@ def is_frozen(optimizer):
     if optimizer is None:
         return True
     optimizer = keras.optimizers.get(optimizer)
-    rate = getattr(optimizer, "_learning_rate", None)
+    rate = learning_rate_of(optimizer)
     if isinstance(rate, LearningRateSchedule) or callable(rate):
         return False
     return float(ops.convert_to_numpy(optimizer.learning_rate)) == 0.0
