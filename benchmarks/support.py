@@ -74,6 +74,7 @@ def machine_header():
     import keras
     import tensorflow as tf
 
+    from keras_flop.compat import op_determinism_enabled
     from keras_flop.latency.device import cpu_description
 
     intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
@@ -82,17 +83,7 @@ def machine_header():
     return (f"Machine: {cpu_description()}, {os.cpu_count()} cores, "
             f"{gpus or 'no'} GPU{'s' if gpus != 1 else ''}; TensorFlow {tf.__version__}, "
             f"Keras {keras.__version__}; TF threads intra-op {intra}, inter-op {inter}; "
-            f"op determinism {'on' if _determinism_on() else 'off'}.")
-
-
-def _determinism_on():
-    import tensorflow as tf
-
-    try:
-        from tensorflow.python.framework import config as tf_config
-        return bool(tf_config.is_op_determinism_enabled())
-    except (ImportError, AttributeError):
-        return bool(getattr(tf.config.experimental, "is_op_determinism_enabled", lambda: False)())
+            f"op determinism {'on' if op_determinism_enabled() else 'off'}.")
 
 
 def add_seeds_argument(parser):

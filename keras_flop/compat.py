@@ -1,7 +1,8 @@
-"""Every use of a private API of Keras, keras-hub or tf2onnx, in one place, each with why.
+"""Every use of a private API of TensorFlow, Keras, keras-hub or tf2onnx, in one place, each
+with why.
 
 The library keeps to public APIs except where the frameworks offer none for what it needs.
-Those uses live here, and `pyproject.toml` bounds the three packages to the minor versions
+Those uses live here, and `pyproject.toml` bounds the four packages to the minor versions
 they were tested with (`TESTED`). `missing_hooks()` lists, by name, each hook the installed
 versions lack; the test suite fails on any, and `check_hooks()` raises at the point of use.
 
@@ -17,6 +18,9 @@ versions lack; the test suite fails on any, and `check_hooks()` raises at the po
 - keras-hub's `TransformerEncoder` has no public accessors for its sublayers
   (`encoder_sublayers`), and its BERT's tanh GELU has no public name
   (`keras_hub_gelu_approximate`).
+- TensorFlow has `tf.config.experimental.enable_op_determinism` but no public reader of it:
+  `op_determinism_enabled` asks `tensorflow.python.framework.config`, so that a benchmark
+  prints the setting its figures were measured under.
 - tf2onnx's optimizer registry `tf2onnx.optimizer._optimizers` is the only way to turn one
   pass off (`tf2onnx_without_pass`).
 """
@@ -24,7 +28,8 @@ versions lack; the test suite fails on any, and `check_hooks()` raises at the po
 import contextlib
 
 # The versions these hooks were tested with, as in pyproject.toml's bounds.
-TESTED = {"keras": "3.10 to 3.15", "keras-hub": "0.22 to 0.32", "tf2onnx": "1.16 to 1.17"}
+TESTED = {"tensorflow": "2.20 to 2.21", "keras": "3.10 to 3.15", "keras-hub": "0.22 to 0.32",
+          "tf2onnx": "1.16 to 1.17"}
 
 # keras.src.backend.tensorflow.trainer.TensorFlowTrainer's methods that the mixin overrides
 # or calls.
@@ -116,6 +121,19 @@ def learning_rate_of(optimizer):
     return optimizer._learning_rate
 
 
+def op_determinism_enabled():
+    """Whether `tf.config.experimental.enable_op_determinism()` is in force in this process.
+
+    Example:
+    >>> from keras_flop.compat import op_determinism_enabled
+    >>> op_determinism_enabled()  # off unless a program turned it on
+    False
+    """
+    from tensorflow.python.framework import config
+
+    return bool(config.is_op_determinism_enabled())
+
+
 def encoder_sublayers(layer):
     """`{name: sublayer}` of a keras-hub `TransformerEncoder`: its attention's query, key,
     value and output dense layers (`attention_query`, ...), its two layer norms and its FFN
@@ -191,6 +209,14 @@ def missing_hooks():
     if not hasattr(keras.optimizers.Adam(), "_learning_rate"):
         missing.append(f"keras.optimizers.Optimizer._learning_rate (learning_rate_of; keras "
                        f"{keras.__version__}, tested {TESTED['keras']})")
+    from tensorflow.python.framework import config as tf_config
+
+    if not callable(getattr(tf_config, "is_op_determinism_enabled", None)):
+        import tensorflow as tf
+
+        missing.append(f"tensorflow.python.framework.config.is_op_determinism_enabled "
+                       f"(op_determinism_enabled; tensorflow {tf.__version__}, tested "
+                       f"{TESTED['tensorflow']})")
     if importlib.util.find_spec("keras_hub"):
         missing += _missing_keras_hub_sublayers()
     if importlib.util.find_spec("tf2onnx"):
@@ -235,6 +261,6 @@ def check_hooks():
     """
     missing = missing_hooks()
     if missing:
-        raise RuntimeError("The installed Keras, keras-hub or tf2onnx lacks what keras-flop "
-                           "needs: " + "; ".join(missing) + ". Install the versions "
-                           "pyproject.toml allows.")
+        raise RuntimeError("The installed TensorFlow, Keras, keras-hub or tf2onnx lacks what "
+                           "keras-flop needs: " + "; ".join(missing) + ". Install the "
+                           "versions pyproject.toml allows.")

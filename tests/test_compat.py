@@ -1,6 +1,10 @@
 """The private framework APIs of keras_flop.compat exist in the installed versions, and a
 missing one is reported by name."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import pytest
 
@@ -27,6 +31,19 @@ def test_a_missing_optimizer_hook_is_named(monkeypatch):
     missing = compat.missing_hooks()
     assert len(missing) == 1
     assert missing[0].startswith("keras.optimizers.Optimizer._learning_rate (learning_rate_of;")
+
+
+@pytest.mark.process  # enabling determinism cannot be undone in this process
+def test_op_determinism_is_read_as_set():
+    script = ("import tensorflow as tf\n"
+              "from keras_flop.compat import op_determinism_enabled\n"
+              "before = op_determinism_enabled()\n"
+              "tf.config.experimental.enable_op_determinism()\n"
+              "print(before, op_determinism_enabled())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True"]
 
 
 def test_tf2onnx_pass_is_restored():
