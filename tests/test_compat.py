@@ -33,6 +33,16 @@ def test_a_missing_optimizer_hook_is_named(monkeypatch):
     assert missing[0].startswith("keras.optimizers.Optimizer._learning_rate (learning_rate_of;")
 
 
+def test_a_missing_tensorflow_hook_is_named(monkeypatch):
+    from tensorflow.python.framework import config
+
+    monkeypatch.delattr(config, "is_op_determinism_enabled")
+    missing = compat.missing_hooks()
+    assert len(missing) == 1
+    assert missing[0].startswith("tensorflow.python.framework.config.is_op_determinism_enabled "
+                                 "(op_determinism_enabled;")
+
+
 @pytest.mark.process  # enabling determinism cannot be undone in this process
 def test_op_determinism_is_read_as_set():
     script = ("import tensorflow as tf\n"
